@@ -1,0 +1,57 @@
+"""The project's error tree. Every domain error carries the job id when there is one.
+
+    ImageJobError                     base; ``job_id`` (None before a job exists)
+    ├── RequestInvalid                a client's request breaks a rule: 400 naming ``field``
+    ├── SettingsInvalid               an app setting is missing or wrong: names the setting
+    ├── UpstreamFailure               the route answered, or failed to: see ``Failure``
+    └── StorageFailure                Blob Storage refused or was unreachable
+
+Upstream failures are not raised across the activity boundary: the activity translates every
+httpx exception and every error response into one ``Failure`` record (activities/ does that in ONE
+place), returns it to the orchestrator as data, and the retry policy decides from it. The classes
+here are what code inside one process raises and catches.
+"""
+
+from __future__ import annotations
+
+
+class ImageJobError(Exception):
+    """Base of every error this project raises on purpose."""
+
+    def __init__(self, message: str, *, job_id: str | None = None) -> None:
+        self.job_id = job_id
+        self.message = message
+        super().__init__(f"job {job_id}: {message}" if job_id else message)
+
+
+class RequestInvalid(ImageJobError):
+    """A request to start a job breaks a rule; ``field`` names the request field at fault."""
+
+    def __init__(self, field: str, code: str, message: str, *, job_id: str | None = None) -> None:
+        self.field = field
+        self.code = code
+        super().__init__(message, job_id=job_id)
+
+    def body(self) -> dict[str, dict[str, str]]:
+        """The 400 body the HTTP starter answers with."""
+        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+
+
+class SettingsInvalid(ImageJobError):
+    """An app setting is missing or malformed; ``setting`` names it (never its value)."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        self.setting = setting
+        super().__init__(f"setting {setting}: {message}")
+
+
+class UpstreamFailure(ImageJobError):
+    """Raised inside an activity once a failure has been translated; carries the record."""
+
+    def __init__(self, failure: object, *, job_id: str | None = None) -> None:
+        self.failure = failure
+        super().__init__(str(getattr(failure, "message", failure)), job_id=job_id)
+
+
+class StorageFailure(ImageJobError):
+    """Blob Storage refused a write or read, or could not be reached."""

@@ -1,0 +1,98 @@
+"""Each image model's request rules, as data.
+
+The rules come from shared/reference/gpt-image-2-api.md (OpenAI's gpt-image-2 model page and
+OpenAPI document, Azure's how-to). A newer model is a new entry here plus a route setting, not new
+code. Route owners differ in what they accept (Azure serves png and jpeg only), so format sets are
+per owner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+ROUTE_OWNERS = ("openai", "azure", "gateway")
+
+
+@dataclass(frozen=True)
+class SizeRules:
+    """What ``WxH`` sizes a model accepts."""
+
+    multiple_of: int
+    max_edge: int
+    max_ratio: float
+    min_pixels: int
+    max_pixels: int
+    # Above this the model page calls the size experimental: accepted, but worth a warning.
+    experimental_above_pixels: int
+    allow_auto: bool = True
+
+
+@dataclass(frozen=True)
+class ModelRules:
+    """Everything a request to one model must satisfy."""
+
+    name: str
+    sizes: SizeRules
+    qualities: frozenset[str]
+    output_formats: Mapping[str, frozenset[str]]  # route owner -> accepted formats
+    backgrounds: frozenset[str]
+    transparent_formats: frozenset[str]
+    compression_formats: frozenset[str]
+    moderations: frozenset[str]
+    n_max: int
+    partial_images_max: int
+    prompt_max_chars: int
+    # Parameters the model refuses outright (400 naming them), e.g. input_fidelity.
+    refused_parameters: frozenset[str] = field(default_factory=frozenset)
+
+    def formats_for(self, owner: str) -> frozenset[str]:
+        return self.output_formats.get(owner, self.output_formats["openai"])
+
+
+_ALL_FORMATS = frozenset({"png", "jpeg", "webp"})
+
+GPT_IMAGE_2 = ModelRules(
+    name="gpt-image-2",
+    sizes=SizeRules(
+        multiple_of=16,
+        max_edge=3840,
+        max_ratio=3.0,
+        min_pixels=655_360,
+        max_pixels=8_294_400,
+        experimental_above_pixels=3_686_400,
+    ),
+    qualities=frozenset({"low", "medium", "high", "auto"}),
+    output_formats=MappingProxyType(
+        {
+            "openai": _ALL_FORMATS,
+            "gateway": _ALL_FORMATS,
+            "azure": frozenset({"png", "jpeg"}),
+        }
+    ),
+    backgrounds=frozenset({"transparent", "opaque", "auto"}),
+    transparent_formats=frozenset({"png", "webp"}),
+    compression_formats=frozenset({"jpeg", "webp"}),
+    moderations=frozenset({"auto", "low"}),
+    n_max=10,
+    partial_images_max=3,
+    prompt_max_chars=32_000,
+    refused_parameters=frozenset({"input_fidelity", "response_format"}),
+)
+
+MODELS: Mapping[str, ModelRules] = MappingProxyType(
+    {
+        "gpt-image-2": GPT_IMAGE_2,
+        "gpt-image-2-2026-04-21": GPT_IMAGE_2,
+    }
+)
+
+
+def rules_for(model: str) -> ModelRules:
+    """The rules of ``model``; a model we hold no rules for is a settings error, said plainly."""
+    try:
+        return MODELS[model]
+    except KeyError:
+        known = ", ".join(sorted(MODELS))
+        raise KeyError(f"no request rules for model {model!r} (known: {known})") from None

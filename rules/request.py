@@ -1,0 +1,203 @@
+"""Validating a request to start an image job, by the target model's rules, before anything runs.
+
+    job = parse_job_request(body, settings)      # ImageJobRequest, or raises RequestInvalid
+
+A request that the model would refuse is refused here with a 400 naming the field, so no job is
+started (and no worker or upstream call is spent) for it. The prompt travels inside the request
+object but is never part of ``shape()``, ``repr`` or any error message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rules.errors import RequestInvalid
+from rules.models import ModelRules, SizeRules, rules_for
+from rules.settings import AppSettings
+
+FIELDS = (
+    "prompt",
+    "size",
+    "quality",
+    "output_format",
+    "output_compression",
+    "background",
+    "moderation",
+    "n",
+    "partial_images",
+    "route",
+)
+_SIZE = re.compile(r"^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})$")
+
+
+@dataclass(frozen=True)
+class ImageJobRequest:
+    """A validated job request; everything resolved except what the service itself resolves
+    (``size`` and ``quality`` may stay ``auto``)."""
+
+    prompt: str = field(repr=False)
+    size: str
+    quality: str
+    output_format: str
+    background: str
+    moderation: str
+    n: int
+    partial_images: int
+    route: str
+    output_compression: int | None = None
+
+    def shape(self) -> dict[str, Any]:
+        """The request without its prompt text: safe for status answers, logs and metadata."""
+        shape = asdict(self)
+        del shape["prompt"]
+        shape["prompt_chars"] = len(self.prompt)
+        return shape
+
+    def to_json(self) -> dict[str, Any]:
+        """The orchestration input (the prompt included: the activity needs it)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ImageJobRequest:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def parse_job_request(body: object, settings: AppSettings) -> ImageJobRequest:
+    """Validate a start request's JSON body against the route's model rules."""
+    if not isinstance(body, dict):
+        raise RequestInvalid("body", "invalid_type", "the body must be a JSON object")
+    unknown = sorted(set(body) - set(FIELDS))
+    if unknown:
+        raise RequestInvalid(unknown[0], "unknown_field", f"unknown field {unknown[0]!r}")
+
+    route_name = _string(body, "route", settings.default_route)
+    if route_name not in settings.routes:
+        choices = ", ".join(sorted(settings.routes))
+        raise RequestInvalid("route", "invalid_value", f"route must be one of: {choices}")
+    route = settings.routes[route_name]
+    rules = rules_for(route.model)
+    defaults = settings.defaults
+
+    prompt = body.get("prompt")
+    if prompt is None:
+        raise RequestInvalid("prompt", "missing", "prompt is required")
+    if not isinstance(prompt, str):
+        raise RequestInvalid("prompt", "invalid_type", "prompt must be a string")
+    if not prompt.strip():
+        raise RequestInvalid("prompt", "invalid_value", "prompt must not be empty")
+    if len(prompt) > rules.prompt_max_chars:
+        raise RequestInvalid(
+            "prompt",
+            "too_long",
+            f"prompt has {len(prompt)} characters; {rules.name} takes at most "
+            f"{rules.prompt_max_chars}",
+        )
+
+    size = _string(body, "size", defaults.size)
+    check_size(size, rules.sizes, rules.name)
+    quality = _choice(body, "quality", defaults.quality, rules.qualities)
+    output_format = _choice(
+        body, "output_format", defaults.output_format, rules.formats_for(route.owner)
+    )
+    background = _choice(body, "background", defaults.background, rules.backgrounds)
+    if background == "transparent" and output_format not in rules.transparent_formats:
+        raise RequestInvalid(
+            "background",
+            "invalid_value",
+            f"a transparent background needs output_format "
+            f"{' or '.join(sorted(rules.transparent_formats))}, not {output_format}",
+        )
+    moderation = _choice(body, "moderation", defaults.moderation, rules.moderations)
+    n = _integer(body, "n", defaults.n, 1, rules.n_max)
+    partial_images = _integer(
+        body, "partial_images", defaults.partial_images, 0, rules.partial_images_max
+    )
+    compression = _compression(body, output_format, rules)
+    return ImageJobRequest(
+        prompt=prompt,
+        size=size,
+        quality=quality,
+        output_format=output_format,
+        output_compression=compression,
+        background=background,
+        moderation=moderation,
+        n=n,
+        partial_images=partial_images,
+        route=route_name,
+    )
+
+
+def check_size(size: str, rules: SizeRules, model: str) -> None:
+    """Raise RequestInvalid naming ``size`` unless the model accepts it."""
+    if size == "auto":
+        if rules.allow_auto:
+            return
+        raise RequestInvalid("size", "invalid_value", f"{model} does not take size auto")
+    match = _SIZE.match(size)
+    if not match:
+        raise RequestInvalid("size", "invalid_value", "size must be 'auto' or WIDTHxHEIGHT")
+    width, height = int(match[1]), int(match[2])
+    problem = size_problem(width, height, rules)
+    if problem:
+        raise RequestInvalid("size", "invalid_value", f"size {size}: {problem} ({model})")
+
+
+def size_problem(width: int, height: int, rules: SizeRules) -> str | None:
+    """Why ``width`` x ``height`` breaks the rules, or None when it does not."""
+    if width % rules.multiple_of or height % rules.multiple_of:
+        return f"both edges must be multiples of {rules.multiple_of}"
+    if max(width, height) > rules.max_edge:
+        return f"the longest edge must be at most {rules.max_edge}"
+    if max(width, height) > rules.max_ratio * min(width, height):
+        return f"the long edge must be at most {rules.max_ratio:g} times the short edge"
+    pixels = width * height
+    if not rules.min_pixels <= pixels <= rules.max_pixels:
+        return f"total pixels must be between {rules.min_pixels:,} and {rules.max_pixels:,}"
+    return None
+
+
+def _string(body: Mapping[str, object], name: str, default: str) -> str:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise RequestInvalid(name, "invalid_type", f"{name} must be a string")
+    return value
+
+
+def _choice(body: Mapping[str, object], name: str, default: str, allowed: frozenset[str]) -> str:
+    value = _string(body, name, default)
+    if value not in allowed:
+        raise RequestInvalid(
+            name, "invalid_value", f"{name} must be one of: {', '.join(sorted(allowed))}"
+        )
+    return value
+
+
+def _integer(body: Mapping[str, object], name: str, default: int, low: int, high: int) -> int:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    # bool is an int in Python; JSON true is not a count.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RequestInvalid(name, "invalid_type", f"{name} must be a whole number")
+    if not low <= value <= high:
+        raise RequestInvalid(name, "invalid_value", f"{name} must be between {low} and {high}")
+    return value
+
+
+def _compression(body: Mapping[str, object], output_format: str, rules: ModelRules) -> int | None:
+    if body.get("output_compression") is None:
+        return None
+    value = _integer(body, "output_compression", 100, 0, 100)
+    if output_format not in rules.compression_formats:
+        raise RequestInvalid(
+            "output_compression",
+            "invalid_value",
+            f"output_compression applies to {' and '.join(sorted(rules.compression_formats))} "
+            f"only, not {output_format}",
+        )
+    return value

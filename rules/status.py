@@ -1,0 +1,93 @@
+"""The status language: honest states a person can act on, and how they are derived.
+
+States come from seed 000's "honest status language": queued, generating, partial preview
+available, finalizing, saved, failed with returned error, failed at local timeout; plus
+``waiting_to_retry`` while a durable timer runs and ``cancelled``. The status endpoint derives the
+state from three sources and never stores it twice: the durable runtime status, the orchestrator's
+custom status (which phase it is in), and the activity's progress record in Blob (previews landed,
+final image received).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    GENERATING = "generating"
+    PREVIEW_AVAILABLE = "preview_available"
+    FINALIZING = "finalizing"
+    WAITING_TO_RETRY = "waiting_to_retry"
+    SAVED = "saved"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATES = frozenset({JobState.SAVED, JobState.FAILED, JobState.CANCELLED})
+
+STATE_TEXT: Mapping[JobState, str] = {
+    JobState.QUEUED: "Queued: the job is accepted and waits for a worker.",
+    JobState.GENERATING: "Generating: the model is working on the image.",
+    JobState.PREVIEW_AVAILABLE: "Partial preview available: the model is still working.",
+    JobState.FINALIZING: "Finalizing: the image has arrived and is being checked and stored.",
+    JobState.WAITING_TO_RETRY: "Waiting to retry: the last attempt failed; a retry is scheduled.",
+    JobState.SAVED: "Saved: the image is stored.",
+    JobState.FAILED: "Failed.",
+    JobState.CANCELLED: "Cancelled: no further work will be done.",
+}
+
+FAILED_TEXT = {
+    "returned_error": "Failed with a returned error: the route answered with an error.",
+    "local_timeout": "Failed at a local timeout: a limit of ours fired; the route may have "
+    "finished on its own.",
+}
+
+# Durable runtime statuses (the host's names).
+_RUNNING = {"Pending", "Running", "ContinuedAsNew", "Suspended"}
+
+
+def derive_state(
+    runtime_status: str,
+    custom_status: Mapping[str, Any] | None,
+    progress: Mapping[str, Any] | None,
+    output: Mapping[str, Any] | None,
+) -> JobState:
+    """The job's state from what durable and Blob say; pure, so it is tested without a host.
+
+    ``custom_status`` is what the orchestrator last set (``{"phase": ..., "attempt": ...}``),
+    ``progress`` the activity's progress record for the current attempt, ``output`` the
+    orchestration's output once it completed.
+    """
+    if runtime_status == "Completed" and output is not None:
+        return JobState(output["state"])
+    if runtime_status == "Terminated":
+        return JobState.CANCELLED
+    if runtime_status == "Failed":
+        return JobState.FAILED
+    if runtime_status not in _RUNNING:
+        return JobState.FAILED
+    phase = (custom_status or {}).get("phase")
+    if phase == "waiting_to_retry":
+        return JobState.WAITING_TO_RETRY
+    if phase == "finalizing":
+        return JobState.FINALIZING
+    if phase == "cancelled":
+        return JobState.CANCELLED
+    if phase != "generating":
+        return JobState.QUEUED
+    attempt = (custom_status or {}).get("attempt")
+    if progress and progress.get("attempt") == attempt:
+        if progress.get("final_received"):
+            return JobState.FINALIZING
+        if progress.get("previews"):
+            return JobState.PREVIEW_AVAILABLE
+    return JobState.GENERATING
+
+
+def state_text(state: JobState, failure: str | None = None) -> str:
+    if state is JobState.FAILED and failure in FAILED_TEXT:
+        return FAILED_TEXT[failure]
+    return STATE_TEXT[state]

@@ -1,0 +1,58 @@
+"""The timing record of one attempt: every clock seed 000 asks for, in one place.
+
+The activity fills it as the call goes (``Clocks`` holds monotonic marks, pure arithmetic turns
+them into milliseconds), metadata.json and the job's log event carry it, and the status answer
+shows it. Milliseconds are from ``request_started_at``; None means the moment never came.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+TIMING_FIELDS = (
+    "request_started_at",
+    "connect_ms",
+    "first_byte_ms",
+    "first_partial_image_ms",
+    "final_image_ms",
+    "download_ms",
+    "upload_ms",
+)
+
+
+@dataclass
+class Clocks:
+    """Monotonic marks (seconds) of one attempt; ``started`` is the send."""
+
+    started_at_iso: str
+    started: float
+    connected: float | None = None
+    first_byte: float | None = None
+    first_partial: float | None = None
+    final_image: float | None = None
+    body_done: float | None = None
+    upload_started: float | None = None
+    upload_done: float | None = None
+    partials: list[float] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        """The timing record: milliseconds since the send, or None."""
+        return {
+            "request_started_at": self.started_at_iso,
+            "connect_ms": _ms(self.started, self.connected),
+            "first_byte_ms": _ms(self.started, self.first_byte),
+            "first_partial_image_ms": _ms(self.started, self.first_partial),
+            "final_image_ms": _ms(self.started, self.final_image),
+            # Download: from the first byte to the end of the body (for a stream, the final
+            # event's bytes arriving after the model finished).
+            "download_ms": _ms(self.final_image or self.first_byte, self.body_done),
+            "upload_ms": _ms(self.upload_started, self.upload_done),
+            "partial_images_ms": [_ms(self.started, mark) for mark in self.partials],
+        }
+
+
+def _ms(start: float | None, end: float | None) -> int | None:
+    if start is None or end is None:
+        return None
+    return max(0, round((end - start) * 1000))
