@@ -1,0 +1,257 @@
+"""One streamed call to a route (OpenAI, Azure OpenAI or a gateway), with every clock recorded.
+
+The client is handed an ``httpx.Client`` (the seam: tests pass one built on the simulator or on
+``httpx.MockTransport``). Limits per phase: connect strict, read idle (no byte for N seconds), and
+a whole-request deadline that closes the response from a timer thread, since httpx has no total
+timeout of its own. Partial images are handed to a callback as they arrive, so previews reach Blob
+while the model is still working. Failures come back as ``Failure`` records from
+activities.upstream_errors, never as exceptions.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from httpx_sse import EventSource
+
+from activities import upstream_errors
+from rules.outcome import Failure
+from rules.request import ImageJobRequest
+from rules.settings import RouteSettings, Timeouts
+from rules.timing import Clocks
+
+RATE_LIMIT_HEADERS = (
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+    "retry-after",
+    "retry-after-ms",
+)
+
+
+@dataclass(frozen=True)
+class RouteCall:
+    url: str
+    headers: dict[str, str] = field(repr=False)  # carries the key or token
+    body: dict[str, Any] = field(repr=False)  # carries the prompt
+
+
+@dataclass
+class CallResult:
+    """What came back; ``failure`` is None when every image arrived."""
+
+    images: list[bytes] = field(default_factory=list)
+    partials: int = 0
+    usage: dict[str, Any] | None = None
+    http_status: int | None = None
+    request_id: str | None = None
+    rate_limit: dict[str, str] = field(default_factory=dict)
+    response_fields: dict[str, Any] = field(default_factory=dict)
+    failure: Failure | None = None
+    connection_reused: bool = False
+
+
+def build_call(
+    route: RouteSettings,
+    request: ImageJobRequest,
+    *,
+    stream: bool,
+    partial_images: int,
+    auth: tuple[str, str] | None,
+) -> RouteCall:
+    """The URL, headers and JSON body for one attempt at ``request`` on ``route``."""
+    body: dict[str, Any] = {
+        "prompt": request.prompt,
+        "n": request.n,
+        "size": request.size,
+        "quality": request.quality,
+        "output_format": request.output_format,
+        "background": request.background,
+        "moderation": request.moderation,
+    }
+    if request.output_compression is not None:
+        body["output_compression"] = request.output_compression
+    if stream:
+        body["stream"] = True
+        body["partial_images"] = partial_images
+    if route.owner == "azure":
+        url = (
+            f"{route.base_url}/openai/deployments/{route.deployment}/images/generations"
+            f"?api-version={route.api_version}"
+        )
+    else:
+        url = f"{route.base_url}/images/generations"
+        body["model"] = route.model
+    headers = {"content-type": "application/json"}
+    if stream:
+        headers["accept"] = "text/event-stream"
+    if auth:
+        headers[auth[0]] = auth[1]
+    return RouteCall(url=url, headers=headers, body=body)
+
+
+def call_route(
+    client: httpx.Client,
+    call: RouteCall,
+    *,
+    timeouts: Timeouts,
+    clocks: Clocks,
+    on_partial: Callable[[int, bytes], None],
+    on_final: Callable[[], None],
+    monotonic: Callable[[], float] = time.monotonic,
+) -> CallResult:
+    """Send ``call`` and read the answer to the end, streamed or not."""
+    result = CallResult()
+    sent = False
+    deadline_hit = threading.Event()
+    timeout = httpx.Timeout(
+        connect=timeouts.connect_s, read=timeouts.read_idle_s, write=60.0, pool=timeouts.connect_s
+    )
+
+    def trace(event: str, info: Mapping[str, Any]) -> None:
+        nonlocal sent
+        if event == "connection.connect_tcp.complete":
+            clocks.connected = monotonic()
+        elif event == "http11.send_request_body.complete" or event.startswith(
+            "http2.send_request_body"
+        ):
+            sent = True
+
+    request = client.build_request(
+        "POST",
+        call.url,
+        headers=call.headers,
+        json=call.body,
+        timeout=timeout,
+        extensions={"trace": trace},
+    )
+    response: httpx.Response | None = None
+    timer: threading.Timer | None = None
+    try:
+        response = client.send(request, stream=True)
+        clocks.first_byte = monotonic()
+        if clocks.connected is None:
+            result.connection_reused = True
+        timer = _deadline(response, timeouts.request_s, clocks, monotonic, deadline_hit)
+        sent = True
+        result.http_status = response.status_code
+        result.request_id = upstream_errors.request_id(response.headers)
+        result.rate_limit = {
+            name: response.headers[name] for name in RATE_LIMIT_HEADERS if name in response.headers
+        }
+        if response.status_code >= 400:
+            body = response.read()
+            clocks.body_done = monotonic()
+            result.failure = upstream_errors.from_response(
+                response.status_code, response.headers, body
+            )
+        elif "text/event-stream" in response.headers.get("content-type", ""):
+            _read_stream(response, result, clocks, on_partial, on_final, monotonic)
+        else:
+            _read_json(response, result, clocks, on_final, monotonic)
+    except httpx.HTTPError as exc:
+        result.failure = upstream_errors.from_exception(
+            exc, sent=sent, deadline_hit=deadline_hit.is_set()
+        )
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if response is not None:
+            response.close()
+    if result.failure is not None:
+        result.images = []
+    return result
+
+
+def _deadline(
+    response: httpx.Response,
+    request_s: float,
+    clocks: Clocks,
+    monotonic: Callable[[], float],
+    hit: threading.Event,
+) -> threading.Timer:
+    remaining = max(0.0, request_s - (monotonic() - clocks.started))
+
+    def fire() -> None:
+        hit.set()
+        response.close()
+
+    timer = threading.Timer(remaining, fire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _read_stream(
+    response: httpx.Response,
+    result: CallResult,
+    clocks: Clocks,
+    on_partial: Callable[[int, bytes], None],
+    on_final: Callable[[], None],
+    monotonic: Callable[[], float],
+) -> None:
+    events = 0
+    for event in EventSource(response).iter_sse():
+        events += 1
+        name = event.event
+        if name.endswith(".partial_image"):
+            data = json.loads(event.data)
+            now = monotonic()
+            clocks.partials.append(now)
+            if clocks.first_partial is None:
+                clocks.first_partial = now
+            result.partials += 1
+            on_partial(int(data.get("partial_image_index", result.partials - 1)), _b64(data))
+        elif name.endswith(".completed"):
+            # The whole final event is one line: it has fully arrived when we see it.
+            if clocks.final_image is None:
+                clocks.final_image = monotonic()
+                on_final()
+            data = json.loads(event.data)
+            result.images.append(_b64(data))
+            result.usage = data.get("usage") or result.usage
+            result.response_fields = _fields(data)
+            clocks.body_done = monotonic()
+        elif name == "error" or '"error"' in event.data[:200]:
+            result.failure = upstream_errors.from_stream_error(event.data, response.headers)
+            return
+    if not result.images:
+        result.failure = upstream_errors.stream_incomplete(response.headers, events)
+
+
+def _read_json(
+    response: httpx.Response,
+    result: CallResult,
+    clocks: Clocks,
+    on_final: Callable[[], None],
+    monotonic: Callable[[], float],
+) -> None:
+    # Without streaming, the headers arrive when the model is done: that is the final image.
+    clocks.final_image = clocks.first_byte
+    on_final()
+    body = json.loads(response.read())
+    clocks.body_done = monotonic()
+    result.images = [_b64(item) for item in body.get("data", [])]
+    result.usage = body.get("usage")
+    result.response_fields = _fields(body)
+    if not result.images:
+        result.failure = upstream_errors.stream_incomplete(response.headers, 0)
+
+
+def _b64(data: Mapping[str, Any]) -> bytes:
+    return base64.b64decode(data["b64_json"])
+
+
+def _fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("size", "quality", "output_format", "background")
+    return {key: data[key] for key in keys if key in data}

@@ -1,0 +1,111 @@
+"""ImageStore on Azure Blob Storage (or Azurite): the one module that imports azure.storage.blob.
+
+Two ways in, one per environment:
+- a connection string (Azurite locally: ``UseDevelopmentStorage=true``): links are SAS signed with
+  the account key;
+- an account URL with DefaultAzureCredential (managed identity in Azure, shared keys off): links
+  are user-delegation SAS, signed with a key the identity obtains (cached until near expiry).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from datetime import UTC, datetime, timedelta
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import (
+    BlobSasPermissions,
+    BlobServiceClient,
+    ContentSettings,
+    UserDelegationKey,
+    generate_blob_sas,
+)
+
+from rules.settings import StorageSettings
+
+
+class AzureBlobImageStore:
+    def __init__(self, service: BlobServiceClient, container: str) -> None:
+        self._service = service
+        self._container = service.get_container_client(container)
+        self._container_name = container
+        self._delegation_key: UserDelegationKey | None = None
+        self._delegation_expiry = datetime.min.replace(tzinfo=UTC)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: StorageSettings) -> AzureBlobImageStore:
+        if settings.connection_string:
+            service = BlobServiceClient.from_connection_string(settings.connection_string)
+        else:
+            from azure.identity import DefaultAzureCredential
+
+            assert settings.account_url  # AppSettings.from_env guarantees one of the two
+            service = BlobServiceClient(settings.account_url, credential=DefaultAzureCredential())
+        return cls(service, settings.container)
+
+    def ensure_container(self) -> None:
+        with contextlib.suppress(ResourceExistsError):
+            self._container.create_container()
+
+    def put(self, *, name: str, data: bytes, content_type: str) -> None:
+        self._container.upload_blob(
+            name,
+            data,
+            overwrite=True,
+            content_settings=ContentSettings(content_type=content_type),
+        )
+
+    def get(self, *, name: str) -> bytes | None:
+        try:
+            return self._container.download_blob(name).readall()
+        except ResourceNotFoundError:
+            return None
+
+    def list(self, *, prefix: str) -> list[str]:
+        return [blob.name for blob in self._container.list_blobs(name_starts_with=prefix)]
+
+    def delete(self, *, name: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self._container.delete_blob(name)
+
+    def read_link(self, *, name: str, ttl_s: int) -> str:
+        now = datetime.now(UTC)
+        expiry = now + timedelta(seconds=ttl_s)
+        account = self._service.account_name
+        assert account is not None
+        credential = self._service.credential
+        account_key = getattr(credential, "account_key", None)
+        if account_key:
+            sas = generate_blob_sas(
+                account_name=account,
+                container_name=self._container_name,
+                blob_name=name,
+                account_key=account_key,
+                permission=BlobSasPermissions(read=True),
+                expiry=expiry,
+                start=now - timedelta(minutes=5),
+            )
+        else:
+            sas = generate_blob_sas(
+                account_name=account,
+                container_name=self._container_name,
+                blob_name=name,
+                user_delegation_key=self._user_delegation_key(now, expiry),
+                permission=BlobSasPermissions(read=True),
+                expiry=expiry,
+                start=now - timedelta(minutes=5),
+            )
+        return f"{self._container.url}/{name}?{sas}"
+
+    def _user_delegation_key(self, now: datetime, expiry: datetime) -> UserDelegationKey:
+        with self._lock:
+            if self._delegation_key is None or self._delegation_expiry < expiry:
+                # One key serves every link for a day, so a status poll costs no extra call.
+                key_expiry = max(expiry, now + timedelta(days=1))
+                self._delegation_key = self._service.get_user_delegation_key(
+                    now - timedelta(minutes=5), key_expiry
+                )
+                self._delegation_expiry = key_expiry
+            return self._delegation_key
