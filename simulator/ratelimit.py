@@ -1,0 +1,178 @@
+"""Request and image windows per route or deployment, and the headers they show, in each style.
+
+A client's retry policy reads ``x-ratelimit-*`` and ``retry-after`` headers, so the simulator has to
+send them as the real services do (fact sheet, "Headers"):
+
+- ``openai``: ``x-ratelimit-limit-requests``, ``x-ratelimit-remaining-requests``,
+  ``x-ratelimit-reset-requests`` (durations in Go's style: ``12ms``, ``1s``, ``6m0s``); a denial
+  also carries ``retry-after`` (whole seconds, rounded up) and ``retry-after-ms``;
+- ``azure``: limit and remaining only, and on denial ``retry-after`` / ``retry-after-ms``;
+- ``azure_minus_one``: every ``x-ratelimit-*`` value is ``-1`` and a denial carries no retry hint
+  at all, as Azure has been seen to do.
+
+The image window's headers are named ``x-ratelimit-*-images``. UNCERTAIN: the sheet confirms the
+``-requests`` and ``-tokens`` names only; gpt-image-2's limit is counted in images per minute and
+the simulator has no token window, so it does not invent ``-tokens`` values.
+
+Time: ``clock`` returns service seconds (under a time scale F the server passes a clock that runs F
+times faster than the wall clock), windows are in service seconds, and every duration shown to the
+client goes through ``report`` (``TimeScale.report``), so a scaled run sees waits that match its own
+wall clock.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+HeaderStyle = Literal["openai", "azure", "azure_minus_one"]
+_STYLES = ("openai", "azure", "azure_minus_one")
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as OpenAI's ``x-ratelimit-reset-*`` headers write it (Go's Duration style).
+
+    Under a second: whole milliseconds ("12ms"); otherwise hours, minutes and seconds with up to
+    three decimals ("1s", "1.5s", "6m0s", "1h2m3s").
+    """
+    if seconds < 0 or math.isnan(seconds):
+        raise ValueError(f"a duration cannot be negative, got {seconds!r}")
+    millis = math.ceil(round(seconds * 1000, 6))
+    if millis < 1000:
+        return f"{millis}ms"
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    whole, fraction = divmod(rest, 1000)
+    second_text = f"{whole}.{fraction:03d}".rstrip("0").rstrip(".") if fraction else f"{whole}"
+    text = f"{second_text}s"
+    if hours:
+        return f"{hours}h{minutes}m{text}"
+    if minutes:
+        return f"{minutes}m{text}"
+    return text
+
+
+@dataclass(frozen=True)
+class RateLimitRule:
+    """Limits per window; None disables that window."""
+
+    requests_per_minute: int | None
+    images_per_minute: int | None
+    header_style: HeaderStyle = "openai"
+    window_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.header_style not in _STYLES:
+            raise ValueError(f"header_style must be one of {_STYLES}, got {self.header_style!r}")
+        for name in ("requests_per_minute", "images_per_minute"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value}")
+        if not self.window_s > 0:
+            raise ValueError(f"window_s must be > 0, got {self.window_s}")
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    """The verdict for one request. ``retry_after_s`` is already a reported (scaled) value."""
+
+    allowed: bool
+    headers: dict[str, str] = field(default_factory=dict)
+    retry_after_s: float | None = None
+
+
+class RateLimiter:
+    """A sliding window of accepted requests (denied ones do not count). Thread-safe."""
+
+    def __init__(
+        self,
+        rule: RateLimitRule,
+        clock: Callable[[], float],
+        *,
+        report: Callable[[float], float] = lambda seconds: seconds,
+    ) -> None:
+        self.rule = rule
+        self._clock = clock
+        self._report = report
+        self._lock = threading.Lock()
+        self._accepted: deque[tuple[float, int]] = deque()
+
+    def acquire(self, images: int) -> RateDecision:
+        """Count one request for ``images`` images if both windows allow it."""
+        if images < 1:
+            raise ValueError(f"a request makes at least one image, got {images}")
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            wait = self._wait_needed(now, images)
+            if wait == 0.0:
+                self._accepted.append((now, images))
+            headers = self._headers(now)
+        if wait == 0.0:
+            return RateDecision(True, headers, None)
+        shown = self._report(wait)
+        if self.rule.header_style != "azure_minus_one":
+            headers["retry-after"] = str(max(1, math.ceil(shown)))
+            headers["retry-after-ms"] = str(max(1, math.ceil(shown * 1000)))
+            return RateDecision(False, headers, shown)
+        return RateDecision(False, headers, None)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._accepted.clear()
+
+    # --- window arithmetic --------------------------------------------------------------------
+
+    def _expire(self, now: float) -> None:
+        while self._accepted and self._accepted[0][0] <= now - self.rule.window_s:
+            self._accepted.popleft()
+
+    def _wait_needed(self, now: float, images: int) -> float:
+        """Service seconds until this request would fit (0.0: it fits now)."""
+        wait = 0.0
+        rpm = self.rule.requests_per_minute
+        if rpm is not None and len(self._accepted) + 1 > rpm:
+            blocking = self._accepted[len(self._accepted) - rpm]
+            wait = max(wait, blocking[0] + self.rule.window_s - now)
+        ipm = self.rule.images_per_minute
+        if ipm is not None:
+            used = sum(count for _, count in self._accepted)
+            if used + images > ipm:
+                if images > ipm:
+                    # Never fits in one window; tell the client to wait a whole window.
+                    return max(wait, self.rule.window_s)
+                freed = 0
+                for stamp, count in self._accepted:
+                    freed += count
+                    if used - freed + images <= ipm:
+                        wait = max(wait, stamp + self.rule.window_s - now)
+                        break
+        return wait
+
+    def _headers(self, now: float) -> dict[str, str]:
+        style = self.rule.header_style
+        headers: dict[str, str] = {}
+        windows = (
+            ("requests", self.rule.requests_per_minute, len(self._accepted)),
+            ("images", self.rule.images_per_minute, sum(c for _, c in self._accepted)),
+        )
+        newest = self._accepted[-1][0] if self._accepted else None
+        for suffix, limit, used in windows:
+            if limit is None:
+                continue
+            if style == "azure_minus_one":
+                headers[f"x-ratelimit-limit-{suffix}"] = "-1"
+                headers[f"x-ratelimit-remaining-{suffix}"] = "-1"
+                continue
+            headers[f"x-ratelimit-limit-{suffix}"] = str(limit)
+            headers[f"x-ratelimit-remaining-{suffix}"] = str(max(0, limit - used))
+            if style == "openai":
+                until_full = 0.0 if newest is None else newest + self.rule.window_s - now
+                headers[f"x-ratelimit-reset-{suffix}"] = format_duration(
+                    self._report(max(0.0, until_full))
+                )
+        return headers
