@@ -1,0 +1,13 @@
+"""The Functions app: it builds the DFApp and registers one blueprint per area, nothing more."""
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from activities.blueprint import bp as activities
+from http_api.jobs import bp as jobs_api
+from orchestrators.image_job import bp as orchestrators
+
+app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(orchestrators)
+app.register_functions(activities)
+app.register_functions(jobs_api)

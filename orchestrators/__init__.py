@@ -1,0 +1,1 @@
+"""Orchestrators: deterministic workflows; no I/O, wall clock or randomness but the context's."""

@@ -1,0 +1,111 @@
+"""The image job orchestrator: attempt -> decide (pure policy) -> durable timer -> attempt ...
+
+It holds no worker while it waits: retries are waited out with durable timers, so a 429's
+retry-after is honoured exactly, and every attempt is recorded with the wait chosen and why. It
+sets the custom status at each step; the status endpoint derives the job's state from it. Jitter
+comes from ``context.new_uuid()``, the only randomness a replay reproduces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from datetime import timedelta
+from typing import Any
+
+import azure.durable_functions as df
+
+from rules.outcome import AttemptResult, Failure
+from rules.retry import RetryPolicy, decide
+
+bp = df.Blueprint()
+
+ORCHESTRATOR = "image_job"
+GENERATE = "generate_image"
+FINISH = "finish_job"
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)
+def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    job = context.get_input()
+    job_id = context.instance_id
+    request = job["request"]
+    policy = RetryPolicy(**job.get("policy", {}))
+    send = job.get("send", {"stream": True, "partial_images": request["partial_images"]})
+    attempts: list[dict[str, Any]] = []
+    failures: list[Failure] = []
+    attempt = 0
+    while True:
+        attempt += 1
+        context.set_custom_status({"phase": "generating", "attempt": attempt})
+        raw = yield context.call_activity(
+            GENERATE,
+            {"job_id": job_id, "attempt": attempt, "request": request, **send},
+        )
+        result = AttemptResult.from_json(raw)
+        record = result.to_json()
+        if result.ok:
+            attempts.append(record)
+            context.set_custom_status({"phase": "finalizing", "attempt": attempt})
+            outcome = _outcome("saved", job_id, attempts, result)
+            break
+        assert result.failure is not None
+        decision = decide(
+            result.failure,
+            attempt=attempt,
+            previous=failures,
+            policy=policy,
+            jitter=int(str(context.new_uuid()).replace("-", "")[:8], 16) / 2**32,
+        )
+        failures.append(result.failure)
+        record["decision"] = {
+            "retry": decision.retry,
+            "wait_s": round(decision.wait_s, 3),
+            "reason": decision.reason,
+            "post_send_resend": decision.post_send_resend,
+        }
+        attempts.append(record)
+        if not decision.retry:
+            outcome = _outcome("failed", job_id, attempts, result, failure=decision.failure)
+            break
+        retry_at = context.current_utc_datetime + timedelta(seconds=decision.wait_s)
+        context.set_custom_status(
+            {
+                "phase": "waiting_to_retry",
+                "attempt": attempt,
+                "retryAt": retry_at.isoformat(),
+                "reason": decision.reason,
+            }
+        )
+        yield context.create_timer(retry_at)
+
+    yield context.call_activity(
+        FINISH,
+        {"job_id": job_id, "request": request, "outcome": outcome, "attempts": attempts},
+    )
+    return outcome
+
+
+def _outcome(
+    state: str,
+    job_id: str,
+    attempts: list[dict[str, Any]],
+    last: AttemptResult,
+    *,
+    failure: str | None = None,
+) -> dict[str, Any]:
+    """The orchestration's output: what the status endpoint shows once the job has ended."""
+    retried = [a["decision"]["reason"] for a in attempts if a.get("decision", {}).get("retry")]
+    return {
+        "state": state,
+        "failure": failure,
+        "error": last.failure.status_error() if last.failure else None,
+        "attempt": last.attempt,
+        "retry_count": len(attempts) - 1,
+        "retry_reason": retried[-1] if retried else None,
+        "images": last.images,
+        "previews": last.previews,
+        "timings": last.timings,
+        "usage": last.usage,
+        "cost_usd": sum(a.get("cost_usd") or 0.0 for a in attempts) or None,
+        "metadata_blob": f"{job_id}/metadata.json",
+    }

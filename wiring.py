@@ -1,0 +1,64 @@
+"""The app's outside worlds, built once per worker process from app settings.
+
+Activities and HTTP functions call these instead of building clients themselves, so settings are
+parsed once (a bad setting fails the first call with a message naming it), connection pools
+survive between invocations, and tests can clear the caches to rebuild from new settings.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import httpx
+
+from rules.errors import SettingsInvalid
+from rules.settings import AppSettings, RouteSettings
+from storage.azure_blob import AzureBlobImageStore
+
+
+@functools.cache
+def settings() -> AppSettings:
+    return AppSettings.from_env(os.environ)
+
+
+@functools.cache
+def store() -> AzureBlobImageStore:
+    image_store = AzureBlobImageStore.from_settings(settings().storage)
+    image_store.ensure_container()
+    return image_store
+
+
+@functools.cache
+def http_client() -> httpx.Client:
+    return httpx.Client(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+
+
+@functools.cache
+def _credential() -> Any:
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+def auth_header(route: RouteSettings) -> tuple[str, str] | None:
+    """The auth header for ``route``: a key read from its app setting now, or an Entra token."""
+    if route.auth == "none":
+        return None
+    if route.auth == "entra":
+        token = _credential().get_token(route.entra_scope)
+        return "authorization", f"Bearer {token.token}"
+    assert route.key_setting is not None
+    key = os.environ.get(route.key_setting, "")
+    if not key:
+        raise SettingsInvalid(route.key_setting, "the route's key setting is empty")
+    if route.owner == "azure":
+        return "api-key", key
+    return "authorization", f"Bearer {key}"
+
+
+def reset() -> None:
+    """Forget everything built, so the next call reads app settings again (tests, devhost)."""
+    for cached in (settings, store, http_client, _credential):
+        cached.cache_clear()
