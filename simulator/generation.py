@@ -1,0 +1,147 @@
+"""The upstream side of one request: a generation that runs on its own clock, whoever listens.
+
+A real image service keeps generating (and billing) after a gateway cut the client off or the
+client went away. So the generation is a task of its own that walks a timeline (``steps``) and
+hands events to the response writer through a queue; the writer may stop listening at any time
+(``detach``), and the generation then runs on to its end without rendering pictures nobody will
+see, and reports whether it completed.
+
+The timeline is pure (``build_steps``): partial images at the plan's times, the final image(s) at
+the plan's total, and the stream faults cut into it (a mid-stream error or a clean end after k
+partials stop the generation; a connection reset only cuts the client off).
+
+Rendering runs in a thread pool, started as soon as a step is next, so drawing overlaps the wait
+and 50 streams never block the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+from collections.abc import Callable
+from typing import Literal
+
+from simulator.faults import FaultSpec
+from simulator.images import ImageRenderer
+from simulator.latency import GenerationPlan, TimeScale
+from simulator.validation import ImageRequest
+
+__all__ = ["Event", "Generation", "Step", "build_steps", "fault_time"]
+
+StepKind = Literal["partial", "completed", "error", "end", "reset"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One point of the timeline, ``at_s`` service seconds after the request arrived."""
+
+    kind: StepKind
+    at_s: float
+    image_index: int = 0
+    partial_index: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """What the writer receives: a step, with its picture when it has one."""
+
+    step: Step
+    image: bytes | None = None
+
+
+# Faults that change the timeline; every other kind is answered before a generation starts.
+STREAM_FAULTS = ("mid_stream_error", "stream_without_completed", "connection_reset")
+
+
+def fault_time(plan: GenerationPlan, after_partials: int) -> float:
+    """When a failure "after k partials" happens: at partial k's time, else at the final's."""
+    if after_partials < len(plan.partial_at_s):
+        return plan.partial_at_s[after_partials]
+    return plan.total_s
+
+
+def build_steps(
+    request: ImageRequest, plan: GenerationPlan, fault: FaultSpec | None = None
+) -> list[Step]:
+    """The timeline of a generation, with a stream fault cut in where it applies."""
+    steps: list[Step] = []
+    for partial_index, at_s in enumerate(plan.partial_at_s):
+        for image_index in range(request.n):
+            steps.append(Step("partial", at_s, image_index, partial_index))
+    for image_index in range(request.n):
+        steps.append(Step("completed", plan.total_s, image_index))
+    if fault is None or fault.kind not in STREAM_FAULTS:
+        return steps
+    if fault.kind == "connection_reset" and fault.at == "before_headers":
+        return [Step("reset", 0.0), *steps]
+    k = fault.after_partials
+    at_s = fault_time(plan, k)
+    before = [s for s in steps if s.kind == "partial" and s.partial_index < k]
+    if fault.kind == "mid_stream_error":
+        return [*before, Step("error", at_s, partial_index=min(k, len(plan.partial_at_s)))]
+    if fault.kind == "stream_without_completed":
+        return [*before, Step("end", at_s)]
+    # connection_reset after k partials: the client is cut off, the generation runs on.
+    after = [s for s in steps if s not in before]
+    return [*before, Step("reset", at_s), *after]
+
+
+class Generation:
+    """Runs a timeline; the writer reads ``queue`` until it detaches or a terminal event comes."""
+
+    def __init__(
+        self,
+        *,
+        request: ImageRequest,
+        steps: list[Step],
+        renderer: ImageRenderer,
+        executor: concurrent.futures.Executor,
+        scale: TimeScale,
+        started_at: float,
+        on_done: Callable[[Generation], None],
+    ) -> None:
+        self.request = request
+        self.steps = steps
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.detached = False
+        self.completed = False
+        self.failed = False
+        self._renderer = renderer
+        self._executor = executor
+        self._scale = scale
+        self._started_at = started_at
+        self._on_done = on_done
+
+    def detach(self) -> None:
+        """The client is gone: keep time, stop rendering and queueing."""
+        self.detached = True
+
+    def _render(self, step: Step) -> bytes:
+        if step.kind == "partial":
+            return self._renderer.partial(self.request, step.image_index, step.partial_index)
+        return self._renderer.final(self.request, step.image_index)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            for step in self.steps:
+                rendering: asyncio.Future[bytes] | None = None
+                if not self.detached and step.kind in ("partial", "completed"):
+                    rendering = loop.run_in_executor(self._executor, self._render, step)
+                delay = self._started_at + self._scale.wait(step.at_s) - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                image = await rendering if rendering is not None else None
+                if step.kind in ("error", "end"):
+                    self.failed = True
+                    if not self.detached:
+                        self.queue.put_nowait(Event(step))
+                    return
+                if not self.detached:
+                    self.queue.put_nowait(Event(step, image))
+                if step.kind == "reset":
+                    self.detached = True
+            self.completed = True
+        finally:
+            self._on_done(self)
