@@ -1,0 +1,350 @@
+"""SQLite persistence for devhost's orchestrations: survive `kill -9`, resume where it was.
+
+Four tables: `instances` (one row per instance id, the current execution and the engine's
+bookkeeping for it), `history` (the execution's events, in order), `inbox` (events waiting to be
+replayed: completions, fired timers, raised events, starts), and `work` (activities scheduled and
+not yet completed, timers not yet fired). The engine writes each episode in one transaction, so a
+crash leaves either the whole episode or none of it. WAL mode: readers never block the writer and
+a killed process loses nothing that was committed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    instance_id TEXT PRIMARY KEY,
+    execution_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    input TEXT,
+    output TEXT,
+    custom_status TEXT,
+    created_time TEXT NOT NULL,
+    last_updated_time TEXT NOT NULL,
+    parent TEXT,
+    runtime TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS instances_created ON instances (created_time, instance_id);
+CREATE TABLE IF NOT EXISTS history (
+    instance_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (instance_id, seq)
+);
+CREATE TABLE IF NOT EXISTS inbox (
+    msg_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    instance_id TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    event TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inbox_instance ON inbox (instance_id, msg_id);
+CREATE TABLE IF NOT EXISTS work (
+    work_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    instance_id TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    task_id INTEGER NOT NULL,
+    name TEXT,
+    input TEXT,
+    fire_at TEXT
+);
+CREATE INDEX IF NOT EXISTS work_instance ON work (instance_id);
+"""
+
+
+@dataclass
+class InstanceRow:
+    """One instance. Times are ISO 8601 UTC strings with microseconds (they sort as text)."""
+
+    instance_id: str
+    execution_id: str
+    name: str
+    status: str
+    input: str | None
+    output: str | None
+    custom_status: str | None
+    created_time: str
+    last_updated_time: str
+    parent: dict[str, Any] | None
+    runtime: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class InboxMessage:
+    msg_id: int
+    instance_id: str
+    execution_id: str
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """An activity to run (`kind="activity"`) or a timer to fire (`kind="timer"`)."""
+
+    work_id: int
+    instance_id: str
+    execution_id: str
+    kind: str
+    task_id: int
+    name: str | None
+    input: str | None
+    fire_at: str | None
+
+
+class Store:
+    """The SQLite file (":memory:" for tests). One connection, used from the event loop only."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a process crash (kill -9); only an OS crash may lose the
+        # last commits, which a local development host can afford.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._depth = 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together or not at all (nesting joins the outer one)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    # instances
+
+    def get_instance(self, instance_id: str) -> InstanceRow | None:
+        row = self._db.execute(
+            "SELECT * FROM instances WHERE instance_id = ?", (instance_id,)
+        ).fetchone()
+        return None if row is None else _instance(row)
+
+    def put_instance(self, inst: InstanceRow) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO instances (instance_id, execution_id, name, status, input,"
+            " output, custom_status, created_time, last_updated_time, parent, runtime)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                inst.instance_id,
+                inst.execution_id,
+                inst.name,
+                inst.status,
+                inst.input,
+                inst.output,
+                inst.custom_status,
+                inst.created_time,
+                inst.last_updated_time,
+                None if inst.parent is None else json.dumps(inst.parent),
+                json.dumps(inst.runtime),
+            ),
+        )
+
+    def query_instances(
+        self,
+        *,
+        created_from: str | None = None,
+        created_to: str | None = None,
+        statuses: Collection[str] = (),
+        prefix: str | None = None,
+        after: tuple[str, str] | None = None,
+        limit: int | None = None,
+    ) -> list[InstanceRow]:
+        """Instances ordered by (created_time, instance_id), keyset-paged after `after`."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if created_from is not None:
+            clauses.append("created_time >= ?")
+            params.append(created_from)
+        if created_to is not None:
+            clauses.append("created_time <= ?")
+            params.append(created_to)
+        if statuses:
+            clauses.append(f"status IN ({', '.join('?' for _ in statuses)})")
+            params.extend(statuses)
+        if prefix:
+            clauses.append("substr(instance_id, 1, ?) = ?")
+            params.extend([len(prefix), prefix])
+        if after is not None:
+            clauses.append("(created_time > ? OR (created_time = ? AND instance_id > ?))")
+            params.extend([after[0], after[0], after[1]])
+        sql = "SELECT * FROM instances"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY created_time, instance_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_instance(row) for row in self._db.execute(sql, params).fetchall()]
+
+    def unfinished_instances(self, terminal: Collection[str]) -> list[InstanceRow]:
+        marks = ", ".join("?" for _ in terminal)
+        sql = f"SELECT * FROM instances WHERE status NOT IN ({marks}) ORDER BY created_time"  # noqa: S608
+        return [_instance(row) for row in self._db.execute(sql, list(terminal)).fetchall()]
+
+    def delete_instance(self, instance_id: str) -> bool:
+        """Remove the instance and everything it owns."""
+        with self.transaction():
+            cursor = self._db.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,))
+            self.clear_execution(instance_id)
+        return cursor.rowcount > 0
+
+    def clear_execution(self, instance_id: str) -> None:
+        """Forget an execution's history, inbox and pending work (replace, continue-as-new)."""
+        for table in ("history", "inbox", "work"):
+            self._db.execute(f"DELETE FROM {table} WHERE instance_id = ?", (instance_id,))  # noqa: S608
+
+    def clear_execution_work(self, instance_id: str) -> None:
+        """Drop pending work and unread messages of an execution that has ended."""
+        for table in ("inbox", "work"):
+            self._db.execute(f"DELETE FROM {table} WHERE instance_id = ?", (instance_id,))  # noqa: S608
+
+    # history
+
+    def load_history(self, instance_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT event FROM history WHERE instance_id = ? ORDER BY seq", (instance_id,)
+        ).fetchall()
+        return [json.loads(row["event"]) for row in rows]
+
+    def append_history(self, instance_id: str, events: list[dict[str, Any]]) -> None:
+        row = self._db.execute(
+            "SELECT COALESCE(MAX(seq), -1) AS last FROM history WHERE instance_id = ?",
+            (instance_id,),
+        ).fetchone()
+        start = int(row["last"]) + 1
+        self._db.executemany(
+            "INSERT INTO history (instance_id, seq, event) VALUES (?, ?, ?)",
+            [(instance_id, start + i, json.dumps(event)) for i, event in enumerate(events)],
+        )
+
+    # inbox
+
+    def add_inbox(self, instance_id: str, execution_id: str, event: dict[str, Any]) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO inbox (instance_id, execution_id, event) VALUES (?, ?, ?)",
+            (instance_id, execution_id, json.dumps(event)),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def inbox(self, instance_id: str) -> list[InboxMessage]:
+        rows = self._db.execute(
+            "SELECT * FROM inbox WHERE instance_id = ? ORDER BY msg_id", (instance_id,)
+        ).fetchall()
+        return [
+            InboxMessage(
+                msg_id=row["msg_id"],
+                instance_id=row["instance_id"],
+                execution_id=row["execution_id"],
+                event=json.loads(row["event"]),
+            )
+            for row in rows
+        ]
+
+    def delete_inbox(self, msg_ids: Collection[int]) -> None:
+        self._db.executemany("DELETE FROM inbox WHERE msg_id = ?", [(i,) for i in msg_ids])
+
+    # work
+
+    def add_work(
+        self,
+        *,
+        instance_id: str,
+        execution_id: str,
+        kind: str,
+        task_id: int,
+        name: str | None = None,
+        input_json: str | None = None,
+        fire_at: str | None = None,
+    ) -> WorkItem:
+        cursor = self._db.execute(
+            "INSERT INTO work (instance_id, execution_id, kind, task_id, name, input, fire_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (instance_id, execution_id, kind, task_id, name, input_json, fire_at),
+        )
+        return WorkItem(
+            work_id=int(cursor.lastrowid or 0),
+            instance_id=instance_id,
+            execution_id=execution_id,
+            kind=kind,
+            task_id=task_id,
+            name=name,
+            input=input_json,
+            fire_at=fire_at,
+        )
+
+    def delete_work(self, work_id: int) -> bool:
+        """True if the item was still pending (so its result still counts)."""
+        cursor = self._db.execute("DELETE FROM work WHERE work_id = ?", (work_id,))
+        return cursor.rowcount > 0
+
+    def delete_timer(self, instance_id: str, task_id: int) -> bool:
+        cursor = self._db.execute(
+            "DELETE FROM work WHERE instance_id = ? AND kind = 'timer' AND task_id = ?",
+            (instance_id, task_id),
+        )
+        return cursor.rowcount > 0
+
+    def work_items(self, instance_id: str | None = None) -> list[WorkItem]:
+        if instance_id is None:
+            rows = self._db.execute("SELECT * FROM work ORDER BY work_id").fetchall()
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM work WHERE instance_id = ? ORDER BY work_id", (instance_id,)
+            ).fetchall()
+        return [
+            WorkItem(
+                work_id=row["work_id"],
+                instance_id=row["instance_id"],
+                execution_id=row["execution_id"],
+                kind=row["kind"],
+                task_id=row["task_id"],
+                name=row["name"],
+                input=row["input"],
+                fire_at=row["fire_at"],
+            )
+            for row in rows
+        ]
+
+
+def _instance(row: sqlite3.Row) -> InstanceRow:
+    return InstanceRow(
+        instance_id=row["instance_id"],
+        execution_id=row["execution_id"],
+        name=row["name"],
+        status=row["status"],
+        input=row["input"],
+        output=row["output"],
+        custom_status=row["custom_status"],
+        created_time=row["created_time"],
+        last_updated_time=row["last_updated_time"],
+        parent=None if row["parent"] is None else json.loads(row["parent"]),
+        runtime=json.loads(row["runtime"]),
+    )
