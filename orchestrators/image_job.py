@@ -24,7 +24,7 @@ GENERATE = "generate_image"
 FINISH = "finish_job"
 
 
-@bp.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)
+@bp.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR, input_type=dict)
 def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     job = context.get_input()
     job_id = context.instance_id
@@ -40,6 +40,7 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
         raw = yield context.call_activity(
             GENERATE,
             {"job_id": job_id, "attempt": attempt, "request": request, **send},
+            expected_type=dict,
         )
         result = AttemptResult.from_json(raw)
         record = result.to_json()
@@ -81,6 +82,7 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
     yield context.call_activity(
         FINISH,
         {"job_id": job_id, "request": request, "outcome": outcome, "attempts": attempts},
+        expected_type=dict,
     )
     return outcome
 

@@ -1,0 +1,146 @@
+"""The image job orchestrator, replayed through the SDK's handle from hand-built histories."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from orchestrators.image_job import FINISH, GENERATE, bp
+from rules.outcome import AttemptResult, Failure, FailureKind, Layer
+
+from .durable_history import History, new_actions, orchestrator_handle
+
+REQUEST = {
+    "prompt": "a red apple on a white background",
+    "size": "1024x1024",
+    "quality": "low",
+    "output_format": "png",
+    "output_compression": None,
+    "background": "auto",
+    "moderation": "auto",
+    "n": 1,
+    "partial_images": 1,
+    "route": "azure",
+}
+
+
+@pytest.fixture(scope="module")
+def handle():
+    return orchestrator_handle(bp, "image_job")
+
+
+def saved(attempt: int) -> dict[str, object]:
+    return AttemptResult(
+        attempt=attempt,
+        ok=True,
+        timings={"final_image_ms": 21_000, "http_status": 200},
+        images=[{"blob": "job-1/image.png", "width": 1024, "height": 1024}],
+        previews=[{"index": 0, "blob": f"job-1/preview-{attempt}-0.png"}],
+        usage={"output_tokens": 272},
+        cost_usd=0.00816,
+    ).to_json()
+
+
+def failed(attempt: int, failure: Failure) -> dict[str, object]:
+    return AttemptResult(attempt=attempt, ok=False, timings={}, failure=failure).to_json()
+
+
+RATE_LIMITED = Failure(
+    kind=FailureKind.RATE_LIMITED,
+    layer=Layer.ROUTE,
+    message="Rate limit reached. Please try again in 12s.",
+    sent=True,
+    http_status=429,
+    error_type="requests",
+    code="rate_limit_exceeded",
+    retry_after_s=12.0,
+    retry_after_source="retry-after-ms",
+)
+
+
+def test_a_first_attempt_that_succeeds_is_finished_and_saved(handle):
+    history = History(handle, "job-1", {"request": REQUEST})
+    state = history.episode()
+    [generate] = new_actions(state, 0)
+    assert generate["actionType"] == 0
+    assert generate["functionName"] == GENERATE
+    assert generate["input"]["attempt"] == 1
+    assert generate["input"]["partial_images"] == 1
+    assert state["customStatus"] == {"phase": "generating", "attempt": 1}
+    assert "apple" not in str(state["customStatus"])
+
+    history.complete_activity(0, GENERATE, saved(1), after_s=22)
+    state = history.episode()
+    [finish] = new_actions(state, 1)
+    assert finish["functionName"] == FINISH
+    assert finish["input"]["outcome"]["state"] == "saved"
+    assert state["customStatus"]["phase"] == "finalizing"
+
+    history.complete_activity(1, FINISH, {"metadata_blob": "job-1/metadata.json"}, after_s=0.2)
+    state = history.episode()
+    assert state["isDone"] is True
+    assert state["output"]["state"] == "saved"
+    assert state["output"]["retry_count"] == 0
+    assert state["output"]["images"][0]["width"] == 1024
+
+
+def test_a_429_waits_at_least_what_the_server_asked_on_a_durable_timer(handle):
+    history = History(handle, "job-1", {"request": REQUEST})
+    history.episode()
+    history.complete_activity(0, GENERATE, failed(1, RATE_LIMITED), after_s=1)
+    state = history.episode()
+    [timer] = new_actions(state, 1)
+    assert timer["actionType"] == 5
+    fire_at = datetime.strptime(timer["fireAt"][:26], "%Y-%m-%dT%H:%M:%S.%f")
+    waited = (fire_at - history.now.replace(tzinfo=None)).total_seconds()
+    assert 12.0 <= waited <= 12.0 * 1.2
+    assert state["customStatus"]["phase"] == "waiting_to_retry"
+    assert "12s" in state["customStatus"]["reason"]
+
+    history.fire_timer(1, timer["fireAt"])
+    state = history.episode()
+    [retry] = new_actions(state, 2)
+    assert retry["functionName"] == GENERATE
+    assert retry["input"]["attempt"] == 2
+
+    history.complete_activity(2, GENERATE, saved(2), after_s=22)
+    history.episode()
+    history.complete_activity(3, FINISH, {}, after_s=0.1)
+    state = history.episode()
+    assert state["output"]["state"] == "saved"
+    assert state["output"]["retry_count"] == 1
+    assert "rate limited" in state["output"]["retry_reason"]
+
+
+def test_a_moderation_block_is_never_retried(handle):
+    blocked = Failure(
+        kind=FailureKind.REJECTED,
+        layer=Layer.ROUTE,
+        message="Your request was rejected by the safety system.",
+        sent=True,
+        http_status=400,
+        error_type="image_generation_user_error",
+        code="moderation_blocked",
+    )
+    history = History(handle, "job-1", {"request": REQUEST})
+    history.episode()
+    history.complete_activity(0, GENERATE, failed(1, blocked), after_s=3)
+    state = history.episode()
+    [finish] = new_actions(state, 1)
+    assert finish["functionName"] == FINISH
+    outcome = finish["input"]["outcome"]
+    assert outcome["state"] == "failed"
+    assert outcome["failure"] == "returned_error"
+    assert outcome["error"]["code"] == "moderation_blocked"
+    assert finish["input"]["attempts"][0]["decision"]["retry"] is False
+
+
+def test_replays_are_deterministic(handle):
+    first = History(handle, "job-1", {"request": REQUEST})
+    first.episode()
+    first.complete_activity(0, GENERATE, failed(1, RATE_LIMITED), after_s=1)
+    second = History(handle, "job-1", {"request": REQUEST})
+    second.episode()
+    second.complete_activity(0, GENERATE, failed(1, RATE_LIMITED), after_s=1)
+    assert first.episode()["actions"] == second.episode()["actions"]
