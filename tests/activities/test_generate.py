@@ -1,0 +1,209 @@
+"""One attempt, against httpx.MockTransport and the in-memory store: previews, clocks, checks."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from typing import Any
+
+import httpx
+from PIL import Image
+
+from activities.generate import AttemptInput, Seams, run_attempt
+from rules.outcome import FailureKind
+from rules.request import ImageJobRequest
+from rules.settings import AppSettings
+from tests.fakes import InMemoryStore
+from tests.rules.conftest import ENV
+
+SETTINGS = AppSettings.from_env(ENV)
+
+
+def png(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(out, "PNG")
+    return out.getvalue()
+
+
+def job(**request: Any) -> AttemptInput:
+    values: dict[str, Any] = {
+        "prompt": "a red apple",
+        "size": "1024x1024",
+        "quality": "low",
+        "output_format": "png",
+        "background": "auto",
+        "moderation": "auto",
+        "n": 1,
+        "partial_images": 2,
+        "route": "azure",
+    }
+    values.update(request)
+    return AttemptInput(
+        job_id="job-1", attempt=1, request=ImageJobRequest(**values), partial_images=2
+    )
+
+
+def sse(*events: tuple[str, dict[str, Any]]) -> bytes:
+    return b"".join(
+        f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events
+    )
+
+
+def stream_of(final: bytes, partials: int = 2) -> bytes:
+    b64 = base64.b64encode(final).decode()
+    events = [
+        (
+            "image_generation.partial_image",
+            {"type": "image_generation.partial_image", "b64_json": b64, "partial_image_index": i},
+        )
+        for i in range(partials)
+    ]
+    events.append(
+        (
+            "image_generation.completed",
+            {
+                "type": "image_generation.completed",
+                "b64_json": b64,
+                "size": "1024x1024",
+                "usage": {"input_tokens": 10, "output_tokens": 272, "total_tokens": 282},
+            },
+        )
+    )
+    return sse(*events)
+
+
+def seams_for(handler: Any, store: InMemoryStore) -> Seams:
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    return Seams(client=client, store=store, auth=lambda: ("api-key", "k"), sleep=lambda s: None)
+
+
+def test_a_streamed_attempt_stores_previews_then_the_checked_image():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(
+            200,
+            headers={"content-type": "text/event-stream", "apim-request-id": "apim-1"},
+            content=stream_of(png(1024, 1024)),
+        )
+
+    store = InMemoryStore()
+    result = run_attempt(job(), SETTINGS, seams_for(handler, store))
+
+    assert result.ok, result.failure
+    [request] = seen
+    assert request.url.path == "/openai/deployments/gpt-image-2/images/generations"
+    assert request.url.params["api-version"] == "2025-04-01-preview"
+    assert request.headers["api-key"] == "k"
+    sent = json.loads(request.content)
+    assert sent["stream"] is True
+    assert sent["partial_images"] == 2
+    assert "model" not in sent  # the deployment names the model on Azure
+    assert store.get(name="job-1/image.png") == png(1024, 1024)
+    assert [p["blob"] for p in result.previews] == [
+        "job-1/preview-1-0.png",
+        "job-1/preview-1-1.png",
+    ]
+    assert result.images[0] == {
+        "blob": "job-1/image.png",
+        "contentType": "image/png",
+        "bytes": len(png(1024, 1024)),
+        "width": 1024,
+        "height": 1024,
+    }
+    progress = json.loads(store.get(name="job-1/progress.json") or b"{}")
+    assert progress["final_received"] is True
+    assert len(progress["previews"]) == 2
+    timings = result.timings
+    for key in ("first_byte_ms", "first_partial_image_ms", "final_image_ms", "upload_ms"):
+        assert timings[key] is not None, key
+    assert timings["request_id"] == "apim-1"
+    assert result.usage is not None
+    assert result.cost_usd is not None
+
+
+def test_an_image_of_the_wrong_size_is_not_stored():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            headers={"content-type": "text/event-stream"},
+            content=stream_of(png(512, 512), partials=0),
+        )
+
+    store = InMemoryStore()
+    result = run_attempt(job(), SETTINGS, seams_for(handler, store))
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.IMAGE_INVALID
+    assert "1024x1024" in result.failure.message
+    assert store.get(name="job-1/image.png") is None
+
+
+def test_a_failed_upload_is_retried_without_generating_again():
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(
+            200,
+            headers={"content-type": "text/event-stream"},
+            content=stream_of(png(1024, 1024), partials=0),
+        )
+
+    store = InMemoryStore()
+    store.fail("image.png", times=3)
+    seams = seams_for(handler, store)
+    result = run_attempt(job(), SETTINGS, seams)
+    assert result.ok, result.failure
+    assert calls == 1
+    assert store.put_calls.count("job-1/image.png") == 4
+    assert store.get(name="job-1/image.png") is not None
+
+
+def test_an_error_response_becomes_a_failure_record_not_an_exception():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            429,
+            headers={"retry-after-ms": "2000", "x-request-id": "req-9"},
+            json={"error": {"type": "requests", "code": "rate_limit_exceeded", "message": "x"}},
+        )
+
+    result = run_attempt(job(), SETTINGS, seams_for(handler, InMemoryStore()))
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.RATE_LIMITED
+    assert result.failure.retry_after_s == 2.0
+    assert result.timings["http_status"] == 429
+    assert result.timings["request_id"] == "req-9"
+
+
+def test_a_stream_without_completed_is_incomplete():
+    def handler(request: httpx.Request) -> httpx.Response:
+        b64 = base64.b64encode(png(1024, 1024)).decode()
+        content = sse(
+            ("image_generation.partial_image", {"b64_json": b64, "partial_image_index": 0})
+        )
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=content)
+
+    result = run_attempt(job(), SETTINGS, seams_for(handler, InMemoryStore()))
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.STREAM_INCOMPLETE
+    assert len(result.previews) == 1
+
+
+def test_storage_down_past_the_upload_budget_is_a_storage_failure():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            headers={"content-type": "text/event-stream"},
+            content=stream_of(png(1024, 1024), partials=0),
+        )
+
+    store = InMemoryStore()
+    store.fail("image.png", times=1000)
+    result = run_attempt(job(), SETTINGS, seams_for(handler, store))
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.STORAGE_FAILED
+    assert "ConnectionError" in result.failure.message
+    assert 1 < store.put_calls.count("job-1/image.png") <= 8

@@ -1,0 +1,45 @@
+"""Hand-written fakes shared by the app's tests: an in-memory Blob store that can fail on cue."""
+
+from __future__ import annotations
+
+import threading
+
+
+class InMemoryStore:
+    """ImageStore in a dict. ``fail(suffix, times)`` makes the next writes of blobs whose name
+    ends with ``suffix`` raise, as an outage would; ``put_calls`` counts every write."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, tuple[bytes, str]] = {}
+        self.put_calls: list[str] = []
+        self._failures: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def fail(self, suffix: str, times: int) -> None:
+        with self._lock:
+            self._failures[suffix] = times
+
+    def put(self, *, name: str, data: bytes, content_type: str) -> None:
+        with self._lock:
+            self.put_calls.append(name)
+            for suffix, left in self._failures.items():
+                if left > 0 and name.endswith(suffix):
+                    self._failures[suffix] = left - 1
+                    raise ConnectionError("storage is down")
+            self.blobs[name] = (data, content_type)
+
+    def get(self, *, name: str) -> bytes | None:
+        with self._lock:
+            item = self.blobs.get(name)
+        return item[0] if item else None
+
+    def list(self, *, prefix: str) -> list[str]:
+        with self._lock:
+            return sorted(name for name in self.blobs if name.startswith(prefix))
+
+    def delete(self, *, name: str) -> None:
+        with self._lock:
+            self.blobs.pop(name, None)
+
+    def read_link(self, *, name: str, ttl_s: int) -> str:
+        return f"memory://{name}?ttl={ttl_s}"
