@@ -9,7 +9,7 @@ calibrated to the field reports of the fact sheet and seed 004 rather than to wh
 - low quality, square sizes and jpeg are fastest; 4K takes more than 60 s even at ``low``.
 
 Time grows as ``base[quality] * (megapixels / 1.048576) ** pixel_exponent``: with bases 22/45/90 s
-and exponent 0.66 that gives 22 s (1024 low) and about 225 s (2048 high), then +-10 % jitter.
+and exponent 0.66 that gives 22 s (1024 low) and about 228 s (2048 high), then +-9 % jitter.
 
 Seed 004 shows a 2048x2048 ``high`` stream with ``partial_images: 2`` succeeding behind Azure's
 60 s gateway, so the first partial must arrive well inside the first minute: partials are spread
@@ -63,7 +63,7 @@ class LatencyParams:
     # More images per request take longer, though they are not made one after another.
     per_extra_image_factor: float = 0.25
     per_input_image_s: float = 2.0
-    jitter: float = 0.10
+    jitter: float = 0.09
     first_partial_fraction: float = 0.18
     last_partial_fraction: float = 0.80
     # UNCERTAIN in the sheet: "the final image may arrive before all requested partials".
