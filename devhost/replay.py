@@ -18,7 +18,10 @@ from devhost.history import Event
 OrchestratorHandle = Callable[[str], str]
 
 OUT_OF_PROC_MARKER = "$OutOfProcData$:"
-# Schema V2 (ReplaySchema.V2 == 1): one growing actions list, with-retry calls wrapped in WhenAll.
+# What the Functions host sends: upperSchemaVersion 1 (V2) and upperSchemaVersionNew 2, which
+# azure-functions-durable 1.7 turns into ReplaySchema.V3 (state "schemaVersion": 2). Actions keep
+# the V2 form (one growing list, with-retry calls wrapped in WhenAll); V3 only adds long-timer
+# splitting, which stays off because the context names no maximumShortTimerDuration.
 UPPER_SCHEMA_VERSION = 1
 UPPER_SCHEMA_VERSION_NEW = 2
 

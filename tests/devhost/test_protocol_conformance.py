@@ -1,0 +1,378 @@
+"""Pin every fact of durable-host-protocol.md against the installed azure-functions-durable.
+
+Each test feeds a HAND-BUILT history (plain dicts, not devhost's builders) to the handle that
+`df.Orchestrator.create(fn)` returns, exactly as the Functions host does, and checks what comes
+back. If an SDK upgrade changes one of these facts, the matching test fails by name.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import pytest
+
+T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
+
+
+def ts(seconds: float = 0) -> str:
+    """The host's timestamp form, seven fraction digits."""
+    when = T0 + timedelta(seconds=seconds)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+
+
+def ev(event_type: int, seconds: float = 0, event_id: int = -1, **fields: Any) -> dict[str, Any]:
+    return {
+        "EventType": event_type,
+        "EventId": event_id,
+        "IsPlayed": False,
+        "Timestamp": ts(seconds),
+        **fields,
+    }
+
+
+def started(input_json: str | None = None, name: str = "orch") -> list[dict[str, Any]]:
+    return [ev(12), ev(0, Name=name, Version="", Input=input_json)]
+
+
+def context(history: list[dict[str, Any]], input_json: str | None = None, **extra: Any) -> str:
+    body = {
+        "history": history,
+        "input": input_json,
+        "instanceId": "inst-1",
+        "isReplaying": False,
+        "parentInstanceId": None,
+        "upperSchemaVersion": 1,
+        "upperSchemaVersionNew": 2,
+        **extra,
+    }
+    return json.dumps(body)
+
+
+def call(
+    fn: Any, history: list[dict[str, Any]], input_json: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    state: dict[str, Any] = json.loads(
+        df.Orchestrator.create(fn)(context(history, input_json, **extra))
+    )
+    return state
+
+
+def one_activity(ctx: Any) -> Any:
+    result = yield ctx.call_activity("hello", ctx.get_input())
+    return result
+
+
+def test_state_keys_and_schema_v2_for_a_first_episode() -> None:
+    state = call(one_activity, started('{"a": 1}'), '{"a": 1}')
+    assert set(state) == {"isDone", "actions", "schemaVersion"}
+    assert state["isDone"] is False
+    # upperSchemaVersionNew=2 selects ReplaySchema.V3 (value 2): V2's growing actions list, plus
+    # long-timer splitting only if the context names the timer durations (devhost does not).
+    assert state["schemaVersion"] == 2
+    assert state["actions"] == [[{"actionType": 0, "functionName": "hello", "input": '{"a": 1}'}]]
+
+
+def test_upper_schema_version_alone_gives_v1_shape() -> None:
+    state = json.loads(
+        df.Orchestrator.create(one_activity)(
+            json.dumps(
+                {
+                    "history": started(),
+                    "input": None,
+                    "instanceId": "i",
+                    "isReplaying": False,
+                    "parentInstanceId": None,
+                    "upperSchemaVersion": 0,
+                }
+            )
+        )
+    )
+    assert "schemaVersion" not in state
+    assert state["actions"] == [[{"actionType": 0, "functionName": "hello", "input": "null"}]]
+
+
+def test_completed_state_carries_output_and_the_whole_growing_actions_list() -> None:
+    history = [
+        *started('"x"'),
+        ev(4, event_id=0, Name="hello", Input='"x"'),
+        ev(13),
+        ev(12, 1),
+        ev(5, 1, TaskScheduledId=0, Result='"hi x"'),
+    ]
+    state = call(one_activity, history, '"x"')
+    assert state["isDone"] is True
+    assert state["output"] == "hi x"
+    assert state["actions"] == [[{"actionType": 0, "functionName": "hello", "input": '"x"'}]]
+
+
+def two_activities(ctx: Any) -> Any:
+    a = yield ctx.call_activity("first", 1)
+    b = yield ctx.call_activity("second", 2)
+    return [a, b]
+
+
+def test_v2_actions_grow_with_every_replay_and_only_the_tail_is_new() -> None:
+    first = call(two_activities, started())["actions"][0]
+    history = [*started(), ev(13), ev(12, 1), ev(5, 1, TaskScheduledId=0, Result="10")]
+    second = call(two_activities, history)["actions"][0]
+    assert len(first) == 1
+    assert len(second) == 2
+    assert second[0] == first[0]
+    assert second[1]["functionName"] == "second"
+
+
+def activity_timer_activity(ctx: Any) -> Any:
+    a = yield ctx.call_activity("one", None)
+    yield ctx.create_timer(ctx.current_utc_datetime + timedelta(minutes=5))
+    b = yield ctx.call_activity("two", None)
+    return [a, b]
+
+
+def test_ids_are_shared_by_tasks_and_timers_in_scheduling_order() -> None:
+    history = [
+        *started(),
+        ev(12, 1),
+        ev(5, 1, TaskScheduledId=0, Result='"a"'),
+        ev(12, 2),
+        ev(11, 2, TimerId=1, FireAt=ts(301)),
+        ev(12, 3),
+        ev(5, 3, TaskScheduledId=2, Result='"b"'),
+    ]
+    state = call(activity_timer_activity, history)
+    assert state["isDone"] is True
+    assert state["output"] == ["a", "b"]
+
+
+def test_completion_events_match_by_id_only() -> None:
+    # A TimerFired with the id of the activity (0) does not resolve the timer (id 1).
+    history = [
+        *started(),
+        ev(12, 1),
+        ev(5, 1, TaskScheduledId=0, Result='"a"'),
+        ev(12, 2),
+        ev(11, 2, TimerId=0, FireAt=ts(301)),
+    ]
+    state = call(activity_timer_activity, history)
+    assert state["isDone"] is False
+    assert [a["actionType"] for a in state["actions"][0]] == [0, 5]
+
+
+def test_timer_fire_at_format_and_is_canceled_flag() -> None:
+    state = call(
+        activity_timer_activity, [*started(), ev(12, 1), ev(5, 1, TaskScheduledId=0, Result="1")]
+    )
+    timer = state["actions"][0][1]
+    assert timer == {"actionType": 5, "fireAt": "2024-05-01T10:05:01.000000Z", "isCanceled": False}
+    assert datetime.strptime(timer["fireAt"], "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_orchestrator_started_timestamp_is_current_utc_datetime() -> None:
+    seen: list[datetime] = []
+
+    def clocked(ctx: Any) -> Any:
+        seen.append(ctx.current_utc_datetime)
+        yield ctx.call_activity("x", None)
+        seen.append(ctx.current_utc_datetime)
+        return None
+
+    history = [
+        ev(12, 0),
+        ev(0, Name="orch", Version="", Input=None),
+        ev(13),
+        ev(12, 42),
+        ev(5, 42, TaskScheduledId=0, Result="null"),
+    ]
+    call(clocked, history)
+    assert seen == [T0, T0 + timedelta(seconds=42)]
+
+
+def catches(ctx: Any) -> Any:
+    try:
+        yield ctx.call_activity("bad", None)
+    except Exception as exc:
+        return str(exc)
+    return None
+
+
+def test_task_failed_reaches_the_orchestrator_as_reason_newline_details() -> None:
+    history = [*started(), ev(12, 1), ev(6, 1, TaskScheduledId=0, Reason="boom", Details="trace")]
+    assert call(catches, history)["output"] == "boom \n trace"
+
+
+def with_retry(ctx: Any) -> Any:
+    try:
+        result = yield ctx.call_activity_with_retry("flaky", df.RetryOptions(1000, 2), "in")
+    except Exception as exc:
+        return f"failed: {exc}"
+    return result
+
+
+def test_with_retry_arrives_wrapped_in_when_all_with_retry_options() -> None:
+    state = call(with_retry, started())
+    assert state["actions"] == [
+        [
+            {
+                "actionType": 12,
+                "compoundActions": [
+                    {
+                        "actionType": 1,
+                        "functionName": "flaky",
+                        "input": '"in"',
+                        "retryOptions": {
+                            "firstRetryIntervalInMilliseconds": 1000,
+                            "maxNumberOfAttempts": 2,
+                        },
+                    }
+                ],
+            }
+        ]
+    ]
+
+
+def test_retries_are_the_hosts_job_task_timer_task_timer_then_failure() -> None:
+    base = [*started(), ev(12, 1), ev(6, 1, TaskScheduledId=0, Reason="r1", Details="d1")]
+    # After a failure the SDK waits for the retry timer (id 1) and adds no action of its own.
+    state = call(with_retry, base)
+    assert state["isDone"] is False
+    assert len(state["actions"][0]) == 1
+    # Timer 1 fired: the SDK expects the task again under id 2.
+    retried = [*base, ev(12, 2), ev(11, 2, TimerId=1, FireAt=ts(2))]
+    assert (
+        call(with_retry, [*retried, ev(12, 3), ev(5, 3, TaskScheduledId=2, Result='"ok"')])[
+            "output"
+        ]
+        == "ok"
+    )
+    # Second failure: one more timer (id 3) after the last attempt, then the failure surfaces.
+    failed = [*retried, ev(12, 3), ev(6, 3, TaskScheduledId=2, Reason="r2", Details="d2")]
+    assert call(with_retry, failed)["isDone"] is False
+    done = call(with_retry, [*failed, ev(12, 4), ev(11, 4, TimerId=3, FireAt=ts(4))])
+    assert done["output"] == "failed: r2 \n d2"
+
+
+def test_an_orchestrator_exception_raises_with_out_of_proc_data() -> None:
+    def raises(ctx: Any) -> Any:
+        ctx.set_custom_status("about to fail")
+        yield ctx.call_activity("x", None)
+        raise ValueError("kaput")
+
+    handle = df.Orchestrator.create(raises)
+    history = [*started(), ev(12, 1), ev(5, 1, TaskScheduledId=0, Result="null")]
+    with pytest.raises(Exception, match=r"\$OutOfProcData\$") as caught:
+        handle(context(history))
+    text = str(caught.value)
+    message, marker, state_json = text.partition("\n\n$OutOfProcData$:")
+    assert marker
+    assert message == "kaput"
+    state = json.loads(state_json)
+    assert state["isDone"] is False
+    assert state["error"] == "kaput"
+    assert state["customStatus"] == "about to fail"
+
+
+def test_custom_status_is_in_the_state_and_absent_when_unset() -> None:
+    def sets(ctx: Any) -> Any:
+        ctx.set_custom_status({"step": 1})
+        yield ctx.call_activity("x", None)
+
+    assert call(sets, started())["customStatus"] == {"step": 1}
+    assert "customStatus" not in call(one_activity, started())
+    assert "output" not in call(one_activity, started())
+
+
+def test_external_events_match_by_name_and_carry_json_input() -> None:
+    def waits(ctx: Any) -> Any:
+        value = yield ctx.wait_for_external_event("approve")
+        return value
+
+    first = call(waits, started())
+    assert first["actions"] == [
+        [{"actionType": 6, "externalEventName": "approve", "reason": "ExternalEvent"}]
+    ]
+    history = [
+        *started(),
+        ev(12, 1),
+        ev(15, 1, Name="other", Input='"no"'),
+        ev(15, 1, Name="approve", Input='{"ok": true}'),
+    ]
+    assert call(waits, history)["output"] == {"ok": True}
+
+
+def test_when_any_and_sub_orchestrator_and_continue_as_new_action_shapes() -> None:
+    def shapes(ctx: Any) -> Any:
+        yield ctx.task_any([ctx.call_activity("a", 1), ctx.create_timer(ctx.current_utc_datetime)])
+        yield ctx.call_sub_orchestrator("child", {"k": 1}, "child-1")
+        ctx.continue_as_new(5)
+        return None
+
+    state = call(shapes, started())
+    assert state["actions"][0][0]["actionType"] == 11
+    assert [a["actionType"] for a in state["actions"][0][0]["compoundActions"]] == [0, 5]
+    history = [*started(), ev(12, 1), ev(5, 1, TaskScheduledId=0, Result="1")]
+    state = call(shapes, history)
+    assert state["actions"][0][1] == {
+        "actionType": 2,
+        "functionName": "child",
+        "input": '{"k": 1}',
+        "instanceId": "child-1",
+        "version": None,
+    }
+    history += [ev(12, 2), ev(8, 2, TaskScheduledId=2, Result='"c"')]
+    state = call(shapes, history)
+    assert state["isDone"] is True
+    assert state["actions"][0][2] == {"actionType": 4, "input": "5"}
+
+
+def test_sub_orchestration_failed_reaches_the_parent_like_task_failed() -> None:
+    def parent(ctx: Any) -> Any:
+        try:
+            yield ctx.call_sub_orchestrator("child", None)
+        except Exception as exc:
+            return str(exc)
+        return None
+
+    history = [
+        *started(),
+        ev(12, 1),
+        ev(9, 1, TaskScheduledId=0, Reason="child broke", Details=None),
+    ]
+    assert call(parent, history)["output"] == "child broke \n None"
+
+
+def test_action_type_numbers_of_unsupported_actions() -> None:
+    def http(ctx: Any) -> Any:
+        yield ctx.call_http("GET", "http://127.0.0.1:1/")
+
+    def entity(ctx: Any) -> Any:
+        yield ctx.call_entity(df.EntityId("counter", "k"), "add", 1)
+
+    def signal(ctx: Any) -> Any:
+        ctx.signal_entity(df.EntityId("counter", "k"), "add", 1)
+        yield ctx.call_activity("x", None)
+
+    assert call(http, started())["actions"][0][0]["actionType"] == 8
+    assert call(entity, started())["actions"][0][0]["actionType"] == 7
+    assert call(signal, started())["actions"][0][0]["actionType"] == 9
+
+
+def test_a_cancelled_timer_flips_is_canceled_on_the_same_action() -> None:
+    def timeout(ctx: Any) -> Any:
+        timer = ctx.create_timer(ctx.current_utc_datetime + timedelta(hours=1))
+        event = ctx.wait_for_external_event("go")
+        winner = yield ctx.task_any([event, timer])
+        if winner == event:
+            timer.cancel()
+        yield ctx.call_activity("after", None)
+
+    history = [*started(), ev(12, 1), ev(15, 1, Name="go", Input="1")]
+    actions = call(timeout, history)["actions"][0]
+    assert actions[0]["compoundActions"][1]["isCanceled"] is True
+    assert actions[1]["functionName"] == "after"
+
+
+def test_a_history_shorter_than_two_events_is_rejected() -> None:
+    with pytest.raises(Exception, match="minimum size of 2"):
+        df.Orchestrator.create(one_activity)(context([ev(12)]))
