@@ -5,9 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 # Lint, format and type-check every Python path of the project that exists.
-CODE := $(wildcard loopserver simulator devhost rules orchestrators activities http_api clients function_app.py scripts tests)
+CODE := $(wildcard loopserver simulator devhost rules storage orchestrators activities http_api clients localrun function_app.py wiring.py scripts tests)
 
-.PHONY: setup test lint typecheck pytest bench-simulator clean
+.PHONY: setup demo run test lint typecheck pytest bench-simulator clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -19,6 +19,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# One image job end to end on the local defaults: Azurite, simulator and devhost on free ports,
+# the CLI client starting and polling the job; everything is stopped afterwards.
+demo: setup
+	$(PY) -m localrun demo
+
+# The whole local stack in the foreground on the documented ports; Ctrl-C stops all of it.
+run: setup
+	$(PY) -m localrun run
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check $(CODE)
