@@ -438,6 +438,26 @@ class Engine:
         if parent:
             self._kick(parent)
 
+    def _fail_internal(self, instance_id: str, exc: Exception) -> None:
+        inst = self.store.get_instance(instance_id)
+        if inst is None or inst.status in TERMINAL:
+            return
+        now = self.clock.now()
+        message = f"devhost engine error in '{inst.name}': {type(exc).__name__}: {exc}"
+        with self.store.transaction():
+            self.store.clear_execution_work(instance_id)
+            self.store.append_history(
+                instance_id, [h.execution_completed(now, status=FAILED, result_json=None)]
+            )
+            inst.status = FAILED
+            inst.output = json.dumps(message)
+            inst.last_updated_time = _iso(now)
+            self.store.put_instance(inst)
+            parent = self._notify_parent(inst, now, failed_reason=message)
+        self._changed_now(instance_id)
+        if parent:
+            self._kick(parent)
+
     def _notify_parent(
         self, inst: InstanceRow, now: datetime, *, failed_reason: str | None
     ) -> str | None:
@@ -473,8 +493,10 @@ class Engine:
                 self._dirty.discard(instance_id)
                 try:
                     self._episode(instance_id)
-                except Exception:
+                except Exception as exc:
+                    # A bug in devhost must not leave the instance Running forever in silence.
                     self.log.exception("devhost engine: episode of %s failed", instance_id)
+                    self._fail_internal(instance_id, exc)
                 # Let workers and other instances run between two episodes of one instance.
                 await asyncio.sleep(0)
         finally:
@@ -913,6 +935,9 @@ class Engine:
                     kick.add(parent)
                 outcome = FAILED
             elif plan.did_continue:
+                # A new execution: fresh history and bookkeeping. Raised events still buffered
+                # (no wait took them) are dropped, as DTFx does when the orchestrator cannot ask
+                # to preserve unprocessed events (the Python SDK's continue_as_new cannot).
                 self.store.clear_execution(inst.instance_id)
                 inst.execution_id = uuid.uuid4().hex
                 inst.runtime = _new_runtime()

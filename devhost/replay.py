@@ -142,7 +142,10 @@ def run_episode(handle: OrchestratorHandle, context_json: str) -> EpisodeResult:
                 schema_version=state.schema_version,
             )
         return EpisodeResult(is_done=False, error=f"{type(exc).__name__}: {text}")
-    return parse_state(state_json)
+    try:
+        return parse_state(state_json)
+    except (ValueError, TypeError) as exc:
+        return EpisodeResult(is_done=False, error=f"unreadable orchestrator state: {exc}")
 
 
 def flatten(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:

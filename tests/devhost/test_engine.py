@@ -817,3 +817,36 @@ def test_timers_due_while_the_host_was_down_fire_at_once(tmp_path: Path) -> None
         return await finished(engine, "sleepy")
 
     assert run(second, resume)["output"] >= 3600
+
+
+def test_an_unreadable_orchestrator_state_fails_the_instance_loudly() -> None:
+    engine = Engine(
+        store=Store(":memory:"),
+        orchestrators={"garbage": lambda _context: "[1, 2]"},
+        activities={},
+        clock=VirtualClock(),
+        task_hub="testhub",
+    )
+
+    async def scenario(engine: Engine) -> dict[str, Any]:
+        return await finished(engine, await engine.start_new("garbage", None, None))
+
+    status = run(engine, scenario)
+    assert status["runtimeStatus"] == "Failed"
+    assert "unreadable orchestrator state" in status["output"]
+
+
+def test_an_engine_bug_fails_the_instance_instead_of_leaving_it_running() -> None:
+    engine = make_engine(orchestrators={"chain": chain}, activities={"hello": json_activity(hello)})
+
+    def broken_plan(*_args: Any) -> None:
+        raise KeyError("bookkeeping")
+
+    engine._plan_actions = broken_plan  # type: ignore[method-assign,assignment]
+
+    async def scenario(engine: Engine) -> dict[str, Any]:
+        return await finished(engine, await engine.start_new("chain", None, None))
+
+    status = run(engine, scenario)
+    assert status["runtimeStatus"] == "Failed"
+    assert "devhost engine error" in status["output"]
