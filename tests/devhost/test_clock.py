@@ -39,3 +39,20 @@ def test_system_clock_returns_at_once_for_a_past_time() -> None:
     clock = SystemClock()
     asyncio.run(asyncio.wait_for(clock.sleep_until(clock.now() - timedelta(seconds=1)), 5))
     assert clock.now().year >= 2024
+
+
+def test_virtual_clock_releases_waiters_in_fire_at_order() -> None:
+    clock = VirtualClock()
+    base = clock.now()
+    order: list[str] = []
+
+    async def wait(label: str, hours: int) -> None:
+        await clock.sleep_until(base + timedelta(hours=hours))
+        order.append(label)
+
+    async def main() -> None:
+        await asyncio.gather(wait("three", 3), wait("one", 1), wait("two", 2))
+
+    asyncio.run(main())
+    assert order == ["one", "two", "three"]
+    assert clock.now() >= base + timedelta(hours=3)

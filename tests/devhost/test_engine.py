@@ -850,3 +850,20 @@ def test_an_engine_bug_fails_the_instance_instead_of_leaving_it_running() -> Non
     status = run(engine, scenario)
     assert status["runtimeStatus"] == "Failed"
     assert "devhost engine error" in status["output"]
+
+
+def two_timers(ctx: Any) -> Any:
+    now = ctx.current_utc_datetime
+    late = ctx.create_timer(now + timedelta(hours=2))
+    early = ctx.create_timer(now + timedelta(hours=1))
+    winner = yield ctx.task_any([late, early])
+    return "early" if winner == early else "late"
+
+
+def test_virtual_clock_fires_timers_in_fire_at_order() -> None:
+    engine = make_engine(orchestrators={"two_timers": two_timers}, clock=VirtualClock())
+
+    async def scenario(engine: Engine) -> dict[str, Any]:
+        return await finished(engine, await engine.start_new("two_timers", None, None))
+
+    assert run(engine, scenario)["output"] == "early"
