@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from simulator.errors import ApiError
+from simulator.usage import usage_for
 from simulator.validation import (
     DEFAULT_SETTINGS,
     GPT_IMAGE_2,
@@ -19,6 +20,7 @@ from simulator.validation import (
     parse_edit,
     parse_generation,
 )
+from tests.simulator.openapi_schema import violations
 
 MODELS = {"gpt-image-2", "gpt-image-2-2026-04-21"}
 
@@ -404,3 +406,44 @@ def test_shape_holds_every_other_field():
 def test_default_rules_are_gpt_image_2s():
     assert (GPT_IMAGE_2.sizes.max_edge, GPT_IMAGE_2.sizes.max_pixels) == (3840, 8_294_400)
     assert GPT_IMAGE_2.max_input_images == 16
+
+
+# --- the resolved fields fit the official response and event schemas ---------------------------
+
+SHEET_FIELDS = ("background", "output_format", "quality", "size")
+
+
+@pytest.mark.parametrize(
+    ("body", "owner"),
+    [
+        ({"prompt": "p"}, "openai"),
+        ({"prompt": "p", "quality": "auto", "background": "auto", "size": "auto"}, "azure"),
+        ({"prompt": "p", "background": "transparent", "output_format": "webp"}, "openai"),
+        ({"prompt": "p", "output_format": "jpeg", "size": "1536x1024"}, "azure"),
+        ({"prompt": "p", "size": "2048x2048", "quality": "high"}, "openai"),
+    ],
+)
+def test_resolved_fields_fit_images_response_and_stream_events(body, owner):
+    req = generate({**body, "stream": True, "partial_images": 1}, owner=owner)
+    usage = usage_for(req)
+    fields = {name: getattr(req, name) for name in SHEET_FIELDS}
+    # The document's size enums list only the three classic sizes; gpt-image-2 takes any valid size.
+    loose = ("$.size",) if req.size not in {"1024x1024", "1024x1536", "1536x1024"} else ()
+    response = {"created": 1, "data": [{"b64_json": "AAAA"}], **fields, "usage": usage}
+    assert violations(response, "ImagesResponse", ignore_enum_at=loose) == []
+    event_base = {"b64_json": "AAAA", "created_at": 1, **fields}
+    for prefix, endpoint in (("image_generation", "ImageGen"), ("image_edit", "ImageEdit")):
+        partial = {"type": f"{prefix}.partial_image", **event_base, "partial_image_index": 0}
+        completed = {"type": f"{prefix}.completed", **event_base, "usage": usage}
+        assert violations(partial, f"{endpoint}PartialImageEvent", ignore_enum_at=loose) == []
+        assert violations(completed, f"{endpoint}CompletedEvent", ignore_enum_at=loose) == []
+
+
+def test_the_schema_check_catches_a_missing_field_and_an_unresolved_auto():
+    usage = usage_for(generate({"prompt": "p"}))
+    response = {"created": 1, "quality": "auto", "usage": {**usage, "output_tokens": "many"}}
+    problems = violations(response, "ImagesResponse")
+    assert any("$.quality" in p for p in problems)
+    assert any("$.usage.output_tokens" in p for p in problems)
+    event = {"type": "image_generation.completed", "b64_json": "x", "created_at": 1}
+    assert any("'usage'" in p for p in violations(event, "ImageGenCompletedEvent"))
