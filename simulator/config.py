@@ -52,12 +52,17 @@ class GatewaySettings:
 
     ``idle_timeout_s``: seconds (service time, divided by the time scale) without a byte to the
     client after which the gateway answers 408 ``Timeout`` while the generation runs on. None
-    switches it off. ``idle_timeout_non_streamed``: apply it to non-streamed requests too (off
-    by default: Microsoft recommends non-streamed requests for long jobs, seed 004).
-    ``proxy_idle_timeout_s``: a generic reverse proxy's idle limit answering 504 (None: off).
+    switches it off. ``idle_until_first_byte``: the limit only runs until the first byte (seed
+    004: one partial image in the first minute carries a 245 s stream through, so APIM's limit
+    is a wait for the response to start); false applies it to every gap, after which the
+    gateway cuts the connection. ``idle_timeout_non_streamed``: apply it to non-streamed
+    requests too (off by default: Microsoft recommends non-streamed requests for long jobs).
+    ``proxy_idle_timeout_s``: a generic reverse proxy's read timeout answering 504 before the
+    first byte and cutting the connection after it, for every gap (None: off).
     """
 
     idle_timeout_s: float | None = None
+    idle_until_first_byte: bool = True
     idle_timeout_non_streamed: bool = False
     proxy_idle_timeout_s: float | None = None
 
@@ -210,7 +215,7 @@ def _gateway(raw: object, where: str, base: GatewaySettings) -> GatewaySettings:
     fields: dict[str, Any] = {}
     for name, value in obj.items():
         key = f"{where}.{name}"
-        if name == "idle_timeout_non_streamed":
+        if name in ("idle_timeout_non_streamed", "idle_until_first_byte"):
             fields[name] = _typed(value, bool, key)
         else:
             fields[name] = None if value is None else _positive(value, key)

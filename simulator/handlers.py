@@ -439,13 +439,22 @@ class _Writer:
         state = exchange.state
         scale = state.scale
         gateway = exchange.settings.gateway
-        self.idle_limits: list[tuple[float, str]] = []
+        # (seconds without a byte, outcome, applies only before the first byte)
+        self.idle_limits: list[tuple[float, str, bool]] = []
         if gateway.idle_timeout_s is not None and (
             self.stream or gateway.idle_timeout_non_streamed
         ):
-            self.idle_limits.append((scale.wait(gateway.idle_timeout_s), "gateway_timeout"))
+            self.idle_limits.append(
+                (
+                    scale.wait(gateway.idle_timeout_s),
+                    "gateway_timeout",
+                    gateway.idle_until_first_byte,
+                )
+            )
         if gateway.proxy_idle_timeout_s is not None:
-            self.idle_limits.append((scale.wait(gateway.proxy_idle_timeout_s), "proxy_timeout"))
+            self.idle_limits.append(
+                (scale.wait(gateway.proxy_idle_timeout_s), "proxy_timeout", False)
+            )
         keep_alive = exchange.settings.keep_alive_s
         self.keep_alive = scale.wait(keep_alive) if (keep_alive and self.stream) else None
         self.pending: collections.deque[Event] = collections.deque()
@@ -453,9 +462,15 @@ class _Writer:
         self.completed = 0
 
     def _kill_deadline(self) -> tuple[float, str]:
-        if not self.idle_limits:
+        started = self.x.response is not None
+        limits = [
+            (limit, kind)
+            for limit, kind, first_byte_only in self.idle_limits
+            if not (started and first_byte_only)
+        ]
+        if not limits:
             return math.inf, ""
-        limit, kind = min(self.idle_limits)
+        limit, kind = min(limits)
         return self.x.last_byte_at + limit, kind
 
     async def pump(self) -> web.StreamResponse:
@@ -535,12 +550,15 @@ class _Writer:
             assert event.image is not None
             usage = usage_for(self.request, x.state.config.tokens)
             fields = {**self._fields(), "usage": usage}
-            await x.write(sse.image_event(f"{prefix}.completed", fields, event.image))
             self.completed += 1
-            if self.completed < self.request.n:
+            last = self.completed == self.request.n
+            if last:
+                # Recorded before the last byte: a client may act on it before write_eof returns.
+                x._finish(status=200, outcome="completed")
+            await x.write(sse.image_event(f"{prefix}.completed", fields, event.image))
+            if not last:
                 return None
             await x.end()
-            x._finish(status=200, outcome="completed")
             return response
         assert self.fault is not None
         if step.kind == "error":
@@ -549,13 +567,13 @@ class _Writer:
                 "openai" if self.fault.style == "openai" else "azure"
             )
             body = errors.stream_error_event(err, style=style, sequence_number=x.partials_sent)
+            x._finish(status=200, outcome="fault:mid_stream_error")
             await x.write([sse.error_event(body)])
             await x.end()
-            x._finish(status=200, outcome="fault:mid_stream_error")
             return response
         # "end": the stream closes cleanly without its completed event.
-        await x.end()
         x._finish(status=200, outcome="fault:stream_without_completed")
+        await x.end()
         return response
 
     async def _deliver_json(self, event: Event) -> web.StreamResponse | None:
@@ -578,9 +596,9 @@ class _Writer:
                 "usage": usage_for(request, x.state.config.tokens),
             }
             response = await x.start_response(content_type="application/json")
+            x._finish(status=200, outcome="completed")
             await x.write(sse.images_response({"created": int(time.time())}, images, tail))
             await x.end()
-            x._finish(status=200, outcome="completed")
             return response
         assert self.fault is not None
         if step.kind == "error":
