@@ -135,7 +135,6 @@ class _Plan:
 
     events: list[h.Event] = field(default_factory=list)
     work: list[dict[str, Any]] = field(default_factory=list)
-    messages: list[tuple[str, str, h.Event]] = field(default_factory=list)
     children: list[dict[str, Any]] = field(default_factory=list)
     cancel_timers: list[int] = field(default_factory=list)
     continue_as_new: str | None = None
@@ -996,8 +995,6 @@ class Engine:
                     )
                 for child in plan.children:
                     kick.add(self._start_child(inst, child, now))
-                for sender, execution_id, event in plan.messages:
-                    self.store.add_inbox(sender, execution_id, event)
                 self.store.put_instance(inst)
                 outcome = RUNNING
                 if self._has_deliverable(inst):

@@ -376,3 +376,26 @@ def test_a_cancelled_timer_flips_is_canceled_on_the_same_action() -> None:
 def test_a_history_shorter_than_two_events_is_rejected() -> None:
     with pytest.raises(Exception, match="minimum size of 2"):
         df.Orchestrator.create(one_activity)(context([ev(12)]))
+
+
+def test_execution_started_needs_a_version_field_even_if_empty() -> None:
+    without_version = [ev(12), ev(0, Name="orch", Input=None)]
+    with pytest.raises(AttributeError, match="Version"):
+        df.Orchestrator.create(one_activity)(context(without_version))
+    assert (
+        call(one_activity, [ev(12), ev(0, Name="orch", Version="", Input=None)])["isDone"] is False
+    )
+
+
+def test_is_replaying_follows_is_played_of_past_events() -> None:
+    seen: list[bool] = []
+
+    def watches(ctx: Any) -> Any:
+        seen.append(ctx.is_replaying)
+        yield ctx.call_activity("x", None)
+        seen.append(ctx.is_replaying)
+        return None
+
+    played = [{**e, "IsPlayed": True} for e in [*started(), ev(13)]]
+    call(watches, [*played, ev(12, 1), ev(5, 1, TaskScheduledId=0, Result="null")])
+    assert seen == [True, False]
