@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +38,11 @@ from loopserver import BackgroundServer
 __all__ = ["DevHost"]
 
 STORE_FILE = "durable.sqlite"
+
+# One DevHost per process at a time: the SDK's DurableOrchestrationClient keeps one process-wide
+# aiohttp session bound to the event loop that first used it, and each DevHost has its own loop.
+_running_lock = threading.Lock()
+_running: DevHost | None = None
 
 
 def _worker_threads() -> int:
@@ -75,6 +82,8 @@ class DevHost:
         self._store: Store | None = None
         self._timers: TimerScheduler | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._sys_path_entry: str | None = None
+        self._previous_module: object | None = None
 
     # --- public state ---------------------------------------------------------------------
 
@@ -117,8 +126,25 @@ class DevHost:
     # --- life cycle -----------------------------------------------------------------------
 
     def start(self) -> DevHost:
+        global _running
         if self._server is not None:
             raise RuntimeError("devhost is already started")
+        with _running_lock:
+            if _running is not None:
+                raise RuntimeError(
+                    f"another DevHost ({_running.app} from {_running.app_dir}) is running in this "
+                    "process; stop it first (the SDK's durable client shares one HTTP session "
+                    "per process)"
+                )
+            _running = self
+        try:
+            return self._start()
+        except BaseException:
+            with _running_lock:
+                _running = None
+            raise
+
+    def _start(self) -> DevHost:
         log = self.log
         settings = apply_local_settings(self.app_dir, log=log)
         if settings.path is not None:
@@ -144,6 +170,11 @@ class DevHost:
         self._executor = ThreadPoolExecutor(
             max_workers=_worker_threads(), thread_name_prefix="devhost-worker"
         )
+        # The app module and its directory go into sys.modules/sys.path while the host runs and
+        # come out on stop, so an in-process host never shadows another app's function_app.
+        app_path = str(self.app_dir.resolve())
+        self._sys_path_entry = None if app_path in sys.path else app_path
+        self._previous_module = sys.modules.get(self.app)
         _module, function_app = load_app(self.app, self.app_dir)
         index = index_functions(
             function_app, executor=self._executor, log=log, directory=str(self.app_dir)
@@ -231,14 +262,28 @@ class DevHost:
         return self
 
     def stop(self) -> None:
+        global _running
         server, self._server = self._server, None
-        if server is not None:
-            if self._timers is not None:
-                server.call(self._timers.stop())
-            server.stop()
-        self._close_resources()
+        try:
+            if server is not None:
+                if self._timers is not None:
+                    server.call(self._timers.stop())
+                server.stop()
+        finally:
+            self._close_resources()
+            with _running_lock:
+                if _running is self:
+                    _running = None
 
     def _close_resources(self) -> None:
+        if self._sys_path_entry is not None and self._sys_path_entry in sys.path:
+            sys.path.remove(self._sys_path_entry)
+        self._sys_path_entry = None
+        if self._previous_module is not None:
+            sys.modules[self.app] = self._previous_module  # type: ignore[assignment]
+        else:
+            sys.modules.pop(self.app, None)
+        self._previous_module = None
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None

@@ -44,7 +44,8 @@ async def start(req: func.HttpRequest, client: df.DurableOrchestrationClient) ->
     instance_id = await client.start_new(
         req.route_params["name"], req.route_params.get("instance_id"), payload
     )
-    return client.create_check_status_response(req, instance_id)
+    response: func.HttpResponse = client.create_check_status_response(req, instance_id)
+    return response
 
 
 @app.route(route="status/{instance_id}", methods=["GET"])
@@ -86,7 +87,9 @@ async def terminate(
 
 @app.route(route="suspend/{instance_id}", methods=["POST"])
 @app.durable_client_input(client_name="client")
-async def suspend(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def suspend(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
     await client.suspend(req.route_params["instance_id"], "test")
     return func.HttpResponse(status_code=202)
 
@@ -157,7 +160,7 @@ def tick(timer: func.TimerRequest) -> None:
 
 
 @app.orchestration_trigger(context_name="context")
-def chain(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def chain(context: df.DurableOrchestrationContext):
     cities = context.get_input() or ["Tokyo", "Seattle", "London"]
     results = []
     for city in cities:
@@ -166,7 +169,7 @@ def chain(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-d
 
 
 @app.orchestration_trigger(context_name="context")
-def retry_exhaustion(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def retry_exhaustion(context: df.DurableOrchestrationContext):
     key = context.get_input()
     options = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=3)
     yield context.call_activity_with_retry("always_fails", options, key)
@@ -174,14 +177,14 @@ def retry_exhaustion(context: df.DurableOrchestrationContext):  # type: ignore[n
 
 
 @app.orchestration_trigger(context_name="context")
-def durable_timer(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def durable_timer(context: df.DurableOrchestrationContext):
     started = context.current_utc_datetime
     yield context.create_timer(started + timedelta(hours=1))
     return (context.current_utc_datetime - started).total_seconds()
 
 
 @app.orchestration_trigger(context_name="context")
-def approval(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def approval(context: df.DurableOrchestrationContext):
     deadline = context.current_utc_datetime + timedelta(days=1)
     timeout = context.create_timer(deadline)
     answer = context.wait_for_external_event("Approval")
@@ -196,20 +199,20 @@ def approval(context: df.DurableOrchestrationContext):  # type: ignore[no-untype
 
 
 @app.orchestration_trigger(context_name="context")
-def fan_out(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def fan_out(context: df.DurableOrchestrationContext):
     count = context.get_input()
     squares = yield context.task_all([context.call_activity("square", i) for i in range(count)])
     return sum(squares)
 
 
 @app.orchestration_trigger(context_name="context")
-def parent(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def parent(context: df.DurableOrchestrationContext):
     child = yield context.call_sub_orchestrator("chain", ["Paris", "Rome"])
     return {"child": child}
 
 
 @app.orchestration_trigger(context_name="context")
-def counter(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def counter(context: df.DurableOrchestrationContext):
     n = context.get_input()
     if n < 3:
         context.continue_as_new(n + 1)
@@ -218,7 +221,7 @@ def counter(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped
 
 
 @app.orchestration_trigger(context_name="context")
-def custom_status(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def custom_status(context: df.DurableOrchestrationContext):
     context.set_custom_status({"stage": "one"})
     first = yield context.call_activity("say_hello", "stage one")
     context.set_custom_status({"stage": "two", "first": first})
@@ -226,13 +229,13 @@ def custom_status(context: df.DurableOrchestrationContext):  # type: ignore[no-u
 
 
 @app.orchestration_trigger(context_name="context")
-def fails(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def fails(context: df.DurableOrchestrationContext):
     yield context.call_activity("say_hello", "before the failure")
     raise ValueError("the orchestrator gave up")
 
 
 @app.orchestration_trigger(context_name="context")
-def steps(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def steps(context: df.DurableOrchestrationContext):
     # For the kill -9 test: step one completes, step two blocks until the gate file exists.
     spec = context.get_input()
     one = yield context.call_activity("record_step", {**spec, "step": "one"})

@@ -1,0 +1,174 @@
+"""The example DFApp driven through devhost over real HTTP, with the SDK's own client.
+
+Each orchestrator of tests/devhost/example_app exercises one Durable feature; the HTTP starters
+use DurableOrchestrationClient (start_new, create_check_status_response, get_status, raise_event,
+terminate, suspend/resume, purge_instance_history), which talks to devhost's RPC base, while the
+test reads the public check-status URLs with the system key, as a real caller would.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devhost.server import DevHost
+from tests.support import wait_until
+
+EXAMPLE = Path(__file__).parent / "example_app"
+TERMINAL = {"Completed", "Failed", "Terminated", "Canceled"}
+
+
+class App:
+    """A client for the example app on one DevHost."""
+
+    def __init__(self, host: DevHost) -> None:
+        self.host = host
+        self.http = httpx.Client(
+            base_url=host.url, headers={"x-functions-key": host.function_key}, timeout=30
+        )
+
+    def start(
+        self, name: str, payload: Any = None, instance_id: str | None = None
+    ) -> dict[str, Any]:
+        path = f"/api/orchestrators/{name}" + (f"/{instance_id}" if instance_id else "")
+        r = self.http.post(path, json=payload) if payload is not None else self.http.post(path)
+        assert r.status_code == 202, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    def status(self, instance_id: str, history: bool = False) -> dict[str, Any]:
+        r = self.http.get(f"/api/status/{instance_id}", params={"history": "1"} if history else {})
+        body: dict[str, Any] = r.json()
+        return body
+
+    def wait(self, instance_id: str, until: set[str] = TERMINAL, **kw: Any) -> dict[str, Any]:
+        return wait_until(
+            lambda: (s := self.status(instance_id)).get("runtimeStatus") in until and s,
+            what=f"{instance_id} to reach {sorted(until)}",
+            **kw,
+        )
+
+    def calls(self, key: str) -> int:
+        return int(self.http.get(f"/api/calls/{key}").json()["calls"])
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[App]:
+    with DevHost(app_dir=EXAMPLE, virtual_time=True) as host:
+        client = App(host)
+        yield client
+        client.http.close()
+
+
+def test_activity_chain_and_the_check_status_response(app):
+    started = app.start("chain", ["Tokyo", "Seattle"])
+    assert started["statusQueryGetUri"].startswith(
+        f"{app.host.url}/runtime/webhooks/durabletask/instances/{started['id']}?taskHub=DevhostExampleHub"
+    )
+    assert f"code={app.host.system_key}" in started["statusQueryGetUri"]
+    done = app.wait(started["id"])
+    assert done["runtimeStatus"] == "Completed"
+    assert done["output"] == ["Hello Tokyo!", "Hello Seattle!"]
+    # The public status URL the SDK handed out works as given (system key in it).
+    r = httpx.get(started["statusQueryGetUri"])
+    assert r.status_code == 200
+    assert r.json()["output"] == ["Hello Tokyo!", "Hello Seattle!"]
+
+
+def test_history_is_rendered_as_the_host_renders_it(app):
+    started = app.start("chain", ["Oslo"])
+    app.wait(started["id"])
+    events = app.status(started["id"], history=True)["historyEvents"]
+    kinds = [e["EventType"] for e in events]
+    assert kinds == ["ExecutionStarted", "TaskCompleted", "ExecutionCompleted"]
+    assert events[1]["FunctionName"] == "say_hello"
+    assert events[1]["Result"] == "Hello Oslo!"
+
+
+def test_retry_exhaustion_fails_the_orchestration_after_every_attempt(app):
+    started = app.start("retry_exhaustion", "retry-key")
+    done = app.wait(started["id"])
+    assert done["runtimeStatus"] == "Failed"
+    assert "attempt 3 failed" in str(done["output"])
+    assert app.calls("retry-key") == 3
+
+
+def test_a_durable_timer_fires_at_once_in_virtual_time_and_the_clock_jumps(app):
+    done = app.wait(app.start("durable_timer")["id"])
+    assert done["runtimeStatus"] == "Completed"
+    assert done["output"] >= 3600
+
+
+def test_an_external_event_that_never_comes_times_out(app):
+    done = app.wait(app.start("approval")["id"])
+    assert done["output"] == {"approved": None}
+    assert done["customStatus"] == "timed out"
+
+
+def test_fan_out_fan_in(app):
+    done = app.wait(app.start("fan_out", 10)["id"])
+    assert done["output"] == sum(i * i for i in range(10))
+
+
+def test_sub_orchestration(app):
+    done = app.wait(app.start("parent")["id"])
+    assert done["output"] == {"child": ["Hello Paris!", "Hello Rome!"]}
+
+
+def test_continue_as_new_keeps_the_instance_id(app):
+    started = app.start("counter", 0, instance_id="counter-1")
+    done = app.wait(started["id"])
+    assert done["runtimeStatus"] == "Completed"
+    assert done["output"] == 3
+
+
+def test_custom_status_stays_after_completion(app):
+    done = app.wait(app.start("custom_status")["id"])
+    assert done["customStatus"] == {"stage": "two", "first": "Hello stage one!"}
+
+
+def test_an_orchestrator_exception_fails_the_instance(app):
+    done = app.wait(app.start("fails")["id"])
+    assert done["runtimeStatus"] == "Failed"
+    assert "the orchestrator gave up" in str(done["output"])
+
+
+def test_the_public_management_api_needs_a_key(app):
+    iid = app.wait(app.start("chain", ["Lima"])["id"])["instanceId"]
+    url = f"{app.host.url}/runtime/webhooks/durabletask/instances/{iid}"
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, params={"code": app.host.function_key}).status_code == 401
+    assert httpx.get(url, params={"code": app.host.system_key}).status_code == 200
+    assert httpx.get(url, headers={"x-functions-key": app.host.master_key}).status_code == 200
+    listing = httpx.get(
+        f"{app.host.url}/runtime/webhooks/durabletask/instances",
+        params={"code": app.host.system_key, "runtimeStatus": "Completed"},
+    )
+    assert listing.status_code == 200
+    assert iid in {s["instanceId"] for s in listing.json()}
+    assert "x-ms-continuation-token" in listing.headers
+
+
+def test_start_and_wait_on_the_public_api(app):
+    r = httpx.post(
+        f"{app.host.url}/runtime/webhooks/durabletask/orchestrators/chain",
+        params={"code": app.host.system_key, "timeout": "20", "pollingInterval": "1"},
+        json=["Quito"],
+        timeout=30,
+    )
+    assert r.status_code == 200
+    assert r.json() == ["Hello Quito!"]
+
+
+def test_one_log_line_per_function_execution(app, caplog):
+    with caplog.at_level(logging.INFO):
+        iid = app.wait(app.start("chain", ["Bern"])["id"])["instanceId"]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("function=")]
+    assert any(line.startswith("function=start ") and "outcome=Succeeded" in line for line in lines)
+    assert any(f"instanceId={iid}" in line and "function=say_hello" in line for line in lines)
+    assert all(app.host.function_key not in r.getMessage() for r in caplog.records)
