@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -867,3 +868,99 @@ def test_virtual_clock_fires_timers_in_fire_at_order() -> None:
         return await finished(engine, await engine.start_new("two_timers", None, None))
 
     assert run(engine, scenario)["output"] == "early"
+
+
+def with_extra_retry_options(handle: Any, **extra: Any) -> Any:
+    """The SDK's handle, with retry options azure-functions-durable 1.x cannot send added.
+
+    Other Durable SDKs send backoffCoefficient, maxRetryIntervalInMilliseconds and
+    retryTimeoutInMilliseconds; the host honours them as DTFx does.
+    """
+
+    def patch(actions: list[Any]) -> None:
+        for action in actions:
+            if "retryOptions" in action:
+                action["retryOptions"].update(extra)
+            patch(action.get("compoundActions") or [])
+
+    def wrapped(context_json: str) -> str:
+        state = json.loads(handle(context_json))
+        for group in state["actions"]:
+            patch(group)
+        return json.dumps(state)
+
+    return wrapped
+
+
+def retry_four(ctx: Any) -> Any:
+    try:
+        yield ctx.call_activity_with_retry("flaky", df.RetryOptions(1000, 4), None)
+    except Exception as exc:
+        return str(exc)
+    return None
+
+
+def test_backoff_coefficient_and_max_interval_shape_the_retry_timers() -> None:
+    handle = with_extra_retry_options(
+        df.Orchestrator.create(retry_four),
+        backoffCoefficient=2,
+        maxRetryIntervalInMilliseconds=3000,
+    )
+    engine = Engine(
+        store=Store(":memory:"),
+        orchestrators={"retry_four": handle},
+        activities={"flaky": json_activity(Counter(fail_times=99))},
+        clock=VirtualClock(),
+        task_hub="testhub",
+    )
+
+    async def scenario(engine: Engine) -> dict[str, Any]:
+        return await finished(engine, await engine.start_new("retry_four", "b1", None))
+
+    status = run(engine, scenario)
+    assert status["output"].startswith("boom 4")
+    created = [e for e in raw_history(engine, "b1") if e["EventType"] == EventType.TimerCreated]
+    waits = [
+        (parse_time(e["FireAt"]) - parse_time(e["Timestamp"])).total_seconds() for e in created
+    ]
+    assert waits == [1.0, 2.0, 3.0, 0.0]
+
+
+def test_an_expired_retry_timeout_fails_the_orchestration_loudly() -> None:
+    handle = with_extra_retry_options(
+        df.Orchestrator.create(retry_four), retryTimeoutInMilliseconds=1500
+    )
+    flaky = Counter(fail_times=99)
+    engine = Engine(
+        store=Store(":memory:"),
+        orchestrators={"retry_four": handle},
+        activities={"flaky": json_activity(flaky)},
+        clock=VirtualClock(),
+        task_hub="testhub",
+    )
+
+    async def scenario(engine: Engine) -> dict[str, Any]:
+        return await finished(engine, await engine.start_new("retry_four", None, None))
+
+    status = run(engine, scenario)
+    assert status["runtimeStatus"] == "Failed"
+    assert "retryTimeoutInMilliseconds=1500" in status["output"]
+    # Attempts at t=0, 1 s and 2 s; after the third failure (t=2 s) the 1.5 s budget is spent.
+    assert len(flaky.calls) == 3
+
+
+def calls_unknown_child(ctx: Any) -> Any:
+    try:
+        yield ctx.call_sub_orchestrator("nobody", None)
+    except Exception as exc:
+        return str(exc)
+    return None
+
+
+def test_a_sub_orchestrator_that_does_not_exist_fails_the_call() -> None:
+    engine = make_engine(orchestrators={"calls_unknown_child": calls_unknown_child})
+
+    async def scenario(engine: Engine) -> dict[str, Any]:
+        return await finished(engine, await engine.start_new("calls_unknown_child", None, None))
+
+    assert "The function 'nobody' doesn't exist" in run(engine, scenario)["output"]
