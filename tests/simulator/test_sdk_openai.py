@@ -22,7 +22,7 @@ def decode(b64: str | None) -> Image.Image:
 
 def first_image(result: ImagesResponse) -> Image.Image:
     assert result.data
-    return first_image(result)
+    return decode(result.data[0].b64_json)
 
 
 def client(sim, **kwargs) -> OpenAI:
