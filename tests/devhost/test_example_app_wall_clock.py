@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from devhost.server import DevHost
-from tests.devhost.test_example_app import EXAMPLE, App
+from tests.devhost.example_client import EXAMPLE, App
 from tests.support import wait_until
 
 

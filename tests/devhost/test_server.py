@@ -1,0 +1,70 @@
+"""DevHost as a whole: keys under the state directory, the CLI's keys command, what is refused."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import textwrap
+
+import httpx
+import pytest
+
+from devhost.__main__ import main
+from devhost.keys import key_file_path
+from devhost.server import DevHost
+from tests.devhost.example_client import EXAMPLE
+
+UNSUPPORTED_APP = textwrap.dedent(
+    """
+    import azure.functions as func
+
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="with-blob")
+    @app.blob_output(arg_name="out", path="c/b.txt", connection="AzureWebJobsStorage")
+    def with_blob(req, out):
+        return "never"
+
+    @app.queue_trigger(arg_name="msg", queue_name="q", connection="AzureWebJobsStorage")
+    def on_queue(msg):
+        pass
+    """
+)
+
+
+def test_keys_are_kept_under_the_state_dir_across_restarts(tmp_path):
+    with DevHost(app_dir=EXAMPLE, state_dir=tmp_path, virtual_time=True) as first:
+        keys = (first.master_key, first.function_key, first.system_key)
+    assert key_file_path(tmp_path).exists()
+    with DevHost(app_dir=EXAMPLE, state_dir=tmp_path, virtual_time=True) as second:
+        assert (second.master_key, second.function_key, second.system_key) == keys
+
+
+def test_the_keys_command_prints_the_default_function_key(tmp_path, capsys):
+    assert main(["keys", "--state", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert main(["keys", "--state", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == printed
+    with DevHost(app_dir=EXAMPLE, state_dir=tmp_path, virtual_time=True) as host:
+        assert host.function_key == printed
+
+
+def test_functions_devhost_cannot_host_are_named_at_start_and_refused(tmp_path, caplog):
+    (tmp_path / "unsupported_app.py").write_text(UNSUPPORTED_APP)
+    with (
+        caplog.at_level(logging.WARNING, logger="devhost"),
+        DevHost("unsupported_app", app_dir=tmp_path) as host,
+    ):
+        r = httpx.get(f"{host.url}/api/with-blob")
+        assert r.status_code == 501
+        assert "with_blob" in r.text
+    assert "NOT HOSTED: function on_queue (queueTrigger)" in caplog.text
+    assert "NOT HOSTED: function with_blob (httpTrigger)" in caplog.text
+
+
+def test_one_devhost_per_process_and_the_app_leaves_sys_modules_as_it_found_it():
+    before = sys.modules.get("function_app")
+    with DevHost(app_dir=EXAMPLE), pytest.raises(RuntimeError, match="another DevHost"):
+        DevHost(app_dir=EXAMPLE).start()
+    assert sys.modules.get("function_app") is before
+    assert str(EXAMPLE.resolve()) not in sys.path
