@@ -85,15 +85,33 @@ class ApiError(Exception):
 # --- durations as OpenAI writes them -----------------------------------------------------------
 
 
+def format_duration(seconds: float) -> str:
+    """A duration as OpenAI writes it in headers and messages (Go's Duration style).
+
+    Under a second: whole milliseconds, rounded up ("12ms"); otherwise hours, minutes and seconds
+    with up to three decimals ("1s", "1.5s", "6m0s", "1h2m3s").
+    """
+    if seconds < 0 or math.isnan(seconds):
+        raise ValueError(f"a duration cannot be negative, got {seconds!r}")
+    millis = math.ceil(round(seconds * 1000, 6))
+    if millis < 1000:
+        return f"{millis}ms"
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    whole, fraction = divmod(rest, 1000)
+    second_text = f"{whole}.{fraction:03d}".rstrip("0").rstrip(".") if fraction else f"{whole}"
+    if hours:
+        return f"{hours}h{minutes}m{second_text}s"
+    if minutes:
+        return f"{minutes}m{second_text}s"
+    return f"{second_text}s"
+
+
 def format_wait(seconds: float) -> str:
-    """A wait as OpenAI's 429 messages write it: "120ms" under a second, else "12s" / "1.5s"."""
+    """A wait in a 429 message ("Please try again in 12s."): ``format_duration``, at least 1ms."""
     if seconds < 0:
         raise ValueError(f"a wait cannot be negative, got {seconds!r}")
-    if seconds < 1.0:
-        return f"{max(1, math.ceil(seconds * 1000))}ms"
-    rounded = math.ceil(seconds * 1000) / 1000
-    text = f"{rounded:.3f}".rstrip("0").rstrip(".")
-    return f"{text}s"
+    return format_duration(max(seconds, 0.001))
 
 
 # --- validation (400 invalid_request_error) -----------------------------------------------------

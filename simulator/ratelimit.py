@@ -29,31 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from simulator.errors import format_duration
+
+__all__ = ["RateDecision", "RateLimitRule", "RateLimiter", "format_duration"]
+
 HeaderStyle = Literal["openai", "azure", "azure_minus_one"]
 _STYLES = ("openai", "azure", "azure_minus_one")
-
-
-def format_duration(seconds: float) -> str:
-    """A duration as OpenAI's ``x-ratelimit-reset-*`` headers write it (Go's Duration style).
-
-    Under a second: whole milliseconds ("12ms"); otherwise hours, minutes and seconds with up to
-    three decimals ("1s", "1.5s", "6m0s", "1h2m3s").
-    """
-    if seconds < 0 or math.isnan(seconds):
-        raise ValueError(f"a duration cannot be negative, got {seconds!r}")
-    millis = math.ceil(round(seconds * 1000, 6))
-    if millis < 1000:
-        return f"{millis}ms"
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    whole, fraction = divmod(rest, 1000)
-    second_text = f"{whole}.{fraction:03d}".rstrip("0").rstrip(".") if fraction else f"{whole}"
-    text = f"{second_text}s"
-    if hours:
-        return f"{hours}h{minutes}m{text}"
-    if minutes:
-        return f"{minutes}m{text}"
-    return text
 
 
 @dataclass(frozen=True)

@@ -178,3 +178,8 @@ def test_repr_names_the_case_without_the_message():
     text = repr(errors.unknown_parameter("foo"))
     assert "unknown_parameter" in text
     assert "Unknown parameter" not in text
+
+
+def test_long_waits_are_written_in_minutes_like_the_headers():
+    assert errors.rate_limit_exceeded(372.5).message.endswith("Please try again in 6m12.5s.")
+    assert errors.format_wait(0) == "1ms"
