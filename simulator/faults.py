@@ -47,7 +47,7 @@ _KINDS: dict[str, frozenset[str]] = {
 }
 _COMMON = frozenset({"kind", "count", "match"})
 _MATCH_KEYS = ("route", "deployment", "endpoint", "stream", "size")
-_SIZE = re.compile(r"^[0-9]+x[0-9]+$|^auto$")
+_SIZE = re.compile(r"[0-9]+x[0-9]+|auto")
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ def _parse_match(value: object) -> FaultMatch:
             continue
         found[key] = _string(value, key, choices, label=f"match.{key}")
     size = found["size"]
-    if size is not None and not _SIZE.match(size):
+    if size is not None and not _SIZE.fullmatch(size):
         raise _fail("match.size", f"must look like 2048x2048, got {size!r}")
     return FaultMatch(
         route=found["route"],

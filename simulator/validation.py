@@ -185,7 +185,7 @@ _TYPE_WORDS: dict[FieldType, str] = {
     "object": "an object",
 }
 
-_SIZE_PATTERN = re.compile(r"^([0-9]{1,6})x([0-9]{1,6})$")
+_SIZE_PATTERN = re.compile(r"([0-9]{1,6})x([0-9]{1,6})")
 
 
 def _json_type_word(value: object) -> str:
@@ -312,7 +312,7 @@ def _int_in_range(
 
 def parse_size(text: str, rules: SizeRules) -> tuple[int, int]:
     """``WxH`` to (width, height) under ``rules``; ApiError naming ``size`` otherwise."""
-    match = _SIZE_PATTERN.match(text)
+    match = _SIZE_PATTERN.fullmatch(text)
     if match is None:
         raise errors.invalid_value(
             "size",

@@ -99,6 +99,7 @@ def test_match_is_parsed_and_round_trips():
         ({"kind": "moderation_blocked", "match": {"endpoint": "x"}}, "match.endpoint"),
         ({"kind": "moderation_blocked", "match": {"stream": "yes"}}, "match.stream"),
         ({"kind": "moderation_blocked", "match": {"size": "big"}}, "match.size"),
+        ({"kind": "moderation_blocked", "match": {"size": "16x16\n"}}, "match.size"),
         ({"kind": "moderation_blocked", "match": {"deployment": 3}}, "match.deployment"),
     ],
 )

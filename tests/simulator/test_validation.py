@@ -101,6 +101,7 @@ def test_valid_edge_sizes_are_accepted_and_reported(size):
         (" 1024x1024", "WIDTHxHEIGHT"),
         ("-16x1024", "WIDTHxHEIGHT"),
         ("big", "WIDTHxHEIGHT"),
+        ("1024x1024\n", "WIDTHxHEIGHT"),
         ("0x1024", "must be > 0"),
     ],
 )
