@@ -7,7 +7,7 @@ PY := $(BIN)/python
 # Lint, format and type-check every Python path of the project that exists.
 CODE := $(wildcard loopserver simulator devhost rules storage orchestrators activities http_api clients localrun function_app.py wiring.py scripts tests)
 
-.PHONY: setup demo run test lint typecheck pytest bench-simulator clean
+.PHONY: setup demo run test lint typecheck pytest bench-simulator bench-devhost clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -43,6 +43,9 @@ test: lint typecheck pytest
 
 bench-simulator: $(VENV)/.installed
 	$(PY) -m simulator.bench
+
+bench-devhost: $(VENV)/.installed
+	$(PY) -m devhost.bench
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
