@@ -4,6 +4,11 @@ It holds no worker while it waits: retries are waited out with durable timers, s
 retry-after is honoured exactly, and every attempt is recorded with the wait chosen and why. It
 sets the custom status at each step; the status endpoint derives the job's state from it. Jitter
 comes from ``context.new_uuid()``, the only randomness a replay reproduces.
+
+Cancel arrives as the external event ``cancel`` (the HTTP endpoint also leaves a marker in Blob,
+which the running activity watches so that it closes its stream). A cancel while waiting ends the
+job at once; a cancel while an attempt runs waits for that attempt to stop, so an image that was
+already stored is reported (saved), never left behind as an orphan.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ bp = df.Blueprint()
 ORCHESTRATOR = "image_job"
 GENERATE = "generate_image"
 FINISH = "finish_job"
+CANCEL_EVENT = "cancel"
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR, input_type=dict)
@@ -29,20 +35,27 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
     job = context.get_input()
     job_id = context.instance_id
     request = job["request"]
-    policy = RetryPolicy(**job.get("policy", {}))
-    send = job.get("send", {"stream": True, "partial_images": request["partial_images"]})
+    policy = RetryPolicy(**_policy_args(job.get("policy", {})))
+    send = job.get("send") or {"stream": True, "partial_images": request["partial_images"]}
+    cancel = context.wait_for_external_event(CANCEL_EVENT, expected_type=dict)
     attempts: list[dict[str, Any]] = []
     failures: list[Failure] = []
     attempt = 0
-    while True:
+    outcome: dict[str, Any] | None = None
+    while outcome is None:
         attempt += 1
         context.set_custom_status({"phase": "generating", "attempt": attempt})
-        raw = yield context.call_activity(
+        generate = context.call_activity(
             GENERATE,
             {"job_id": job_id, "attempt": attempt, "request": request, **send},
             expected_type=dict,
         )
-        result = AttemptResult.from_json(raw)
+        winner = yield context.task_any([generate, cancel])
+        if winner is cancel:
+            # The activity sees the marker and stops; wait for it so nothing is left behind.
+            context.set_custom_status({"phase": "cancelling", "attempt": attempt})
+            yield generate
+        result = AttemptResult.from_json(generate.result)
         record = result.to_json()
         if result.ok:
             attempts.append(record)
@@ -50,6 +63,10 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
             outcome = _outcome("saved", job_id, attempts, result)
             break
         assert result.failure is not None
+        if cancel.is_completed:
+            attempts.append(record)
+            outcome = _outcome("cancelled", job_id, attempts, result, failure=None)
+            break
         decision = decide(
             result.failure,
             attempt=attempt,
@@ -77,14 +94,26 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
                 "reason": decision.reason,
             }
         )
-        yield context.create_timer(retry_at)
+        timer = context.create_timer(retry_at)
+        winner = yield context.task_any([timer, cancel])
+        if winner is cancel:
+            timer.cancel()
+            outcome = _outcome("cancelled", job_id, attempts, result, failure=None)
 
+    context.set_custom_status({"phase": "finalizing", "attempt": attempt})
     yield context.call_activity(
         FINISH,
         {"job_id": job_id, "request": request, "outcome": outcome, "attempts": attempts},
         expected_type=dict,
     )
     return outcome
+
+
+def _policy_args(data: dict[str, Any]) -> dict[str, Any]:
+    args = dict(data)
+    if "transient_waits_s" in args:
+        args["transient_waits_s"] = tuple(args["transient_waits_s"])
+    return args
 
 
 def _outcome(
@@ -100,10 +129,13 @@ def _outcome(
     return {
         "state": state,
         "failure": failure,
-        "error": last.failure.status_error() if last.failure else None,
+        "error": last.failure.status_error() if last.failure and state == "failed" else None,
         "attempt": last.attempt,
         "retry_count": len(attempts) - 1,
         "retry_reason": retried[-1] if retried else None,
+        "post_send_resends": sum(
+            1 for a in attempts if a.get("decision", {}).get("post_send_resend")
+        ),
         "images": last.images,
         "previews": last.previews,
         "timings": last.timings,

@@ -46,6 +46,17 @@ class ModelRules:
     prompt_max_chars: int
     # Parameters the model refuses outright (400 naming them), e.g. input_fidelity.
     refused_parameters: frozenset[str] = field(default_factory=frozenset)
+    # A cautious guess at generation time, for deciding whether a stream would sit silent past
+    # a gateway's idle limit: seconds at 1024x1024 per quality, growing with pixels ** exponent.
+    expected_s_at_1mp: Mapping[str, float] = field(default_factory=dict)
+    expected_pixel_exponent: float = 0.66
+
+    def expected_generation_s(self, quality: str, size: str) -> float:
+        """How long a generation may take, erring long (field reports, not a promise)."""
+        width, height = (1536, 1024) if size == "auto" else map(int, size.split("x"))
+        # auto quality is treated as the slowest: Azure's default is high.
+        base = self.expected_s_at_1mp.get(quality) or max(self.expected_s_at_1mp.values())
+        return float(base * ((width * height) / (1024 * 1024)) ** self.expected_pixel_exponent)
 
     def formats_for(self, owner: str) -> frozenset[str]:
         return self.output_formats.get(owner, self.output_formats["openai"])
@@ -79,6 +90,9 @@ GPT_IMAGE_2 = ModelRules(
     partial_images_max=3,
     prompt_max_chars=32_000,
     refused_parameters=frozenset({"input_fidelity", "response_format"}),
+    # Field reports (fact sheet): Azure 1024x1024 low about 22 s; complex prompts near 2 min;
+    # 2048x2048 high 200-250 s. These err long on purpose.
+    expected_s_at_1mp=MappingProxyType({"low": 30.0, "medium": 60.0, "high": 100.0}),
 )
 
 MODELS: Mapping[str, ModelRules] = MappingProxyType(

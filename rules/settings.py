@@ -12,12 +12,14 @@ Vault reference in Azure), or uses Entra ID. A storage connection string is kept
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
+from rules.budget import Layer, TimeoutBudget
 from rules.errors import SettingsInvalid
 from rules.models import MODELS, ROUTE_OWNERS
+from rules.retry import RetryPolicy
 
 RouteOwner = Literal["openai", "azure", "gateway"]
 RouteAuth = Literal["key", "entra", "none"]
@@ -59,12 +61,31 @@ class JobDefaults:
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Per-phase limits of one upstream attempt, in seconds."""
+    """The timeout budget in seconds: one upstream attempt's phases and the layers around it."""
 
     connect_s: float = 10.0
     read_idle_s: float = 180.0
     request_s: float = 480.0
     upload_s: float = 120.0
+    # One activity invocation; keep equal to host.json functionTimeout (30 minutes).
+    activity_s: float = 1800.0
+    # How long the starter may take to answer (it answers at once; this bounds a slow store).
+    http_starter_s: float = 10.0
+    # What clients are told to expect: one HTTP call's timeout, and how long to keep polling.
+    client_http_s: float = 30.0
+    client_poll_s: float = 3600.0
+
+
+TIMEOUT_SETTINGS = {
+    "connect_s": "IMAGE_CONNECT_TIMEOUT_S",
+    "read_idle_s": "IMAGE_READ_IDLE_TIMEOUT_S",
+    "request_s": "IMAGE_REQUEST_TIMEOUT_S",
+    "upload_s": "IMAGE_UPLOAD_TIMEOUT_S",
+    "activity_s": "IMAGE_ACTIVITY_TIMEOUT_S",
+    "http_starter_s": "IMAGE_HTTP_STARTER_TIMEOUT_S",
+    "client_http_s": "IMAGE_CLIENT_HTTP_TIMEOUT_S",
+    "client_poll_s": "IMAGE_CLIENT_POLL_TIMEOUT_S",
+}
 
 
 @dataclass(frozen=True)
@@ -84,7 +105,15 @@ class AppSettings:
     defaults: JobDefaults = JobDefaults()
     timeouts: Timeouts = Timeouts()
     storage: StorageSettings = StorageSettings()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     status_retry_after_s: int = 2
+    # What to do with partial_images 0 behind a gateway that kills silent streams:
+    # "partial_images" (send 1) or "non_streaming".
+    silent_stream_fix: str = "partial_images"
+    # A finished job is returned again for the same Idempotency-Key within this window.
+    idempotency_window_s: int = 86_400
+    # The caller when no Easy Auth principal is present (x-ms-client-principal-id).
+    default_caller: str = "anonymous"
 
     def route(self, name: str) -> RouteSettings:
         try:
@@ -113,11 +142,17 @@ class AppSettings:
             ),
         )
         timeouts = Timeouts(
-            connect_s=_float(env, "IMAGE_CONNECT_TIMEOUT_S", Timeouts.connect_s),
-            read_idle_s=_float(env, "IMAGE_READ_IDLE_TIMEOUT_S", Timeouts.read_idle_s),
-            request_s=_float(env, "IMAGE_REQUEST_TIMEOUT_S", Timeouts.request_s),
-            upload_s=_float(env, "IMAGE_UPLOAD_TIMEOUT_S", Timeouts.upload_s),
+            **{
+                name: _float(env, setting, getattr(Timeouts, name))
+                for name, setting in TIMEOUT_SETTINGS.items()
+            }
         )
+        check_budget(timeouts, routes.values())
+        silent_fix = env.get("IMAGE_SILENT_STREAM_FIX", "partial_images")
+        if silent_fix not in ("partial_images", "non_streaming"):
+            raise SettingsInvalid(
+                "IMAGE_SILENT_STREAM_FIX", "must be partial_images or non_streaming"
+            )
         connection_string = env.get("IMAGES_STORAGE_CONNECTION_STRING") or None
         account_url = env.get("IMAGES_STORAGE_ACCOUNT_URL") or None
         if not connection_string and not account_url:
@@ -137,8 +172,61 @@ class AppSettings:
             defaults=defaults,
             timeouts=timeouts,
             storage=storage,
+            retry=_retry_policy(env),
             status_retry_after_s=_int(env, "IMAGE_STATUS_RETRY_AFTER_S", 2, minimum=1),
+            silent_stream_fix=silent_fix,
+            idempotency_window_s=_int(env, "IMAGE_IDEMPOTENCY_WINDOW_S", 86_400, minimum=0),
+            default_caller=env.get("IMAGE_DEFAULT_CALLER", "anonymous") or "anonymous",
         )
+
+
+def check_budget(timeouts: Timeouts, routes: Collection[RouteSettings]) -> None:
+    """Raise SettingsInvalid naming the first pair of limits in the wrong order."""
+
+    def layer(name: str) -> Layer:
+        return Layer(TIMEOUT_SETTINGS[name], getattr(timeouts, name))
+
+    budget = TimeoutBudget(**{name.removesuffix("_s"): layer(name) for name in TIMEOUT_SETTINGS})
+    gateways = [
+        Layer(f"IMAGE_ROUTE_{route.name.upper()}_GATEWAY_IDLE_TIMEOUT_S", idle)
+        for route in routes
+        if (idle := route.gateway_idle_timeout_s) is not None
+    ]
+    budget.check(gateways)
+
+
+def _retry_policy(env: Mapping[str, str]) -> RetryPolicy:
+    default = RetryPolicy()
+    waits_raw = env.get("IMAGE_RETRY_TRANSIENT_WAITS_S", "")
+    try:
+        waits = (
+            tuple(float(w) for w in waits_raw.split(",") if w.strip())
+            if waits_raw.strip()
+            else default.transient_waits_s
+        )
+    except ValueError:
+        raise SettingsInvalid(
+            "IMAGE_RETRY_TRANSIENT_WAITS_S", "must be seconds separated by commas, e.g. 5,15,30"
+        ) from None
+    if not waits or any(w <= 0 for w in waits):
+        raise SettingsInvalid("IMAGE_RETRY_TRANSIENT_WAITS_S", "needs at least one wait above 0")
+    post_send = env.get("IMAGE_RETRY_POST_SEND", default.post_send)
+    if post_send not in ("never", "after_wait"):
+        raise SettingsInvalid("IMAGE_RETRY_POST_SEND", "must be never or after_wait")
+    return RetryPolicy(
+        max_attempts=_int(env, "IMAGE_RETRY_MAX_ATTEMPTS", default.max_attempts, minimum=1),
+        transient_waits_s=waits,
+        rate_limit_max_attempts=_int(
+            env, "IMAGE_RETRY_RATE_LIMIT_MAX_ATTEMPTS", default.rate_limit_max_attempts, minimum=1
+        ),
+        rate_limit_base_s=_float(env, "IMAGE_RETRY_RATE_LIMIT_BASE_S", default.rate_limit_base_s),
+        rate_limit_cap_s=_float(env, "IMAGE_RETRY_RATE_LIMIT_CAP_S", default.rate_limit_cap_s),
+        post_send=post_send,
+        post_send_wait_s=_float(env, "IMAGE_RETRY_POST_SEND_WAIT_S", default.post_send_wait_s),
+        post_send_max_resends=_int(
+            env, "IMAGE_RETRY_POST_SEND_MAX_RESENDS", default.post_send_max_resends, minimum=0
+        ),
+    )
 
 
 def _route_from_env(name: str, env: Mapping[str, str]) -> RouteSettings:

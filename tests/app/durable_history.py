@@ -70,12 +70,29 @@ class History:
         state: dict[str, Any] = json.loads(self.handle(json.dumps(context)))
         return state
 
-    def complete_activity(self, task_id: int, name: str, result: Any, *, after_s: float) -> None:
+    def schedule_activity(self, task_id: int, name: str) -> None:
+        """The host's record that the episode's activity was scheduled (no result yet)."""
         self.events.append(self._event(4, task_id, Name=name, Input=None))
+
+    def schedule_timer(self, timer_id: int, fire_at: str) -> None:
+        self.events.append(self._event(10, timer_id, FireAt=fire_at))
+
+    def activity_result(self, task_id: int, result: Any, *, after_s: float) -> None:
+        """A new episode in which an already scheduled activity completes."""
         self.events.append(self._event(13))
         self.now += timedelta(seconds=after_s)
         self._started()
         self.events.append(self._event(5, -1, TaskScheduledId=task_id, Result=json.dumps(result)))
+
+    def complete_activity(self, task_id: int, name: str, result: Any, *, after_s: float) -> None:
+        self.schedule_activity(task_id, name)
+        self.activity_result(task_id, result, after_s=after_s)
+
+    def raise_event(self, name: str, data: Any, *, after_s: float) -> None:
+        self.events.append(self._event(13))
+        self.now += timedelta(seconds=after_s)
+        self._started()
+        self.events.append(self._event(15, -1, Name=name, Input=json.dumps(data)))
 
     def fire_timer(self, timer_id: int, fire_at: str) -> None:
         self.events.append(self._event(10, timer_id, FireAt=fire_at))
@@ -88,13 +105,25 @@ class History:
 def new_actions(state: dict[str, Any], seen: int) -> list[dict[str, Any]]:
     """Schema V2 actions are one growing list: only the tail after ``seen`` is new.
 
+    WhenAny (11) and WhenAll (12) carry their tasks as compound actions: they are flattened.
     Inputs arrive as JSON text; they are parsed here so tests read them as data.
     """
     flat = [
         a for group in state["actions"] for a in (group if isinstance(group, list) else [group])
     ]
-    tail = [dict(action) for action in flat[seen:]]
-    for action in tail:
-        if isinstance(action.get("input"), str):
-            action["input"] = json.loads(action["input"])
+    tail: list[dict[str, Any]] = []
+    for action in flat[seen:]:
+        for leaf in action.get("compoundActions") or [action]:
+            parsed = dict(leaf)
+            if isinstance(parsed.get("input"), str):
+                parsed["input"] = json.loads(parsed["input"])
+            tail.append(parsed)
     return tail
+
+
+def activities(actions: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [a for a in actions if a["actionType"] == 0 and a["functionName"] == name]
+
+
+def timers(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [a for a in actions if a["actionType"] == 5]

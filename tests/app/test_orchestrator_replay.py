@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import pytest
 
-from orchestrators.image_job import FINISH, GENERATE, bp
+from orchestrators.image_job import CANCEL_EVENT, FINISH, GENERATE, bp
 from rules.outcome import AttemptResult, Failure, FailureKind, Layer
 
-from .durable_history import History, new_actions, orchestrator_handle
+from .durable_history import History, activities, new_actions, orchestrator_handle, timers
 
 REQUEST = {
     "prompt": "a red apple on a white background",
@@ -30,7 +31,7 @@ def handle():
     return orchestrator_handle(bp, "image_job")
 
 
-def saved(attempt: int) -> dict[str, object]:
+def saved(attempt: int) -> dict[str, Any]:
     return AttemptResult(
         attempt=attempt,
         ok=True,
@@ -42,7 +43,7 @@ def saved(attempt: int) -> dict[str, object]:
     ).to_json()
 
 
-def failed(attempt: int, failure: Failure) -> dict[str, object]:
+def failed(attempt: int, failure: Failure) -> dict[str, Any]:
     return AttemptResult(attempt=attempt, ok=False, timings={}, failure=failure).to_json()
 
 
@@ -57,23 +58,30 @@ RATE_LIMITED = Failure(
     retry_after_s=12.0,
     retry_after_source="retry-after-ms",
 )
+CANCELLED = Failure(
+    kind=FailureKind.CANCELLED, layer=Layer.CALLER, message="cancelled by the caller", sent=True
+)
+
+
+def only(items: list[dict[str, Any]]) -> dict[str, Any]:
+    assert len(items) == 1, items
+    return items[0]
 
 
 def test_a_first_attempt_that_succeeds_is_finished_and_saved(handle):
     history = History(handle, "job-1", {"request": REQUEST})
     state = history.episode()
-    [generate] = new_actions(state, 0)
-    assert generate["actionType"] == 0
-    assert generate["functionName"] == GENERATE
+    actions = new_actions(state, 0)
+    generate = only(activities(actions, GENERATE))
     assert generate["input"]["attempt"] == 1
     assert generate["input"]["partial_images"] == 1
+    assert [a["actionType"] for a in actions] == [0, 6]  # the activity, and the cancel wait
     assert state["customStatus"] == {"phase": "generating", "attempt": 1}
     assert "apple" not in str(state["customStatus"])
 
     history.complete_activity(0, GENERATE, saved(1), after_s=22)
     state = history.episode()
-    [finish] = new_actions(state, 1)
-    assert finish["functionName"] == FINISH
+    finish = only(activities(new_actions(state, 1), FINISH))
     assert finish["input"]["outcome"]["state"] == "saved"
     assert state["customStatus"]["phase"] == "finalizing"
 
@@ -90,8 +98,7 @@ def test_a_429_waits_at_least_what_the_server_asked_on_a_durable_timer(handle):
     history.episode()
     history.complete_activity(0, GENERATE, failed(1, RATE_LIMITED), after_s=1)
     state = history.episode()
-    [timer] = new_actions(state, 1)
-    assert timer["actionType"] == 5
+    timer = only(timers(new_actions(state, 1)))
     fire_at = datetime.strptime(timer["fireAt"][:26], "%Y-%m-%dT%H:%M:%S.%f")
     waited = (fire_at - history.now.replace(tzinfo=None)).total_seconds()
     assert 12.0 <= waited <= 12.0 * 1.2
@@ -100,8 +107,7 @@ def test_a_429_waits_at_least_what_the_server_asked_on_a_durable_timer(handle):
 
     history.fire_timer(1, timer["fireAt"])
     state = history.episode()
-    [retry] = new_actions(state, 2)
-    assert retry["functionName"] == GENERATE
+    retry = only(activities(new_actions(state, 2), GENERATE))
     assert retry["input"]["attempt"] == 2
 
     history.complete_activity(2, GENERATE, saved(2), after_s=22)
@@ -127,8 +133,7 @@ def test_a_moderation_block_is_never_retried(handle):
     history.episode()
     history.complete_activity(0, GENERATE, failed(1, blocked), after_s=3)
     state = history.episode()
-    [finish] = new_actions(state, 1)
-    assert finish["functionName"] == FINISH
+    finish = only(activities(new_actions(state, 1), FINISH))
     outcome = finish["input"]["outcome"]
     assert outcome["state"] == "failed"
     assert outcome["failure"] == "returned_error"
@@ -144,3 +149,54 @@ def test_replays_are_deterministic(handle):
     second.episode()
     second.complete_activity(0, GENERATE, failed(1, RATE_LIMITED), after_s=1)
     assert first.episode()["actions"] == second.episode()["actions"]
+
+
+def test_a_cancel_while_waiting_to_retry_ends_the_job_without_another_attempt(handle):
+    history = History(handle, "job-1", {"request": REQUEST})
+    history.episode()
+    history.complete_activity(0, GENERATE, failed(1, RATE_LIMITED), after_s=1)
+    state = history.episode()
+    timer = only(timers(new_actions(state, 1)))
+    history.schedule_timer(1, timer["fireAt"])
+    history.raise_event(CANCEL_EVENT, {}, after_s=2)
+    state = history.episode()
+    actions = new_actions(state, 2)
+    assert activities(actions, GENERATE) == []
+    finish = only(activities(actions, FINISH))
+    assert finish["input"]["outcome"]["state"] == "cancelled"
+
+
+def test_a_cancel_while_generating_waits_for_the_attempt_to_stop(handle):
+    history = History(handle, "job-1", {"request": REQUEST})
+    history.episode()
+    history.schedule_activity(0, GENERATE)
+    history.raise_event(CANCEL_EVENT, {}, after_s=5)
+    state = history.episode()
+    assert state["customStatus"]["phase"] == "cancelling"
+    assert activities(new_actions(state, 1), FINISH) == []  # not before the attempt stops
+
+    history.activity_result(0, failed(1, CANCELLED), after_s=1)
+    state = history.episode()
+    finish = only(activities(new_actions(state, 1), FINISH))
+    assert finish["input"]["outcome"]["state"] == "cancelled"
+    assert finish["input"]["outcome"]["error"] is None
+
+
+def test_a_cancel_that_comes_after_the_image_was_stored_reports_it_saved(handle):
+    history = History(handle, "job-1", {"request": REQUEST})
+    history.episode()
+    history.schedule_activity(0, GENERATE)
+    history.raise_event(CANCEL_EVENT, {}, after_s=5)
+    history.episode()
+    history.activity_result(0, saved(1), after_s=1)
+    state = history.episode()
+    finish = only(activities(new_actions(state, 1), FINISH))
+    assert finish["input"]["outcome"]["state"] == "saved"
+
+
+def test_the_send_plan_from_the_starter_reaches_the_activity(handle):
+    send = {"stream": False, "partial_images": 0, "send_notes": ["sent without streaming"]}
+    history = History(handle, "job-1", {"request": REQUEST, "send": send})
+    generate = only(activities(new_actions(history.episode(), 0), GENERATE))
+    assert generate["input"]["stream"] is False
+    assert generate["input"]["send_notes"] == ["sent without streaming"]

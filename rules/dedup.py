@@ -1,0 +1,52 @@
+"""Duplicate submits: the same caller asking for the same job gets the same job.
+
+Seed 000: "same user, same prompt, same parameters, same pending job should normally return the
+existing job status instead of launching another full generation". Job ids are deterministic, so
+the durable store itself settles races: two concurrent submits compute the same instance id, and
+only one start can create it (start-if-absent); the other finds it pending and returns it.
+
+    job_id(caller, key or None, fingerprint, generation)   # img-<24 hex>-<generation>
+
+With an ``Idempotency-Key`` the id comes from (caller, key); without one, from (caller, the
+request's fingerprint). ``generation`` counts the jobs made under one id base: a finished job
+stays where it is, and the next distinct job takes the next generation, so no finished job's
+status or images are ever overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from rules.errors import RequestInvalid
+from rules.request import ImageJobRequest
+
+MAX_KEY_CHARS = 255
+
+
+def fingerprint(request: ImageJobRequest) -> str:
+    """A digest of everything the request asks for, prompt included (the digest, not the text,
+    is what is kept)."""
+    canonical = json.dumps(request.to_json(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_key(key: str) -> str:
+    if not key or len(key) > MAX_KEY_CHARS or not key.isprintable():
+        raise RequestInvalid(
+            "Idempotency-Key",
+            "invalid_value",
+            f"the Idempotency-Key header must be 1 to {MAX_KEY_CHARS} printable characters",
+        )
+    return key
+
+
+def job_id(caller: str, key: str | None, request_fingerprint: str, generation: int) -> str:
+    basis = f"key\n{caller}\n{key}" if key is not None else f"body\n{caller}\n{request_fingerprint}"
+    digest = hashlib.sha256(basis.encode()).hexdigest()[:24]
+    return f"img-{digest}-{generation}"
+
+
+def caller_digest(caller: str) -> str:
+    """What a job records of its caller: enough to compare, nothing to read back."""
+    return hashlib.sha256(f"caller\n{caller}".encode()).hexdigest()[:32]
