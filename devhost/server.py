@@ -19,7 +19,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 
 from aiohttp import web
 from azure.durable_functions.models.utils import http_utils
@@ -83,7 +83,8 @@ class DevHost:
         self._timers: TimerScheduler | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._sys_path_entry: str | None = None
-        self._previous_module: object | None = None
+        self._previous_module: ModuleType | None = None
+        self._module_swapped = False
 
     # --- public state ---------------------------------------------------------------------
 
@@ -140,6 +141,7 @@ class DevHost:
         try:
             return self._start()
         except BaseException:
+            self._close_resources()
             with _running_lock:
                 _running = None
             raise
@@ -175,6 +177,7 @@ class DevHost:
         app_path = str(self.app_dir.resolve())
         self._sys_path_entry = None if app_path in sys.path else app_path
         self._previous_module = sys.modules.get(self.app)
+        self._module_swapped = True
         _module, function_app = load_app(self.app, self.app_dir)
         index = index_functions(
             function_app, executor=self._executor, log=log, directory=str(self.app_dir)
@@ -244,11 +247,7 @@ class DevHost:
         web_app.on_startup.append(start_engine)
         web_app.on_cleanup.append(stop_engine)
         server = BackgroundServer(web_app, host=self.host, port=self.requested_port)
-        try:
-            server.start()
-        except BaseException:
-            self._close_resources()
-            raise
+        server.start()
         self._server = server
         http_host.port = server.port
         server.call(timers.start())
@@ -279,10 +278,12 @@ class DevHost:
         if self._sys_path_entry is not None and self._sys_path_entry in sys.path:
             sys.path.remove(self._sys_path_entry)
         self._sys_path_entry = None
-        if self._previous_module is not None:
-            sys.modules[self.app] = self._previous_module  # type: ignore[assignment]
-        else:
-            sys.modules.pop(self.app, None)
+        if self._module_swapped:
+            if self._previous_module is not None:
+                sys.modules[self.app] = self._previous_module
+            else:
+                sys.modules.pop(self.app, None)
+        self._module_swapped = False
         self._previous_module = None
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)

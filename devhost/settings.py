@@ -93,6 +93,10 @@ def apply_local_settings(
         path = sample
         used_sample = True
     data = _read_json(path)
+    if data.get("IsEncrypted") is True:
+        raise SettingsError(
+            path, "IsEncrypted is true: devhost reads plain values only (`func settings decrypt`)"
+        )
     values = data.get("Values", {})
     if not isinstance(values, dict):
         raise SettingsError(path, "'Values' is not a JSON object")

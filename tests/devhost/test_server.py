@@ -68,3 +68,25 @@ def test_one_devhost_per_process_and_the_app_leaves_sys_modules_as_it_found_it()
         DevHost(app_dir=EXAMPLE).start()
     assert sys.modules.get("function_app") is before
     assert str(EXAMPLE.resolve()) not in sys.path
+
+
+def test_a_failed_start_names_the_problem_and_leaves_nothing_behind(tmp_path):
+    (tmp_path / "bad_timer_app.py").write_text(
+        textwrap.dedent(
+            """
+            import azure.functions as func
+
+            app = func.FunctionApp()
+
+            @app.timer_trigger(schedule="%DEVHOST_TEST_MISSING_SCHEDULE%", arg_name="t")
+            def tick(t):
+                pass
+            """
+        )
+    )
+    with pytest.raises(KeyError, match="DEVHOST_TEST_MISSING_SCHEDULE"):
+        DevHost("bad_timer_app", app_dir=tmp_path).start()
+    assert "bad_timer_app" not in sys.modules
+    assert str(tmp_path.resolve()) not in sys.path
+    with DevHost(app_dir=EXAMPLE) as host:  # the one-per-process slot was released
+        assert httpx.get(f"{host.url}/").status_code == 200

@@ -64,6 +64,12 @@ def test_a_broken_settings_file_is_an_error_naming_it(tmp_path):
         apply_local_settings(tmp_path, {})
 
 
+def test_encrypted_local_settings_are_refused_not_misread(tmp_path):
+    write(tmp_path / "local.settings.json", {"IsEncrypted": True, "Values": {"A": "x"}})
+    with pytest.raises(SettingsError, match="IsEncrypted"):
+        apply_local_settings(tmp_path, {})
+
+
 def test_setting_references_resolve_and_a_missing_one_is_named():
     assert resolve_setting("%A%-%B%", {"A": "1", "B": "2"}) == "1-2"
     assert resolve_setting("0 */5 * * * *", {}) == "0 */5 * * * *"
