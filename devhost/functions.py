@@ -27,7 +27,7 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -387,7 +387,3 @@ def timed() -> Callable[[], float]:
     """A stopwatch: call the result to get the seconds since `timed()` was called."""
     start = time.perf_counter()
     return lambda: time.perf_counter() - start
-
-
-# Activity invoker type the engine expects (kept here for the type checker's sake).
-ActivityCallable = Callable[[str | None], Awaitable[str | None]]

@@ -395,6 +395,8 @@ class ManagementApi:
         method = request.method.upper()
         try:
             return await self._route(request, method, segments)
+        except web.HTTPException:
+            raise  # aiohttp's own answers, e.g. 413 for a body over the limit
         except InstanceNotFound:
             return _empty(404)
         except InstanceNotActive:
@@ -479,12 +481,8 @@ class ManagementApi:
     async def _start(
         self, request: web.Request, name: str, instance_id: str | None
     ) -> web.StreamResponse:
-        if name not in self._orchestrators:
-            return _argument_error(self.unknown_orchestrator_message(name))
-        if instance_id:
-            problem = instance_id_problem(instance_id)
-            if problem is not None:
-                return _argument_error(problem)
+        # The extension's order: the body is parsed first, then StartNewAsync checks the
+        # function name, then the instance id.
         text = (await request.read()).decode("utf-8-sig")
         input_json: str | None = None
         if text.strip():
@@ -497,6 +495,12 @@ class ManagementApi:
                     exception_message=str(exc),
                     exception_type="Newtonsoft.Json.JsonReaderException",
                 )
+        if name not in self._orchestrators:
+            return _argument_error(self.unknown_orchestrator_message(name))
+        if instance_id:
+            problem = instance_id_problem(instance_id)
+            if problem is not None:
+                return _argument_error(problem)
         new_id = await self._engine.start_new(name, instance_id or None, input_json)
         return await self._respond_started(request, new_id)
 
