@@ -325,23 +325,33 @@ def test_a_running_duplicate_is_409_with_the_new_behaviour(rpc, engine, monkeypa
     }
 
 
-def test_wait_for_completion_returns_the_output_when_completed(rpc, engine):
-    engine.instances["done"] = status("done", "Completed", output={"r": 1})
-    engine.next_id = "done"
-    r = rpc.post("/orchestrators/orch?timeout=5&pollingInterval=1")
-    # "done" is terminal, so start_new replaces it and the fake marks it Pending: check-status.
-    assert r.status_code == 202
-    engine.instances["w"] = status("w", "Completed", output={"r": 1})
-
-    async def finished(instance_id, timeout_s):
+def test_wait_for_completion(rpc, engine):
+    async def completed(instance_id, timeout_s):
         engine.calls.append(("wait", instance_id, timeout_s))
         return status(instance_id, "Completed", output={"r": 1})
 
-    engine.wait_for_completion = finished
-    r = rpc.post("/orchestrators/orch/w2?timeout=5&pollingInterval=1")
+    async def still_running(instance_id, timeout_s):
+        return status(instance_id, "Running")
+
+    async def failed(instance_id, timeout_s):
+        engine.instances[instance_id] = status(instance_id, "Failed", output="boom")
+        return engine.instances[instance_id]
+
+    engine.wait_for_completion = completed
+    r = rpc.post("/orchestrators/orch/w1?timeout=5&pollingInterval=1")
     assert r.status_code == 200
     assert r.json() == {"r": 1}
-    assert engine.calls[-1] == ("wait", "w2", 5.0)
+    assert engine.calls[-1] == ("wait", "w1", 5.0)
+    # Without pollingInterval the host does not wait at all.
+    assert rpc.post("/orchestrators/orch/w2?timeout=5").status_code == 202
+    engine.wait_for_completion = still_running
+    r = rpc.post("/orchestrators/orch/w3?timeout=0.1&pollingInterval=0.1")
+    assert r.status_code == 202
+    assert r.json()["id"] == "w3"
+    engine.wait_for_completion = failed
+    r = rpc.post("/orchestrators/orch/w4?timeout=5&pollingInterval=1")
+    assert r.status_code == 200  # a Failed instance answers with its status, 200 by default
+    assert r.json()["runtimeStatus"] == "Failed"
 
 
 def test_wait_needs_a_polling_interval_not_above_the_timeout(rpc, engine):
