@@ -580,7 +580,8 @@ class ManagementApi:
         created_from = parse_datetime(query.get("createdTimeFrom"))
         if created_from is None:
             return _json_response(400, "Please provide value for 'createdTimeFrom' parameter.")
-        created_to = parse_datetime(query.get("createdTimeTo")) or datetime.now(UTC)
+        # Left out, createdTimeTo is "now": the engine's now, which --virtual-time moves ahead.
+        created_to = parse_datetime(query.get("createdTimeTo"))
         deleted = await self._engine.purge_many(
             created_from=created_from,
             created_to=created_to,

@@ -133,3 +133,24 @@ def test_one_log_line_per_function_execution(app, caplog):
     assert any(line.startswith("function=start ") and "outcome=Succeeded" in line for line in lines)
     assert any(f"instanceId={iid}" in line and "function=say_hello" in line for line in lines)
     assert all(app.host.function_key not in r.getMessage() for r in caplog.records)
+
+
+def test_restart_and_purge_many_on_the_public_api(app):
+    first = app.wait(app.start("chain", ["Kyiv"])["id"])
+    base = f"{app.host.url}/runtime/webhooks/durabletask"
+    key = {"x-functions-key": app.host.system_key}
+    r = httpx.post(f"{base}/instances/{first['instanceId']}/restart", headers=key)
+    assert r.status_code == 202
+    again = app.wait(r.json()["id"])
+    assert again["instanceId"] != first["instanceId"]
+    assert again["output"] == ["Hello Kyiv!"]  # the input was reused
+    failed = app.wait(app.start("fails")["id"])
+    r = httpx.delete(
+        f"{base}/instances",
+        params={"createdTimeFrom": "2000-01-01T00:00:00Z", "runtimeStatus": "Failed"},
+        headers=key,
+    )
+    assert r.status_code == 200
+    assert r.json()["instancesDeleted"] >= 1
+    assert app.status(failed["instanceId"]) == {"found": False}
+    assert app.status(again["instanceId"])["runtimeStatus"] == "Completed"
