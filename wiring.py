@@ -1,8 +1,8 @@
 """The app's outside worlds, built once per worker process from app settings.
 
 Activities and HTTP functions call these instead of building clients themselves, so settings are
-parsed once (a bad setting fails the first call with a message naming it), connection pools
-survive between invocations, and tests can clear the caches to rebuild from new settings.
+parsed once (a bad setting fails the first call with a message naming it), the Blob client and
+its connection pool survive between invocations, and tests can clear the caches.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import functools
 import os
 from typing import Any
-
-import httpx
 
 from rules.errors import SettingsInvalid
 from rules.settings import AppSettings, RouteSettings
@@ -28,11 +26,6 @@ def store() -> AzureBlobImageStore:
     image_store = AzureBlobImageStore.from_settings(settings().storage)
     image_store.ensure_container()
     return image_store
-
-
-@functools.cache
-def http_client() -> httpx.Client:
-    return httpx.Client(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
 
 
 @functools.cache
@@ -60,5 +53,5 @@ def auth_header(route: RouteSettings) -> tuple[str, str] | None:
 
 def reset() -> None:
     """Forget everything built, so the next call reads app settings again (tests, devhost)."""
-    for cached in (settings, store, http_client, _credential):
+    for cached in (settings, store, _credential):
         cached.cache_clear()

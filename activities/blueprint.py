@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import azure.durable_functions as df
+import httpx
 
 import wiring
 from activities.finish import finish_job as finish
@@ -15,13 +16,16 @@ bp = df.Blueprint()
 
 
 @bp.activity_trigger(input_name="job", activity=GENERATE)
-def generate_image(job: dict[str, Any]) -> dict[str, Any]:
+async def generate_image(job: dict[str, Any]) -> dict[str, Any]:
     attempt = AttemptInput.from_json(job)
-    route = wiring.settings().route(attempt.request.route)
-    seams = Seams(
-        client=wiring.http_client(), store=wiring.store(), auth=lambda: wiring.auth_header(route)
-    )
-    return run_attempt(attempt, wiring.settings(), seams).to_json()
+    settings = wiring.settings()
+    route = settings.route(attempt.request.route)
+    # One client per attempt: an attempt lasts seconds to minutes, so pooling saves little, and
+    # a client never outlives the event loop it was made on.
+    async with httpx.AsyncClient() as client:
+        seams = Seams(client=client, store=wiring.store(), auth=lambda: wiring.auth_header(route))
+        result = await run_attempt(attempt, settings, seams)
+    return result.to_json()
 
 
 @bp.activity_trigger(input_name="job", activity=FINISH)

@@ -3,23 +3,33 @@
 ``run_attempt`` does the work with every outside world handed in (an httpx client, an
 ImageStore, the clocks), so tests run it against the simulator and an in-memory store. It never
 raises for an upstream or storage problem: it returns an AttemptResult whose ``failure`` says what
-went wrong, for the orchestrator's retry policy. An image that arrived is never regenerated
-because its upload failed: the upload is retried here, with backoff, within the upload budget.
+went wrong, for the orchestrator's retry policy.
+
+Three promises it keeps:
+- an image that arrived is never generated again because its upload failed: the upload is
+  retried here, with backoff, within the upload budget;
+- a job the caller cancelled never reaches the route if the cancel came first (the cancel marker
+  is checked before the send), and a running stream is closed when the marker appears;
+- an attempt whose worker died after the send (Azure runs activities at least once) is not
+  silently sent again: the progress record says it was sent, so the re-run reports a post-send
+  failure and the retry policy decides, and records, whether to resend.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
+from activities import upstream_errors
 from activities.image_check import check_image
-from activities.route_client import build_call, call_route
+from activities.route_client import CallResult, build_call, call_route
 from rules.cost import cost_usd
 from rules.outcome import AttemptResult, Failure, FailureKind, Layer
 from rules.request import ImageJobRequest
@@ -28,6 +38,7 @@ from rules.timing import Clocks
 from storage.protocol import (
     CONTENT_TYPES,
     ImageStore,
+    cancel_name,
     image_name,
     preview_name,
     progress_name,
@@ -41,103 +52,94 @@ class AttemptInput:
     job_id: str
     attempt: int
     request: ImageJobRequest
-    # What the orchestrator decided to send, which may differ from the request (e.g. one
-    # partial image instead of none behind a gateway that kills silent streams).
+    # What the starter decided to send, which may differ from the request (e.g. one partial
+    # image instead of none behind a gateway that kills silent streams).
     stream: bool = True
     partial_images: int = 1
     send_notes: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AttemptInput:
+        request = ImageJobRequest.from_json(data["request"])
         return cls(
             job_id=data["job_id"],
             attempt=data["attempt"],
-            request=ImageJobRequest.from_json(data["request"]),
+            request=request,
             stream=data.get("stream", True),
-            partial_images=data.get("partial_images", 1),
+            partial_images=data.get("partial_images", request.partial_images),
             send_notes=list(data.get("send_notes", [])),
         )
 
 
 @dataclass
 class Seams:
-    client: httpx.Client
+    client: httpx.AsyncClient
     store: ImageStore
     auth: Callable[[], tuple[str, str] | None]
     monotonic: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    cancel_poll_s: float = 0.5
 
 
-def run_attempt(job: AttemptInput, settings: AppSettings, seams: Seams) -> AttemptResult:
+class _Blobs:
+    """The store, called from the event loop without blocking it."""
+
+    def __init__(self, store: ImageStore) -> None:
+        self.store = store
+
+    async def put(self, name: str, data: bytes, content_type: str) -> None:
+        await asyncio.to_thread(self.store.put, name=name, data=data, content_type=content_type)
+
+    async def get(self, name: str) -> bytes | None:
+        return await asyncio.to_thread(self.store.get, name=name)
+
+
+async def run_attempt(job: AttemptInput, settings: AppSettings, seams: Seams) -> AttemptResult:
     route = settings.route(job.request.route)
     request = job.request
-    started = seams.now()
-    clocks = Clocks(started_at_iso=_iso(started), started=seams.monotonic())
-    progress: dict[str, Any] = {
-        "attempt": job.attempt,
-        "previews": [],
-        "final_received": False,
-        "started_at": clocks.started_at_iso,
-    }
+    blobs = _Blobs(seams.store)
+    clocks = Clocks(started_at_iso=_iso(seams.now()), started=seams.monotonic())
     previews: list[dict[str, Any]] = []
-    store = seams.store
-
-    def write_progress() -> None:
-        # Best effort: progress is for pollers; a failed write must not fail the generation.
-        try:
-            store.put(
-                name=progress_name(job.job_id),
-                data=json.dumps(progress).encode(),
-                content_type="application/json",
-            )
-        except Exception:  # any storage error; the image path retries on its own
-            progress["write_failed"] = True
-
-    def on_partial(index: int, data: bytes) -> None:
-        name = preview_name(job.job_id, request.output_format, job.attempt, index)
-        try:
-            store.put(name=name, data=data, content_type=CONTENT_TYPES[request.output_format])
-        except Exception:  # a lost preview is not a lost image
-            return
-        preview = {"index": index, "blob": name, "bytes": len(data)}
-        previews.append(preview)
-        progress["previews"] = previews
-        write_progress()
-
-    def on_final() -> None:
-        progress["final_received"] = True
-        write_progress()
-
-    write_progress()
-    auth = seams.auth()
-    call = build_call(
-        route, request, stream=job.stream, partial_images=job.partial_images, auth=auth
-    )
-    result = call_route(
-        seams.client,
-        call,
-        timeouts=settings.timeouts,
-        clocks=clocks,
-        on_partial=on_partial,
-        on_final=on_final,
-        monotonic=seams.monotonic,
-    )
     sent_as = {
         "stream": job.stream,
         "partial_images": job.partial_images if job.stream else None,
         "notes": job.send_notes,
     }
+    progress: dict[str, Any] = {
+        "attempt": job.attempt,
+        "previews": previews,
+        "final_received": False,
+        "started_at": clocks.started_at_iso,
+        "sent": False,
+        "done": False,
+    }
 
-    def finish(failure: Failure | None, images: list[dict[str, Any]]) -> AttemptResult:
+    async def write_progress() -> None:
+        # Best effort: progress is for pollers; a failed write must not fail the generation.
+        try:
+            await blobs.put(progress_name(job.job_id), json.dumps(progress).encode(), _JSON)
+        except Exception:  # any storage error; the image path has its own retries
+            progress["write_failed"] = True
+
+    async def cancel_requested() -> bool:
+        try:
+            return await blobs.get(cancel_name(job.job_id)) is not None
+        except Exception:  # storage down: keep going rather than guess a cancel
+            return False
+
+    def result_of(
+        failure: Failure | None, call: CallResult | None, images: list[dict[str, Any]]
+    ) -> AttemptResult:
         timings = clocks.record()
-        timings.update(
-            http_status=result.http_status,
-            request_id=result.request_id,
-            rate_limit=result.rate_limit,
-            connection_reused=result.connection_reused,
-            partials_received=result.partials,
-        )
+        if call is not None:
+            timings.update(
+                http_status=call.http_status,
+                request_id=call.request_id,
+                rate_limit=call.rate_limit,
+                connection_reused=call.connection_reused,
+                partials_received=call.partials,
+            )
         return AttemptResult(
             attempt=job.attempt,
             ok=failure is None,
@@ -145,13 +147,58 @@ def run_attempt(job: AttemptInput, settings: AppSettings, seams: Seams) -> Attem
             failure=failure,
             images=images,
             previews=previews,
-            usage=result.usage,
-            cost_usd=cost_usd(route.model, result.usage),
+            usage=call.usage if call else None,
+            cost_usd=cost_usd(route.model, call.usage) if call else None,
             request_sent_as=sent_as,
         )
 
+    async def finish(
+        failure: Failure | None, call: CallResult | None, images: list[dict[str, Any]]
+    ) -> AttemptResult:
+        progress["done"] = True
+        await write_progress()
+        return result_of(failure, call, images)
+
+    earlier = await _earlier_run(blobs, job)
+    if earlier is not None:
+        return result_of(earlier, None, [])
+    if await cancel_requested():
+        return await finish(upstream_errors.cancelled(sent=False), None, [])
+
+    async def on_partial(index: int, data: bytes) -> None:
+        name = preview_name(job.job_id, request.output_format, job.attempt, index)
+        try:
+            await blobs.put(name, data, CONTENT_TYPES[request.output_format])
+        except Exception:  # a lost preview is not a lost image
+            return
+        previews.append({"index": index, "blob": name, "bytes": len(data)})
+        await write_progress()
+
+    async def on_final() -> None:
+        progress["final_received"] = True
+        await write_progress()
+
+    call = build_call(
+        route, request, stream=job.stream, partial_images=job.partial_images, auth=seams.auth()
+    )
+    # Written before the send: if this worker dies from here on, a re-run knows the route may
+    # already be generating this attempt.
+    progress["sent"] = True
+    progress["sent_at"] = _iso(seams.now())
+    await write_progress()
+    result = await call_route(
+        seams.client,
+        call,
+        timeouts=settings.timeouts,
+        clocks=clocks,
+        on_partial=on_partial,
+        on_final=on_final,
+        stop_requested=cancel_requested,
+        stop_poll_s=seams.cancel_poll_s,
+        monotonic=seams.monotonic,
+    )
     if result.failure is not None:
-        return finish(result.failure, [])
+        return await finish(result.failure, result, [])
 
     checked: list[tuple[bytes, int, int]] = []
     for data in result.images:
@@ -165,20 +212,16 @@ def run_attempt(job: AttemptInput, settings: AppSettings, seams: Seams) -> Attem
                 http_status=result.http_status,
                 request_id=result.request_id,
             )
-            return finish(failure, [])
+            return await finish(failure, result, [])
         checked.append((data, verdict[0], verdict[1]))
 
     clocks.upload_started = seams.monotonic()
     images: list[dict[str, Any]] = []
     for index, (data, width, height) in enumerate(checked):
         name = image_name(job.job_id, request.output_format, index, len(checked))
-        error = _upload_with_retries(
-            store,
-            name,
-            data,
-            CONTENT_TYPES[request.output_format],
-            budget_s=settings.timeouts.upload_s,
-            seams=seams,
+        content_type = CONTENT_TYPES[request.output_format]
+        error = await _upload_with_retries(
+            blobs, name, data, content_type, budget_s=settings.timeouts.upload_s, seams=seams
         )
         if error is not None:
             failure = Failure(
@@ -189,22 +232,44 @@ def run_attempt(job: AttemptInput, settings: AppSettings, seams: Seams) -> Attem
                 http_status=result.http_status,
                 request_id=result.request_id,
             )
-            return finish(failure, [])
+            return await finish(failure, result, [])
         images.append(
             {
                 "blob": name,
-                "contentType": CONTENT_TYPES[request.output_format],
+                "contentType": content_type,
                 "bytes": len(data),
                 "width": width,
                 "height": height,
             }
         )
     clocks.upload_done = seams.monotonic()
-    return finish(None, images)
+    return await finish(None, result, images)
 
 
-def _upload_with_retries(
-    store: ImageStore, name: str, data: bytes, content_type: str, *, budget_s: float, seams: Seams
+async def _earlier_run(blobs: _Blobs, job: AttemptInput) -> Failure | None:
+    """A post-send failure when an earlier run of this very attempt sent it and never finished."""
+    try:
+        raw = await blobs.get(progress_name(job.job_id))
+    except Exception:  # cannot tell: proceed as a first run
+        return None
+    if not raw:
+        return None
+    earlier = json.loads(raw)
+    if earlier.get("attempt") != job.attempt or not earlier.get("sent") or earlier.get("done"):
+        return None
+    return Failure(
+        kind=FailureKind.CONNECTION_LOST,
+        layer=Layer.WORKER,
+        message=(
+            f"the worker running attempt {job.attempt} stopped after sending it "
+            f"(at {earlier.get('sent_at')}); the route may have generated it"
+        ),
+        sent=True,
+    )
+
+
+async def _upload_with_retries(
+    blobs: _Blobs, name: str, data: bytes, content_type: str, *, budget_s: float, seams: Seams
 ) -> str | None:
     """None once stored; else the last error's type, after the budget is spent."""
     deadline = seams.monotonic() + budget_s
@@ -213,14 +278,17 @@ def _upload_with_retries(
         if wait:
             if seams.monotonic() + wait > deadline:
                 break
-            seams.sleep(wait)
+            await seams.sleep(wait)
         try:
-            store.put(name=name, data=data, content_type=content_type)
+            await blobs.put(name, data, content_type)
         except Exception as exc:  # every storage error is retried the same way
             last = type(exc).__name__
             continue
         return None
     return last or "upload budget spent"
+
+
+_JSON = "application/json"
 
 
 def _iso(moment: datetime) -> str:

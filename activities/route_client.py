@@ -1,20 +1,21 @@
 """One streamed call to a route (OpenAI, Azure OpenAI or a gateway), with every clock recorded.
 
-The client is handed an ``httpx.Client`` (the seam: tests pass one built on the simulator or on
-``httpx.MockTransport``). Limits per phase: connect strict, read idle (no byte for N seconds), and
-a whole-request deadline that closes the response from a timer thread, since httpx has no total
-timeout of its own. Partial images are handed to a callback as they arrive, so previews reach Blob
-while the model is still working. Failures come back as ``Failure`` records from
-activities.upstream_errors, never as exceptions.
+The client is handed an ``httpx.AsyncClient`` (the seam: tests pass one built on the simulator or
+on ``httpx.MockTransport``). Limits per phase: connect strict, read idle (no byte for N seconds),
+and a whole-request deadline over everything from the send (httpx has no total timeout of its
+own). It is async so that a deadline or a cancel stops a call promptly even while it waits for
+the first byte, which a blocking read in a thread cannot do. Partial images are handed to a
+callback as they arrive, so previews reach Blob while the model is still working. Failures come
+back as ``Failure`` records from activities.upstream_errors, never as exceptions.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,32 +101,34 @@ def build_call(
     return RouteCall(url=url, headers=headers, body=body)
 
 
-def call_route(
-    client: httpx.Client,
+async def call_route(
+    client: httpx.AsyncClient,
     call: RouteCall,
     *,
     timeouts: Timeouts,
     clocks: Clocks,
-    on_partial: Callable[[int, bytes], None],
-    on_final: Callable[[], None],
+    on_partial: Callable[[int, bytes], Awaitable[None]],
+    on_final: Callable[[], Awaitable[None]],
+    stop_requested: Callable[[], Awaitable[bool]] | None = None,
+    stop_poll_s: float = 0.5,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> CallResult:
-    """Send ``call`` and read the answer to the end, streamed or not."""
+    """Send ``call`` and read the answer to the end, streamed or not.
+
+    The whole-request limit covers everything from the send, waiting for headers included; a
+    stop request (the caller cancelled) is checked every ``stop_poll_s`` and closes the stream.
+    """
     result = CallResult()
-    sent = False
-    deadline_hit = threading.Event()
+    progress = _Progress()
     timeout = httpx.Timeout(
         connect=timeouts.connect_s, read=timeouts.read_idle_s, write=60.0, pool=timeouts.connect_s
     )
 
-    def trace(event: str, info: Mapping[str, Any]) -> None:
-        nonlocal sent
+    async def trace(event: str, info: Mapping[str, Any]) -> None:
         if event == "connection.connect_tcp.complete":
             clocks.connected = monotonic()
-        elif event == "http11.send_request_body.complete" or event.startswith(
-            "http2.send_request_body"
-        ):
-            sent = True
+        elif event.endswith("send_request_body.complete"):
+            progress.sent = True
 
     request = client.build_request(
         "POST",
@@ -135,73 +138,91 @@ def call_route(
         timeout=timeout,
         extensions={"trace": trace},
     )
-    response: httpx.Response | None = None
-    timer: threading.Timer | None = None
+
+    async def exchange() -> None:
+        response = await client.send(request, stream=True)
+        try:
+            progress.sent = True
+            clocks.first_byte = monotonic()
+            if clocks.connected is None:
+                result.connection_reused = True
+            result.http_status = response.status_code
+            result.request_id = upstream_errors.request_id(response.headers)
+            result.rate_limit = {
+                name: response.headers[name]
+                for name in RATE_LIMIT_HEADERS
+                if name in response.headers
+            }
+            if response.status_code >= 400:
+                body = await response.aread()
+                clocks.body_done = monotonic()
+                result.failure = upstream_errors.from_response(
+                    response.status_code, response.headers, body
+                )
+            elif "text/event-stream" in response.headers.get("content-type", ""):
+                await _read_stream(response, result, clocks, on_partial, on_final, monotonic)
+            else:
+                await _read_json(response, result, clocks, on_final, monotonic)
+        finally:
+            await response.aclose()
+
+    remaining = max(0.001, timeouts.request_s - (monotonic() - clocks.started))
+    stopped = asyncio.Event()
+    work = asyncio.ensure_future(exchange())
+    watcher = asyncio.ensure_future(_watch(stop_requested, stop_poll_s, stopped, work))
     try:
-        response = client.send(request, stream=True)
-        clocks.first_byte = monotonic()
-        if clocks.connected is None:
-            result.connection_reused = True
-        timer = _deadline(response, timeouts.request_s, clocks, monotonic, deadline_hit)
-        sent = True
-        result.http_status = response.status_code
-        result.request_id = upstream_errors.request_id(response.headers)
-        result.rate_limit = {
-            name: response.headers[name] for name in RATE_LIMIT_HEADERS if name in response.headers
-        }
-        if response.status_code >= 400:
-            body = response.read()
-            clocks.body_done = monotonic()
-            result.failure = upstream_errors.from_response(
-                response.status_code, response.headers, body
-            )
-        elif "text/event-stream" in response.headers.get("content-type", ""):
-            _read_stream(response, result, clocks, on_partial, on_final, monotonic)
-        else:
-            _read_json(response, result, clocks, on_final, monotonic)
-    except httpx.HTTPError as exc:
+        await asyncio.wait_for(asyncio.shield(work), timeout=remaining)
+    except TimeoutError:
+        work.cancel()
+        await asyncio.gather(work, return_exceptions=True)
         result.failure = upstream_errors.from_exception(
-            exc, sent=sent, deadline_hit=deadline_hit.is_set()
+            httpx.ReadTimeout("deadline"), sent=progress.sent, deadline_hit=True
         )
+    except asyncio.CancelledError:
+        if not stopped.is_set():
+            raise
+        result.failure = upstream_errors.cancelled(sent=progress.sent)
+    except httpx.HTTPError as exc:
+        result.failure = upstream_errors.from_exception(exc, sent=progress.sent)
     finally:
-        if timer is not None:
-            timer.cancel()
-        if response is not None:
-            response.close()
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
     if result.failure is not None:
         result.images = []
     return result
 
 
-def _deadline(
-    response: httpx.Response,
-    request_s: float,
-    clocks: Clocks,
-    monotonic: Callable[[], float],
-    hit: threading.Event,
-) -> threading.Timer:
-    remaining = max(0.0, request_s - (monotonic() - clocks.started))
-
-    def fire() -> None:
-        hit.set()
-        response.close()
-
-    timer = threading.Timer(remaining, fire)
-    timer.daemon = True
-    timer.start()
-    return timer
+@dataclass
+class _Progress:
+    sent: bool = False
 
 
-def _read_stream(
+async def _watch(
+    stop_requested: Callable[[], Awaitable[bool]] | None,
+    poll_s: float,
+    stopped: asyncio.Event,
+    work: asyncio.Future[None],
+) -> None:
+    if stop_requested is None:
+        return
+    while not work.done():
+        await asyncio.sleep(poll_s)
+        if await stop_requested():
+            stopped.set()
+            work.cancel()
+            return
+
+
+async def _read_stream(
     response: httpx.Response,
     result: CallResult,
     clocks: Clocks,
-    on_partial: Callable[[int, bytes], None],
-    on_final: Callable[[], None],
+    on_partial: Callable[[int, bytes], Awaitable[None]],
+    on_final: Callable[[], Awaitable[None]],
     monotonic: Callable[[], float],
 ) -> None:
     events = 0
-    for event in EventSource(response).iter_sse():
+    async for event in EventSource(response).aiter_sse():
         events += 1
         name = event.event
         if name.endswith(".partial_image"):
@@ -211,12 +232,12 @@ def _read_stream(
             if clocks.first_partial is None:
                 clocks.first_partial = now
             result.partials += 1
-            on_partial(int(data.get("partial_image_index", result.partials - 1)), _b64(data))
+            await on_partial(int(data.get("partial_image_index", result.partials - 1)), _b64(data))
         elif name.endswith(".completed"):
             # The whole final event is one line: it has fully arrived when we see it.
             if clocks.final_image is None:
                 clocks.final_image = monotonic()
-                on_final()
+                await on_final()
             data = json.loads(event.data)
             result.images.append(_b64(data))
             result.usage = data.get("usage") or result.usage
@@ -229,17 +250,17 @@ def _read_stream(
         result.failure = upstream_errors.stream_incomplete(response.headers, events)
 
 
-def _read_json(
+async def _read_json(
     response: httpx.Response,
     result: CallResult,
     clocks: Clocks,
-    on_final: Callable[[], None],
+    on_final: Callable[[], Awaitable[None]],
     monotonic: Callable[[], float],
 ) -> None:
     # Without streaming, the headers arrive when the model is done: that is the final image.
     clocks.final_image = clocks.first_byte
-    on_final()
-    body = json.loads(response.read())
+    await on_final()
+    body = json.loads(await response.aread())
     clocks.body_done = monotonic()
     result.images = [_b64(item) for item in body.get("data", [])]
     result.usage = body.get("usage")

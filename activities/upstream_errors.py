@@ -123,6 +123,16 @@ def from_exception(exc: Exception, *, sent: bool, deadline_hit: bool = False) ->
     )
 
 
+def cancelled(*, sent: bool) -> Failure:
+    """The caller cancelled the job while this attempt ran; the stream was closed."""
+    return Failure(
+        kind=FailureKind.CANCELLED,
+        layer=Layer.CALLER,
+        message="the caller cancelled the job; the stream was closed",
+        sent=sent,
+    )
+
+
 def _timeout(which: str, message: str, *, sent: bool) -> Failure:
     return Failure(
         kind=FailureKind.LOCAL_TIMEOUT,

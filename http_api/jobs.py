@@ -1,9 +1,12 @@
-"""POST /api/images and GET /api/images/{id}.
+"""POST /api/images, GET /api/images/{id}, POST /api/images/{id}/cancel.
 
 The starter validates by the model's rules before anything is started (400 naming the field),
-starts the orchestration and answers 202 at once with the job id, a Location and Retry-After. The
-status endpoint derives the state from the durable status, the orchestrator's custom status and
-the activity's progress record in Blob, and hands out read-only, expiring links.
+starts the orchestration and answers 202 at once with the job id, a Location and Retry-After.
+Submitting the same job again returns the existing one (rules.dedup: deterministic ids, the
+durable store settles races). The status endpoint derives the state from the durable status, the
+orchestrator's custom status and the activity's progress record in Blob, and hands out read-only,
+expiring links. A caller (the Easy Auth principal, else a settings default) sees and cancels only
+its own jobs: another caller's job is a 404, as if it did not exist.
 """
 
 from __future__ import annotations
@@ -11,66 +14,154 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
 import wiring
-from orchestrators.image_job import ORCHESTRATOR
+from orchestrators.image_job import CANCEL_EVENT, ORCHESTRATOR
+from rules.dedup import caller_digest, check_key, fingerprint, job_id
 from rules.errors import RequestInvalid, SettingsInvalid
 from rules.request import ImageJobRequest, parse_job_request
+from rules.send_plan import plan_send
+from rules.settings import AppSettings
 from rules.status import TERMINAL_STATES, JobState, derive_state, state_text
-from storage.protocol import ImageStore, progress_name
+from storage.protocol import ImageStore, cancel_name, progress_name
 
 bp = df.Blueprint()
 log = logging.getLogger("imagejobs.http")
 
 _JSON = "application/json"
+_RUNNING = {"Pending", "Running", "ContinuedAsNew", "Suspended"}
+# How many finished jobs one id base may hold before the starter refuses (a runaway client).
+MAX_GENERATIONS = 1000
+
+
+class KeyConflict(Exception):
+    """The Idempotency-Key was used before with a different request body."""
 
 
 @bp.route(route="images", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 async def start_image_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Any:
     try:
+        settings = wiring.settings()
+    except SettingsInvalid as exc:
+        log.error("cannot start a job: %s", exc)
+        return _error(500, "settings", "settings_invalid", "the service is misconfigured")
+    try:
         body = req.get_json()
     except ValueError:
         return _error(400, "body", "invalid_json", "the body must be JSON")
     try:
-        settings = wiring.settings()
         job = parse_job_request(body, settings)
+        raw_key = req.headers.get("idempotency-key")
+        key = check_key(raw_key) if raw_key is not None else None
     except RequestInvalid as exc:
         return func.HttpResponse(json.dumps(exc.body()), status_code=400, mimetype=_JSON)
-    except SettingsInvalid as exc:
-        log.error("cannot start a job: %s", exc)
-        return _error(500, "settings", "settings_invalid", "the service is misconfigured")
-    job_id = await client.start_new(ORCHESTRATOR, None, {"request": job.to_json()})
-    status_url = _status_url(req, job_id)
-    log.info("image job %s started on route %s", job_id, job.route)
-    return func.HttpResponse(
-        json.dumps({"id": job_id, "state": JobState.QUEUED.value, "statusUrl": status_url}),
-        status_code=202,
-        mimetype=_JSON,
-        headers={"Location": status_url, "Retry-After": str(settings.status_retry_after_s)},
-    )
+
+    caller = _caller(req, settings)
+    request_fingerprint = fingerprint(job)
+    plan = plan_send(job, settings.route(job.route), silent_fix=settings.silent_stream_fix)
+    job_input = {
+        "request": job.to_json(),
+        "send": plan.to_json(),
+        "policy": asdict(settings.retry),
+        "caller": caller_digest(caller),
+        "fingerprint": request_fingerprint,
+    }
+    try:
+        async with asyncio.timeout(settings.timeouts.http_starter_s):
+            found, state, replayed = await _start_or_reuse(
+                client, caller, key, request_fingerprint, job_input, settings
+            )
+    except KeyConflict:
+        return _error(
+            409,
+            "Idempotency-Key",
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request",
+        )
+    except TimeoutError:
+        log.error("starting a job took longer than %ss", settings.timeouts.http_starter_s)
+        return _error(
+            503, "service", "start_timeout", "the job store did not answer in time; try again"
+        )
+    status_url = _status_url(req, found)
+    if replayed:
+        log.info("image job %s returned again for a duplicate submit", found)
+    else:
+        log.info("image job %s started on route %s", found, job.route)
+    headers = {"Location": status_url, "Retry-After": str(settings.status_retry_after_s)}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    answer: dict[str, Any] = {"id": found, "state": state, "statusUrl": status_url}
+    if plan.notes:
+        answer["notes"] = plan.notes
+    return func.HttpResponse(json.dumps(answer), status_code=202, mimetype=_JSON, headers=headers)
+
+
+async def _start_or_reuse(
+    client: df.DurableOrchestrationClient,
+    caller: str,
+    key: str | None,
+    request_fingerprint: str,
+    job_input: dict[str, Any],
+    settings: AppSettings,
+) -> tuple[str, str, bool]:
+    """(job id, its state, whether it already existed). Race-free: ids are deterministic and
+    only one start can create an instance that is pending or running."""
+    for generation in range(1, MAX_GENERATIONS + 1):
+        candidate = job_id(caller, key, request_fingerprint, generation)
+        status = await client.get_status(candidate, show_input=True)
+        if not status or status.runtime_status is None:
+            try:
+                await client.start_new(ORCHESTRATOR, candidate, job_input)
+            except Exception:
+                # Someone started it between our look and our start: it is theirs and ours.
+                status = await client.get_status(candidate, show_input=True)
+                if not status or status.runtime_status is None:
+                    raise
+            else:
+                return candidate, JobState.QUEUED.value, False
+        runtime = status.runtime_status.name
+        existing = _as_dict(status.input_)
+        state = derive_state(runtime, _as_dict(status.custom_status), None, _output(status))
+        if runtime in _RUNNING or _within(status.created_time, settings, key):
+            if existing.get("fingerprint") != request_fingerprint:
+                raise KeyConflict
+            return candidate, state.value, True
+    raise RuntimeError(f"more than {MAX_GENERATIONS} jobs under one id base")
+
+
+def _within(created: datetime | None, settings: AppSettings, key: str | None) -> bool:
+    """A finished job counts as the answer to a keyed submit within the idempotency window."""
+    if key is None or created is None:
+        return False
+    created_utc = created if created.tzinfo else created.replace(tzinfo=UTC)
+    age = (datetime.now(UTC) - created_utc).total_seconds()
+    return age <= settings.idempotency_window_s
 
 
 @bp.route(route="images/{id}", methods=["GET"])
 @bp.durable_client_input(client_name="client")
 async def get_image_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Any:
-    job_id = req.route_params["id"]
-    status = await client.get_status(job_id, show_input=True)
-    if not status or status.runtime_status is None:
-        return _error(404, "id", "not_found", f"no image job {job_id}")
+    job_id_ = req.route_params["id"]
     settings = wiring.settings()
+    status = await _own_status(client, job_id_, _caller(req, settings))
+    if status is None:
+        return _error(404, "id", "not_found", f"no image job {job_id_}")
     store = wiring.store()
     include_prompt = req.params.get("includePrompt", "").lower() == "true"
     answer = await asyncio.to_thread(
         status_answer,
-        job_id,
+        job_id_,
         status.runtime_status.name,
         status.custom_status,
-        status.output,
+        _output(status),
         status.input_,
         store,
         settings.storage.link_ttl_s,
@@ -85,11 +176,56 @@ async def get_image_job(req: func.HttpRequest, client: df.DurableOrchestrationCl
     )
 
 
+@bp.route(route="images/{id}/cancel", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def cancel_image_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Any:
+    job_id_ = req.route_params["id"]
+    settings = wiring.settings()
+    status = await _own_status(client, job_id_, _caller(req, settings))
+    if status is None:
+        return _error(404, "id", "not_found", f"no image job {job_id_}")
+    status_url = _status_url(req, job_id_, cancel=True)
+    runtime = status.runtime_status.name
+    if runtime in _RUNNING:
+        # The marker first: the running attempt watches it and closes its stream; the event
+        # wakes the orchestrator wherever it waits (queued, generating, waiting to retry).
+        marker = json.dumps({"requested_at": _iso(datetime.now(UTC))}).encode()
+        store = wiring.store()
+        await asyncio.to_thread(
+            store.put, name=cancel_name(job_id_), data=marker, content_type=_JSON
+        )
+        try:
+            await client.raise_event(job_id_, CANCEL_EVENT, {})
+        except Exception:
+            # It finished between our look and the event: its own end stands.
+            status = await client.get_status(job_id_)
+            runtime = status.runtime_status.name if status and status.runtime_status else runtime
+    state = derive_state(runtime, _as_dict(status.custom_status), None, _output(status))
+    if runtime in _RUNNING and state not in TERMINAL_STATES:
+        state = JobState.CANCELLING
+    answer = {"id": job_id_, "state": state.value, "statusUrl": status_url}
+    code = 202 if state not in TERMINAL_STATES else 200
+    headers = {"Location": status_url} if code == 202 else {}
+    return func.HttpResponse(json.dumps(answer), status_code=code, mimetype=_JSON, headers=headers)
+
+
+async def _own_status(
+    client: df.DurableOrchestrationClient, instance_id: str, caller: str
+) -> Any | None:
+    """The job's durable status if it exists and belongs to ``caller``; else None (a 404)."""
+    status = await client.get_status(instance_id, show_input=True)
+    if not status or status.runtime_status is None:
+        return None
+    if _as_dict(status.input_).get("caller") != caller_digest(caller):
+        return None
+    return status
+
+
 def status_answer(
     job_id: str,
     runtime_status: str,
     custom_status: Any,
-    output: Any,
+    output: dict[str, Any] | None,
     job_input: Any,
     store: ImageStore,
     link_ttl_s: int,
@@ -97,7 +233,7 @@ def status_answer(
 ) -> dict[str, Any]:
     """The status JSON, from durable's view of the job and what the activity wrote to Blob."""
     custom = _as_dict(custom_status)
-    result = _as_dict(output) if runtime_status == "Completed" else None
+    result = output if runtime_status == "Completed" else None
     progress = None
     if result is None:
         raw = store.get(name=progress_name(job_id))
@@ -106,7 +242,8 @@ def status_answer(
     failure = (result or {}).get("failure")
     if runtime_status == "Failed":
         failure = "returned_error"
-    request = _as_dict(job_input).get("request") or {}
+    job = _as_dict(job_input)
+    request = job.get("request") or {}
     shape = ImageJobRequest.from_json(request).shape() if request else {}
     if include_prompt and request:
         shape["prompt"] = request.get("prompt")
@@ -114,7 +251,10 @@ def status_answer(
     def link(name: str) -> str:
         return store.read_link(name=name, ttl_s=link_ttl_s)
 
-    previews = (result or {}).get("previews") or (progress or {}).get("previews") or []
+    live_previews = (progress or {}).get("previews") if progress else None
+    if progress and progress.get("attempt") != custom.get("attempt"):
+        live_previews = None
+    previews = (result or {}).get("previews") or live_previews or []
     images = [
         {**{k: v for k, v in image.items() if k != "blob"}, "url": link(image["blob"])}
         for image in (result or {}).get("images", [])
@@ -127,6 +267,7 @@ def status_answer(
         "attempt": (result or {}).get("attempt") or custom.get("attempt") or 0,
         "route": shape.get("route"),
         "request": shape,
+        "sentAs": (job.get("send") or {}).get("send_notes") or [],
         "timings": (result or {}).get("timings") or _progress_timings(progress),
         "previews": [{"index": p["index"], "url": link(p["blob"])} for p in previews],
         "image": images[0] if images else None,
@@ -139,6 +280,17 @@ def status_answer(
     if state is JobState.WAITING_TO_RETRY:
         answer["retry"] = {"at": custom.get("retryAt"), "reason": custom.get("reason")}
     return answer
+
+
+def _caller(req: func.HttpRequest, settings: AppSettings) -> str:
+    # Set by App Service Authentication (Easy Auth), which strips it from client requests.
+    return req.headers.get("x-ms-client-principal-id") or settings.default_caller
+
+
+def _output(status: Any) -> dict[str, Any] | None:
+    if status.runtime_status is None or status.runtime_status.name != "Completed":
+        return None
+    return _as_dict(status.output)
 
 
 def _progress_timings(progress: dict[str, Any] | None) -> dict[str, Any]:
@@ -154,8 +306,12 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _status_url(req: func.HttpRequest, job_id: str) -> str:
-    base = req.url.split("?", 1)[0].rstrip("/")
+def _status_url(req: func.HttpRequest, job_id: str, *, cancel: bool = False) -> str:
+    base = str(req.url).split("?", 1)[0].rstrip("/")
+    if cancel:
+        return base.removesuffix("/cancel")
+    if base.endswith(f"/{job_id}"):
+        return base
     return f"{base}/{job_id}"
 
 

@@ -40,6 +40,7 @@ class Layer(StrEnum):
     IMAGE_CHECK = "image_check"
     STORAGE = "storage"
     CALLER = "caller"
+    WORKER = "worker"  # the process running the attempt stopped (crash, kill, scale-in)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 States come from seed 000's "honest status language": queued, generating, partial preview
 available, finalizing, saved, failed with returned error, failed at local timeout; plus
-``waiting_to_retry`` while a durable timer runs and ``cancelled``. The status endpoint derives the
+``waiting_to_retry`` while a durable timer runs, ``cancelling`` while a cancelled job's running
+attempt stops, and ``cancelled``. The status endpoint derives the
 state from three sources and never stores it twice: the durable runtime status, the orchestrator's
 custom status (which phase it is in), and the activity's progress record in Blob (previews landed,
 final image received).
@@ -21,6 +22,7 @@ class JobState(StrEnum):
     PREVIEW_AVAILABLE = "preview_available"
     FINALIZING = "finalizing"
     WAITING_TO_RETRY = "waiting_to_retry"
+    CANCELLING = "cancelling"
     SAVED = "saved"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -34,6 +36,7 @@ STATE_TEXT: Mapping[JobState, str] = {
     JobState.PREVIEW_AVAILABLE: "Partial preview available: the model is still working.",
     JobState.FINALIZING: "Finalizing: the image has arrived and is being checked and stored.",
     JobState.WAITING_TO_RETRY: "Waiting to retry: the last attempt failed; a retry is scheduled.",
+    JobState.CANCELLING: "Cancelling: the running attempt is being stopped.",
     JobState.SAVED: "Saved: the image is stored.",
     JobState.FAILED: "Failed.",
     JobState.CANCELLED: "Cancelled: no further work will be done.",
@@ -74,8 +77,8 @@ def derive_state(
         return JobState.WAITING_TO_RETRY
     if phase == "finalizing":
         return JobState.FINALIZING
-    if phase == "cancelled":
-        return JobState.CANCELLED
+    if phase == "cancelling":
+        return JobState.CANCELLING
     if phase != "generating":
         return JobState.QUEUED
     attempt = (custom_status or {}).get("attempt")

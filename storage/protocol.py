@@ -43,5 +43,10 @@ def progress_name(job_id: str) -> str:
     return f"{job_id}/progress.json"
 
 
+def cancel_name(job_id: str) -> str:
+    """The cancel marker: the running activity watches for it and closes its stream."""
+    return f"{job_id}/cancel.json"
+
+
 def metadata_name(job_id: str) -> str:
     return f"{job_id}/metadata.json"

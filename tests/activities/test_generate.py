@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -11,7 +12,7 @@ import httpx
 from PIL import Image
 
 from activities.generate import AttemptInput, Seams, run_attempt
-from rules.outcome import FailureKind
+from rules.outcome import AttemptResult, FailureKind, Layer
 from rules.request import ImageJobRequest
 from rules.settings import AppSettings
 from tests.fakes import InMemoryStore
@@ -73,9 +74,23 @@ def stream_of(final: bytes, partials: int = 2) -> bytes:
     return sse(*events)
 
 
+async def _no_sleep(seconds: float) -> None:
+    return None
+
+
 def seams_for(handler: Any, store: InMemoryStore) -> Seams:
-    client = httpx.Client(transport=httpx.MockTransport(handler))
-    return Seams(client=client, store=store, auth=lambda: ("api-key", "k"), sleep=lambda s: None)
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return Seams(
+        client=client,
+        store=store,
+        auth=lambda: ("api-key", "k"),
+        sleep=_no_sleep,
+        cancel_poll_s=0.01,
+    )
+
+
+def attempt(job_input: AttemptInput, store: InMemoryStore, handler: Any) -> AttemptResult:
+    return asyncio.run(run_attempt(job_input, SETTINGS, seams_for(handler, store)))
 
 
 def test_a_streamed_attempt_stores_previews_then_the_checked_image():
@@ -90,7 +105,7 @@ def test_a_streamed_attempt_stores_previews_then_the_checked_image():
         )
 
     store = InMemoryStore()
-    result = run_attempt(job(), SETTINGS, seams_for(handler, store))
+    result = attempt(job(), store, handler)
 
     assert result.ok, result.failure
     [request] = seen
@@ -133,7 +148,7 @@ def test_an_image_of_the_wrong_size_is_not_stored():
         )
 
     store = InMemoryStore()
-    result = run_attempt(job(), SETTINGS, seams_for(handler, store))
+    result = attempt(job(), store, handler)
     assert result.failure is not None
     assert result.failure.kind is FailureKind.IMAGE_INVALID
     assert "1024x1024" in result.failure.message
@@ -154,8 +169,7 @@ def test_a_failed_upload_is_retried_without_generating_again():
 
     store = InMemoryStore()
     store.fail("image.png", times=3)
-    seams = seams_for(handler, store)
-    result = run_attempt(job(), SETTINGS, seams)
+    result = attempt(job(), store, handler)
     assert result.ok, result.failure
     assert calls == 1
     assert store.put_calls.count("job-1/image.png") == 4
@@ -170,7 +184,7 @@ def test_an_error_response_becomes_a_failure_record_not_an_exception():
             json={"error": {"type": "requests", "code": "rate_limit_exceeded", "message": "x"}},
         )
 
-    result = run_attempt(job(), SETTINGS, seams_for(handler, InMemoryStore()))
+    result = attempt(job(), InMemoryStore(), handler)
     assert result.failure is not None
     assert result.failure.kind is FailureKind.RATE_LIMITED
     assert result.failure.retry_after_s == 2.0
@@ -186,7 +200,7 @@ def test_a_stream_without_completed_is_incomplete():
         )
         return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=content)
 
-    result = run_attempt(job(), SETTINGS, seams_for(handler, InMemoryStore()))
+    result = attempt(job(), InMemoryStore(), handler)
     assert result.failure is not None
     assert result.failure.kind is FailureKind.STREAM_INCOMPLETE
     assert len(result.previews) == 1
@@ -202,8 +216,86 @@ def test_storage_down_past_the_upload_budget_is_a_storage_failure():
 
     store = InMemoryStore()
     store.fail("image.png", times=1000)
-    result = run_attempt(job(), SETTINGS, seams_for(handler, store))
+    result = attempt(job(), store, handler)
     assert result.failure is not None
     assert result.failure.kind is FailureKind.STORAGE_FAILED
     assert "ConnectionError" in result.failure.message
     assert 1 < store.put_calls.count("job-1/image.png") <= 8
+
+
+def test_a_job_cancelled_before_the_send_never_reaches_the_route():
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(500)
+
+    store = InMemoryStore()
+    store.put(name="job-1/cancel.json", data=b"{}", content_type="application/json")
+    result = attempt(job(), store, handler)
+    assert calls == []
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.CANCELLED
+    assert result.failure.sent is False
+
+
+def test_a_cancel_closes_a_running_stream():
+    store = InMemoryStore()
+
+    async def slow_stream() -> Any:
+        b64 = base64.b64encode(png(1024, 1024)).decode()
+        yield sse(("image_generation.partial_image", {"b64_json": b64, "partial_image_index": 0}))
+        # The caller cancels once the preview is stored; the model would take much longer.
+        store.put(name="job-1/cancel.json", data=b"{}", content_type="application/json")
+        await asyncio.sleep(60)
+        yield b""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, content=slow_stream()
+        )
+
+    result = attempt(job(), store, handler)
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.CANCELLED
+    assert result.failure.sent is True
+    assert len(result.previews) == 1
+    assert store.get(name="job-1/image.png") is None
+
+
+def test_a_rerun_after_the_worker_died_post_send_does_not_send_again():
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(500)
+
+    store = InMemoryStore()
+    earlier = {"attempt": 1, "sent": True, "sent_at": "2026-05-07T13:46:12Z", "done": False}
+    store.put(name="job-1/progress.json", data=json.dumps(earlier).encode(), content_type="j")
+    result = attempt(job(), store, handler)
+    assert calls == []
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.CONNECTION_LOST
+    assert result.failure.layer is Layer.WORKER
+    assert result.failure.sent is True
+
+
+def test_the_whole_request_deadline_covers_the_wait_for_headers():
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(60)
+        return httpx.Response(500)
+
+    fast = {
+        "IMAGE_REQUEST_TIMEOUT_S": "0.3",
+        "IMAGE_READ_IDLE_TIMEOUT_S": "0.25",
+        "IMAGE_CONNECT_TIMEOUT_S": "0.1",
+        "IMAGE_ROUTE_AZURE_GATEWAY_IDLE_TIMEOUT_S": "0.2",
+    }
+    settings = AppSettings.from_env(dict(ENV, **fast))
+    store = InMemoryStore()
+    seams = seams_for(handler, store)
+    result = asyncio.run(run_attempt(job(), settings, seams))
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.LOCAL_TIMEOUT
+    assert result.failure.timeout == "request"
