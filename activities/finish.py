@@ -53,10 +53,17 @@ def build_metadata(
         "post_send_resends": sum(
             1 for a in attempts if (a.get("decision") or {}).get("post_send_resend")
         ),
+        # Retries a gateway made on its own, where it said so: counted apart from ours.
+        "gateway_retry_count": sum(
+            (a.get("timings") or {}).get("gateway_retries") or 0 for a in attempts
+        ),
         "usage": outcome.get("usage"),
         "cost_usd": outcome.get("cost_usd"),
         "images": outcome.get("images", []),
         "previews": outcome.get("previews", []),
+        "send_notes": (attempts[0].get("request_sent_as") or {}).get("notes", [])
+        if attempts
+        else [],
         "attempts": [_attempt_entry(a) for a in attempts],
     }
 
@@ -87,6 +94,7 @@ def _attempt_entry(attempt: dict[str, Any]) -> dict[str, Any]:
         "request_id": (attempt.get("timings") or {}).get("request_id") or failure.get("request_id"),
         "timings": attempt.get("timings"),
         "request_sent_as": attempt.get("request_sent_as"),
+        "previews": attempt.get("previews", []),
         "usage": attempt.get("usage"),
         "cost_usd": attempt.get("cost_usd"),
         "decision": attempt.get("decision"),
@@ -114,6 +122,7 @@ def log_fields(metadata: dict[str, Any]) -> dict[str, Any]:
             "retry_count",
             "retry_reason",
             "post_send_resends",
+            "gateway_retry_count",
             "cost_usd",
         )
     }

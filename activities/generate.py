@@ -139,6 +139,7 @@ async def run_attempt(job: AttemptInput, settings: AppSettings, seams: Seams) ->
                 rate_limit=call.rate_limit,
                 connection_reused=call.connection_reused,
                 partials_received=call.partials,
+                gateway_retries=call.gateway_retries,
             )
         return AttemptResult(
             attempt=job.attempt,
@@ -195,6 +196,7 @@ async def run_attempt(job: AttemptInput, settings: AppSettings, seams: Seams) ->
         on_final=on_final,
         stop_requested=cancel_requested,
         stop_poll_s=seams.cancel_poll_s,
+        gateway_retry_header=route.gateway_retry_header,
         monotonic=seams.monotonic,
     )
     if result.failure is not None:

@@ -60,6 +60,8 @@ class CallResult:
     response_fields: dict[str, Any] = field(default_factory=dict)
     failure: Failure | None = None
     connection_reused: bool = False
+    # Retries a gateway says it made on its own (None: it said nothing).
+    gateway_retries: int | None = None
 
 
 def build_call(
@@ -111,6 +113,7 @@ async def call_route(
     on_final: Callable[[], Awaitable[None]],
     stop_requested: Callable[[], Awaitable[bool]] | None = None,
     stop_poll_s: float = 0.5,
+    gateway_retry_header: str | None = None,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> CallResult:
     """Send ``call`` and read the answer to the end, streamed or not.
@@ -148,6 +151,9 @@ async def call_route(
                 result.connection_reused = True
             result.http_status = response.status_code
             result.request_id = upstream_errors.request_id(response.headers)
+            if gateway_retry_header:
+                said = response.headers.get(gateway_retry_header, "")
+                result.gateway_retries = int(said) if said.isdigit() else None
             result.rate_limit = {
                 name: response.headers[name]
                 for name in RATE_LIMIT_HEADERS

@@ -34,6 +34,7 @@ class LocalStack:
         simulator_config: Path | None = None,
         azurite_location: Path | None = None,
         extra_env: dict[str, str] | None = None,
+        virtual_time: bool = False,
     ) -> None:
         self.root = root
         self.state_dir = state_dir or root / ".state"
@@ -44,6 +45,7 @@ class LocalStack:
         self.simulator_config = simulator_config
         self.azurite_location = azurite_location
         self.extra_env = extra_env or {}
+        self.virtual_time = virtual_time
         self.azurite: ChildProcess | None = None
         self.simulator: ChildProcess | None = None
         self.devhost: ChildProcess | None = None
@@ -127,17 +129,21 @@ class LocalStack:
         return self
 
     def devhost_process(self) -> ChildProcess:
+        """A devhost child on this stack's port and state (also used to restart it)."""
+        argv = [
+            sys.executable,
+            "-m",
+            "devhost",
+            "--port",
+            str(self.devhost_port),
+            "--state",
+            str(self.devhost_state),
+        ]
+        if self.virtual_time:
+            argv.append("--virtual-time")
         return ChildProcess(
             "devhost",
-            [
-                sys.executable,
-                "-m",
-                "devhost",
-                "--port",
-                str(self.devhost_port),
-                "--state",
-                str(self.devhost_state),
-            ],
+            argv,
             port=self.devhost_port,
             env=self.app_env(),
             cwd=self.root,

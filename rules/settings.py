@@ -43,6 +43,9 @@ class RouteSettings:
     entra_scope: str = DEFAULT_ENTRA_SCOPE
     # The idle limit of a gateway in front of the model (Azure APIM: 60 s), if one is known.
     gateway_idle_timeout_s: float | None = None
+    # A response header in which a gateway says how many times it retried on its own (e.g.
+    # LiteLLM's x-litellm-attempted-retries); those retries are counted apart from ours.
+    gateway_retry_header: str | None = None
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,7 @@ def _route_from_env(name: str, env: Mapping[str, str]) -> RouteSettings:
         gateway_idle_timeout_s=_float(env, prefix + "GATEWAY_IDLE_TIMEOUT_S", 0.0)
         if idle
         else None,
+        gateway_retry_header=(env.get(prefix + "GATEWAY_RETRY_HEADER") or "").lower() or None,
     )
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from localrun.azurite import azurite_bin
 from localrun.stack import LocalStack
+from rules.settings import StorageSettings
 from tests.support import missing_service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,22 +24,26 @@ PROMPT = "a red apple on a white background, studio light"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalStack]:
+    """One stack per module; a module sets ``STACK = {...}`` for LocalStack options."""
     if azurite_bin(ROOT) is None:
         missing_service("Azurite", "run `make setup` (npm ci installs azurite 3.35.0)")
+    options: dict[str, Any] = {"time_scale": 25.0, **getattr(request.module, "STACK", {})}
+    state = tmp_path_factory.mktemp("stack")
+    if options.pop("persistent_azurite", False):
+        options["azurite_location"] = state / "azurite"
     local = LocalStack(
-        ROOT,
-        state_dir=tmp_path_factory.mktemp("stack"),
-        azurite_port=0,
-        simulator_port=0,
-        devhost_port=0,
-        time_scale=25.0,
+        ROOT, state_dir=state, azurite_port=0, simulator_port=0, devhost_port=0, **options
     )
     with local:
         yield local
 
 
 class Api:
+    """The service's HTTP API as a caller sees it, plus the simulator's admin API."""
+
     def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
         self.http = httpx.Client(
@@ -46,19 +51,49 @@ class Api:
             headers={"x-functions-key": stack.function_key},
             timeout=30.0,
         )
+        self.sim = httpx.Client(base_url=stack.simulator_url, timeout=30.0)
 
-    def start(self, **body: Any) -> httpx.Response:
-        return self.http.post("/api/images", json=body)
+    def start(self, *, headers: dict[str, str] | None = None, **body: Any) -> httpx.Response:
+        return self.http.post("/api/images", json=body, headers=headers)
 
-    def status(self, job_id: str) -> httpx.Response:
-        return self.http.get(f"/api/images/{job_id}")
+    def status(self, job_id: str, *, headers: dict[str, str] | None = None) -> httpx.Response:
+        return self.http.get(f"/api/images/{job_id}", headers=headers)
 
-    def poll(self, job_id: str, *, timeout_s: float = 120.0) -> list[dict[str, Any]]:
+    def cancel(self, job_id: str, *, headers: dict[str, str] | None = None) -> httpx.Response:
+        return self.http.post(f"/api/images/{job_id}/cancel", headers=headers)
+
+    def fault(self, **spec: Any) -> None:
+        response = self.sim.post("/_sim/faults", json=spec)
+        assert response.status_code == 201, response.text
+
+    def ledger_mark(self) -> int:
+        entries = self.sim.get("/_sim/ledger").json()
+        return max((e["seq"] for e in entries), default=0)
+
+    def ledger(self, since: int) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = self.sim.get("/_sim/ledger").json()
+        return [e for e in entries if e["seq"] > since]
+
+    def metadata(self, final: dict[str, Any]) -> dict[str, Any]:
+        data: dict[str, Any] = httpx.get(final["metadataUrl"]).json()
+        return data
+
+    def blobs(self, job_id: str) -> list[str]:
+        from storage.azure_blob import AzureBlobImageStore
+
+        store = AzureBlobImageStore.from_settings(
+            StorageSettings(connection_string=self.stack.storage_connection_string)
+        )
+        return store.list(prefix=f"{job_id}/")
+
+    def poll(
+        self, job_id: str, *, timeout_s: float = 120.0, headers: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
         """Every status answer until the job ends (fast polling: tests want to see each state)."""
         seen: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            response = self.status(job_id)
+            response = self.status(job_id, headers=headers)
             assert response.status_code in (200, 202), response.text
             seen.append(response.json())
             if response.status_code == 200:

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.subprocess, pytest.mark.azurite]
 ORDER = ["queued", "generating", "preview_available", "finalizing", "saved"]
 
 
-def run_job(api: Api, **body: object) -> tuple[str, list[dict[str, Any]]]:
+def run_job(api: Api, **body: Any) -> tuple[str, list[dict[str, Any]]]:
     response = api.start(prompt=PROMPT, **body)
     assert response.status_code == 202, response.text
     started = response.json()
