@@ -117,6 +117,8 @@ class SimulatorConfig:
     time_scale: float = 1.0
     seed: int = 0
     bill_failed_generations: bool = False
+    render_ahead_s: float = 3.0
+    render_cache_mb: float = 256.0
     faults: tuple[FaultSpec, ...] = ()
 
     def route(self, owner: str) -> RouteSettings:
@@ -179,6 +181,10 @@ def config_from_dict(raw: object) -> SimulatorConfig:
             fields[name] = _positive(value, "time_scale")
         elif name == "seed":
             fields[name] = _typed(value, int, "seed")
+        elif name in ("render_ahead_s", "render_cache_mb"):
+            fields[name] = _typed(value, float, name)
+            if fields[name] < 0:
+                raise ConfigError(f"{name}: expected a number >= 0, got {value!r}")
         elif name == "bill_failed_generations":
             fields[name] = _typed(value, bool, name)
     return SimulatorConfig(**fields)

@@ -10,8 +10,9 @@ The timeline is pure (``build_steps``): partial images at the plan's times, the 
 the plan's total, and the stream faults cut into it (a mid-stream error or a clean end after k
 partials stop the generation; a connection reset only cuts the client off).
 
-Rendering runs in a thread pool, started as soon as a step is next, so drawing overlaps the wait
-and 50 streams never block the event loop.
+Rendering runs in a thread pool, started ``render_ahead_s`` (wall seconds) before a step is due,
+so drawing overlaps the wait, 50 streams never block the event loop, and a picture is not held
+in memory long before it is sent.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class Generation:
         scale: TimeScale,
         started_at: float,
         on_done: Callable[[Generation], None],
+        render_ahead_s: float = 3.0,
     ) -> None:
         self.request = request
         self.steps = steps
@@ -112,6 +114,7 @@ class Generation:
         self._scale = scale
         self._started_at = started_at
         self._on_done = on_done
+        self._render_ahead_s = render_ahead_s
 
     def detach(self) -> None:
         """The client is gone: keep time, stop rendering and queueing."""
@@ -123,25 +126,42 @@ class Generation:
         return self._renderer.final(self.request, step.image_index)
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             for step in self.steps:
-                rendering: asyncio.Future[bytes] | None = None
-                if not self.detached and step.kind in ("partial", "completed"):
-                    rendering = loop.run_in_executor(self._executor, self._render, step)
-                delay = self._started_at + self._scale.wait(step.at_s) - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                image = await rendering if rendering is not None else None
-                if step.kind in ("error", "end"):
-                    self.failed = True
-                    if not self.detached:
-                        self.queue.put_nowait(Event(step))
+                if not await self._step(step):
                     return
-                if not self.detached:
-                    self.queue.put_nowait(Event(step, image))
-                if step.kind == "reset":
-                    self.detached = True
             self.completed = True
         finally:
             self._on_done(self)
+
+    async def _step(self, step: Step) -> bool:
+        """Wait for one step and hand it over; False when the generation stops here.
+
+        A method of its own so the picture is referenced by nothing here once queued: a loop
+        variable would keep it alive through the wait for the next step.
+        """
+        loop = asyncio.get_running_loop()
+        due = self._started_at + self._scale.wait(step.at_s)
+        rendering: asyncio.Future[bytes] | None = None
+        if not self.detached and step.kind in ("partial", "completed"):
+            # Render shortly before the step is due: early enough to be on time under load,
+            # late enough that 50 streams do not each hold a picture for minutes.
+            early = due - self._render_ahead_s - loop.time()
+            if early > 0:
+                await asyncio.sleep(early)
+            if not self.detached:
+                rendering = loop.run_in_executor(self._executor, self._render, step)
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        image = await rendering if rendering is not None else None
+        if step.kind in ("error", "end"):
+            self.failed = True
+            if not self.detached:
+                self.queue.put_nowait(Event(step))
+            return False
+        if not self.detached:
+            self.queue.put_nowait(Event(step, image))
+        if step.kind == "reset":
+            self.detached = True
+        return True

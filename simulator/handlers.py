@@ -333,6 +333,7 @@ class Exchange:
             scale=state.scale,
             started_at=self.started,
             on_done=self._upstream_done,
+            render_ahead_s=state.config.render_ahead_s,
         )
         state.ledger.update(
             self.entry,

@@ -35,7 +35,9 @@ class SimState:
         self.faults = FaultQueue()
         for spec in config.faults:
             self.faults.add(spec)
-        self.renderer = ImageRenderer(seed=config.seed)
+        self.renderer = ImageRenderer(
+            max_cache_bytes=int(config.render_cache_mb * 2**20), seed=config.seed
+        )
         self.latency = LatencyModel(config.latency)
         self.rng = random.Random(config.seed)
         # Rendering is CPU work: keep it off the event loop and off asyncio's default pool.
