@@ -22,7 +22,9 @@ from rules.outcome import Failure, FailureKind, Layer
 
 # Statuses that come from a gateway or proxy in front of the model, not from the model service.
 GATEWAY_STATUSES = {408: "gateway idle timeout", 504: "proxy timeout", 502: "bad gateway"}
+# OpenAI: "Please try again in 12s." / "in 120ms"; Azure: "Please retry after 59 seconds."
 _TRY_AGAIN = re.compile(r"try again in ([0-9.]+)\s*(ms|s|m)\b", re.IGNORECASE)
+_RETRY_AFTER = re.compile(r"retry after ([0-9.]+)\s*(?:seconds?|s)\b", re.IGNORECASE)
 _DURATION_PART = re.compile(r"([0-9.]+)(ms|h|m|s)")
 
 
@@ -164,6 +166,9 @@ def retry_hint(headers: Mapping[str, str], message: str) -> tuple[float | None, 
         value = float(match[1])
         unit = match[2].lower()
         return value / 1000 if unit == "ms" else value * 60 if unit == "m" else value, "message"
+    match = _RETRY_AFTER.search(message)
+    if match:
+        return float(match[1]), "message"
     return None, None
 
 

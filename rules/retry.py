@@ -45,6 +45,8 @@ class RetryPolicy:
     rate_limit_max_attempts: int = 6
     rate_limit_base_s: float = 10.0
     rate_limit_cap_s: float = 300.0
+    # A floor under every 429 wait: "retry-after: 0" must not become a tight loop.
+    rate_limit_min_s: float = 1.0
     jitter_fraction: float = 0.2
     # "never": give up at once; "after_wait": resend once after post_send_wait_s.
     post_send: str = "after_wait"
@@ -89,7 +91,7 @@ def decide(
             return Decision(False, 0.0, f"rate limited {limited} times; giving up", failure=ends_as)
         backoff = min(policy.rate_limit_cap_s, policy.rate_limit_base_s * 2 ** (limited - 1))
         asked = failure.retry_after_s
-        base = asked if asked is not None else backoff
+        base = max(asked, policy.rate_limit_min_s) if asked is not None else backoff
         reason = (
             f"rate limited; the server asked {asked:g}s ({failure.retry_after_source})"
             if asked is not None

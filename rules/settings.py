@@ -67,8 +67,9 @@ class Timeouts:
     """The timeout budget in seconds: one upstream attempt's phases and the layers around it."""
 
     connect_s: float = 10.0
-    read_idle_s: float = 180.0
-    request_s: float = 480.0
+    # Long on purpose: after the last partial image a 4K high image can be silent for ~5 min.
+    read_idle_s: float = 360.0
+    request_s: float = 900.0
     upload_s: float = 120.0
     # One activity invocation; keep equal to host.json functionTimeout (30 minutes).
     activity_s: float = 1800.0

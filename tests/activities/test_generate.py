@@ -299,3 +299,21 @@ def test_the_whole_request_deadline_covers_the_wait_for_headers():
     assert result.failure is not None
     assert result.failure.kind is FailureKind.LOCAL_TIMEOUT
     assert result.failure.timeout == "request"
+
+
+def test_retries_a_gateway_says_it_made_are_recorded_apart():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            headers={"content-type": "text/event-stream", "x-litellm-attempted-retries": "2"},
+            content=stream_of(png(1024, 1024), partials=0),
+        )
+
+    settings = AppSettings.from_env(
+        dict(ENV, IMAGE_ROUTE_AZURE_GATEWAY_RETRY_HEADER="X-LiteLLM-Attempted-Retries")
+    )
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    seams = Seams(client=client, store=InMemoryStore(), auth=lambda: None, sleep=_no_sleep)
+    result = asyncio.run(run_attempt(job(), settings, seams))
+    assert result.ok
+    assert result.timings["gateway_retries"] == 2

@@ -96,6 +96,7 @@ def test_request_id_prefers_openai_then_apim():
         ({"x-ratelimit-reset-requests": "6m0s"}, "", 360.0, "x-ratelimit-reset-requests"),
         ({"x-ratelimit-reset-requests": "-1"}, "Please try again in 12s.", 12.0, "message"),
         ({}, "Please try again in 120ms.", 0.12, "message"),
+        ({}, "Please retry after 59 seconds.", 59.0, "message"),
         ({"x-ratelimit-reset-requests": "-1", "retry-after": "-1"}, "", None, None),
     ],
 )

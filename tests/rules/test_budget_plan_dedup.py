@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize(
     ("change", "named", "outer"),
     [
-        ({"IMAGE_READ_IDLE_TIMEOUT_S": "600"}, "IMAGE_READ_IDLE_TIMEOUT_S", "IMAGE_REQUEST"),
-        ({"IMAGE_CONNECT_TIMEOUT_S": "900"}, "IMAGE_CONNECT_TIMEOUT_S", "IMAGE_REQUEST"),
+        ({"IMAGE_READ_IDLE_TIMEOUT_S": "1000"}, "IMAGE_READ_IDLE_TIMEOUT_S", "IMAGE_REQUEST"),
+        ({"IMAGE_CONNECT_TIMEOUT_S": "1000"}, "IMAGE_CONNECT_TIMEOUT_S", "IMAGE_REQUEST"),
         ({"IMAGE_REQUEST_TIMEOUT_S": "1750"}, "IMAGE_REQUEST_TIMEOUT_S", "IMAGE_ACTIVITY"),
         ({"IMAGE_ACTIVITY_TIMEOUT_S": "7200"}, "IMAGE_ACTIVITY_TIMEOUT_S", "IMAGE_CLIENT_POLL"),
         ({"IMAGE_HTTP_STARTER_TIMEOUT_S": "45"}, "IMAGE_HTTP_STARTER_TIMEOUT_S", "CLIENT_HTTP"),
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
             "Azure front end",
         ),
         (
-            {"IMAGE_ROUTE_AZURE_GATEWAY_IDLE_TIMEOUT_S": "240"},
+            {"IMAGE_ROUTE_AZURE_GATEWAY_IDLE_TIMEOUT_S": "400"},
             "IMAGE_ROUTE_AZURE_GATEWAY_IDLE_TIMEOUT_S",
             "IMAGE_READ_IDLE",
         ),

@@ -120,3 +120,9 @@ def test_attempts_are_bounded(sequence, jitter):
 @pytest.mark.parametrize("kind", sorted(NEVER_RETRIED))
 def test_never_retried_kinds(kind):
     assert decide(failure(kind), attempt=1, previous=[], policy=POLICY, jitter=0).retry is False
+
+
+def test_a_zero_retry_after_is_not_a_tight_loop():
+    zero = failure(FailureKind.RATE_LIMITED, retry_after_s=0.0, retry_after_source="retry-after")
+    decision = decide(zero, attempt=1, previous=[], policy=POLICY, jitter=0)
+    assert decision.wait_s >= POLICY.rate_limit_min_s
