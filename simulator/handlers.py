@@ -22,7 +22,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from aiohttp import BodyPartReader, web
@@ -33,7 +33,6 @@ from simulator.config import ANY, Deployment, RouteSettings
 from simulator.errors import ApiError
 from simulator.faults import FaultSpec, RequestContext
 from simulator.generation import Event, Generation, build_steps
-from simulator.latency import GenerationPlan
 from simulator.state import SimState
 from simulator.usage import cost_usd, usage_for
 from simulator.validation import ImageRequest, parse_edit, parse_generation
@@ -61,7 +60,9 @@ class ClientGone(Exception):
     """The client closed its connection while we were writing."""
 
 
-def image_handler(state: SimState, route: Route, endpoint: Endpoint) -> Any:
+def image_handler(
+    state: SimState, route: Route, endpoint: Endpoint
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """An aiohttp handler for one route owner's ``/images/{endpoint}``."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -128,7 +129,8 @@ class Exchange:
             return {}
         return {"apim-request-id": self.apim_request_id, "x-ms-region": self.settings.region}
 
-    def _finish(self, *, status: int, outcome: str) -> None:
+    def finish(self, *, status: int, outcome: str) -> None:
+        """Record how the client's side ended (the upstream side is recorded apart)."""
         self.state.ledger.update(
             self.entry,
             status=status,
@@ -142,7 +144,7 @@ class Exchange:
     ) -> web.Response:
         headers = self._gateway_headers() if from_gateway else self.headers()
         headers.update(err.headers)
-        self._finish(status=err.status, outcome=outcome)
+        self.finish(status=err.status, outcome=outcome)
         return web.json_response(err.envelope(), status=err.status, headers=headers)
 
     # --- admission -------------------------------------------------------------------------------
@@ -346,12 +348,12 @@ class Exchange:
         hold_until = self.started
         if fault is not None and fault.kind == "slow_first_byte":
             hold_until += state.scale.wait(fault.delay_s or 0.0)
-        writer = _Writer(self, generation, plan, fault, hold_until)
+        writer = _Writer(self, generation, fault, hold_until)
         try:
             return await writer.pump()
         except ClientGone:
             generation.detach()
-            self._finish(
+            self.finish(
                 status=self.response.status if self.response else 499, outcome="client_disconnected"
             )
             return self.response or web.Response(status=499)
@@ -426,13 +428,11 @@ class _Writer:
         self,
         exchange: Exchange,
         generation: Generation,
-        plan: GenerationPlan,
         fault: FaultSpec | None,
         hold_until: float,
     ) -> None:
         self.x = exchange
         self.generation = generation
-        self.plan = plan
         self.fault = fault
         self.hold_until = hold_until
         self.request = generation.request
@@ -510,7 +510,7 @@ class _Writer:
         if self.x.response is None:
             err = errors.apim_timeout() if outcome == "gateway_timeout" else errors.proxy_timeout()
             return self.x.error_response(err, outcome, from_gateway=True)
-        self.x._finish(status=self.x.response.status, outcome=outcome)
+        self.x.finish(status=self.x.response.status, outcome=outcome)
         return self.x.abort()
 
     async def _deliver(self, event: Event) -> web.StreamResponse | None:
@@ -518,7 +518,7 @@ class _Writer:
         x = self.x
         if step.kind == "reset":
             self.generation.detach()
-            x._finish(
+            x.finish(
                 status=x.response.status if x.response else 0, outcome="fault:connection_reset"
             )
             return x.abort()
@@ -555,7 +555,7 @@ class _Writer:
             last = self.completed == self.request.n
             if last:
                 # Recorded before the last byte: a client may act on it before write_eof returns.
-                x._finish(status=200, outcome="completed")
+                x.finish(status=200, outcome="completed")
             await x.write(sse.image_event(f"{prefix}.completed", fields, event.image))
             if not last:
                 return None
@@ -568,12 +568,12 @@ class _Writer:
                 "openai" if self.fault.style == "openai" else "azure"
             )
             body = errors.stream_error_event(err, style=style, sequence_number=x.partials_sent)
-            x._finish(status=200, outcome="fault:mid_stream_error")
+            x.finish(status=200, outcome="fault:mid_stream_error")
             await x.write([sse.error_event(body)])
             await x.end()
             return response
         # "end": the stream closes cleanly without its completed event.
-        x._finish(status=200, outcome="fault:stream_without_completed")
+        x.finish(status=200, outcome="fault:stream_without_completed")
         await x.end()
         return response
 
@@ -597,7 +597,7 @@ class _Writer:
                 "usage": usage_for(request, x.state.config.tokens),
             }
             response = await x.start_response(content_type="application/json")
-            x._finish(status=200, outcome="completed")
+            x.finish(status=200, outcome="completed")
             await x.write(sse.images_response({"created": int(time.time())}, images, tail))
             await x.end()
             return response
@@ -615,7 +615,7 @@ class _Writer:
             await x.write([b'{"created":'])
         except ClientGone:
             pass
-        x._finish(status=200, outcome="fault:stream_without_completed")
+        x.finish(status=200, outcome="fault:stream_without_completed")
         return x.abort()
 
 
