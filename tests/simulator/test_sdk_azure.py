@@ -151,3 +151,15 @@ def test_webp_is_refused_on_azure(sim):
     with pytest.raises(openai.BadRequestError) as caught:
         azure(sim).images.generate(model="gpt-image-2", prompt="x", output_format="webp")
     assert caught.value.param == "output_format"
+
+
+def test_v1_path_edits(sim):
+    v1 = OpenAI(base_url=sim.azure_v1_base_url, api_key="azure-key", max_retries=0)
+    result = v1.images.edit(
+        model="gpt-image-2",
+        image=[("a.png", png_bytes(), "image/png")] * 2,
+        prompt="x",
+        quality="low",
+    )
+    assert result.data
+    assert (sim.ledger()[0].route, sim.ledger()[0].endpoint) == ("azure_v1", "edits")

@@ -11,7 +11,7 @@ from openai import OpenAI
 from openai.types import ImageGenCompletedEvent, ImagesResponse
 from PIL import Image
 
-from simulator.ledger import billable_count, count
+from simulator.ledger import billable_count, count, generations_started
 from tests.simulator.conftest import MakeSim, png_bytes
 
 
@@ -220,3 +220,15 @@ def _fault(spec: dict[str, object]):
     from simulator.faults import parse_fault
 
     return parse_fault(spec)
+
+
+def test_more_than_sixteen_input_images_are_refused(sim):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(sim).images.edit(
+            model="gpt-image-2",
+            image=[("a.png", png_bytes(), "image/png")] * 17,
+            prompt="x",
+        )
+    assert caught.value.param is not None
+    assert caught.value.param.startswith("image")
+    assert generations_started(sim.ledger()) == 0
