@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -44,7 +45,11 @@ from storage.protocol import (
     progress_name,
 )
 
+log = logging.getLogger("imagejobs.generate")
+
 UPLOAD_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+# How long the end of an attempt waits for best-effort writes (previews, progress) to land.
+DRAIN_S = 10.0
 
 
 @dataclass
@@ -95,13 +100,74 @@ class _Blobs:
         return await asyncio.to_thread(self.store.get, name=name)
 
 
+class _BestEffortWrites:
+    """Progress and previews go to Blob in the background, so a slow or absent store never
+    holds up the stream (the route would wait on us, and our read limits would run). Progress
+    is latest-wins, written by one task in order; a preview is listed once it is stored."""
+
+    def __init__(self, blobs: _Blobs, progress_blob: str) -> None:
+        self._blobs = blobs
+        self._progress_blob = progress_blob
+        self._latest: bytes | None = None
+        self._version = 0
+        self._written = 0
+        self._dirty = asyncio.Event()
+        self._previews: set[asyncio.Task[None]] = set()
+        self._writer = asyncio.ensure_future(self._write_progress())
+
+    def progress(self, snapshot: dict[str, Any]) -> None:
+        self._latest = json.dumps(snapshot).encode()
+        self._version += 1
+        self._dirty.set()
+
+    def preview(
+        self, name: str, data: bytes, content_type: str, stored: Callable[[], None]
+    ) -> None:
+        async def put() -> None:
+            try:
+                await self._blobs.put(name, data, content_type)
+            except Exception:  # a lost preview is not a lost image
+                return
+            stored()
+
+        task = asyncio.ensure_future(put())
+        self._previews.add(task)
+        task.add_done_callback(self._previews.discard)
+
+    async def _write_progress(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            version, data = self._version, self._latest
+            if data is None:
+                continue
+            try:
+                await self._blobs.put(self._progress_blob, data, _JSON)
+            except Exception as exc:  # pollers see older progress; the job goes on
+                log.info("progress not stored (%s); pollers see older progress", type(exc).__name__)
+                continue
+            self._written = version
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait, within ``timeout_s``, for previews and the latest progress to be stored."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        if self._previews:
+            await asyncio.wait(set(self._previews), timeout=timeout_s)
+        while self._written < self._version and loop.time() < deadline:
+            self._dirty.set()
+            await asyncio.sleep(0.05)
+        self._writer.cancel()
+        await asyncio.gather(self._writer, return_exceptions=True)
+
+
 async def run_attempt(job: AttemptInput, settings: AppSettings, seams: Seams) -> AttemptResult:
     route = settings.route(job.request.route)
     request = job.request
     blobs = _Blobs(seams.store)
     clocks = Clocks(started_at_iso=_iso(seams.now()), started=seams.monotonic())
     previews: list[dict[str, Any]] = []
-    sent_as = {
+    sent_as: dict[str, Any] = {
         "stream": job.stream,
         "partial_images": job.partial_images if job.stream else None,
         "notes": job.send_notes,
@@ -115,12 +181,7 @@ async def run_attempt(job: AttemptInput, settings: AppSettings, seams: Seams) ->
         "done": False,
     }
 
-    async def write_progress() -> None:
-        # Best effort: progress is for pollers; a failed write must not fail the generation.
-        try:
-            await blobs.put(progress_name(job.job_id), json.dumps(progress).encode(), _JSON)
-        except Exception:  # any storage error; the image path has its own retries
-            progress["write_failed"] = True
+    writes = _BestEffortWrites(blobs, progress_name(job.job_id))
 
     async def cancel_requested() -> bool:
         try:
@@ -157,36 +218,45 @@ async def run_attempt(job: AttemptInput, settings: AppSettings, seams: Seams) ->
         failure: Failure | None, call: CallResult | None, images: list[dict[str, Any]]
     ) -> AttemptResult:
         progress["done"] = True
-        await write_progress()
+        writes.progress(progress)
+        await writes.drain(DRAIN_S)
         return result_of(failure, call, images)
 
     earlier = await _earlier_run(blobs, job)
     if earlier is not None:
-        return result_of(earlier, None, [])
+        failure, earlier_previews = earlier
+        # The earlier run's previews are this attempt's: listed, so none is left unaccounted.
+        previews.extend(earlier_previews)
+        await writes.drain(0)
+        return result_of(failure, None, [])
     if await cancel_requested():
         return await finish(upstream_errors.cancelled(sent=False), None, [])
 
     async def on_partial(index: int, data: bytes) -> None:
         name = preview_name(job.job_id, request.output_format, job.attempt, index)
-        try:
-            await blobs.put(name, data, CONTENT_TYPES[request.output_format])
-        except Exception:  # a lost preview is not a lost image
-            return
-        previews.append({"index": index, "blob": name, "bytes": len(data)})
-        await write_progress()
+
+        def stored() -> None:
+            previews.append({"index": index, "blob": name, "bytes": len(data)})
+            writes.progress(progress)
+
+        writes.preview(name, data, CONTENT_TYPES[request.output_format], stored)
 
     async def on_final() -> None:
         progress["final_received"] = True
-        await write_progress()
+        writes.progress(progress)
 
     call = build_call(
         route, request, stream=job.stream, partial_images=job.partial_images, auth=seams.auth()
     )
-    # Written before the send: if this worker dies from here on, a re-run knows the route may
-    # already be generating this attempt.
+    # Written, and waited for, before the send: if this worker dies from here on, a re-run knows
+    # the route may already be generating this attempt. If storage is down now, the image
+    # matters more: send anyway, and say that the mark is missing.
     progress["sent"] = True
     progress["sent_at"] = _iso(seams.now())
-    await write_progress()
+    try:
+        await blobs.put(progress_name(job.job_id), json.dumps(progress).encode(), _JSON)
+    except Exception:
+        sent_as["sent_mark_missing"] = True
     result = await call_route(
         seams.client,
         call,
@@ -248,8 +318,11 @@ async def run_attempt(job: AttemptInput, settings: AppSettings, seams: Seams) ->
     return await finish(None, result, images)
 
 
-async def _earlier_run(blobs: _Blobs, job: AttemptInput) -> Failure | None:
-    """A post-send failure when an earlier run of this very attempt sent it and never finished."""
+async def _earlier_run(
+    blobs: _Blobs, job: AttemptInput
+) -> tuple[Failure, list[dict[str, Any]]] | None:
+    """A post-send failure (and the previews it stored) when an earlier run of this very attempt
+    sent it and never finished."""
     try:
         raw = await blobs.get(progress_name(job.job_id))
     except Exception:  # cannot tell: proceed as a first run
@@ -259,7 +332,7 @@ async def _earlier_run(blobs: _Blobs, job: AttemptInput) -> Failure | None:
     earlier = json.loads(raw)
     if earlier.get("attempt") != job.attempt or not earlier.get("sent") or earlier.get("done"):
         return None
-    return Failure(
+    failure = Failure(
         kind=FailureKind.CONNECTION_LOST,
         layer=Layer.WORKER,
         message=(
@@ -268,6 +341,7 @@ async def _earlier_run(blobs: _Blobs, job: AttemptInput) -> Failure | None:
         ),
         sent=True,
     )
+    return failure, list(earlier.get("previews") or [])
 
 
 async def _upload_with_retries(

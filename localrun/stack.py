@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -149,6 +150,27 @@ class LocalStack:
             cwd=self.root,
             log_path=self.state_dir / "logs" / "devhost.log",
         )
+
+    def restart_azurite(self, *, down_s: float) -> None:
+        """Stop Azurite, stay down for ``down_s``, start it again on the same port and data
+        (a storage outage; needs ``azurite_location`` for the data to survive)."""
+        assert self.azurite is not None
+        self.azurite.stop()
+        time.sleep(down_s)
+        self.azurite = azurite_blob(
+            self.root,
+            port=self.azurite_port,
+            location=self.azurite_location,
+            log_path=self.state_dir / "logs" / "azurite.log",
+        )
+        self.azurite.start()
+
+    def crash_devhost(self) -> None:
+        """SIGKILL devhost, as a crash or `kill -9` would, then start it again on its state."""
+        assert self.devhost is not None
+        self.devhost.kill_hard()
+        self.devhost = self.devhost_process()
+        self.devhost.start()
 
     def stop(self) -> None:
         for child in (self.devhost, self.simulator, self.azurite):

@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import (
     BlobSasPermissions,
     BlobServiceClient,
     ContentSettings,
+    ExponentialRetry,
     UserDelegationKey,
     generate_blob_sas,
 )
@@ -36,13 +38,25 @@ class AzureBlobImageStore:
 
     @classmethod
     def from_settings(cls, settings: StorageSettings) -> AzureBlobImageStore:
+        # Short SDK retries: the SDK's default (15 s, then 18 s, 42 s...) would hold a call for a
+        # minute, past the callers' own budgets; the image upload has its own retry loop with a
+        # deadline, and progress and previews are best effort.
+        options: dict[str, Any] = {
+            "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2),
+            "connection_timeout": 5,
+            "read_timeout": 60,
+        }
         if settings.connection_string:
-            service = BlobServiceClient.from_connection_string(settings.connection_string)
+            service = BlobServiceClient.from_connection_string(
+                settings.connection_string, **options
+            )
         else:
             from azure.identity import DefaultAzureCredential
 
             assert settings.account_url  # AppSettings.from_env guarantees one of the two
-            service = BlobServiceClient(settings.account_url, credential=DefaultAzureCredential())
+            service = BlobServiceClient(
+                settings.account_url, credential=DefaultAzureCredential(), **options
+            )
         return cls(service, settings.container)
 
     def ensure_container(self) -> None:
