@@ -7,7 +7,7 @@ PY := $(BIN)/python
 # Lint, format and type-check every Python path of the project that exists.
 CODE := $(wildcard loopserver simulator devhost rules storage orchestrators activities http_api clients localrun function_app.py wiring.py scripts tests)
 
-.PHONY: setup demo run test lint typecheck pytest bench-simulator bench-devhost clean
+.PHONY: setup demo run test lint typecheck pytest bench-simulator bench-devhost bench-retries clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -40,6 +40,10 @@ pytest: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The same faults through a plain loop around the official SDK and through this service.
+bench-retries: setup
+	$(PY) -m localrun.bench_retries
 
 bench-simulator: $(VENV)/.installed
 	$(PY) -m simulator.bench
