@@ -7,6 +7,7 @@ stored or chosen and recorded by the policy, never a silent second generation.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from .test_faults import STACK as FAULT_STACK
 pytestmark = [pytest.mark.subprocess, pytest.mark.azurite]
 
 STACK = {**FAULT_STACK, "persistent_azurite": True}
-SLOW: dict[str, object] = {
+SLOW: dict[str, Any] = {
     "prompt": PROMPT,
     "size": "2048x2048",
     "quality": "low",
