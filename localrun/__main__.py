@@ -32,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    with LocalStack(ROOT, time_scale=args.time_scale) as stack:
+    # Azurite keeps its data under .state/ too, so jobs devhost remembers keep their images.
+    with LocalStack(
+        ROOT, time_scale=args.time_scale, azurite_location=ROOT / ".state" / "azurite"
+    ) as stack:
         print(f"Azurite (blob):  http://127.0.0.1:{stack.azurite_port}/devstoreaccount1")
         print(f"simulator:       {stack.simulator_url}  (time scale {stack.time_scale:g})")
         print(f"functions:       {stack.devhost_url}/api/images")
