@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rules.settings import AppSettings
+from rules.timing import TIMING_FIELDS
 from storage.protocol import ImageStore, metadata_name
 
 log = logging.getLogger("imagejobs")
@@ -43,7 +44,7 @@ def build_metadata(
         "quality": request["quality"],
         "size": request["size"],
         "format": request["output_format"],
-        **{k: last_timings.get(k) for k in _TIMING_KEYS},
+        **{k: last_timings.get(k) for k in TIMING_FIELDS},
         "http_status": last_timings.get("http_status"),
         "request_id": last_timings.get("request_id"),
         "rate_limit": last_timings.get("rate_limit"),
@@ -66,17 +67,6 @@ def build_metadata(
         else [],
         "attempts": [_attempt_entry(a) for a in attempts],
     }
-
-
-_TIMING_KEYS = (
-    "request_started_at",
-    "connect_ms",
-    "first_byte_ms",
-    "first_partial_image_ms",
-    "final_image_ms",
-    "download_ms",
-    "upload_ms",
-)
 
 
 def _attempt_entry(attempt: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +105,7 @@ def log_fields(metadata: dict[str, Any]) -> dict[str, Any]:
             "quality",
             "size",
             "format",
-            *_TIMING_KEYS,
+            *TIMING_FIELDS,
             "http_status",
             "request_id",
             "error_type",
