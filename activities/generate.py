@@ -18,6 +18,7 @@ Three promises it keeps:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
@@ -232,11 +233,18 @@ async def run_attempt(job: AttemptInput, settings: AppSettings, seams: Seams) ->
     if await cancel_requested():
         return await finish(upstream_errors.cancelled(sent=False), None, [])
 
+    arrivals = itertools.count()
+
     async def on_partial(index: int, data: bytes) -> None:
-        name = preview_name(job.job_id, request.output_format, job.attempt, index)
+        # Named by arrival, not by partial_image_index: with n > 1 every image has its own
+        # partial 0, 1, ... and they must not overwrite each other.
+        sequence = next(arrivals)
+        name = preview_name(job.job_id, request.output_format, job.attempt, sequence)
 
         def stored() -> None:
-            previews.append({"index": index, "blob": name, "bytes": len(data)})
+            previews.append(
+                {"index": sequence, "partial_image_index": index, "blob": name, "bytes": len(data)}
+            )
             writes.progress(progress)
 
         writes.preview(name, data, CONTENT_TYPES[request.output_format], stored)

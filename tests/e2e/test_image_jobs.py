@@ -159,3 +159,20 @@ def test_the_job_log_event_has_every_clock_and_no_prompt_or_key(api: Api):
     assert PROMPT not in log
     assert "local-simulator-key" not in log
     assert api.stack.function_key not in log
+
+
+def test_two_images_in_one_job_are_both_stored_with_every_preview(api: Api):
+    _job_id, seen = run_job(
+        api, size="1024x1024", quality="low", output_format="jpeg", n=2, partial_images=2
+    )
+    final = seen[-1]
+    assert final["state"] == "saved"
+    assert [image["url"].split("?")[0].rsplit("/", 1)[1] for image in final["images"]] == [
+        "image-0.jpg",
+        "image-1.jpg",
+    ]
+    for image in final["images"]:
+        with Image.open(io.BytesIO(httpx.get(image["url"]).content)) as decoded:
+            assert decoded.size == (1024, 1024)
+    # Two images with two partials each: four previews, none overwriting another.
+    assert sorted(p["index"] for p in final["previews"]) == [0, 1, 2, 3]
