@@ -89,6 +89,10 @@ def demo(args: argparse.Namespace) -> int:
                 print(f"demo failed; logs in {state / 'logs'}", file=sys.stderr)
                 return code
         shutil.rmtree(state, ignore_errors=True)
+        print(
+            "The demo's stack is stopped, so the links above are gone; the image is kept at "
+            f"{out.relative_to(ROOT)}. `make run` keeps a stack up."
+        )
         return 0
     except BaseException:
         print(f"demo failed; logs in {state / 'logs'}", file=sys.stderr)
