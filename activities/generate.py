@@ -36,9 +36,10 @@ from rules.cost import cost_usd
 from rules.outcome import AttemptResult, Failure, FailureKind, Layer
 from rules.request import ImageJobRequest
 from rules.settings import AppSettings
-from rules.timing import Clocks
+from rules.timing import Clocks, iso_utc
 from storage.protocol import (
     CONTENT_TYPES,
+    JSON,
     ImageStore,
     cancel_name,
     image_name,
@@ -143,11 +144,16 @@ class _BestEffortWrites:
             if data is None:
                 continue
             try:
-                await self._blobs.put(self._progress_blob, data, _JSON)
+                await self._blobs.put(self._progress_blob, data, JSON)
             except Exception as exc:  # pollers see older progress; the job goes on
                 log.info("progress not stored (%s); pollers see older progress", type(exc).__name__)
                 continue
             self._written = version
+
+    def restart(self) -> None:
+        """Start the progress writer again after a drain (for the final record)."""
+        if self._writer.done():
+            self._writer = asyncio.ensure_future(self._write_progress())
 
     async def drain(self, timeout_s: float) -> None:
         """Wait, within ``timeout_s``, for previews and the latest progress to be stored."""
@@ -163,37 +169,187 @@ class _BestEffortWrites:
 
 
 async def run_attempt(job: AttemptInput, settings: AppSettings, seams: Seams) -> AttemptResult:
-    route = settings.route(job.request.route)
-    request = job.request
-    blobs = _Blobs(seams.store)
-    clocks = Clocks(started_at_iso=_iso(seams.now()), started=seams.monotonic())
-    previews: list[dict[str, Any]] = []
-    sent_as: dict[str, Any] = {
-        "stream": job.stream,
-        "partial_images": job.partial_images if job.stream else None,
-        "notes": job.send_notes,
-    }
-    progress: dict[str, Any] = {
-        "attempt": job.attempt,
-        "previews": previews,
-        "final_received": False,
-        "started_at": clocks.started_at_iso,
-        "sent": False,
-        "done": False,
-    }
+    """One attempt; never raises for what can go wrong on the way (see the module docstring)."""
+    attempt = _Attempt(job, settings, seams)  # a bad setting raises here: the activity fails
+    try:
+        return await attempt.run()
+    except Exception as exc:
+        # A fault of our own (a bug, an auth library failing): still an attempt result, so the
+        # orchestrator decides and records, and nothing of the request leaks into its text.
+        log.exception("attempt %s of job %s failed inside the activity", job.attempt, job.job_id)
+        failure = Failure(
+            kind=FailureKind.INTERNAL_ERROR,
+            layer=Layer.WORKER,
+            message=f"the activity failed: {type(exc).__name__}",
+            sent=attempt.progress["sent"],
+        )
+        return await attempt.finish(failure, None, [])
 
-    writes = _BestEffortWrites(blobs, progress_name(job.job_id))
 
-    async def cancel_requested() -> bool:
+class _Attempt:
+    """The state of one attempt and its exits; every exit goes through ``finish``."""
+
+    def __init__(self, job: AttemptInput, settings: AppSettings, seams: Seams) -> None:
+        self.job = job
+        self.settings = settings
+        self.seams = seams
+        self.route = settings.route(job.request.route)
+        self.blobs = _Blobs(seams.store)
+        self.clocks = Clocks(started_at_iso=iso_utc(seams.now()), started=seams.monotonic())
+        # Every preview is listed from the moment its upload starts (``stored`` says whether it
+        # landed), so no blob of this attempt is ever unaccounted for.
+        self.previews: list[dict[str, Any]] = []
+        self.sent_as: dict[str, Any] = {
+            "stream": job.stream,
+            "partial_images": job.partial_images if job.stream else None,
+            "notes": job.send_notes,
+        }
+        self.progress: dict[str, Any] = {
+            "attempt": job.attempt,
+            "previews": self.previews,
+            "final_received": False,
+            "started_at": self.clocks.started_at_iso,
+            "sent": False,
+            "done": False,
+        }
+        self.progress_blob = progress_name(job.job_id, job.attempt)
+        self.writes = _BestEffortWrites(self.blobs, self.progress_blob)
+        self.arrivals = itertools.count()
+
+    async def run(self) -> AttemptResult:
+        job, request = self.job, self.job.request
+        earlier = await _earlier_run(self.blobs, self.progress_blob, job)
+        if earlier is not None:
+            await self.writes.drain(0)
+            return earlier
+        if await self.cancel_requested():
+            return await self.finish(upstream_errors.cancelled(sent=False), None, [])
+
+        auth = await asyncio.to_thread(self.seams.auth)  # an Entra token fetch blocks
+        call = build_call(
+            self.route, request, stream=job.stream, partial_images=job.partial_images, auth=auth
+        )
+        # Written, and waited for, before the send: if this worker dies from here on, a re-run
+        # knows the route may already be generating this attempt. Without the mark, no send.
+        self.progress["sent"] = True
+        self.progress["sent_at"] = iso_utc(self.seams.now())
         try:
-            return await blobs.get(cancel_name(job.job_id)) is not None
+            await self.blobs.put(self.progress_blob, json.dumps(self.progress).encode(), JSON)
+        except Exception as exc:
+            self.progress["sent"] = False
+            failure = Failure(
+                kind=FailureKind.STORAGE_FAILED,
+                layer=Layer.STORAGE,
+                message=f"could not record the attempt before sending it: {type(exc).__name__}",
+                sent=False,
+            )
+            return await self.finish(failure, None, [])
+        result = await call_route(
+            self.seams.client,
+            call,
+            timeouts=self.settings.timeouts,
+            clocks=self.clocks,
+            on_partial=self.on_partial,
+            on_final=self.on_final,
+            stop_requested=self.cancel_requested,
+            stop_poll_s=self.seams.cancel_poll_s,
+            gateway_retry_header=self.route.gateway_retry_header,
+            images_expected=request.n,
+            monotonic=self.seams.monotonic,
+        )
+        if result.failure is not None:
+            return await self.finish(result.failure, result, [])
+
+        checked: list[tuple[bytes, int, int]] = []
+        for data in result.images:
+            verdict = check_image(data, output_format=request.output_format, size=request.size)
+            if isinstance(verdict, str):
+                failure = Failure(
+                    kind=FailureKind.IMAGE_INVALID,
+                    layer=Layer.IMAGE_CHECK,
+                    message=verdict,
+                    sent=True,
+                    http_status=result.http_status,
+                    request_id=result.request_id,
+                )
+                return await self.finish(failure, result, [])
+            checked.append((data, verdict[0], verdict[1]))
+        return await self.store_images(checked, result)
+
+    async def store_images(
+        self, checked: list[tuple[bytes, int, int]], result: CallResult
+    ) -> AttemptResult:
+        request = self.job.request
+        content_type = CONTENT_TYPES[request.output_format]
+        self.clocks.upload_started = self.seams.monotonic()
+        images: list[dict[str, Any]] = []
+        for index, (data, width, height) in enumerate(checked):
+            name = image_name(self.job.job_id, request.output_format, index, len(checked))
+            error = await _upload_with_retries(
+                self.blobs,
+                name,
+                data,
+                content_type,
+                budget_s=self.settings.timeouts.upload_s,
+                seams=self.seams,
+            )
+            if error is not None:
+                failure = Failure(
+                    kind=FailureKind.STORAGE_FAILED,
+                    layer=Layer.STORAGE,
+                    message=f"storing {name} failed: {error}",
+                    sent=True,
+                    http_status=result.http_status,
+                    request_id=result.request_id,
+                )
+                return await self.finish(failure, result, images)
+            images.append(
+                {
+                    "blob": name,
+                    "contentType": content_type,
+                    "bytes": len(data),
+                    "width": width,
+                    "height": height,
+                }
+            )
+        self.clocks.upload_done = self.seams.monotonic()
+        return await self.finish(None, result, images)
+
+    async def cancel_requested(self) -> bool:
+        try:
+            return await self.blobs.get(cancel_name(self.job.job_id)) is not None
         except Exception:  # storage down: keep going rather than guess a cancel
             return False
 
+    async def on_partial(self, index: int, data: bytes) -> None:
+        # Named by arrival, not by partial_image_index: with n > 1 every image has its own
+        # partial 0, 1, ... and they must not overwrite each other.
+        sequence = next(self.arrivals)
+        request = self.job.request
+        name = preview_name(self.job.job_id, request.output_format, self.job.attempt, sequence)
+        preview = {
+            "index": sequence,
+            "partial_image_index": index,
+            "blob": name,
+            "bytes": len(data),
+            "stored": False,
+        }
+        self.previews.append(preview)
+
+        def stored() -> None:
+            preview["stored"] = True
+            self.writes.progress(self.progress)
+
+        self.writes.preview(name, data, CONTENT_TYPES[request.output_format], stored)
+
+    async def on_final(self) -> None:
+        self.progress["final_received"] = True
+        self.writes.progress(self.progress)
+
     def result_of(
-        failure: Failure | None, call: CallResult | None, images: list[dict[str, Any]]
+        self, failure: Failure | None, call: CallResult | None, images: list[dict[str, Any]]
     ) -> AttemptResult:
-        timings = clocks.record()
+        timings = self.clocks.record()
         if call is not None:
             timings.update(
                 http_status=call.http_status,
@@ -204,141 +360,48 @@ async def run_attempt(job: AttemptInput, settings: AppSettings, seams: Seams) ->
                 gateway_retries=call.gateway_retries,
             )
         return AttemptResult(
-            attempt=job.attempt,
+            attempt=self.job.attempt,
             ok=failure is None,
             timings=timings,
             failure=failure,
             images=images,
-            previews=previews,
+            previews=[dict(p) for p in self.previews],
             usage=call.usage if call else None,
-            cost_usd=cost_usd(route.model, call.usage) if call else None,
-            request_sent_as=sent_as,
+            cost_usd=cost_usd(self.route.model, call.usage) if call else None,
+            request_sent_as=self.sent_as,
         )
 
     async def finish(
-        failure: Failure | None, call: CallResult | None, images: list[dict[str, Any]]
+        self, failure: Failure | None, call: CallResult | None, images: list[dict[str, Any]]
     ) -> AttemptResult:
-        progress["done"] = True
-        writes.progress(progress)
-        await writes.drain(DRAIN_S)
-        return result_of(failure, call, images)
-
-    earlier = await _earlier_run(blobs, job)
-    if earlier is not None:
-        failure, earlier_previews = earlier
-        # The earlier run's previews are this attempt's: listed, so none is left unaccounted.
-        previews.extend(earlier_previews)
-        await writes.drain(0)
-        return result_of(failure, None, [])
-    if await cancel_requested():
-        return await finish(upstream_errors.cancelled(sent=False), None, [])
-
-    arrivals = itertools.count()
-
-    async def on_partial(index: int, data: bytes) -> None:
-        # Named by arrival, not by partial_image_index: with n > 1 every image has its own
-        # partial 0, 1, ... and they must not overwrite each other.
-        sequence = next(arrivals)
-        name = preview_name(job.job_id, request.output_format, job.attempt, sequence)
-
-        def stored() -> None:
-            previews.append(
-                {"index": sequence, "partial_image_index": index, "blob": name, "bytes": len(data)}
-            )
-            writes.progress(progress)
-
-        writes.preview(name, data, CONTENT_TYPES[request.output_format], stored)
-
-    async def on_final() -> None:
-        progress["final_received"] = True
-        writes.progress(progress)
-
-    call = build_call(
-        route, request, stream=job.stream, partial_images=job.partial_images, auth=seams.auth()
-    )
-    # Written, and waited for, before the send: if this worker dies from here on, a re-run knows
-    # the route may already be generating this attempt. If storage is down now, the image
-    # matters more: send anyway, and say that the mark is missing.
-    progress["sent"] = True
-    progress["sent_at"] = _iso(seams.now())
-    try:
-        await blobs.put(progress_name(job.job_id), json.dumps(progress).encode(), _JSON)
-    except Exception:
-        sent_as["sent_mark_missing"] = True
-    result = await call_route(
-        seams.client,
-        call,
-        timeouts=settings.timeouts,
-        clocks=clocks,
-        on_partial=on_partial,
-        on_final=on_final,
-        stop_requested=cancel_requested,
-        stop_poll_s=seams.cancel_poll_s,
-        gateway_retry_header=route.gateway_retry_header,
-        monotonic=seams.monotonic,
-    )
-    if result.failure is not None:
-        return await finish(result.failure, result, [])
-
-    checked: list[tuple[bytes, int, int]] = []
-    for data in result.images:
-        verdict = check_image(data, output_format=request.output_format, size=request.size)
-        if isinstance(verdict, str):
-            failure = Failure(
-                kind=FailureKind.IMAGE_INVALID,
-                layer=Layer.IMAGE_CHECK,
-                message=verdict,
-                sent=True,
-                http_status=result.http_status,
-                request_id=result.request_id,
-            )
-            return await finish(failure, result, [])
-        checked.append((data, verdict[0], verdict[1]))
-
-    clocks.upload_started = seams.monotonic()
-    images: list[dict[str, Any]] = []
-    for index, (data, width, height) in enumerate(checked):
-        name = image_name(job.job_id, request.output_format, index, len(checked))
-        content_type = CONTENT_TYPES[request.output_format]
-        error = await _upload_with_retries(
-            blobs, name, data, content_type, budget_s=settings.timeouts.upload_s, seams=seams
-        )
-        if error is not None:
-            failure = Failure(
-                kind=FailureKind.STORAGE_FAILED,
-                layer=Layer.STORAGE,
-                message=f"storing {name} failed: {error}",
-                sent=True,
-                http_status=result.http_status,
-                request_id=result.request_id,
-            )
-            return await finish(failure, result, [])
-        images.append(
-            {
-                "blob": name,
-                "contentType": content_type,
-                "bytes": len(data),
-                "width": width,
-                "height": height,
-            }
-        )
-    clocks.upload_done = seams.monotonic()
-    return await finish(None, result, images)
+        await self.writes.drain(DRAIN_S)
+        result = self.result_of(failure, call, images)
+        # The result is kept with the progress: a re-run of this attempt (Azure runs activities
+        # at least once) returns it instead of sending the request again.
+        self.progress["done"] = True
+        self.progress["result"] = result.to_json()
+        self.writes.restart()
+        self.writes.progress(self.progress)
+        await self.writes.drain(DRAIN_S)
+        return result
 
 
 async def _earlier_run(
-    blobs: _Blobs, job: AttemptInput
-) -> tuple[Failure, list[dict[str, Any]]] | None:
-    """A post-send failure (and the previews it stored) when an earlier run of this very attempt
-    sent it and never finished."""
+    blobs: _Blobs, progress_blob: str, job: AttemptInput
+) -> AttemptResult | None:
+    """What an earlier run of this very attempt came to, if one ran (activities run at least
+    once): its recorded result when it finished; a post-send failure at the worker layer when it
+    sent the request and never finished; None when there was no earlier run, or it never sent."""
     try:
-        raw = await blobs.get(progress_name(job.job_id))
+        raw = await blobs.get(progress_blob)
     except Exception:  # cannot tell: proceed as a first run
         return None
     if not raw:
         return None
     earlier = json.loads(raw)
-    if earlier.get("attempt") != job.attempt or not earlier.get("sent") or earlier.get("done"):
+    if earlier.get("done") and earlier.get("result"):
+        return AttemptResult.from_json(earlier["result"])
+    if not earlier.get("sent"):
         return None
     failure = Failure(
         kind=FailureKind.CONNECTION_LOST,
@@ -349,7 +412,15 @@ async def _earlier_run(
         ),
         sent=True,
     )
-    return failure, list(earlier.get("previews") or [])
+    # The earlier run's previews are this attempt's: listed, so none is left unaccounted.
+    return AttemptResult(
+        attempt=job.attempt,
+        ok=False,
+        timings={"request_started_at": earlier.get("started_at")},
+        failure=failure,
+        previews=list(earlier.get("previews") or []),
+        request_sent_as={"stream": job.stream, "partial_images": job.partial_images},
+    )
 
 
 async def _upload_with_retries(
@@ -370,10 +441,3 @@ async def _upload_with_retries(
             continue
         return None
     return last or "upload budget spent"
-
-
-_JSON = "application/json"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -57,7 +57,6 @@ class CallResult:
     http_status: int | None = None
     request_id: str | None = None
     rate_limit: dict[str, str] = field(default_factory=dict)
-    response_fields: dict[str, Any] = field(default_factory=dict)
     failure: Failure | None = None
     connection_reused: bool = False
     # Retries a gateway says it made on its own (None: it said nothing).
@@ -114,6 +113,7 @@ async def call_route(
     stop_requested: Callable[[], Awaitable[bool]] | None = None,
     stop_poll_s: float = 0.5,
     gateway_retry_header: str | None = None,
+    images_expected: int = 1,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> CallResult:
     """Send ``call`` and read the answer to the end, streamed or not.
@@ -166,7 +166,9 @@ async def call_route(
                     response.status_code, response.headers, body
                 )
             elif "text/event-stream" in response.headers.get("content-type", ""):
-                await _read_stream(response, result, clocks, on_partial, on_final, monotonic)
+                await _read_stream(
+                    response, result, clocks, on_partial, on_final, monotonic, images_expected
+                )
             else:
                 await _read_json(response, result, clocks, on_final, monotonic)
         finally:
@@ -177,10 +179,9 @@ async def call_route(
     work = asyncio.ensure_future(exchange())
     watcher = asyncio.ensure_future(_watch(stop_requested, stop_poll_s, stopped, work))
     try:
-        await asyncio.wait_for(asyncio.shield(work), timeout=remaining)
+        # wait_for cancels the exchange itself when the deadline passes.
+        await asyncio.wait_for(work, timeout=remaining)
     except TimeoutError:
-        work.cancel()
-        await asyncio.gather(work, return_exceptions=True)
         result.failure = upstream_errors.from_exception(
             httpx.ReadTimeout("deadline"), sent=progress.sent, deadline_hit=True
         )
@@ -190,9 +191,19 @@ async def call_route(
         result.failure = upstream_errors.cancelled(sent=progress.sent)
     except httpx.HTTPError as exc:
         result.failure = upstream_errors.from_exception(exc, sent=progress.sent)
+    except (ValueError, KeyError, TypeError) as exc:
+        # Bad JSON, bad base64, a missing field: the answer could not be read.
+        result.failure = upstream_errors.unreadable(exc, result.http_status, result.request_id)
     finally:
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
+    if result.failure is None and len(result.images) < images_expected:
+        result.failure = upstream_errors.stream_incomplete_images(
+            result.request_id, len(result.images), images_expected
+        )
     if result.failure is not None:
         result.images = []
     return result
@@ -226,6 +237,7 @@ async def _read_stream(
     on_partial: Callable[[int, bytes], Awaitable[None]],
     on_final: Callable[[], Awaitable[None]],
     monotonic: Callable[[], float],
+    images_expected: int,
 ) -> None:
     events = 0
     async for event in EventSource(response).aiter_sse():
@@ -247,8 +259,11 @@ async def _read_stream(
             data = json.loads(event.data)
             result.images.append(_b64(data))
             result.usage = data.get("usage") or result.usage
-            result.response_fields = _fields(data)
             clocks.body_done = monotonic()
+            if len(result.images) >= images_expected:
+                # Every image is here: stop reading, so that nothing after it (a reset, a
+                # limit) can turn a delivered image into a failure.
+                return
         elif name == "error" or '"error"' in event.data[:200]:
             result.failure = upstream_errors.from_stream_error(event.data, response.headers)
             return
@@ -270,15 +285,7 @@ async def _read_json(
     clocks.body_done = monotonic()
     result.images = [_b64(item) for item in body.get("data", [])]
     result.usage = body.get("usage")
-    result.response_fields = _fields(body)
-    if not result.images:
-        result.failure = upstream_errors.stream_incomplete(response.headers, 0)
 
 
 def _b64(data: Mapping[str, Any]) -> bytes:
     return base64.b64decode(data["b64_json"])
-
-
-def _fields(data: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("size", "quality", "output_format", "background")
-    return {key: data[key] for key in keys if key in data}

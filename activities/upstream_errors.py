@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -125,6 +126,30 @@ def from_exception(exc: Exception, *, sent: bool, deadline_hit: bool = False) ->
     )
 
 
+def stream_incomplete_images(request_id: str | None, got: int, expected: int) -> Failure:
+    return Failure(
+        kind=FailureKind.STREAM_INCOMPLETE,
+        layer=Layer.STREAM,
+        message=f"the answer ended with {got} of {expected} images",
+        sent=True,
+        http_status=200,
+        request_id=request_id,
+    )
+
+
+def unreadable(exc: Exception, http_status: int | None, request_id: str | None) -> Failure:
+    """A 2xx answer that could not be read (bad JSON or base64, a missing field). The message
+    names only the exception's type: its text could quote the body."""
+    return Failure(
+        kind=FailureKind.PROTOCOL_ERROR,
+        layer=Layer.ROUTE,
+        message=f"the route's answer could not be read ({type(exc).__name__})",
+        sent=True,
+        http_status=http_status,
+        request_id=request_id,
+    )
+
+
 def cancelled(*, sent: bool) -> Failure:
     """The caller cancelled the job while this attempt ran; the stream was closed."""
     return Failure(
@@ -154,8 +179,7 @@ def retry_hint(headers: Mapping[str, str], message: str) -> tuple[float | None, 
     if after:
         seconds = _number(after)
         if seconds is None:
-            parsed = email.utils.parsedate_to_datetime(after) if after else None
-            seconds = parsed.timestamp() - time.time() if parsed else None
+            seconds = _http_date_in(after)
         if seconds is not None and seconds >= 0:
             return seconds, "retry-after"
     reset = parse_duration(headers.get("x-ratelimit-reset-requests"))
@@ -210,9 +234,20 @@ def _text(value: object) -> str | None:
 
 
 def _number(text: str | None) -> float | None:
+    """A finite number, or None (``inf`` and ``nan`` are not waits)."""
     if text is None:
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         return None
+    return value if math.isfinite(value) else None
+
+
+def _http_date_in(text: str) -> float | None:
+    """Seconds until an HTTP date (``Retry-After: Wed, 21 Oct 2026 07:28:00 GMT``), or None."""
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return moment.timestamp() - time.time()

@@ -28,14 +28,19 @@ from rules.errors import RequestInvalid, SettingsInvalid
 from rules.request import ImageJobRequest, parse_job_request
 from rules.send_plan import plan_send
 from rules.settings import AppSettings
-from rules.status import TERMINAL_STATES, JobState, derive_state, state_text
-from storage.protocol import ImageStore, cancel_name, progress_name
+from rules.status import (
+    RUNNING_STATUSES,
+    TERMINAL_STATES,
+    JobState,
+    derive_state,
+    state_text,
+)
+from storage.protocol import ImageStore, cancel_name, metadata_name, progress_name
 
 bp = df.Blueprint()
 log = logging.getLogger("imagejobs.http")
 
 _JSON = "application/json"
-_RUNNING = {"Pending", "Running", "ContinuedAsNew", "Suspended"}
 # How many finished jobs one id base may hold before the starter refuses (a runaway client).
 MAX_GENERATIONS = 1000
 
@@ -70,7 +75,7 @@ async def start_image_job(req: func.HttpRequest, client: df.DurableOrchestration
         "request": job.to_json(),
         "send": plan.to_json(),
         "policy": asdict(settings.retry),
-        "caller": caller_digest(caller),
+        "caller": caller_digest(settings.job_id_secret, caller),
         "fingerprint": request_fingerprint,
     }
     try:
@@ -115,9 +120,11 @@ async def _start_or_reuse(
     """(job id, its state, whether it already existed). Race-free: ids are deterministic and
     only one start can create an instance that is pending or running."""
     for generation in range(1, MAX_GENERATIONS + 1):
-        candidate = job_id(caller, key, request_fingerprint, generation)
+        candidate = job_id(settings.job_id_secret, caller, key, request_fingerprint, generation)
         status = await client.get_status(candidate, show_input=True)
         if not status or status.runtime_status is None:
+            if not await asyncio.to_thread(_claim_folder, wiring.store(), candidate):
+                continue  # a finished job's record is there (its history was purged): skip
             try:
                 await client.start_new(ORCHESTRATOR, candidate, job_input)
             except Exception:
@@ -130,11 +137,24 @@ async def _start_or_reuse(
         runtime = status.runtime_status.name
         existing = _as_dict(status.input_)
         state = derive_state(runtime, _as_dict(status.custom_status), None, _output(status))
-        if runtime in _RUNNING or _within(status.created_time, settings, key):
+        if runtime in RUNNING_STATUSES or _within(status.created_time, settings, key):
             if existing.get("fingerprint") != request_fingerprint:
                 raise KeyConflict
             return candidate, state.value, True
     raise RuntimeError(f"more than {MAX_GENERATIONS} jobs under one id base")
+
+
+def _claim_folder(store: ImageStore, candidate: str) -> bool:
+    """Whether ``candidate``'s blob folder may be used by a new job. A folder with metadata.json
+    belongs to a finished job whose durable history is gone (purged): never reused, never
+    overwritten. Anything else there is left over from a start that never ran: removed, so that
+    an old cancel marker or progress record cannot act on the new job."""
+    names = store.list(prefix=f"{candidate}/")
+    if metadata_name(candidate) in names:
+        return False
+    for name in names:
+        store.delete(name=name)
+    return True
 
 
 def _within(created: datetime | None, settings: AppSettings, key: str | None) -> bool:
@@ -151,7 +171,7 @@ def _within(created: datetime | None, settings: AppSettings, key: str | None) ->
 async def get_image_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Any:
     job_id_ = req.route_params["id"]
     settings = wiring.settings()
-    status = await _own_status(client, job_id_, _caller(req, settings))
+    status = await _own_status(client, job_id_, _caller(req, settings), settings.job_id_secret)
     if status is None:
         return _error(404, "id", "not_found", f"no image job {job_id_}")
     store = wiring.store()
@@ -181,12 +201,12 @@ async def get_image_job(req: func.HttpRequest, client: df.DurableOrchestrationCl
 async def cancel_image_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Any:
     job_id_ = req.route_params["id"]
     settings = wiring.settings()
-    status = await _own_status(client, job_id_, _caller(req, settings))
+    status = await _own_status(client, job_id_, _caller(req, settings), settings.job_id_secret)
     if status is None:
         return _error(404, "id", "not_found", f"no image job {job_id_}")
     status_url = _status_url(req, job_id_, cancel=True)
     runtime = status.runtime_status.name
-    if runtime in _RUNNING:
+    if runtime in RUNNING_STATUSES:
         # The marker first: the running attempt watches it and closes its stream; the event
         # wakes the orchestrator wherever it waits (queued, generating, waiting to retry).
         marker = json.dumps({"requested_at": _iso(datetime.now(UTC))}).encode()
@@ -197,11 +217,15 @@ async def cancel_image_job(req: func.HttpRequest, client: df.DurableOrchestratio
         try:
             await client.raise_event(job_id_, CANCEL_EVENT, {})
         except Exception:
-            # It finished between our look and the event: its own end stands.
+            # Fine only if it ended between our look and the event: its own end stands.
             status = await client.get_status(job_id_)
-            runtime = status.runtime_status.name if status and status.runtime_status else runtime
+            if not status or status.runtime_status is None:
+                raise
+            runtime = status.runtime_status.name
+            if runtime in RUNNING_STATUSES:
+                raise
     state = derive_state(runtime, _as_dict(status.custom_status), None, _output(status))
-    if runtime in _RUNNING and state not in TERMINAL_STATES:
+    if runtime in RUNNING_STATUSES and state not in (*TERMINAL_STATES, JobState.FINALIZING):
         state = JobState.CANCELLING
     answer = {"id": job_id_, "state": state.value, "statusUrl": status_url}
     code = 202 if state not in TERMINAL_STATES else 200
@@ -210,13 +234,13 @@ async def cancel_image_job(req: func.HttpRequest, client: df.DurableOrchestratio
 
 
 async def _own_status(
-    client: df.DurableOrchestrationClient, instance_id: str, caller: str
+    client: df.DurableOrchestrationClient, instance_id: str, caller: str, secret: bytes
 ) -> Any | None:
     """The job's durable status if it exists and belongs to ``caller``; else None (a 404)."""
     status = await client.get_status(instance_id, show_input=True)
     if not status or status.runtime_status is None:
         return None
-    if _as_dict(status.input_).get("caller") != caller_digest(caller):
+    if _as_dict(status.input_).get("caller") != caller_digest(secret, caller):
         return None
     return status
 
@@ -235,13 +259,13 @@ def status_answer(
     custom = _as_dict(custom_status)
     result = output if runtime_status == "Completed" else None
     progress = None
-    if result is None:
-        raw = store.get(name=progress_name(job_id))
+    if result is None and custom.get("attempt"):
+        raw = store.get(name=progress_name(job_id, int(custom["attempt"])))
         progress = json.loads(raw) if raw else None
     state = derive_state(runtime_status, custom, progress, result)
-    failure = (result or {}).get("failure")
+    failure = (result or custom).get("failure")
     if runtime_status == "Failed":
-        failure = "returned_error"
+        failure = "internal_error"  # the orchestration itself failed: a fault of ours
     job = _as_dict(job_input)
     request = job.get("request") or {}
     shape = ImageJobRequest.from_json(request).shape() if request else {}
@@ -251,10 +275,8 @@ def status_answer(
     def link(name: str) -> str:
         return store.read_link(name=name, ttl_s=link_ttl_s)
 
-    live_previews = (progress or {}).get("previews") if progress else None
-    if progress and progress.get("attempt") != custom.get("attempt"):
-        live_previews = None
-    previews = (result or {}).get("previews") or live_previews or []
+    live_previews = (progress or {}).get("previews") or []
+    previews = [p for p in (result or {}).get("previews") or live_previews if p.get("stored", True)]
     images = [
         {**{k: v for k, v in image.items() if k != "blob"}, "url": link(image["blob"])}
         for image in (result or {}).get("images", [])
@@ -262,7 +284,7 @@ def status_answer(
     answer: dict[str, Any] = {
         "id": job_id,
         "state": state.value,
-        "stateText": state_text(state, failure),
+        "stateText": state_text(state, failure, custom.get("state")),
         "failure": failure if state is JobState.FAILED else None,
         "attempt": (result or {}).get("attempt") or custom.get("attempt") or 0,
         "route": shape.get("route"),
@@ -283,8 +305,11 @@ def status_answer(
 
 
 def _caller(req: func.HttpRequest, settings: AppSettings) -> str:
-    # Set by App Service Authentication (Easy Auth), which strips it from client requests.
-    return req.headers.get("x-ms-client-principal-id") or settings.default_caller
+    # Set by App Service Authentication (Easy Auth), which strips it from client requests; it
+    # is trusted only where Easy Auth is on (or a setting says a trusted front end sets it).
+    if settings.trust_principal_header:
+        return req.headers.get("x-ms-client-principal-id") or settings.default_caller
+    return settings.default_caller
 
 
 def _output(status: Any) -> dict[str, Any] | None:

@@ -13,13 +13,14 @@ already stored is reported (saved), never left behind as an orphan.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Generator
 from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
 
-from rules.outcome import AttemptResult, Failure
+from rules.outcome import AttemptResult, Failure, FailureKind, Layer
 from rules.retry import RetryPolicy, decide
 
 bp = df.Blueprint()
@@ -28,6 +29,8 @@ ORCHESTRATOR = "image_job"
 GENERATE = "generate_image"
 FINISH = "finish_job"
 CANCEL_EVENT = "cancel"
+# metadata.json and the log event: 5 tries, 5 s apart (the host waits them out).
+FINISH_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5000, max_number_of_attempts=5)
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR, input_type=dict)
@@ -37,7 +40,9 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
     request = job["request"]
     policy = RetryPolicy(**_policy_args(job.get("policy", {})))
     send = job.get("send") or {"stream": True, "partial_images": request["partial_images"]}
-    cancel = context.wait_for_external_event(CANCEL_EVENT, expected_type=dict)
+    # Event data reaches the orchestrator as JSON text (the client encodes it twice, in Azure as
+    # here); only the event's arrival matters.
+    cancel = context.wait_for_external_event(CANCEL_EVENT, expected_type=str)
     attempts: list[dict[str, Any]] = []
     failures: list[Failure] = []
     attempt = 0
@@ -51,19 +56,19 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
             expected_type=dict,
         )
         winner = yield context.task_any([generate, cancel])
-        if winner is cancel:
+        if winner is cancel and not generate.is_completed:
             # The activity sees the marker and stops; wait for it so nothing is left behind.
             context.set_custom_status({"phase": "cancelling", "attempt": attempt})
-            yield generate
-        result = AttemptResult.from_json(generate.result)
+            with contextlib.suppress(Exception):  # a failure is read from the task below
+                yield generate
+        result = _attempt_result(generate, attempt)
         record = result.to_json()
         if result.ok:
             attempts.append(record)
-            context.set_custom_status({"phase": "finalizing", "attempt": attempt})
             outcome = _outcome("saved", job_id, attempts, result)
             break
         assert result.failure is not None
-        if cancel.is_completed:
+        if cancel.is_completed or result.failure.kind is FailureKind.CANCELLED:
             attempts.append(record)
             outcome = _outcome("cancelled", job_id, attempts, result, failure=None)
             break
@@ -100,13 +105,43 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
             timer.cancel()
             outcome = _outcome("cancelled", job_id, attempts, result, failure=None)
 
-    context.set_custom_status({"phase": "finalizing", "attempt": attempt})
-    yield context.call_activity(
-        FINISH,
-        {"job_id": job_id, "request": request, "outcome": outcome, "attempts": attempts},
-        expected_type=dict,
+    context.set_custom_status(
+        {
+            "phase": "finishing",
+            "attempt": attempt,
+            "state": outcome["state"],
+            "failure": outcome["failure"],
+        }
     )
+    try:
+        # The record of a job that has ended: retried on its own, and never able to turn a
+        # saved image into a failed job.
+        yield context.call_activity_with_retry(
+            FINISH,
+            FINISH_RETRY,
+            {"job_id": job_id, "request": request, "outcome": outcome, "attempts": attempts},
+            expected_type=dict,
+        )
+    except Exception:
+        outcome["metadata_blob"] = None
+        outcome["metadata_error"] = "metadata.json could not be written"
     return outcome
+
+
+def _attempt_result(task: Any, attempt: int) -> AttemptResult:
+    """The activity's result; an activity that raised (it should not) becomes a failure
+    record, so the job still ends through the policy and its own record."""
+    value = task.result
+    if isinstance(value, dict):
+        return AttemptResult.from_json(value)
+    failure = Failure(
+        kind=FailureKind.INTERNAL_ERROR,
+        layer=Layer.WORKER,
+        message="the generate activity failed",
+        # Unknown whether it sent the request: assume it did, so a resend is the policy's.
+        sent=True,
+    )
+    return AttemptResult(attempt=attempt, ok=False, timings={}, failure=failure)
 
 
 def _policy_args(data: dict[str, Any]) -> dict[str, Any]:
@@ -133,9 +168,6 @@ def _outcome(
         "attempt": last.attempt,
         "retry_count": len(attempts) - 1,
         "retry_reason": retried[-1] if retried else None,
-        "post_send_resends": sum(
-            1 for a in attempts if a.get("decision", {}).get("post_send_resend")
-        ),
         "images": last.images,
         "previews": last.previews,
         "timings": last.timings,

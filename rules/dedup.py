@@ -5,17 +5,19 @@ existing job status instead of launching another full generation". Job ids are d
 the durable store itself settles races: two concurrent submits compute the same instance id, and
 only one start can create it (start-if-absent); the other finds it pending and returns it.
 
-    job_id(caller, key or None, fingerprint, generation)   # img-<24 hex>-<generation>
+    job_id(secret, caller, key or None, fingerprint, generation)   # img-<24 hex>-<generation>
 
 With an ``Idempotency-Key`` the id comes from (caller, key); without one, from (caller, the
-request's fingerprint). ``generation`` counts the jobs made under one id base: a finished job
-stays where it is, and the next distinct job takes the next generation, so no finished job's
-status or images are ever overwritten.
+request's fingerprint); always as an HMAC under a secret setting, so that an id, which shows up in
+URLs, logs and blob names, cannot be used to confirm a guessed prompt. ``generation`` counts
+the jobs made under one id base: a finished job stays where it is, and the next distinct job
+takes the next generation, so no finished job's status or images are ever overwritten.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 
 from rules.errors import RequestInvalid
@@ -41,12 +43,15 @@ def check_key(key: str) -> str:
     return key
 
 
-def job_id(caller: str, key: str | None, request_fingerprint: str, generation: int) -> str:
+def job_id(
+    secret: bytes, caller: str, key: str | None, request_fingerprint: str, generation: int
+) -> str:
+    """An HMAC under ``secret``: without it, nobody can check a guessed prompt against an id."""
     basis = f"key\n{caller}\n{key}" if key is not None else f"body\n{caller}\n{request_fingerprint}"
-    digest = hashlib.sha256(basis.encode()).hexdigest()[:24]
+    digest = hmac.new(secret, basis.encode(), hashlib.sha256).hexdigest()[:24]
     return f"img-{digest}-{generation}"
 
 
-def caller_digest(caller: str) -> str:
+def caller_digest(secret: bytes, caller: str) -> str:
     """What a job records of its caller: enough to compare, nothing to read back."""
-    return hashlib.sha256(f"caller\n{caller}".encode()).hexdigest()[:32]
+    return hmac.new(secret, f"caller\n{caller}".encode(), hashlib.sha256).hexdigest()[:32]

@@ -21,11 +21,13 @@ class FailureKind(StrEnum):
     NOT_FOUND = "not_found"  # 404: unknown deployment or model
     SERVER_ERROR = "server_error"  # 5xx before any byte, or an error event mid-stream
     STREAM_INCOMPLETE = "stream_incomplete"  # the stream ended without a completed event
+    PROTOCOL_ERROR = "protocol_error"  # a 2xx answer that could not be read
     GATEWAY_TIMEOUT = "gateway_timeout"  # a gateway or proxy answered 408/504
     LOCAL_TIMEOUT = "local_timeout"  # our own client gave up (connect, read idle, request)
     CONNECTION_LOST = "connection_lost"  # reset or refused
     IMAGE_INVALID = "image_invalid"  # the final image did not decode to what was asked
-    STORAGE_FAILED = "storage_failed"  # the image could not be stored
+    STORAGE_FAILED = "storage_failed"  # the image (or the mark before the send) not stored
+    INTERNAL_ERROR = "internal_error"  # this service failed while running the attempt
     CANCELLED = "cancelled"
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rules.outcome import Failure, FailureKind
+from rules.outcome import Failure, FailureKind, Layer
 
 NEVER_RETRIED = frozenset(
     {
@@ -29,11 +29,24 @@ NEVER_RETRIED = frozenset(
     }
 )
 TRANSIENT = frozenset(
-    {FailureKind.SERVER_ERROR, FailureKind.STREAM_INCOMPLETE, FailureKind.IMAGE_INVALID}
+    {
+        FailureKind.STORAGE_FAILED,  # only before the send (the attempt could not be recorded)
+        FailureKind.SERVER_ERROR,
+        FailureKind.STREAM_INCOMPLETE,
+        FailureKind.PROTOCOL_ERROR,
+        FailureKind.IMAGE_INVALID,
+    }
 )
 POST_SEND = frozenset(
-    {FailureKind.LOCAL_TIMEOUT, FailureKind.GATEWAY_TIMEOUT, FailureKind.CONNECTION_LOST}
+    {
+        FailureKind.LOCAL_TIMEOUT,
+        FailureKind.GATEWAY_TIMEOUT,
+        FailureKind.CONNECTION_LOST,
+        FailureKind.INTERNAL_ERROR,
+    }
 )
+# Layers that are this service's own: a failure there is not an error the route returned.
+OWN_LAYERS = frozenset({Layer.STORAGE, Layer.IMAGE_CHECK, Layer.WORKER})
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,9 @@ class RetryPolicy:
     rate_limit_cap_s: float = 300.0
     # A floor under every 429 wait: "retry-after: 0" must not become a tight loop.
     rate_limit_min_s: float = 1.0
+    # The longest wait a server may ask for; asked for more, the job ends (and says why)
+    # rather than sit for hours.
+    max_server_wait_s: float = 900.0
     jitter_fraction: float = 0.2
     # "never": give up at once; "after_wait": resend once after post_send_wait_s.
     post_send: str = "after_wait"
@@ -65,6 +81,17 @@ class Decision:
     failure: str | None = None
 
 
+def failure_category(failure: Failure) -> str:
+    """How a job that ends on ``failure`` failed: ``local_timeout`` (one of our limits fired),
+    ``internal_error`` (this service's own part: storage, image check, worker), or
+    ``returned_error`` (the route, its gateway or the network answered with the failure)."""
+    if failure.kind is FailureKind.LOCAL_TIMEOUT:
+        return "local_timeout"
+    if failure.layer in OWN_LAYERS:
+        return "internal_error"
+    return "returned_error"
+
+
 def decide(
     failure: Failure,
     *,
@@ -77,12 +104,12 @@ def decide(
 
     ``previous`` holds the failures of the attempts before this one; ``jitter`` is in [0, 1).
     """
-    ends_as = "local_timeout" if failure.kind is FailureKind.LOCAL_TIMEOUT else "returned_error"
+    ends_as = failure_category(failure)
     if failure.kind in NEVER_RETRIED:
         return Decision(False, 0.0, f"{failure.kind.value} is never retried", failure=ends_as)
     if failure.should_retry is False:
         return Decision(False, 0.0, "the server said x-should-retry: false", failure=ends_as)
-    if failure.kind is FailureKind.STORAGE_FAILED:
+    if failure.kind is FailureKind.STORAGE_FAILED and failure.sent:
         return Decision(False, 0.0, "storing failed after its own retries", failure=ends_as)
 
     if failure.kind is FailureKind.RATE_LIMITED:
@@ -91,6 +118,14 @@ def decide(
             return Decision(False, 0.0, f"rate limited {limited} times; giving up", failure=ends_as)
         backoff = min(policy.rate_limit_cap_s, policy.rate_limit_base_s * 2 ** (limited - 1))
         asked = failure.retry_after_s
+        if asked is not None and asked > policy.max_server_wait_s:
+            return Decision(
+                False,
+                0.0,
+                f"the server asked to wait {asked:g}s, more than the "
+                f"{policy.max_server_wait_s:g}s this service waits",
+                failure=ends_as,
+            )
         base = max(asked, policy.rate_limit_min_s) if asked is not None else backoff
         reason = (
             f"rate limited; the server asked {asked:g}s ({failure.retry_after_source})"

@@ -12,6 +12,7 @@ Vault reference in Azure), or uses Entra ID. A storage connection string is kept
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, cast
@@ -118,6 +119,12 @@ class AppSettings:
     idempotency_window_s: int = 86_400
     # The caller when no Easy Auth principal is present (x-ms-client-principal-id).
     default_caller: str = "anonymous"
+    # Whether x-ms-client-principal-id names the caller: only behind Easy Auth, which sets it
+    # and strips it from client requests (App Service sets WEBSITE_AUTH_ENABLED=True).
+    trust_principal_header: bool = False
+    # The key of the HMAC that turns (caller, key or request) into a job id, so an id reveals
+    # nothing of the prompt; a Key Vault reference in Azure.
+    job_id_secret: bytes = field(default=b"", repr=False)
 
     def route(self, name: str) -> RouteSettings:
         try:
@@ -181,6 +188,8 @@ class AppSettings:
             silent_stream_fix=silent_fix,
             idempotency_window_s=_int(env, "IMAGE_IDEMPOTENCY_WINDOW_S", 86_400, minimum=0),
             default_caller=env.get("IMAGE_DEFAULT_CALLER", "anonymous") or "anonymous",
+            trust_principal_header=_trust_principal(env),
+            job_id_secret=_job_id_secret(env),
         )
 
 
@@ -230,6 +239,7 @@ def _retry_policy(env: Mapping[str, str]) -> RetryPolicy:
         post_send_max_resends=_int(
             env, "IMAGE_RETRY_POST_SEND_MAX_RESENDS", default.post_send_max_resends, minimum=0
         ),
+        max_server_wait_s=_float(env, "IMAGE_RETRY_MAX_SERVER_WAIT_S", default.max_server_wait_s),
     )
 
 
@@ -271,6 +281,26 @@ def _route_from_env(name: str, env: Mapping[str, str]) -> RouteSettings:
     )
 
 
+def _trust_principal(env: Mapping[str, str]) -> bool:
+    setting = env.get("IMAGE_TRUST_PRINCIPAL_HEADER", "auto").strip().lower()
+    if setting == "auto":
+        return env.get("WEBSITE_AUTH_ENABLED", "").strip().lower() == "true"
+    if setting in ("true", "false"):
+        return setting == "true"
+    raise SettingsInvalid("IMAGE_TRUST_PRINCIPAL_HEADER", "must be auto, true or false")
+
+
+def _job_id_secret(env: Mapping[str, str]) -> bytes:
+    secret = env.get("IMAGE_JOB_ID_SECRET", "")
+    if len(secret) < 16:
+        raise SettingsInvalid(
+            "IMAGE_JOB_ID_SECRET",
+            "set at least 16 random characters (a Key Vault reference in Azure): job ids are "
+            "an HMAC of the caller and the request under it",
+        )
+    return secret.encode()
+
+
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -292,6 +322,6 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise SettingsInvalid(name, "must be a number of seconds") from None
-    if value <= 0:
+    if not math.isfinite(value) or value <= 0:
         raise SettingsInvalid(name, "must be more than 0")
     return value

@@ -46,10 +46,12 @@ FAILED_TEXT = {
     "returned_error": "Failed with a returned error: the route answered with an error.",
     "local_timeout": "Failed at a local timeout: a limit of ours fired; the route may have "
     "finished on its own.",
+    "internal_error": "Failed inside this service (storing, checking or running the attempt); "
+    "the error names the layer.",
 }
 
-# Durable runtime statuses (the host's names).
-_RUNNING = {"Pending", "Running", "ContinuedAsNew", "Suspended"}
+# Durable runtime statuses (the host's names) of an instance that has not ended.
+RUNNING_STATUSES = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
 
 
 def derive_state(
@@ -70,9 +72,13 @@ def derive_state(
         return JobState.CANCELLED
     if runtime_status == "Failed":
         return JobState.FAILED
-    if runtime_status not in _RUNNING:
+    if runtime_status not in RUNNING_STATUSES:
         return JobState.FAILED
     phase = (custom_status or {}).get("phase")
+    if phase == "finishing":
+        # The outcome is decided; its record (metadata.json) is being written. Not terminal yet,
+        # so that a poller that stops at the end finds the record's link.
+        return JobState.FINALIZING
     if phase == "waiting_to_retry":
         return JobState.WAITING_TO_RETRY
     if phase == "finalizing":
@@ -90,7 +96,16 @@ def derive_state(
     return JobState.GENERATING
 
 
-def state_text(state: JobState, failure: str | None = None) -> str:
+ENDING_TEXT = {
+    "failed": "Finalizing: the job failed; its record is being written.",
+    "cancelled": "Finalizing: the job is cancelled; its record is being written.",
+}
+
+
+def state_text(state: JobState, failure: str | None = None, ending: str | None = None) -> str:
+    """The sentence for ``state``; ``ending`` is the decided outcome while FINALIZING."""
     if state is JobState.FAILED and failure in FAILED_TEXT:
         return FAILED_TEXT[failure]
+    if state is JobState.FINALIZING and ending in ENDING_TEXT:
+        return ENDING_TEXT[ending]
     return STATE_TEXT[state]

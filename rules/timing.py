@@ -8,6 +8,7 @@ shows it. Milliseconds are from ``request_started_at``; None means the moment ne
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 TIMING_FIELDS = (
@@ -50,6 +51,11 @@ class Clocks:
             "upload_ms": _ms(self.upload_started, self.upload_done),
             "partial_images_ms": [_ms(self.started, mark) for mark in self.partials],
         }
+
+
+def iso_utc(moment: datetime) -> str:
+    """``2026-05-07T13:46:12.123Z``: the one way this project writes a moment."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _ms(start: float | None, end: float | None) -> int | None:

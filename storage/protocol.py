@@ -23,6 +23,7 @@ class ImageStore(Protocol):
         ...
 
 
+JSON = "application/json"
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
@@ -39,8 +40,9 @@ def preview_name(job_id: str, output_format: str, attempt: int, index: int) -> s
     return f"{job_id}/preview-{attempt}-{index}.{EXTENSIONS[output_format]}"
 
 
-def progress_name(job_id: str) -> str:
-    return f"{job_id}/progress.json"
+def progress_name(job_id: str, attempt: int) -> str:
+    # One per attempt, so a late write of an earlier attempt never passes for a later one.
+    return f"{job_id}/progress-{attempt}.json"
 
 
 def cancel_name(job_id: str) -> str:

@@ -128,7 +128,7 @@ def test_a_streamed_attempt_stores_previews_then_the_checked_image():
         "width": 1024,
         "height": 1024,
     }
-    progress = json.loads(store.get(name="job-1/progress.json") or b"{}")
+    progress = json.loads(store.get(name="job-1/progress-1.json") or b"{}")
     assert progress["final_received"] is True
     assert len(progress["previews"]) == 2
     timings = result.timings
@@ -272,7 +272,7 @@ def test_a_rerun_after_the_worker_died_post_send_does_not_send_again():
 
     store = InMemoryStore()
     earlier = {"attempt": 1, "sent": True, "sent_at": "2026-05-07T13:46:12Z", "done": False}
-    store.put(name="job-1/progress.json", data=json.dumps(earlier).encode(), content_type="j")
+    store.put(name="job-1/progress-1.json", data=json.dumps(earlier).encode(), content_type="j")
     result = attempt(job(), store, handler)
     assert calls == []
     assert result.failure is not None
@@ -317,3 +317,79 @@ def test_retries_a_gateway_says_it_made_are_recorded_apart():
     result = asyncio.run(run_attempt(job(), settings, seams))
     assert result.ok
     assert result.timings["gateway_retries"] == 2
+
+
+def test_a_rerun_after_the_attempt_finished_returns_its_result_without_sending():
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(
+            200,
+            headers={"content-type": "text/event-stream"},
+            content=stream_of(png(1024, 1024), partials=1),
+        )
+
+    store = InMemoryStore()
+    first = attempt(job(), store, handler)
+    again = attempt(job(), store, handler)
+    assert len(calls) == 1
+    assert again.ok
+    assert again.to_json() == first.to_json()
+
+
+def test_without_the_sent_mark_nothing_is_sent():
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(500)
+
+    store = InMemoryStore()
+    store.fail("progress-1.json", times=1)
+    result = attempt(job(), store, handler)
+    assert calls == []
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.STORAGE_FAILED
+    assert result.failure.sent is False
+
+
+def test_an_unreadable_answer_is_a_protocol_error_not_a_crash():
+    def handler(request: httpx.Request) -> httpx.Response:
+        content = b"event: image_generation.partial_image\ndata: {not json\n\n"
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=content)
+
+    result = attempt(job(), InMemoryStore(), handler)
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.PROTOCOL_ERROR
+    assert "not json" not in result.failure.message
+
+
+def test_an_image_that_arrived_is_kept_when_the_connection_fails_after_it():
+    async def then_reset() -> Any:
+        yield stream_of(png(1024, 1024), partials=0)
+        raise httpx.ReadError("connection reset by peer")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, content=then_reset()
+        )
+
+    store = InMemoryStore()
+    result = attempt(job(), store, handler)
+    assert result.ok, result.failure
+    assert store.get(name="job-1/image.png") is not None
+
+
+def test_fewer_images_than_asked_is_incomplete():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            headers={"content-type": "text/event-stream"},
+            content=stream_of(png(1024, 1024), partials=0),
+        )
+
+    result = attempt(job(n=2), InMemoryStore(), handler)
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.STREAM_INCOMPLETE
+    assert "1 of 2" in result.failure.message

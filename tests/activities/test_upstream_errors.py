@@ -159,3 +159,8 @@ def test_the_whole_request_deadline_is_a_local_timeout_after_send():
     assert failure.kind is FailureKind.LOCAL_TIMEOUT
     assert failure.timeout == "request"
     assert failure.sent is True
+
+
+@pytest.mark.parametrize("value", ["soon", "inf", "nan", "Wed, 99 Foo 2026 07:28:00 GMT"])
+def test_an_unusable_retry_after_is_ignored_not_a_crash(value):
+    assert upstream_errors.retry_hint({"retry-after": value}, "") == (None, None)

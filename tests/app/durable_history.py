@@ -84,6 +84,15 @@ class History:
         self._started()
         self.events.append(self._event(5, -1, TaskScheduledId=task_id, Result=json.dumps(result)))
 
+    def task_failed(self, task_id: int, reason: str, details: str, *, after_s: float) -> None:
+        """A new episode in which an already scheduled activity failed (it raised)."""
+        self.events.append(self._event(13))
+        self.now += timedelta(seconds=after_s)
+        self._started()
+        self.events.append(
+            self._event(6, -1, TaskScheduledId=task_id, Reason=reason, Details=details)
+        )
+
     def complete_activity(self, task_id: int, name: str, result: Any, *, after_s: float) -> None:
         self.schedule_activity(task_id, name)
         self.activity_result(task_id, result, after_s=after_s)
@@ -122,7 +131,8 @@ def new_actions(state: dict[str, Any], seen: int) -> list[dict[str, Any]]:
 
 
 def activities(actions: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    return [a for a in actions if a["actionType"] == 0 and a["functionName"] == name]
+    """CallActivity (0) and CallActivityWithRetry (1) actions of ``name``."""
+    return [a for a in actions if a["actionType"] in (0, 1) and a["functionName"] == name]
 
 
 def timers(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:

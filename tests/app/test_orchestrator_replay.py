@@ -83,7 +83,12 @@ def test_a_first_attempt_that_succeeds_is_finished_and_saved(handle):
     state = history.episode()
     finish = only(activities(new_actions(state, 1), FINISH))
     assert finish["input"]["outcome"]["state"] == "saved"
-    assert state["customStatus"]["phase"] == "finalizing"
+    assert state["customStatus"] == {
+        "phase": "finishing",
+        "attempt": 1,
+        "state": "saved",
+        "failure": None,
+    }
 
     history.complete_activity(1, FINISH, {"metadata_blob": "job-1/metadata.json"}, after_s=0.2)
     state = history.episode()
@@ -158,7 +163,7 @@ def test_a_cancel_while_waiting_to_retry_ends_the_job_without_another_attempt(ha
     state = history.episode()
     timer = only(timers(new_actions(state, 1)))
     history.schedule_timer(1, timer["fireAt"])
-    history.raise_event(CANCEL_EVENT, {}, after_s=2)
+    history.raise_event(CANCEL_EVENT, "{}", after_s=2)
     state = history.episode()
     actions = new_actions(state, 2)
     assert activities(actions, GENERATE) == []
@@ -170,7 +175,7 @@ def test_a_cancel_while_generating_waits_for_the_attempt_to_stop(handle):
     history = History(handle, "job-1", {"request": REQUEST})
     history.episode()
     history.schedule_activity(0, GENERATE)
-    history.raise_event(CANCEL_EVENT, {}, after_s=5)
+    history.raise_event(CANCEL_EVENT, "{}", after_s=5)
     state = history.episode()
     assert state["customStatus"]["phase"] == "cancelling"
     assert activities(new_actions(state, 1), FINISH) == []  # not before the attempt stops
@@ -186,7 +191,7 @@ def test_a_cancel_that_comes_after_the_image_was_stored_reports_it_saved(handle)
     history = History(handle, "job-1", {"request": REQUEST})
     history.episode()
     history.schedule_activity(0, GENERATE)
-    history.raise_event(CANCEL_EVENT, {}, after_s=5)
+    history.raise_event(CANCEL_EVENT, "{}", after_s=5)
     history.episode()
     history.activity_result(0, saved(1), after_s=1)
     state = history.episode()
@@ -200,3 +205,66 @@ def test_the_send_plan_from_the_starter_reaches_the_activity(handle):
     generate = only(activities(new_actions(history.episode(), 0), GENERATE))
     assert generate["input"]["stream"] is False
     assert generate["input"]["send_notes"] == ["sent without streaming"]
+
+
+def test_an_activity_that_raised_becomes_a_recorded_failure_not_a_crash(handle):
+    history = History(handle, "job-1", {"request": REQUEST})
+    history.episode()
+    history.schedule_activity(0, GENERATE)
+    history.task_failed(0, "boom", "Traceback ...", after_s=1)
+    state = history.episode()
+    assert not state.get("error")
+    timer = only(timers(new_actions(state, 1)))
+    assert timer["actionType"] == 5
+    assert state["customStatus"]["phase"] == "waiting_to_retry"
+    assert (
+        "post" not in state["customStatus"]["reason"] or "sent" in state["customStatus"]["reason"]
+    )
+
+
+def test_a_cancelled_attempt_ends_cancelled_even_before_the_event_arrives(handle):
+    history = History(handle, "job-1", {"request": REQUEST})
+    history.episode()
+    history.complete_activity(0, GENERATE, failed(1, CANCELLED), after_s=1)
+    state = history.episode()
+    finish = only(activities(new_actions(state, 1), FINISH))
+    assert finish["input"]["outcome"]["state"] == "cancelled"
+
+
+def test_a_failed_finish_never_turns_a_saved_image_into_a_failed_job(handle):
+    history = History(handle, "job-1", {"request": REQUEST})
+    history.episode()
+    history.complete_activity(0, GENERATE, saved(1), after_s=22)
+    state = history.episode()
+    finish = only(activities(new_actions(state, 1), FINISH))
+    assert finish["actionType"] == 1  # with retry: the host retries it
+    assert finish["retryOptions"]["maxNumberOfAttempts"] == 5
+    # The host retries it: after each of the 5 failures a retry timer, then the task again.
+    for failure in range(5):
+        task_id = 1 + 2 * failure
+        history.schedule_activity(task_id, FINISH)
+        history.task_failed(task_id, "storage down", "", after_s=1)
+        history.fire_timer(task_id + 1, "2026-05-07T14:00:00.0000000Z")
+    state = history.episode()
+    assert state["isDone"] is True
+    assert state["output"]["state"] == "saved"
+    assert state["output"]["metadata_blob"] is None
+
+
+def test_a_huge_server_wait_ends_the_job_with_its_reason(handle):
+    asked = Failure(
+        kind=FailureKind.RATE_LIMITED,
+        layer=Layer.ROUTE,
+        message="m",
+        sent=True,
+        http_status=429,
+        retry_after_s=86_400.0,
+        retry_after_source="retry-after",
+    )
+    history = History(handle, "job-1", {"request": REQUEST})
+    history.episode()
+    history.complete_activity(0, GENERATE, failed(1, asked), after_s=1)
+    state = history.episode()
+    finish = only(activities(new_actions(state, 1), FINISH))
+    assert finish["input"]["outcome"]["state"] == "failed"
+    assert "86400s" in finish["input"]["attempts"][0]["decision"]["reason"]

@@ -50,7 +50,8 @@ def check_case(
         assert final["image"] is not None
         assert metadata["images"][0]["bytes"] == final["image"]["bytes"]
     # No orphan blob: everything under the job's folder is accounted for by metadata.json.
-    expected = {"metadata.json", "progress.json"}
+    expected = {"metadata.json"}
+    expected |= {f"progress-{a['attempt']}.json" for a in metadata["attempts"] if a["sent"]}
     expected |= {image["blob"].split("/", 1)[1] for image in metadata["images"]}
     expected |= {
         preview["blob"].split("/", 1)[1]

@@ -176,3 +176,12 @@ def test_two_images_in_one_job_are_both_stored_with_every_preview(api: Api):
             assert decoded.size == (1024, 1024)
     # Two images with two partials each: four previews, none overwriting another.
     assert sorted(p["index"] for p in final["previews"]) == [0, 1, 2, 3]
+
+
+def test_without_easy_auth_the_principal_header_is_not_trusted(api: Api):
+    """Anyone can send x-ms-client-principal-id; only Easy Auth makes it mean something."""
+    alice = {"x-ms-client-principal-id": "alice"}
+    mallory = {"x-ms-client-principal-id": "mallory"}
+    job = api.start(headers=alice, prompt=PROMPT + " untrusted", size="1024x1024").json()["id"]
+    assert api.status(job, headers=mallory).status_code in (200, 202)  # both are the default caller
+    api.poll(job)

@@ -9,6 +9,7 @@ ENV = {
     "IMAGE_ROUTE_AZURE_GATEWAY_IDLE_TIMEOUT_S": "60",
     "IMAGE_ROUTE_OPENAI_BASE_URL": "http://127.0.0.1:8089/v1",
     "IMAGES_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+    "IMAGE_JOB_ID_SECRET": "test-only-secret-0123456789",
 }
 
 

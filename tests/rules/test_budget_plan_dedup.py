@@ -16,6 +16,7 @@ from rules.settings import AppSettings, Timeouts
 from .conftest import ENV
 
 ROOT = Path(__file__).resolve().parents[2]
+SECRET = b"0123456789abcdef-test"
 
 
 @pytest.mark.parametrize(
@@ -93,14 +94,14 @@ def test_job_ids_are_deterministic_per_caller_and_key_or_body(settings):
     job = parse_job_request({"prompt": "a red apple"}, settings)
     other = parse_job_request({"prompt": "a green apple"}, settings)
     fp, fp_other = fingerprint(job), fingerprint(other)
-    assert job_id("alice", None, fp, 1) == job_id("alice", None, fp, 1)
-    assert job_id("alice", None, fp, 1) != job_id("bob", None, fp, 1)
-    assert job_id("alice", None, fp, 1) != job_id("alice", None, fp_other, 1)
-    assert job_id("alice", None, fp, 1) != job_id("alice", None, fp, 2)
-    assert job_id("alice", "k1", fp, 1) == job_id("alice", "k1", fp_other, 1)
-    assert "apple" not in job_id("alice", None, fp, 1)
+    assert job_id(SECRET, "alice", None, fp, 1) == job_id(SECRET, "alice", None, fp, 1)
+    assert job_id(SECRET, "alice", None, fp, 1) != job_id(SECRET, "bob", None, fp, 1)
+    assert job_id(SECRET, "alice", None, fp, 1) != job_id(SECRET, "alice", None, fp_other, 1)
+    assert job_id(SECRET, "alice", None, fp, 1) != job_id(SECRET, "alice", None, fp, 2)
+    assert job_id(SECRET, "alice", "k1", fp, 1) == job_id(SECRET, "alice", "k1", fp_other, 1)
+    assert "apple" not in job_id(SECRET, "alice", None, fp, 1)
     for bad in ("/", "\\", "#", "?"):
-        assert bad not in job_id("a/b#c?d", "k\\", fp, 1)
+        assert bad not in job_id(SECRET, "a/b#c?d", "k\\", fp, 1)
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "bad\nkey"])
@@ -108,3 +109,10 @@ def test_a_bad_idempotency_key_is_named(key):
     with pytest.raises(RequestInvalid) as caught:
         check_key(key)
     assert caught.value.field == "Idempotency-Key"
+
+
+def test_ids_depend_on_the_secret(settings):
+    fp = fingerprint(parse_job_request({"prompt": "a red apple"}, settings))
+    assert job_id(SECRET, "alice", None, fp, 1) != job_id(
+        b"another-secret-16ch", "alice", None, fp, 1
+    )

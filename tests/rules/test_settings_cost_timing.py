@@ -32,6 +32,9 @@ def test_connection_string_never_shows_in_repr():
         ({"IMAGE_READ_IDLE_TIMEOUT_S": "soon"}, "IMAGE_READ_IDLE_TIMEOUT_S"),
         ({"IMAGE_DEFAULT_ROUTE": "mars"}, "IMAGE_DEFAULT_ROUTE"),
         ({"IMAGES_STORAGE_CONNECTION_STRING": ""}, "IMAGES_STORAGE_CONNECTION_STRING"),
+        ({"IMAGE_JOB_ID_SECRET": "short"}, "IMAGE_JOB_ID_SECRET"),
+        ({"IMAGE_TRUST_PRINCIPAL_HEADER": "maybe"}, "IMAGE_TRUST_PRINCIPAL_HEADER"),
+        ({"IMAGE_READ_IDLE_TIMEOUT_S": "nan"}, "IMAGE_READ_IDLE_TIMEOUT_S"),
     ],
 )
 def test_a_bad_setting_is_named_without_its_value(change, setting):
@@ -63,3 +66,11 @@ def test_clocks_turn_marks_into_milliseconds():
     assert record["first_partial_image_ms"] == 10_000
     assert record["download_ms"] == 250
     assert record["upload_ms"] is None
+
+
+def test_the_principal_header_is_trusted_only_behind_easy_auth():
+    assert AppSettings.from_env(ENV).trust_principal_header is False
+    assert AppSettings.from_env(dict(ENV, WEBSITE_AUTH_ENABLED="True")).trust_principal_header
+    forced = dict(ENV, IMAGE_TRUST_PRINCIPAL_HEADER="true")
+    assert AppSettings.from_env(forced).trust_principal_header
+    assert "test-only-secret" not in repr(AppSettings.from_env(ENV))

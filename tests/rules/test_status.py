@@ -44,3 +44,10 @@ def test_state_is_derived_from_durable_and_blob(runtime, custom, progress, outpu
 def test_failed_text_names_the_failure():
     assert "returned error" in state_text(JobState.FAILED, "returned_error")
     assert "local timeout" in state_text(JobState.FAILED, "local_timeout")
+
+
+def test_a_decided_outcome_is_finalizing_until_its_record_is_written():
+    custom = {"phase": "finishing", "attempt": 1, "state": "failed", "failure": "returned_error"}
+    assert derive_state("Running", custom, None, None) is JobState.FINALIZING
+    assert "failed" in state_text(JobState.FINALIZING, None, "failed")
+    assert "image" in state_text(JobState.FINALIZING, None, "saved")
