@@ -8,12 +8,18 @@ its connection pool survive between invocations, and tests can clear the caches.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from typing import Any
 
 from rules.errors import SettingsInvalid
 from rules.settings import AppSettings, RouteSettings
 from storage.azure_blob import AzureBlobImageStore
+
+# The Azure SDKs log every HTTP request and response at INFO: noise in every job's log, and
+# request lines are no place for anything. Warnings and errors still come through.
+logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
+logging.getLogger("azure.identity").setLevel(logging.WARNING)
 
 
 @functools.cache

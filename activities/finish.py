@@ -132,12 +132,14 @@ def finish_job(job: dict[str, Any], settings: AppSettings, store: ImageStore) ->
         content_type="application/json",
     )
     fields = log_fields(metadata)
-    # The message holds the fields as JSON for plain log readers; ``extra`` makes them custom
-    # dimensions for Application Insights' OpenTelemetry and OpenCensus handlers.
+    # The message holds the fields as JSON, which the Functions host sends to Application
+    # Insights as the trace's message; ``extra`` adds them as flat attributes, which the
+    # OpenTelemetry exporter (azure-monitor-opentelemetry, when the app configures it) records
+    # as custom dimensions. Prefixed, so that none collides with a LogRecord attribute.
     log.info(
         "%s %s",
         EVENT,
         json.dumps(fields, sort_keys=True),
-        extra={"custom_dimensions": fields, "event": EVENT},
+        extra={"imagejob_event": EVENT, **{f"imagejob_{k}": v for k, v in fields.items()}},
     )
     return {"metadata_blob": metadata_name(job["job_id"])}

@@ -60,17 +60,30 @@ def follow(
     job_id: str,
     *,
     on_change: Callable[[dict[str, Any]], None],
-    timeout_s: float = 900.0,
+    timeout_s: float = 3600.0,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
-    """Poll until the job ends; call ``on_change`` for every new state (and new preview)."""
+    """Poll until the job ends; call ``on_change`` for every new state (and new preview).
+
+    A poll that fails (a 5xx, a dropped connection) is not the job failing: it is tried again
+    at the same pace, up to the deadline. The job is never started again.
+    """
     deadline = monotonic() + timeout_s
     last: tuple[str, int, int] | None = None
     while True:
-        response = client.status(job_id)
+        try:
+            response = client.status(job_id)
+        except httpx.TransportError:
+            if monotonic() > deadline:
+                raise
+            sleep(2.0)
+            continue
         if response.status_code == 404:
             raise SystemExit(f"job {job_id}: not found")
+        if response.status_code >= 500 and monotonic() <= deadline:
+            sleep(_retry_after(response))
+            continue
         response.raise_for_status()
         status: dict[str, Any] = response.json()
         seen = (status["state"], status.get("attempt") or 0, len(status.get("previews") or []))
@@ -148,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         generate.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int)
     generate.add_argument("--wait", action="store_true", help="poll until the job ends")
     generate.add_argument("--out", help="with --wait: save the image to this file")
-    generate.add_argument("--timeout", type=float, default=900.0)
+    generate.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds to keep polling (default 3600)"
+    )
     status = commands.add_parser("status", help="show a job's status")
     status.add_argument("job_id")
     args = parser.parse_args(argv)

@@ -10,6 +10,7 @@ demo: the same stack on free ports, one image job end to end with the CLI client
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -67,12 +68,12 @@ def demo(args: argparse.Namespace) -> int:
             )
             out = ROOT / ".local" / "demo-image.png"
             out.parent.mkdir(exist_ok=True)
+            # The key goes by environment, not on a command line that `ps` shows.
+            os.environ["IMAGEJOBS_KEY"] = stack.function_key
             code = cli(
                 [
                     "--url",
                     stack.devhost_url,
-                    "--key",
-                    stack.function_key,
                     "generate",
                     "--prompt",
                     args.prompt,

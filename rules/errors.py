@@ -2,14 +2,12 @@
 
     ImageJobError                     base; ``job_id`` (None before a job exists)
     ├── RequestInvalid                a client's request breaks a rule: 400 naming ``field``
-    ├── SettingsInvalid               an app setting is missing or wrong: names the setting
-    ├── UpstreamFailure               the route answered, or failed to: see ``Failure``
-    └── StorageFailure                Blob Storage refused or was unreachable
+    └── SettingsInvalid               an app setting is missing or wrong: names the setting
 
-Upstream failures are not raised across the activity boundary: the activity translates every
-httpx exception and every error response into one ``Failure`` record (activities/ does that in ONE
-place), returns it to the orchestrator as data, and the retry policy decides from it. The classes
-here are what code inside one process raises and catches.
+What goes wrong during an attempt is not raised at all: the activity translates every httpx
+exception, error response, stream error and storage failure into one ``Failure`` record
+(rules/outcome.py; activities/upstream_errors.py does the translating, in ONE place), returns it
+to the orchestrator as data, and the retry policy decides from it.
 """
 
 from __future__ import annotations
@@ -43,15 +41,3 @@ class SettingsInvalid(ImageJobError):
     def __init__(self, setting: str, message: str) -> None:
         self.setting = setting
         super().__init__(f"setting {setting}: {message}")
-
-
-class UpstreamFailure(ImageJobError):
-    """Raised inside an activity once a failure has been translated; carries the record."""
-
-    def __init__(self, failure: object, *, job_id: str | None = None) -> None:
-        self.failure = failure
-        super().__init__(str(getattr(failure, "message", failure)), job_id=job_id)
-
-
-class StorageFailure(ImageJobError):
-    """Blob Storage refused a write or read, or could not be reached."""

@@ -69,16 +69,20 @@ def parse_job_request(body: object, settings: AppSettings) -> ImageJobRequest:
     """Validate a start request's JSON body against the route's model rules."""
     if not isinstance(body, dict):
         raise RequestInvalid("body", "invalid_type", "the body must be a JSON object")
-    unknown = sorted(set(body) - set(FIELDS))
-    if unknown:
-        raise RequestInvalid(unknown[0], "unknown_field", f"unknown field {unknown[0]!r}")
-
     route_name = _string(body, "route", settings.default_route)
     if route_name not in settings.routes:
         choices = ", ".join(sorted(settings.routes))
         raise RequestInvalid("route", "invalid_value", f"route must be one of: {choices}")
     route = settings.routes[route_name]
     rules = rules_for(route.model)
+    refused = sorted(rules.refused_parameters & set(body))
+    if refused:
+        raise RequestInvalid(
+            refused[0], "unsupported", f"{rules.name} does not accept {refused[0]}"
+        )
+    unknown = sorted(set(body) - set(FIELDS))
+    if unknown:
+        raise RequestInvalid(unknown[0], "unknown_field", f"unknown field {unknown[0]!r}")
     defaults = settings.defaults
 
     prompt = body.get("prompt")

@@ -9,10 +9,10 @@ longer than that, a request for 0 partials is sent with 1 (or without streaming,
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-from rules.models import rules_for
+from rules.models import ModelRules, rules_for
 from rules.request import ImageJobRequest
 from rules.settings import RouteSettings
 
@@ -30,25 +30,37 @@ class SendPlan:
             "send_notes": list(self.notes),
         }
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SendPlan:
-        return cls(data["stream"], data["partial_images"], list(data.get("send_notes", [])))
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def plan_send(request: ImageJobRequest, route: RouteSettings, *, silent_fix: str) -> SendPlan:
+    rules = rules_for(route.model)
+    notes = _size_notes(request, rules)
     idle = route.gateway_idle_timeout_s
     if request.partial_images > 0 or idle is None:
-        return SendPlan(stream=True, partial_images=request.partial_images)
-    expected = rules_for(route.model).expected_generation_s(request.quality, request.size)
+        return SendPlan(stream=True, partial_images=request.partial_images, notes=notes)
+    expected = rules.expected_generation_s(request.quality, request.size)
     if expected <= idle:
-        return SendPlan(stream=True, partial_images=0)
+        return SendPlan(stream=True, partial_images=0, notes=notes)
     why = (
         f"partial_images 0 would leave the stream silent for up to {expected:.0f}s, past the "
         f"route's {idle:g}s gateway idle limit"
     )
     if silent_fix == "non_streaming":
-        return SendPlan(stream=False, partial_images=0, notes=[f"{why}: sent without streaming"])
-    return SendPlan(stream=True, partial_images=1, notes=[f"{why}: sent with partial_images 1"])
+        return SendPlan(
+            stream=False, partial_images=0, notes=[*notes, f"{why}: sent without streaming"]
+        )
+    return SendPlan(
+        stream=True, partial_images=1, notes=[*notes, f"{why}: sent with partial_images 1"]
+    )
+
+
+def _size_notes(request: ImageJobRequest, rules: ModelRules) -> list[str]:
+    if request.size == "auto":
+        return []
+    width, height = (int(edge) for edge in request.size.split("x"))
+    limit = rules.sizes.experimental_above_pixels
+    if width * height <= limit:
+        return []
+    return [
+        f"size {request.size} is above {limit:,} pixels, which {rules.name} calls experimental: "
+        "expect longer generations and more mid-stream errors"
+    ]

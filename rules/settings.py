@@ -71,7 +71,8 @@ class Timeouts:
     # Long on purpose: after the last partial image a 4K high image can be silent for ~5 min.
     read_idle_s: float = 360.0
     request_s: float = 900.0
-    upload_s: float = 120.0
+    # Long: an image that arrived is billed; storage gets minutes to come back before it is lost.
+    upload_s: float = 600.0
     # One activity invocation; keep equal to host.json functionTimeout (30 minutes).
     activity_s: float = 1800.0
     # How long the starter may take to answer (it answers at once; this bounds a slow store).

@@ -7,9 +7,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rules.outcome import Failure, FailureKind, Layer
-from rules.retry import NEVER_RETRIED, RetryPolicy, decide
+from rules.retry import RetryPolicy, decide
 
 POLICY = RetryPolicy()
+# Issue 5: insufficient_quota, 400s (validation, moderation, content filter), 401, 403 are never
+# retried; nor is a 404 or a cancel. Written out here, not taken from the code under test.
+NEVER_RETRIED = {
+    FailureKind.QUOTA_EXHAUSTED,
+    FailureKind.REJECTED,
+    FailureKind.AUTH_FAILED,
+    FailureKind.NOT_FOUND,
+    FailureKind.CANCELLED,
+}
 
 
 def failure(kind: FailureKind, **extra: object) -> Failure:
@@ -74,7 +83,7 @@ def test_a_connect_failure_before_the_send_is_an_ordinary_bounded_retry():
 
 
 kinds = st.sampled_from(list(FailureKind))
-hints = st.one_of(st.none(), st.floats(min_value=0, max_value=3600, allow_nan=False))
+hints = st.one_of(st.none(), st.floats(min_value=0, max_value=10**9, allow_nan=False))
 
 
 @st.composite
@@ -93,6 +102,8 @@ def test_waits_are_never_below_what_the_server_asked(f, jitter, attempt):
     decision = decide(f, attempt=attempt, previous=[], policy=POLICY, jitter=jitter)
     if decision.retry and f.kind is FailureKind.RATE_LIMITED and f.retry_after_s is not None:
         assert decision.wait_s >= f.retry_after_s
+    if decision.retry:
+        assert decision.wait_s <= POLICY.max_server_wait_s * (1 + POLICY.jitter_fraction)
 
 
 @given(failures(), st.floats(min_value=0, max_value=0.999), st.integers(1, 20))
