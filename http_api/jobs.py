@@ -49,6 +49,24 @@ class KeyConflict(Exception):
     """The Idempotency-Key was used before with a different request body."""
 
 
+class StatusUnknown(Exception):
+    """The job store answered a status request with an error: absent or not, we cannot tell."""
+
+
+async def _look(client: df.DurableOrchestrationClient, instance_id: str) -> Any | None:
+    """The instance's status, None when it does not exist; StatusUnknown on an error answer.
+
+    The SDK turns a 404 and an error answer alike into a falsy status; only the error's body
+    (``Message``) tells them apart, and guessing "absent" on an error could start a second job.
+    """
+    status = await client.get_status(instance_id, show_input=True)
+    if status and status.runtime_status is not None:
+        return status
+    if getattr(status, "Message", None) or getattr(status, "ExceptionMessage", None):
+        raise StatusUnknown(instance_id)
+    return None
+
+
 @bp.route(route="images", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 async def start_image_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Any:
@@ -95,6 +113,9 @@ async def start_image_job(req: func.HttpRequest, client: df.DurableOrchestration
         return _error(
             503, "service", "start_timeout", "the job store did not answer in time; try again"
         )
+    except StatusUnknown:
+        log.error("the job store answered a status request with an error")
+        return _error(503, "service", "store_error", "the job store failed; try again")
     status_url = _status_url(req, found)
     if replayed:
         log.info("image job %s returned again for a duplicate submit", found)
@@ -121,16 +142,16 @@ async def _start_or_reuse(
     only one start can create an instance that is pending or running."""
     for generation in range(1, MAX_GENERATIONS + 1):
         candidate = job_id(settings.job_id_secret, caller, key, request_fingerprint, generation)
-        status = await client.get_status(candidate, show_input=True)
-        if not status or status.runtime_status is None:
+        status = await _look(client, candidate)
+        if status is None:
             if not await asyncio.to_thread(_claim_folder, wiring.store(), candidate):
                 continue  # a finished job's record is there (its history was purged): skip
             try:
                 await client.start_new(ORCHESTRATOR, candidate, job_input)
             except Exception:
                 # Someone started it between our look and our start: it is theirs and ours.
-                status = await client.get_status(candidate, show_input=True)
-                if not status or status.runtime_status is None:
+                status = await _look(client, candidate)
+                if status is None:
                     raise
             else:
                 return candidate, JobState.QUEUED.value, False

@@ -1,0 +1,55 @@
+"""The starter's two guards around deterministic ids: an error answer is not "absent", and a
+finished job's folder is never reused or overwritten."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from azure.durable_functions.models.DurableOrchestrationStatus import (
+    DurableOrchestrationStatus,
+)
+
+from http_api.jobs import StatusUnknown, _claim_folder, _look
+from tests.fakes import InMemoryStore
+
+
+class FakeClient:
+    """Answers get_status with what the SDK makes of the host's answer body."""
+
+    def __init__(self, body: Any) -> None:
+        self.body = body
+
+    async def get_status(self, instance_id: str, show_input: bool = False) -> Any:
+        return DurableOrchestrationStatus.from_json(self.body)
+
+
+def test_a_404_is_absent_and_an_error_answer_is_unknown():
+    assert asyncio.run(_look(FakeClient(""), "img-1")) is None
+    error = {"Message": "Something went wrong while processing your request"}
+    with pytest.raises(StatusUnknown):
+        asyncio.run(_look(FakeClient(error), "img-1"))
+    running = {
+        "name": "image_job",
+        "instanceId": "img-1",
+        "runtimeStatus": "Running",
+        "createdTime": "2026-05-07T13:46:12Z",
+        "lastUpdatedTime": "2026-05-07T13:46:12Z",
+    }
+    status = asyncio.run(_look(FakeClient(running), "img-1"))
+    assert status is not None
+    assert status.runtime_status.name == "Running"
+
+
+def test_a_finished_jobs_folder_is_never_reused_and_leftovers_are_cleared():
+    store = InMemoryStore()
+    store.put(name="img-1/metadata.json", data=b"{}", content_type="application/json")
+    store.put(name="img-1/image.png", data=b"png", content_type="image/png")
+    assert _claim_folder(store, "img-1") is False
+    assert store.list(prefix="img-1/") == ["img-1/image.png", "img-1/metadata.json"]
+
+    store.put(name="img-2/cancel.json", data=b"{}", content_type="application/json")
+    store.put(name="img-2/progress-1.json", data=b"{}", content_type="application/json")
+    assert _claim_folder(store, "img-2") is True
+    assert store.list(prefix="img-2/") == []
