@@ -7,7 +7,8 @@
 Start-up order, as the host: app settings into the environment (local.settings.json), host.json,
 the app imported and indexed once, keys loaded or created under the state directory, the engine
 resumes every unfinished orchestration, the HTTP listener opens, then timers start (so a
-`run_on_startup` timer that calls the durable client finds the listener up).
+`run_on_startup` timer that calls the durable client finds the listener up). On stop the app
+settings are put back as they were: tests run one DevHost after another in one process.
 Without a state directory everything lives in memory and the keys are new on every start.
 """
 
@@ -30,7 +31,14 @@ from devhost.functions import FunctionIndex, index_functions, load_app
 from devhost.http_host import HttpHost, body_limit_from_env
 from devhost.keys import HostKeys, load_or_create_keys
 from devhost.management_api import ManagementApi
-from devhost.settings import HostConfig, apply_local_settings, read_host_json, resolve_setting
+from devhost.settings import (
+    HostConfig,
+    LocalSettings,
+    apply_local_settings,
+    read_host_json,
+    resolve_setting,
+    restore_local_settings,
+)
 from devhost.store import Store
 from devhost.timers import TimerScheduler
 from loopserver import BackgroundServer
@@ -85,6 +93,7 @@ class DevHost:
         self._sys_path_entry: str | None = None
         self._previous_module: ModuleType | None = None
         self._module_swapped = False
+        self._settings: LocalSettings | None = None
 
     # --- public state ---------------------------------------------------------------------
 
@@ -149,6 +158,7 @@ class DevHost:
     def _start(self) -> DevHost:
         log = self.log
         settings = apply_local_settings(self.app_dir, log=log)
+        self._settings = settings
         if settings.path is not None:
             log.info(
                 "app settings from %s: %d applied, %d skipped",
@@ -291,6 +301,11 @@ class DevHost:
         if self._store is not None:
             self._store.close()
             self._store = None
+        # Last, once nothing of this app runs any more: the environment gets back what
+        # local.settings.json replaced, so the next DevHost in this process reads its own app's.
+        if self._settings is not None:
+            restore_local_settings(self._settings)
+            self._settings = None
 
     def __enter__(self) -> DevHost:
         return self.start()

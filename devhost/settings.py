@@ -6,6 +6,11 @@ is skipped with the message "Skipping 'NAME' from local settings as it's already
 environment variables."; a variable that is unset or empty takes the local value. So
 `FOO=x python -m devhost` overrides local.settings.json, exactly as `FOO=x func start` does.
 
+Unlike Core Tools, devhost shares its process with whatever started it (tests start one DevHost
+after another). So it remembers every name it wrote and the value it replaced, and DevHost puts them
+back on stop (`restore_local_settings`); a name devhost itself wrote is never taken for "already
+defined in the environment", or a second app would silently keep the first app's values.
+
 When local.settings.json is missing (it is git-ignored: it may hold secrets), devhost falls back to
 the committed local.settings.sample.json and says so in the log; Core Tools has no such fallback,
 it is a convenience for a fresh clone and for CI.
@@ -32,6 +37,7 @@ __all__ = [
     "apply_local_settings",
     "read_host_json",
     "resolve_setting",
+    "restore_local_settings",
 ]
 
 LOCAL_SETTINGS = "local.settings.json"
@@ -49,12 +55,36 @@ class SettingsError(Exception):
 
 @dataclass(frozen=True)
 class LocalSettings:
-    """What was read and what was applied (names only: values may be secrets)."""
+    """What was read and what was applied (names only in logs: values may be secrets).
+
+    `previous` holds, for each applied name, the value it replaced (None: it was unset), so that
+    `restore_local_settings` can undo exactly what was applied.
+    """
 
     path: Path | None
     applied: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
     used_sample: bool = False
+    previous: Mapping[str, str | None] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class _Written:
+    value: str
+    replaced: str | None
+
+
+# Names devhost wrote into os.environ and has not restored yet: the value written and the one it
+# replaced. Only os.environ is tracked: it is the one mapping that outlives a DevHost.
+_written_to_environ: dict[str, _Written] = {}
+
+
+def _written_by_devhost(env: Mapping[str, str], name: str) -> _Written | None:
+    """The record of devhost's own write, if `name` still holds the value devhost wrote."""
+    written = _written_to_environ.get(name) if env is os.environ else None
+    if written is None or env.get(name) != written.value:
+        return None
+    return written
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -102,11 +132,13 @@ def apply_local_settings(
         raise SettingsError(path, "'Values' is not a JSON object")
     applied: list[str] = []
     skipped: list[str] = []
+    previous: dict[str, str | None] = {}
     for name, value in values.items():
         if not name:
             logger.warning("%s: a setting with an empty name is ignored", path)
             continue
-        if env.get(name):
+        earlier = _written_by_devhost(env, name)
+        if env.get(name) and earlier is None:
             logger.info(
                 "Skipping '%s' from local settings as it's already defined in current "
                 "environment variables.",
@@ -114,11 +146,36 @@ def apply_local_settings(
             )
             skipped.append(name)
             continue
-        env[name] = "" if value is None else str(value)
+        text = "" if value is None else str(value)
+        # A name devhost wrote earlier and never restored: what it replaced then is the real
+        # previous value, not devhost's own leftover.
+        previous[name] = earlier.replaced if earlier is not None else env.get(name)
+        env[name] = text
+        if env is os.environ:
+            _written_to_environ[name] = _Written(value=text, replaced=previous[name])
         applied.append(name)
     return LocalSettings(
-        path=path, applied=tuple(applied), skipped=tuple(skipped), used_sample=used_sample
+        path=path,
+        applied=tuple(applied),
+        skipped=tuple(skipped),
+        used_sample=used_sample,
+        previous=previous,
     )
+
+
+def restore_local_settings(
+    settings: LocalSettings, environ: MutableMapping[str, str] | None = None
+) -> None:
+    """Undo `apply_local_settings`: each applied name gets back the value it replaced."""
+    env: MutableMapping[str, str] = os.environ if environ is None else environ
+    for name in settings.applied:
+        old = settings.previous.get(name)
+        if old is None:
+            env.pop(name, None)
+        else:
+            env[name] = old
+        if env is os.environ:
+            _written_to_environ.pop(name, None)
 
 
 _SETTING_REF = re.compile(r"%([^%]+)%")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 import textwrap
 
@@ -90,3 +92,49 @@ def test_a_failed_start_names_the_problem_and_leaves_nothing_behind(tmp_path):
     assert str(tmp_path.resolve()) not in sys.path
     with DevHost(app_dir=EXAMPLE) as host:  # the one-per-process slot was released
         assert httpx.get(f"{host.url}/").status_code == 200
+
+
+SETTING_APP = textwrap.dedent(
+    """
+    import os
+
+    import azure.functions as func
+
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="setting")
+    def setting(req):
+        return os.environ.get("DEVHOST_TEST_SETTING", "<unset>")
+    """
+)
+
+
+def _app_with_setting(directory, value: str):
+    directory.mkdir()
+    (directory / "setting_app.py").write_text(SETTING_APP)
+    (directory / "local.settings.json").write_text(
+        json.dumps({"Values": {"DEVHOST_TEST_SETTING": value}})
+    )
+    return directory
+
+
+def test_a_second_devhost_reads_its_own_app_settings_and_stop_puts_the_environment_back(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("DEVHOST_TEST_SETTING", raising=False)
+    first = _app_with_setting(tmp_path / "first", "first")
+    second = _app_with_setting(tmp_path / "second", "second")
+    with DevHost("setting_app", app_dir=first) as host:
+        assert httpx.get(f"{host.url}/api/setting").text == "first"
+    assert "DEVHOST_TEST_SETTING" not in os.environ
+    with DevHost("setting_app", app_dir=second) as host:
+        assert httpx.get(f"{host.url}/api/setting").text == "second"
+    assert "DEVHOST_TEST_SETTING" not in os.environ
+
+
+def test_a_variable_set_before_the_host_still_wins_and_is_kept_after_stop(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEVHOST_TEST_SETTING", "from-env")
+    app_dir = _app_with_setting(tmp_path / "app", "local")
+    with DevHost("setting_app", app_dir=app_dir) as host:
+        assert httpx.get(f"{host.url}/api/setting").text == "from-env"
+    assert os.environ["DEVHOST_TEST_SETTING"] == "from-env"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from devhost.settings import (
     apply_local_settings,
     read_host_json,
     resolve_setting,
+    restore_local_settings,
 )
 
 
@@ -105,3 +107,28 @@ def test_host_json_defaults(tmp_path):
 def test_an_empty_route_prefix_removes_it(tmp_path):
     write(tmp_path / "host.json", {"extensions": {"http": {"routePrefix": ""}}})
     assert read_host_json(tmp_path, {}).route_prefix == ""
+
+
+def test_restore_puts_back_exactly_what_was_replaced(tmp_path):
+    write(tmp_path / "local.settings.json", {"Values": {"A": "local", "B": "local", "C": "x"}})
+    env = {"A": "", "C": "from-env", "OTHER": "kept"}
+    result = apply_local_settings(tmp_path, env)
+    restore_local_settings(result, env)
+    assert env == {"A": "", "C": "from-env", "OTHER": "kept"}
+
+
+def test_a_name_devhost_wrote_is_not_taken_for_the_environment(tmp_path, monkeypatch):
+    # A host that was never stopped left its value in os.environ: the next app's value still
+    # applies, and restoring gives back the value from before either of them.
+    monkeypatch.setenv("DEVHOST_TEST_LEFTOVER", "")
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    write(first / "local.settings.json", {"Values": {"DEVHOST_TEST_LEFTOVER": "first"}})
+    write(second / "local.settings.json", {"Values": {"DEVHOST_TEST_LEFTOVER": "second"}})
+    apply_local_settings(first)
+    result = apply_local_settings(second)
+    assert result.skipped == ()
+    assert os.environ["DEVHOST_TEST_LEFTOVER"] == "second"
+    restore_local_settings(result)
+    assert os.environ["DEVHOST_TEST_LEFTOVER"] == ""
