@@ -4,7 +4,11 @@ One catch-all handler dispatches every request, because the host's own literals 
 case-insensitively and aiohttp's router is not:
 - `/runtime/webhooks/durabletask/...`: the Durable management API (master or system key);
 - `/durabletask/...`: the same API on the RPC base the client binding names (no key, loopback
-  callers only, as the extension's local listener on 127.0.0.1);
+  callers only). Like the extension's local RPC listener (127.0.0.1:17071 in the real host), the
+  RPC base has a listener of its own on 127.0.0.1 (a port the OS picks), opened and closed with
+  the app: the public listener may be bound to any address (`--host 192.168.1.5`, `127.0.0.2`),
+  and the client binding must name an address that answers from this machine and only from it.
+  The public listener still serves `/durabletask/` to loopback callers;
 - `POST /admin/functions/{name}`: run a timer function now (master key), as the host offers;
 - `GET /admin/host/status` (master key) and `GET /` (anonymous): is the host up;
 - `/{routePrefix}/...`: the app's HTTP functions, with their route templates, methods and auth.
@@ -18,6 +22,7 @@ in a function is 500 with an empty body and the traceback in the log. Functions 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -49,6 +54,7 @@ from devhost.routing import RouteTable, RouteTemplate
 __all__ = ["DEFAULT_BODY_LIMIT", "HttpHost", "body_limit_from_env", "to_web_response"]
 
 DEFAULT_BODY_LIMIT = 104_857_600
+RPC_HOST = "127.0.0.1"
 _HOP_HEADERS = {"content-length", "transfer-encoding", "connection"}
 
 
@@ -58,6 +64,17 @@ def body_limit_from_env(environ: Mapping[str, str] | None = None) -> int:
     if text.strip().isdigit() and int(text) > 0:
         return int(text)
     return DEFAULT_BODY_LIMIT
+
+
+def _is_loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1 and IPv4-mapped 127.x: every address only this machine can come from."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
 
 
 def _joined(headers: CIMultiDictProxy[str] | MultiDictProxy[str]) -> dict[str, str]:
@@ -115,6 +132,8 @@ class HttpHost:
         self._log = log or logging.getLogger("devhost")
         self._background: set[asyncio.Task[None]] = set()
         self.port: int | None = None
+        self.rpc_port: int | None = None
+        self._rpc_runner: web.AppRunner | None = None
         self._routes: RouteTable[HttpFunction | UnsupportedFunction] = RouteTable()
         for f in index.http:
             self._routes.add(RouteTemplate.parse(f.route), f.methods, f)
@@ -129,8 +148,27 @@ class HttpHost:
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=self._body_limit)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        app.on_startup.append(self._start_rpc_listener)
         app.on_shutdown.append(self._on_shutdown)
+        app.on_cleanup.append(self._stop_rpc_listener)
         return app
+
+    async def _start_rpc_listener(self, _app: web.Application) -> None:
+        # Same event loop as the public listener: the engine and its API live on that loop.
+        rpc_app = web.Application(client_max_size=self._body_limit)
+        rpc_app.router.add_route("*", "/{tail:.*}", self._dispatch_rpc)
+        runner = web.AppRunner(rpc_app, access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        site = web.TCPSite(runner, RPC_HOST, 0)
+        await site.start()
+        self._rpc_runner = runner
+        self.rpc_port = int(runner.addresses[0][1])
+
+    async def _stop_rpc_listener(self, _app: web.Application) -> None:
+        runner, self._rpc_runner = self._rpc_runner, None
+        self.rpc_port = None
+        if runner is not None:
+            await runner.cleanup()
 
     async def _on_shutdown(self, _app: web.Application) -> None:
         for task in list(self._background):
@@ -141,13 +179,18 @@ class HttpHost:
     def origin(self, port: int | None = None) -> str:
         return f"http://{self._bind_host}:{port or self.port}"
 
+    def rpc_origin(self) -> str:
+        if self.rpc_port is None:
+            raise RuntimeError("the RPC listener is not open (the app is not started)")
+        return f"http://{RPC_HOST}:{self.rpc_port}"
+
     def client_binding_json(self, port: int | None = None) -> str:
         """The durableClient binding value for a function run by this host."""
         p = port or self.port
         return json.dumps(
             client_binding(
                 origin=self.origin(p),
-                rpc_base_url=f"http://127.0.0.1:{p}{RPC_PATH}/",
+                rpc_base_url=f"{self.rpc_origin()}{RPC_PATH}/",
                 task_hub=self._task_hub,
                 system_key=self._keys.durable_system_key,
             )
@@ -175,6 +218,16 @@ class HttpHost:
             return web.Response(text="devhost: the function app is up and running.")
         return await self._http_function(request)
 
+    async def _dispatch_rpc(self, request: web.Request) -> web.StreamResponse:
+        """The RPC listener: the management API under `/durabletask/`, nothing else."""
+        if request.content_length is not None and request.content_length > self._body_limit:
+            return web.Response(status=413)
+        raw = request.rel_url.raw_path
+        lower = raw.lower()
+        if lower == RPC_PATH or lower.startswith(RPC_PATH + "/"):
+            return await self._management_request(request, raw[len(RPC_PATH) :], public=False)
+        return web.Response(status=404)
+
     # --- durable management ---------------------------------------------------------------
 
     async def _management_request(
@@ -186,7 +239,7 @@ class HttpHost:
                 return web.Response(status=401)
         else:
             peer = request.transport.get_extra_info("peername") if request.transport else None
-            if not peer or peer[0] not in {"127.0.0.1", "::1", "::ffff:127.0.0.1"}:
+            if not peer or not _is_loopback(str(peer[0])):
                 return web.Response(status=404)
         return await self._management.handle(request, sub_path)
 

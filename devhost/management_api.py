@@ -1,12 +1,12 @@
 """The Durable extension's management HTTP API and the durableClient binding, as the host has them.
 
-Served twice by the same aiohttp app: on the public webhook routes
+Served twice by the same event loop: on the public webhook routes
 `/runtime/webhooks/durabletask/...` (master key or the `durabletask_extension` system key) and on
-the RPC base the client binding names, `http://127.0.0.1:{port}/durabletask/` (no key, loopback
-callers only), which the SDK's `DurableOrchestrationClient` uses. The behaviour is the extension's
-HttpApiHandler (v2.13): the same routes, case-insensitive literals and query names, `bool.TryParse`
-booleans, status codes, error bodies and check-status responses. Facts:
-shared/reference/functions-host-http.md.
+the RPC base the client binding names, `http://127.0.0.1:{rpc port}/durabletask/` (no key,
+loopback callers only; a listener of its own, see devhost.http_host), which the SDK's
+`DurableOrchestrationClient` uses. The behaviour is the extension's HttpApiHandler (v2.13): the
+same routes, case-insensitive literals and query names, `bool.TryParse` booleans, status codes,
+error bodies and check-status responses. Facts: shared/reference/functions-host-http.md.
 
 Where a later extension changed the behaviour (PR #3316: 409 for a running duplicate, 412 for
 purging a running instance or rewinding a non-failed one), `NEW_EXTENSION_BEHAVIOUR` switches

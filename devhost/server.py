@@ -86,6 +86,7 @@ class DevHost:
         self.index: FunctionIndex | None = None
         self._keys: HostKeys | None = None
         self._server: BackgroundServer | None = None
+        self._http_host: HttpHost | None = None
         self._engine: Engine | None = None
         self._store: Store | None = None
         self._timers: TimerScheduler | None = None
@@ -102,6 +103,13 @@ class DevHost:
         if self._server is None:
             raise RuntimeError("devhost is not started")
         return self._server.url
+
+    @property
+    def rpc_url(self) -> str:
+        """The loopback listener the durable client binding's `rpcBaseUrl` points at."""
+        if self._server is None or self._http_host is None:
+            raise RuntimeError("devhost is not started")
+        return self._http_host.rpc_origin()
 
     @property
     def port(self) -> int:
@@ -260,10 +268,12 @@ class DevHost:
         server.start()
         self._server = server
         http_host.port = server.port
+        self._http_host = http_host
         server.call(timers.start())
         log.info(
-            "devhost listening on %s (task hub %s, state %s, %s time)",
+            "devhost listening on %s, durable RPC on %s (task hub %s, state %s, %s time)",
             server.url,
+            http_host.rpc_origin(),
             config.hub_name,
             self.state_dir or "in memory",
             "virtual" if self.virtual_time else "wall-clock",
@@ -273,6 +283,7 @@ class DevHost:
     def stop(self) -> None:
         global _running
         server, self._server = self._server, None
+        self._http_host = None
         try:
             if server is not None:
                 if self._timers is not None:

@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from devhost.__main__ import main
+from devhost.http_host import _is_loopback
 from devhost.keys import key_file_path
 from devhost.server import DevHost
-from tests.devhost.example_client import EXAMPLE
+from tests.devhost.example_client import EXAMPLE, App
 
 UNSUPPORTED_APP = textwrap.dedent(
     """
@@ -138,3 +139,49 @@ def test_a_variable_set_before_the_host_still_wins_and_is_kept_after_stop(tmp_pa
     with DevHost("setting_app", app_dir=app_dir) as host:
         assert httpx.get(f"{host.url}/api/setting").text == "from-env"
     assert os.environ["DEVHOST_TEST_SETTING"] == "from-env"
+
+
+def test_durable_client_calls_work_when_the_host_listens_on_another_loopback_address():
+    # 127.0.0.2 is loopback but not 127.0.0.1: the client binding's RPC base must still answer.
+    with DevHost(app_dir=EXAMPLE, host="127.0.0.2", virtual_time=True) as host:
+        assert host.url.startswith("http://127.0.0.2:")
+        app = App(host)
+        started = app.start("chain", ["Lima"])
+        done = app.wait(started["id"])
+        app.http.close()
+    assert done["runtimeStatus"] == "Completed"
+    assert done["output"] == ["Hello Lima!"]
+
+
+def test_the_rpc_listener_is_loopback_and_serves_only_the_management_api():
+    with DevHost(app_dir=EXAMPLE, host="127.0.0.2", virtual_time=True) as host:
+        assert host.rpc_url.startswith("http://127.0.0.1:")
+        assert host.rpc_url != host.url
+        r = httpx.post(f"{host.rpc_url}/durabletask/orchestrators/chain", json=["Rome"])
+        assert r.status_code == 202
+        app = App(host)
+        done = app.wait(r.json()["id"])
+        app.http.close()
+        assert done["output"] == ["Hello Rome!"]
+        # No HTTP functions, admin or key-protected routes on the keyless listener.
+        assert httpx.get(f"{host.rpc_url}/api/hello/World").status_code == 404
+        assert httpx.get(f"{host.rpc_url}/").status_code == 404
+        webhook = f"{host.rpc_url}/runtime/webhooks/durabletask/instances"
+        assert httpx.get(webhook).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("address", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("::ffff:127.0.0.3", True),
+        ("192.168.1.5", False),
+        ("::ffff:10.0.0.1", False),
+        ("fe80::1%eth0", False),
+        ("not an address", False),
+    ],
+)
+def test_only_loopback_peers_may_use_the_keyless_rpc_base(address, loopback):
+    assert _is_loopback(address) is loopback
