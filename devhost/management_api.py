@@ -73,7 +73,11 @@ _GENERIC_500 = "Something went wrong while processing your request"
 
 
 class DurableEngine(Protocol):
-    """The part of devhost.engine.Engine this API calls (a fake in tests keeps to it)."""
+    """The part of devhost.engine.Engine this API calls (a fake in tests keeps to it).
+
+    Errors: InstanceNotFound (404), InstanceNotActive (410), UnknownOrchestrator and ValueError
+    (400, a refused argument), InstanceAlreadyExists, NotImplementedError (501).
+    """
 
     async def start_new(
         self, name: str, instance_id: str | None, input_json: str | None
@@ -407,6 +411,11 @@ class ManagementApi:
             return self._duplicate(exc)
         except NotImplementedError as exc:
             return error_response(501, f"devhost does not implement this operation: {exc}")
+        except ValueError as exc:
+            # The engine's ValueError is a refused argument (a continuation token that is not
+            # one, ...): 400, as the extension answers an ArgumentException. This API's own
+            # parsing catches its ValueErrors where it can name the problem.
+            return _argument_error(str(exc))
         except Exception as exc:
             self._log.exception("management API request %s %s failed", method, request.path)
             return error_response(

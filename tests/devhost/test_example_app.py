@@ -154,3 +154,14 @@ def test_restart_and_purge_many_on_the_public_api(app):
     assert r.json()["instancesDeleted"] >= 1
     assert app.status(failed["instanceId"]) == {"found": False}
     assert app.status(again["instanceId"])["runtimeStatus"] == "Completed"
+
+
+def test_a_bad_continuation_token_is_a_400_not_a_500(app):
+    r = httpx.get(
+        f"{app.host.url}/runtime/webhooks/durabletask/instances",
+        params={"code": app.host.system_key},
+        headers={"x-ms-continuation-token": "not-a-token"},
+    )
+    assert r.status_code == 400
+    assert r.json()["ExceptionType"] == "System.ArgumentException"
+    assert "invalid continuation token" in r.json()["ExceptionMessage"]

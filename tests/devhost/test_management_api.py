@@ -55,9 +55,16 @@ class FakeEngine:
         self.calls: list[tuple[Any, ...]] = []
         self.next_id = "new-id"
         self.page_token: str | None = None
+        # Operations that refuse their arguments with ValueError, as the real engine can.
+        self.refusing: set[str] = set()
+
+    def _call(self, *call: Any) -> None:
+        self.calls.append(call)
+        if call[0] in self.refusing:
+            raise ValueError(f"{call[0]}: refused argument")
 
     async def start_new(self, name: str, instance_id: str | None, input_json: str | None) -> str:
-        self.calls.append(("start_new", name, instance_id, input_json))
+        self._call("start_new", name, instance_id, input_json)
         iid = instance_id or self.next_id
         existing = self.instances.get(iid)
         if existing and existing["runtimeStatus"] not in TERMINAL:
@@ -68,61 +75,50 @@ class FakeEngine:
     async def get_status(
         self, instance_id, *, show_history=False, show_history_output=False, show_input=True
     ):
-        self.calls.append(
-            ("get_status", instance_id, show_history, show_history_output, show_input)
-        )
+        self._call("get_status", instance_id, show_history, show_history_output, show_input)
         return self.instances.get(instance_id)
 
     async def list_instances(
         self, *, created_from, created_to, statuses, prefix, top, continuation, show_input
     ):
-        self.calls.append(
-            (
-                "list",
-                created_from,
-                created_to,
-                list(statuses),
-                prefix,
-                top,
-                continuation,
-                show_input,
-            )
+        self._call(
+            "list", created_from, created_to, list(statuses), prefix, top, continuation, show_input
         )
         return list(self.instances.values())[:top], self.page_token
 
     async def raise_event(self, instance_id: str, name: str, data_json: str | None) -> None:
-        self.calls.append(("raise_event", instance_id, name, data_json))
+        self._call("raise_event", instance_id, name, data_json)
 
     async def terminate(self, instance_id: str, reason: str | None) -> None:
-        self.calls.append(("terminate", instance_id, reason))
+        self._call("terminate", instance_id, reason)
 
     async def suspend(self, instance_id: str, reason: str | None) -> None:
-        self.calls.append(("suspend", instance_id, reason))
+        self._call("suspend", instance_id, reason)
 
     async def resume(self, instance_id: str, reason: str | None) -> None:
-        self.calls.append(("resume", instance_id, reason))
+        self._call("resume", instance_id, reason)
 
     async def rewind(self, instance_id: str, reason: str | None) -> None:
         raise NotImplementedError("rewind")
 
     async def restart(self, instance_id: str, *, new_instance_id: bool) -> str:
-        self.calls.append(("restart", instance_id, new_instance_id))
+        self._call("restart", instance_id, new_instance_id)
         if instance_id not in self.instances:
             raise InstanceNotFound(instance_id)
         return "restarted-id" if new_instance_id else instance_id
 
     async def purge(self, instance_id: str) -> int:
-        self.calls.append(("purge", instance_id))
+        self._call("purge", instance_id)
         return 1 if self.instances.pop(instance_id, None) else 0
 
     async def purge_many(
         self, *, created_from: datetime, created_to: datetime | None, statuses: Collection[str]
     ) -> int:
-        self.calls.append(("purge_many", created_from, created_to, list(statuses)))
+        self._call("purge_many", created_from, created_to, list(statuses))
         return len(self.instances)
 
     async def wait_for_completion(self, instance_id: str, timeout_s: float):
-        self.calls.append(("wait", instance_id, timeout_s))
+        self._call("wait", instance_id, timeout_s)
         return self.instances.get(instance_id)
 
 
@@ -491,6 +487,39 @@ def test_restart(rpc, engine):
     r = rpc.post("/instances/nosuch/restart")
     assert r.status_code == 400
     assert r.json()["Message"] == "InstanceId does not match a valid orchestration instance."
+
+
+@pytest.mark.parametrize(
+    ("operation", "method", "path"),
+    [
+        ("list", "GET", "/instances"),
+        ("start_new", "POST", "/orchestrators/orch"),
+        ("raise_event", "POST", "/instances/i/raiseEvent/E"),
+        ("terminate", "POST", "/instances/i/terminate"),
+        ("suspend", "POST", "/instances/i/suspend"),
+        ("resume", "POST", "/instances/i/resume"),
+        ("purge", "DELETE", "/instances/i"),
+        ("purge_many", "DELETE", "/instances?createdTimeFrom=2024-01-01T00:00:00Z"),
+        ("get_status", "GET", "/instances/i"),
+    ],
+)
+def test_every_engine_value_error_is_a_400_argument_error(rpc, engine, operation, method, path):
+    engine.instances["i"] = status("i")
+    engine.refusing.add(operation)
+    r = rpc.request(method, path, json=1)
+    assert r.status_code == 400
+    body = r.json()
+    assert body["Message"] == "One or more of the arguments submitted is incorrect"
+    assert body["ExceptionMessage"] == f"{operation}: refused argument"
+    assert body["ExceptionType"] == "System.ArgumentException"
+
+
+def test_restart_refused_by_the_engine_is_a_400_too(rpc, engine):
+    engine.instances["i"] = status("i", "Completed")
+    engine.refusing.add("restart")
+    r = rpc.post("/instances/i/restart")
+    assert r.status_code == 400
+    assert r.json()["ExceptionType"] == "System.ArgumentException"
 
 
 def test_purge_one(rpc, engine):
