@@ -1,19 +1,29 @@
 """Pin every fact of durable-host-protocol.md against the installed azure-functions-durable.
 
-Each test feeds a HAND-BUILT history (plain dicts, not devhost's builders) to the handle that
-`df.Orchestrator.create(fn)` returns, exactly as the Functions host does, and checks what comes
-back. If an SDK upgrade changes one of these facts, the matching test fails by name.
+Each orchestrator test feeds a HAND-BUILT history (plain dicts, not devhost's builders) to the
+handle that `df.Orchestrator.create(fn)` returns, exactly as the Functions host does, and checks
+what comes back. The client tests point `DurableOrchestrationClient` at a fake RPC base that
+records what the SDK sends and answers what the test says. If an SDK upgrade changes one of these
+facts, the matching test fails by name.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import azure.durable_functions as df
 import pytest
+from aiohttp import web
+from azure.durable_functions.models.utils import http_utils
 
+from devhost.management_api import client_binding, parse_bool
+from loopserver import BackgroundServer
+
+T = TypeVar("T")
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 
 
@@ -399,3 +409,155 @@ def test_is_replaying_follows_is_played_of_past_events() -> None:
     played = [{**e, "IsPlayed": True} for e in [*started(), ev(13)]]
     call(watches, [*played, ev(12, 1), ev(5, 1, TaskScheduledId=0, Result="null")])
     assert seen == [True, False]
+
+
+# --- finding the functions of an app ------------------------------------------------------------
+
+
+def test_get_functions_may_be_called_once_per_app_object() -> None:
+    app = df.DFApp()
+
+    @app.orchestration_trigger(context_name="context")
+    def orch(context: Any) -> Any:
+        yield context.call_activity("act", None)
+
+    @app.activity_trigger(input_name="value")
+    def act(value: Any) -> Any:
+        return value
+
+    names = sorted(f.get_function_name() for f in app.get_functions())
+    assert names == ["act", "orch"]
+    with pytest.raises(ValueError, match="does not have a unique function name"):
+        app.get_functions()
+
+
+# --- the durable client over HTTP ---------------------------------------------------------------
+
+
+class FakeRpc:
+    """A stand-in for the extension's RPC base: records each request, answers as told."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+        self.status = 200
+        self.body: Any = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append((request.method, request.path_qs))
+        if self.body is None:
+            return web.Response(status=self.status)
+        return web.json_response(self.body, status=self.status)
+
+
+@pytest.fixture
+def fake_rpc() -> Iterator[tuple[FakeRpc, str]]:
+    fake = FakeRpc()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake.handle)
+    with BackgroundServer(app) as server:
+        yield fake, f"{server.url}/durabletask/"
+
+
+def client_for(rpc_base_url: str) -> df.DurableOrchestrationClient:
+    binding = client_binding(
+        origin="http://127.0.0.1:7071", rpc_base_url=rpc_base_url, task_hub="Hub", system_key="k"
+    )
+    return df.DurableOrchestrationClient(json.dumps(binding))
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """One event loop per call, closing the SDK's shared session before the loop ends."""
+
+    async def then_close() -> T:
+        try:
+            return await coro
+        finally:
+            await http_utils._close_session()
+
+    return asyncio.run(then_close())
+
+
+def test_the_clients_shared_session_must_be_closed_before_another_event_loop_uses_it(
+    fake_rpc: tuple[FakeRpc, str],
+) -> None:
+    fake, base = fake_rpc
+    fake.body = {"ok": True}
+    first = asyncio.new_event_loop()
+    try:
+        assert first.run_until_complete(http_utils.get_async_request(base)) == [200, {"ok": True}]
+        # The session is bound to the first loop: a second loop cannot use it.
+        with pytest.raises(RuntimeError):
+            asyncio.run(http_utils.get_async_request(base))
+        first.run_until_complete(http_utils._close_session())
+    finally:
+        first.close()
+    assert http_utils._client_session is None
+    # Closed on its own loop, the next loop gets a new session and works.
+    assert run(http_utils.get_async_request(base)) == [200, {"ok": True}]
+    assert run(http_utils.get_async_request(base)) == [200, {"ok": True}]
+
+
+def test_start_new_raises_the_exception_message_on_400_and_the_whole_body_otherwise(
+    fake_rpc: tuple[FakeRpc, str],
+) -> None:
+    fake, base = fake_rpc
+    client = client_for(base)
+    fake.status, fake.body = 202, {"id": "new-id"}
+    assert run(client.start_new("orch", None, {"a": 1})) == "new-id"
+    fake.status = 400
+    fake.body = {"Message": "One or more ...", "ExceptionMessage": "no orchestrator 'nope'"}
+    with pytest.raises(Exception, match="no orchestrator") as bad_request:
+        run(client.start_new("nope"))
+    assert type(bad_request.value) is Exception
+    assert bad_request.value.args == ("no orchestrator 'nope'",)
+    fake.status = 500
+    fake.body = {"Message": "Something went wrong", "ExceptionMessage": "already exists"}
+    with pytest.raises(Exception, match="already exists") as server_error:
+        run(client.start_new("orch", "dup"))
+    assert type(server_error.value) is Exception
+    assert server_error.value.args == (fake.body,)
+    assert [r for r in fake.requests if r[0] == "POST"] == [
+        ("POST", "/durabletask/orchestrators/orch"),
+        ("POST", "/durabletask/orchestrators/nope"),
+        ("POST", "/durabletask/orchestrators/orch/dup"),
+    ]
+
+
+def test_a_404_status_is_falsy_and_a_found_one_truthy(fake_rpc: tuple[FakeRpc, str]) -> None:
+    fake, base = fake_rpc
+    client = client_for(base)
+    fake.status, fake.body = 404, None
+    assert not run(client.get_status("missing"))
+    fake.status = 200
+    fake.body = {
+        "name": "orch",
+        "instanceId": "i",
+        "runtimeStatus": "Completed",
+        "createdTime": "2024-05-01T10:00:00Z",
+        "lastUpdatedTime": "2024-05-01T10:00:00Z",
+        "input": None,
+        "output": 1,
+        "customStatus": None,
+    }
+    found = run(client.get_status("i"))
+    assert found
+    assert found.output == 1
+
+
+def test_the_clients_query_form_python_true_and_connection_name(
+    fake_rpc: tuple[FakeRpc, str],
+) -> None:
+    fake, base = fake_rpc
+    client = client_for(base)
+    fake.status, fake.body = 404, None
+    run(client.get_status("i"))
+    run(client.get_status("i", show_history=True, show_history_output=False, show_input=True))
+    run(client.read_entity_state(df.EntityId("counter", "k"), "Hub", "Storage"))
+    assert fake.requests == [
+        # False options are left out, so showInput is absent and the extension's default applies.
+        ("GET", "/durabletask/instances/i"),
+        # True is Python's str(True); the extension's bool.TryParse reads it, and so does devhost.
+        ("GET", "/durabletask/instances/i?showInput=True&showHistory=True"),
+        ("GET", "/durabletask/entities/counter/k?taskHub=Hub&connectionName=Storage"),
+    ]
+    assert parse_bool("True") is True
