@@ -81,6 +81,33 @@ def test_sub_orchestration(app):
     assert done["output"] == {"child": ["Hello Paris!", "Hello Rome!"]}
 
 
+def test_sub_orchestration_with_retry_runs_the_child_again_until_it_succeeds(app):
+    spec = {"key": "sub-retry-ok", "attempts": 3, "succeed_on": 2}
+    started = app.start("parent_with_retry", spec)
+    done = app.wait(started["id"])
+    assert done["runtimeStatus"] == "Completed"
+    assert done["output"] == {"child": "child ok on attempt 2"}
+    assert app.calls("sub-retry-ok") == 2
+    kinds = [e["EventType"] for e in app.status(started["id"], history=True)["historyEvents"]]
+    # As the host renders history: each Created is folded into its Failed/Completed.
+    assert kinds == [
+        "ExecutionStarted",
+        "SubOrchestrationInstanceFailed",
+        "TimerCreated",
+        "TimerFired",
+        "SubOrchestrationInstanceCompleted",
+        "ExecutionCompleted",
+    ]
+
+
+def test_sub_orchestration_with_retry_fails_the_parent_after_the_last_attempt(app):
+    spec = {"key": "sub-retry-never", "attempts": 2, "succeed_on": 99}
+    done = app.wait(app.start("parent_with_retry", spec)["id"])
+    assert done["runtimeStatus"] == "Failed"
+    assert "child attempt 2 failed" in str(done["output"])
+    assert app.calls("sub-retry-never") == 2
+
+
 def test_continue_as_new_keeps_the_instance_id(app):
     started = app.start("counter", 0, instance_id="counter-1")
     done = app.wait(started["id"])

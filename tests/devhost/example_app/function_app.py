@@ -212,6 +212,26 @@ def parent(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def parent_with_retry(context: df.DurableOrchestrationContext):
+    spec = context.get_input()
+    options = df.RetryOptions(
+        first_retry_interval_in_milliseconds=1000, max_number_of_attempts=spec["attempts"]
+    )
+    child = yield context.call_sub_orchestrator_with_retry("flaky_child", options, spec)
+    return {"child": child}
+
+
+@app.orchestration_trigger(context_name="context")
+def flaky_child(context: df.DurableOrchestrationContext):
+    # Fails until its `succeed_on`-th run; the count comes from an activity, so replays agree.
+    spec = context.get_input()
+    attempt = yield context.call_activity("count_call", spec["key"])
+    if attempt < spec["succeed_on"]:
+        raise ValueError(f"child attempt {attempt} failed")
+    return f"child ok on attempt {attempt}"
+
+
+@app.orchestration_trigger(context_name="context")
 def counter(context: df.DurableOrchestrationContext):
     n = context.get_input()
     if n < 3:
@@ -255,6 +275,11 @@ def say_hello(name: str) -> str:
 def always_fails(key: str) -> str:
     attempt = _count(key)
     raise ValueError(f"attempt {attempt} failed")
+
+
+@app.activity_trigger(input_name="key")
+def count_call(key: str) -> int:
+    return _count(key)
 
 
 @app.activity_trigger(input_name="n")
