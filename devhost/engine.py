@@ -20,7 +20,6 @@ import binascii
 import contextlib
 import json
 import logging
-import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -30,6 +29,7 @@ from typing import Any
 
 from devhost import history as h
 from devhost.clock import Clock
+from devhost.functions import log_invocation, timed
 from devhost.history import EventType
 from devhost.replay import (
     ACTION_NAMES,
@@ -520,7 +520,7 @@ class Engine:
         invoker = self.activities.get(name)
         async with self._semaphore:
             invocation_id = uuid.uuid4().hex
-            started = time.perf_counter()
+            elapsed = timed()
             if invoker is None:
                 event = h.task_failed(
                     self.clock.now(),
@@ -546,7 +546,14 @@ class Engine:
                         self.clock.now(), task_id=item.task_id, result_json=result
                     )
                     outcome = "Succeeded"
-            self._log_execution(name, invocation_id, item.instance_id, started, outcome)
+            log_invocation(
+                self.log,
+                function=name,
+                invocation_id=invocation_id,
+                instance_id=item.instance_id,
+                duration_s=elapsed(),
+                outcome=outcome,
+            )
         with self.store.transaction():
             still_pending = self.store.delete_work(item.work_id)
             if still_pending:
@@ -564,18 +571,6 @@ class Engine:
                 self.store.add_inbox(item.instance_id, item.execution_id, event)
         if still_pending:
             self._kick(item.instance_id)
-
-    def _log_execution(
-        self, function: str, invocation_id: str, instance_id: str, started: float, outcome: str
-    ) -> None:
-        self.log.info(
-            "function=%s invocationId=%s instanceId=%s durationMs=%.1f outcome=%s",
-            function,
-            invocation_id,
-            instance_id,
-            (time.perf_counter() - started) * 1000,
-            outcome,
-        )
 
     # episodes
 
@@ -602,7 +597,7 @@ class Engine:
                     self.store.delete_inbox(stale)
             return
         now = self.clock.now()
-        started = time.perf_counter()
+        elapsed = timed()
         plan = _Plan()
         new_events = [h.orchestrator_started(now)]
         for message in chosen:
@@ -631,7 +626,14 @@ class Engine:
         outcome = self._commit(
             inst, result, plan, new_events, [*stale, *(m.msg_id for m in chosen)], now
         )
-        self._log_execution(inst.name, uuid.uuid4().hex, instance_id, started, outcome)
+        log_invocation(
+            self.log,
+            function=inst.name,
+            invocation_id=uuid.uuid4().hex,
+            instance_id=instance_id,
+            duration_s=elapsed(),
+            outcome=outcome,
+        )
 
     def _choose(
         self, rt: dict[str, Any], messages: list[InboxMessage]

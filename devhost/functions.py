@@ -159,7 +159,7 @@ def log_invocation(
     duration_s: float,
     outcome: str,
 ) -> None:
-    """The one log line per function execution (the engine writes the same shape)."""
+    """The one log line per function execution: HTTP and timer functions, activities, episodes."""
     log.info(
         "function=%s invocationId=%s instanceId=%s durationMs=%.1f outcome=%s",
         function,
