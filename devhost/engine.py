@@ -40,7 +40,16 @@ from devhost.replay import (
     flatten,
     run_episode,
 )
-from devhost.store import InboxMessage, InstanceRow, Store, WorkItem
+from devhost.store import (
+    CallSpec,
+    InboxMessage,
+    InstanceRow,
+    InstanceRuntime,
+    RetryGroup,
+    Store,
+    WorkItem,
+    new_runtime,
+)
 
 __all__ = [
     "ActivityInvoker",
@@ -115,18 +124,6 @@ def _loads(text: str | None) -> Any:
         return json.loads(text)
     except ValueError:
         return text
-
-
-def _new_runtime() -> dict[str, Any]:
-    """Per-execution bookkeeping, kept in the instance row.
-
-    next_id: the next task id (the SDK hands ids out in scheduling order, shared by tasks,
-    timers, sub-orchestrations and retry timers). action_count: how many top-level actions of
-    the V2 list were already turned into work. flat_ids: the task id of each flattened action
-    (None for waits), to find timers cancelled later. open_waits: waits per event name not yet
-    given an event. retries: one entry per with-retry call still running.
-    """
-    return {"next_id": 0, "action_count": 0, "flat_ids": [], "open_waits": {}, "retries": []}
 
 
 @dataclass
@@ -382,7 +379,7 @@ class Engine:
                 created_time=_iso(now),
                 last_updated_time=_iso(now),
                 parent=parent,
-                runtime=_new_runtime(),
+                runtime=new_runtime(),
             )
         )
         started = h.execution_started(
@@ -636,7 +633,7 @@ class Engine:
         )
 
     def _choose(
-        self, rt: dict[str, Any], messages: list[InboxMessage]
+        self, rt: InstanceRuntime, messages: list[InboxMessage]
     ) -> tuple[list[InboxMessage], set[int]]:
         """The messages this episode replays, in the order the SDK must see them.
 
@@ -667,17 +664,17 @@ class Engine:
         return [*starts, *allocating, *others], first
 
     @staticmethod
-    def _retry_for(rt: dict[str, Any], event: h.Event) -> dict[str, Any] | None:
+    def _retry_for(rt: InstanceRuntime, event: h.Event) -> RetryGroup | None:
         """The with-retry call this completion or fired timer belongs to, if any."""
         kind = event["EventType"]
         for group in rt["retries"]:
             if kind == EventType.TimerFired:
                 if group.get("timer_id") is not None and group["timer_id"] == event.get("TimerId"):
-                    return dict(group)
+                    return group.copy()
             elif group.get("task_id") is not None and group["task_id"] == event.get(
                 "TaskScheduledId"
             ):
-                return dict(group)
+                return group.copy()
         return None
 
     def _account(
@@ -702,7 +699,7 @@ class Engine:
             # Succeeded, or the final retry timer fired and the SDK now sees the failure.
             rt["retries"] = [g for g in rt["retries"] if g != group]
 
-    def _allocates(self, rt: dict[str, Any], event: h.Event) -> bool:
+    def _allocates(self, rt: InstanceRuntime, event: h.Event) -> bool:
         group = self._retry_for(rt, event)
         if group is None:
             return False
@@ -723,7 +720,7 @@ class Engine:
         delivers the failure to the orchestrator.
         """
         rt = inst.runtime
-        groups: list[dict[str, Any]] = rt["retries"]
+        groups = rt["retries"]
         found = self._retry_for(rt, event)
         assert found is not None, "only retry events allocate ids"
         group = groups[groups.index(found)]
@@ -760,7 +757,7 @@ class Engine:
         plan.work.append({"kind": "timer", "task_id": timer_id, "fire_at": _iso(fire_at)})
 
     @staticmethod
-    def _next_id(rt: dict[str, Any]) -> int:
+    def _next_id(rt: InstanceRuntime) -> int:
         value = int(rt["next_id"])
         rt["next_id"] = value + 1
         return value
@@ -768,7 +765,7 @@ class Engine:
     def _schedule_call(
         self,
         inst: InstanceRow,
-        group: dict[str, Any],
+        group: CallSpec,
         task_id: int,
         now: datetime,
         plan: _Plan,
@@ -823,9 +820,9 @@ class Engine:
             kind = action.get("actionType")
             if kind in (ActionType.CALL_ACTIVITY, ActionType.CALL_ACTIVITY_WITH_RETRY):
                 task_id = self._next_id(rt)
-                group = {
+                group: CallSpec = {
                     "kind": "activity",
-                    "name": action.get("functionName"),
+                    "name": str(action.get("functionName")),
                     "input": action.get("input"),
                 }
                 self._schedule_call(inst, group, task_id, now, plan)
@@ -838,7 +835,7 @@ class Engine:
                 task_id = self._next_id(rt)
                 group = {
                     "kind": "suborchestration",
-                    "name": action.get("functionName"),
+                    "name": str(action.get("functionName")),
                     "input": action.get("input"),
                     "instance_id": action.get("instanceId"),
                 }
@@ -873,9 +870,9 @@ class Engine:
 
     def _track_retry(
         self,
-        rt: dict[str, Any],
+        rt: InstanceRuntime,
         action: dict[str, Any],
-        group: dict[str, Any],
+        group: CallSpec,
         task_id: int,
         now: datetime,
     ) -> None:
@@ -941,7 +938,7 @@ class Engine:
                 # to preserve unprocessed events (the Python SDK's continue_as_new cannot).
                 self.store.clear_execution(inst.instance_id)
                 inst.execution_id = uuid.uuid4().hex
-                inst.runtime = _new_runtime()
+                inst.runtime = new_runtime()
                 inst.input = plan.continue_as_new
                 inst.output = None
                 inst.status = RUNNING

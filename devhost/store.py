@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -60,6 +60,50 @@ CREATE INDEX IF NOT EXISTS work_instance ON work (instance_id);
 """
 
 
+class CallSpec(TypedDict):
+    """An activity or sub-orchestration call as the orchestrator asked for it."""
+
+    kind: Literal["activity", "suborchestration"]
+    name: str
+    input: str | None
+    instance_id: NotRequired[str | None]  # sub-orchestrations: the id the orchestrator chose
+
+
+class RetryGroup(CallSpec):
+    """One with-retry call still running: its options and where its attempts are."""
+
+    options: dict[str, Any]  # the action's retryOptions, maxNumberOfAttempts always set
+    failures: int
+    first_attempt: str
+    task_id: int | None  # the attempt running now, or None while its retry timer runs
+    timer_id: int | None
+
+
+class InstanceRuntime(TypedDict):
+    """The engine's per-execution bookkeeping, kept in the instance row as JSON.
+
+    next_id: the next task id (the SDK hands ids out in scheduling order, shared by tasks,
+    timers, sub-orchestrations and retry timers). action_count: how many top-level actions of
+    the V2 list were already turned into work. flat_ids: the task id of each flattened action
+    (None for waits), to find timers cancelled later. open_waits: waits per event name not yet
+    given an event. retries: one entry per with-retry call still running.
+    status_before_suspend: set while Suspended, the status to go back to on resume.
+
+    A TypedDict rather than a dataclass: it is stored as JSON and read back as it was written.
+    """
+
+    next_id: int
+    action_count: int
+    flat_ids: list[int | None]
+    open_waits: dict[str, int]
+    retries: list[RetryGroup]
+    status_before_suspend: NotRequired[str]
+
+
+def new_runtime() -> InstanceRuntime:
+    return {"next_id": 0, "action_count": 0, "flat_ids": [], "open_waits": {}, "retries": []}
+
+
 @dataclass
 class InstanceRow:
     """One instance. Times are ISO 8601 UTC strings with microseconds (they sort as text)."""
@@ -74,7 +118,7 @@ class InstanceRow:
     created_time: str
     last_updated_time: str
     parent: dict[str, Any] | None
-    runtime: dict[str, Any]
+    runtime: InstanceRuntime
 
 
 @dataclass(frozen=True)

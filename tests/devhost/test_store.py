@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
 
-from devhost.store import InstanceRow, Store
+from devhost.store import InstanceRow, InstanceRuntime, Store, new_runtime
+
+# Every field of the engine's bookkeeping, a with-retry call waiting on its retry timer included.
+RUNTIME: InstanceRuntime = {
+    **new_runtime(),
+    "next_id": 3,
+    "action_count": 2,
+    "flat_ids": [0, None],
+    "open_waits": {"go": 1},
+    "retries": [
+        {
+            "kind": "activity",
+            "name": "flaky",
+            "input": '"x"',
+            "options": {"firstRetryIntervalInMilliseconds": 1000, "maxNumberOfAttempts": 2},
+            "failures": 1,
+            "first_attempt": "2024-01-01T00:00:00.000000+00:00",
+            "task_id": None,
+            "timer_id": 2,
+        }
+    ],
+    "status_before_suspend": "Running",
+}
 
 
 def row(instance_id: str, created: str, status: str = "Running") -> InstanceRow:
@@ -21,7 +44,7 @@ def row(instance_id: str, created: str, status: str = "Running") -> InstanceRow:
         created_time=created,
         last_updated_time=created,
         parent=None,
-        runtime={"next_id": 0},
+        runtime=copy.deepcopy(RUNTIME),
     )
 
 
@@ -39,7 +62,7 @@ def test_everything_written_survives_closing_and_reopening_the_file(tmp_path: Pa
     reopened = Store(path)
     inst = reopened.get_instance("i1")
     assert inst is not None
-    assert inst.runtime == {"next_id": 0}
+    assert inst.runtime == RUNTIME
     assert [e["EventType"] for e in reopened.load_history("i1")] == [12, 0, 13]
     assert [m.event["Name"] for m in reopened.inbox("i1")] == ["go"]
     assert [w.name for w in reopened.work_items()] == ["a"]
