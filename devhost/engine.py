@@ -117,6 +117,10 @@ def _iso(when: datetime) -> str:
     return when.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def _shown_input(inst: InstanceRow) -> str | None:
+    return inst.status_input if inst.status_input is not None else inst.input
+
+
 def _loads(text: str | None) -> Any:
     if text is None:
         return None
@@ -193,12 +197,23 @@ class Engine:
 
     # management
 
-    async def start_new(self, name: str, instance_id: str | None, input_json: str | None) -> str:
+    async def start_new(
+        self,
+        name: str,
+        instance_id: str | None,
+        input_json: str | None,
+        *,
+        status_input: str | None = None,
+    ) -> str:
+        """Start `name`; `input_json` is what the orchestrator's context gets, `status_input`
+        the JSON text the status API shows when that differs (see InstanceRow.status_input)."""
         if name not in self.orchestrators:
             raise UnknownOrchestrator(name)
         instance_id = instance_id or uuid.uuid4().hex
         with self.store.transaction():
-            self._create_instance(name, instance_id, input_json, parent=None)
+            self._create_instance(
+                name, instance_id, input_json, parent=None, status_input=status_input
+            )
         self._changed_now(instance_id)
         self._kick(instance_id)
         return instance_id
@@ -301,7 +316,7 @@ class Engine:
     async def restart(self, instance_id: str, *, new_instance_id: bool) -> str:
         inst = self._require(instance_id)
         target = uuid.uuid4().hex if new_instance_id else instance_id
-        return await self.start_new(inst.name, target, inst.input)
+        return await self.start_new(inst.name, target, inst.input, status_input=inst.status_input)
 
     async def purge(self, instance_id: str) -> int:
         deleted = self.store.delete_instance(instance_id)
@@ -357,6 +372,7 @@ class Engine:
         input_json: str | None,
         *,
         parent: dict[str, Any] | None,
+        status_input: str | None = None,
     ) -> None:
         """Write a Pending instance and its ExecutionStarted (inside the caller's transaction)."""
         existing = self.store.get_instance(instance_id)
@@ -380,6 +396,7 @@ class Engine:
                 last_updated_time=_iso(now),
                 parent=parent,
                 runtime=new_runtime(),
+                status_input=status_input,
             )
         )
         started = h.execution_started(
@@ -406,7 +423,7 @@ class Engine:
             "name": inst.name,
             "instanceId": inst.instance_id,
             "runtimeStatus": inst.status,
-            "input": _loads(inst.input) if show_input else None,
+            "input": _loads(_shown_input(inst)) if show_input else None,
             "customStatus": _loads(inst.custom_status),
             "output": _loads(inst.output),
             "createdTime": h.status_time(datetime.fromisoformat(inst.created_time)),
@@ -940,6 +957,7 @@ class Engine:
                 inst.execution_id = uuid.uuid4().hex
                 inst.runtime = new_runtime()
                 inst.input = plan.continue_as_new
+                inst.status_input = None  # the status shows the new execution's input
                 inst.output = None
                 inst.status = RUNNING
                 self.store.put_instance(inst)

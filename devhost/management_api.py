@@ -17,6 +17,8 @@ Payload rules (what the engine receives):
   stores the body's JSON value serialized (for the SDK's double-encoded `"{\\"a\\": 1}"` that is a
   JSON string) and hands the orchestrator that value parsed once, so the SDK sees the inner text
   `{"a": 1}` and `get_input()` returns the dict; a raw JSON object posted by hand arrives compact.
+  The status API shows the stored value itself, so the body text goes along as `status_input`:
+  the SDK's input shows as the string `{"a": 1}`, an object posted by hand as that object.
 - raiseEvent: `data_json` is the EventRaised `Input` exactly as the extension stores it (the body's
   JSON written back compactly), so the SDK's double encoding shows through as it does in Azure
   (azure-functions-durable-python issue #295).
@@ -80,7 +82,12 @@ class DurableEngine(Protocol):
     """
 
     async def start_new(
-        self, name: str, instance_id: str | None, input_json: str | None
+        self,
+        name: str,
+        instance_id: str | None,
+        input_json: str | None,
+        *,
+        status_input: str | None = None,
     ) -> str: ...
 
     async def get_status(
@@ -510,7 +517,11 @@ class ManagementApi:
             problem = instance_id_problem(instance_id)
             if problem is not None:
                 return _argument_error(problem)
-        new_id = await self._engine.start_new(name, instance_id or None, input_json)
+        # The body text itself is what the status API shows as `input` (Azure keeps the body's
+        # JSON token: the SDK's double-encoded input stays a JSON string there).
+        new_id = await self._engine.start_new(
+            name, instance_id or None, input_json, status_input=text if text.strip() else None
+        )
         return await self._respond_started(request, new_id)
 
     async def _respond_started(self, request: web.Request, instance_id: str) -> web.StreamResponse:

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS instances (
     created_time TEXT NOT NULL,
     last_updated_time TEXT NOT NULL,
     parent TEXT,
-    runtime TEXT NOT NULL
+    runtime TEXT NOT NULL,
+    status_input TEXT
 );
 CREATE INDEX IF NOT EXISTS instances_created ON instances (created_time, instance_id);
 CREATE TABLE IF NOT EXISTS history (
@@ -119,6 +120,10 @@ class InstanceRow:
     last_updated_time: str
     parent: dict[str, Any] | None
     runtime: InstanceRuntime
+    # The start input as the status API shows it, when that is not `input`: the body text of a
+    # start through the management API (the SDK's JSON string stays a string there, while the
+    # orchestrator gets `input`, the value inside). None: the status shows `input`.
+    status_input: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,7 +161,14 @@ class Store:
         # last commits, which a local development host can afford.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._add_missing_columns()
         self._depth = 0
+
+    def _add_missing_columns(self) -> None:
+        # A state directory written before `status_input` existed keeps working.
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(instances)")}
+        if "status_input" not in columns:
+            self._db.execute("ALTER TABLE instances ADD COLUMN status_input TEXT")
 
     def close(self) -> None:
         self._db.close()
@@ -194,8 +206,8 @@ class Store:
     def put_instance(self, inst: InstanceRow) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO instances (instance_id, execution_id, name, status, input,"
-            " output, custom_status, created_time, last_updated_time, parent, runtime)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " output, custom_status, created_time, last_updated_time, parent, runtime,"
+            " status_input) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 inst.instance_id,
                 inst.execution_id,
@@ -208,6 +220,7 @@ class Store:
                 inst.last_updated_time,
                 None if inst.parent is None else json.dumps(inst.parent),
                 json.dumps(inst.runtime),
+                inst.status_input,
             ),
         )
 
@@ -391,4 +404,5 @@ def _instance(row: sqlite3.Row) -> InstanceRow:
         last_updated_time=row["last_updated_time"],
         parent=None if row["parent"] is None else json.loads(row["parent"]),
         runtime=json.loads(row["runtime"]),
+        status_input=row["status_input"],
     )

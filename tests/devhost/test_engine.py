@@ -418,7 +418,9 @@ def test_continue_as_new_starts_fresh_executions_until_done() -> None:
     )
 
     async def scenario(engine: Engine) -> dict[str, Any]:
-        return await finished(engine, await engine.start_new("counter", "c1", "0"))
+        # The start's status input is the first execution's; later ones show their own input.
+        started = await engine.start_new("counter", "c1", "0", status_input='"0"')
+        return await finished(engine, started)
 
     status = run(engine, scenario)
     assert status["output"] == 3
@@ -968,3 +970,28 @@ def test_a_sub_orchestrator_that_does_not_exist_fails_the_call() -> None:
         return await finished(engine, await engine.start_new("calls_unknown_child", None, None))
 
     assert "The function 'nobody' doesn't exist" in run(engine, scenario)["output"]
+
+
+def test_the_status_shows_the_status_input_and_the_orchestrator_gets_the_input() -> None:
+    seen: list[Any] = []
+
+    def echo(ctx: Any) -> Any:
+        seen.append(ctx.get_input())
+        yield ctx.call_activity("hello", "x")
+        return "done"
+
+    engine = make_engine(orchestrators={"echo": echo}, activities={"hello": json_activity(hello)})
+    sdk_body = json.dumps(json.dumps({"a": 1}))
+
+    async def scenario(engine: Engine) -> tuple[dict[str, Any], dict[str, Any]]:
+        first = await finished(
+            engine, await engine.start_new("echo", "s1", '{"a": 1}', status_input=sdk_body)
+        )
+        restarted = await engine.restart("s1", new_instance_id=True)
+        return first, await finished(engine, restarted)
+
+    first, restarted = run(engine, scenario)
+    assert first["input"] == '{"a": 1}'
+    assert restarted["input"] == '{"a": 1}'
+    assert seen[0] == {"a": 1}
+    assert seen[-1] == {"a": 1}

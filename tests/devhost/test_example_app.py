@@ -108,6 +108,36 @@ def test_sub_orchestration_with_retry_fails_the_parent_after_the_last_attempt(ap
     assert app.calls("sub-retry-never") == 2
 
 
+def test_status_input_is_the_json_text_the_sdk_sent_and_the_orchestrator_gets_the_value(app):
+    # The SDK's start_new encodes the input twice; Azure's status shows the stored JSON string
+    # (the text), while the orchestrator's get_input() returns the dict.
+    started = app.start("echo_input", {"a": 1})
+    done = app.wait(started["id"])
+    assert done["output"] == {"input": {"a": 1}, "type": "dict"}
+    assert done["input"] == '{"a": 1}'
+    public = httpx.get(started["statusQueryGetUri"]).json()
+    assert public["input"] == '{"a": 1}'
+    # Restarted, the new instance shows the same input and the orchestrator gets the same value.
+    r = httpx.post(started["restartPostUri"])
+    assert r.status_code == 202
+    again = app.wait(r.json()["id"])
+    assert again["input"] == '{"a": 1}'
+    assert again["output"] == {"input": {"a": 1}, "type": "dict"}
+
+
+def test_status_input_of_a_json_object_posted_by_hand_is_that_object(app):
+    r = httpx.post(
+        f"{app.host.url}/runtime/webhooks/durabletask/orchestrators/echo_input",
+        params={"code": app.host.system_key},
+        content=b'{"a": 1}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 202
+    done = app.wait(r.json()["id"])
+    assert done["input"] == {"a": 1}
+    assert done["output"] == {"input": {"a": 1}, "type": "dict"}
+
+
 def test_continue_as_new_keeps_the_instance_id(app):
     started = app.start("counter", 0, instance_id="counter-1")
     done = app.wait(started["id"])

@@ -57,15 +57,24 @@ class FakeEngine:
         self.page_token: str | None = None
         # Operations that refuse their arguments with ValueError, as the real engine can.
         self.refusing: set[str] = set()
+        self.status_inputs: dict[str, str | None] = {}
 
     def _call(self, *call: Any) -> None:
         self.calls.append(call)
         if call[0] in self.refusing:
             raise ValueError(f"{call[0]}: refused argument")
 
-    async def start_new(self, name: str, instance_id: str | None, input_json: str | None) -> str:
+    async def start_new(
+        self,
+        name: str,
+        instance_id: str | None,
+        input_json: str | None,
+        *,
+        status_input: str | None = None,
+    ) -> str:
         self._call("start_new", name, instance_id, input_json)
         iid = instance_id or self.next_id
+        self.status_inputs[iid] = status_input
         existing = self.instances.get(iid)
         if existing and existing["runtimeStatus"] not in TERMINAL:
             raise InstanceAlreadyExists(iid, existing["runtimeStatus"])
@@ -267,6 +276,8 @@ def test_start_returns_the_check_status_response(rpc, engine, server):
         f"{server.url}/runtime/webhooks/durabletask/instances/new-id?taskHub=Hub&connection=Storage&code=sys"
     )
     assert engine.calls[-1] == ("start_new", "orch", None, '{"x": 1}')
+    # The status shows the body's JSON itself: the SDK's JSON string, not the value inside it.
+    assert engine.status_inputs["new-id"] == json.dumps(json.dumps({"x": 1}))
 
 
 def test_start_with_an_id_and_an_empty_body(rpc, engine):
@@ -274,6 +285,7 @@ def test_start_with_an_id_and_an_empty_body(rpc, engine):
     assert r.status_code == 202
     assert r.json()["id"] == "my-id"
     assert engine.calls[-1] == ("start_new", "orch", "my-id", None)
+    assert engine.status_inputs["my-id"] is None
 
 
 def test_start_of_an_unknown_orchestrator_is_400_naming_the_known_ones(rpc):

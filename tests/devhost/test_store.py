@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,42 @@ def test_delete_instance_removes_its_history_inbox_and_work() -> None:
     assert store.load_history("i") == []
     assert store.inbox("i") == []
     assert store.work_items("i") == []
+
+
+def test_the_status_input_survives_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = Store(path)
+    inst = row("i1", "2024-01-01T00:00:00.000000+00:00")
+    inst.status_input = '"{\\"a\\": 1}"'
+    with store.transaction():
+        store.put_instance(inst)
+    store.close()
+    reopened = Store(path)
+    found = reopened.get_instance("i1")
+    assert found is not None
+    assert found.status_input == '"{\\"a\\": 1}"'
+    reopened.close()
+
+
+def test_a_state_file_from_before_the_status_input_column_still_opens(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE instances (instance_id TEXT PRIMARY KEY, execution_id TEXT NOT NULL,"
+        " name TEXT NOT NULL, status TEXT NOT NULL, input TEXT, output TEXT, custom_status TEXT,"
+        " created_time TEXT NOT NULL, last_updated_time TEXT NOT NULL, parent TEXT,"
+        " runtime TEXT NOT NULL)"
+    )
+    old.execute(
+        "INSERT INTO instances VALUES ('i1', 'e1', 'orch', 'Running', '1', NULL, NULL,"
+        " '2024-01-01T00:00:00.000000+00:00', '2024-01-01T00:00:00.000000+00:00', NULL, ?)",
+        (json.dumps(new_runtime()),),
+    )
+    old.commit()
+    old.close()
+    store = Store(path)
+    found = store.get_instance("i1")
+    assert found is not None
+    assert found.input == "1"
+    assert found.status_input is None
+    store.close()

@@ -232,6 +232,14 @@ def flaky_child(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def echo_input(context: df.DurableOrchestrationContext):
+    # What the orchestrator's context received, to compare with the status API's `input`.
+    value = context.get_input()
+    yield context.call_activity("say_hello", "echo")
+    return {"input": value, "type": type(value).__name__}
+
+
+@app.orchestration_trigger(context_name="context")
 def counter(context: df.DurableOrchestrationContext):
     n = context.get_input()
     if n < 3:
