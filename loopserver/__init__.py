@@ -8,20 +8,28 @@ its own copy. The product code never imports it.
     server = BackgroundServer(app, host="127.0.0.1", port=0)
     with server:
         httpx.get(f"{server.url}/health")
+
+A stand-in started as a subprocess needs its port chosen beforehand and a wait until it listens:
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "simulator", "--port", str(port)])
+    wait_for_port(port, alive=lambda: process.poll() is None)
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import socket
 import threading
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-__all__ = ["BackgroundServer", "serve_forever"]
+__all__ = ["BackgroundServer", "free_port", "serve_forever", "wait_for_port"]
 
 T = TypeVar("T")
 
@@ -127,3 +135,38 @@ class BackgroundServer:
 def serve_forever(app: web.Application, *, host: str, port: int) -> None:
     """Serve in the foreground until SIGINT/SIGTERM (the ``python -m`` entry points)."""
     web.run_app(app, host=host, port=port, access_log=None, print=None, handle_signals=True)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free now (another process could still take it before it is used)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    timeout: float = 30.0,
+    alive: Callable[[], bool] | None = None,
+) -> None:
+    """Return once ``host:port`` accepts a TCP connection.
+
+    ``alive``: polled between attempts; when it returns False (the server process exited) the
+    wait ends at once with a RuntimeError instead of running out the timeout.
+    Raises TimeoutError when nothing listens within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError:
+            pass
+        if alive is not None and not alive():
+            raise RuntimeError(f"the server for {host}:{port} stopped before it listened")
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"nothing listened on {host}:{port} within {timeout} s")
+        time.sleep(0.05)  # a poll interval between connection attempts, not a wait for an event

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from simulator import errors
 from simulator.faults import FaultSpec, parse_fault
 from simulator.state import SimState
 
@@ -26,9 +27,8 @@ __all__ = ["add_admin_routes"]
 
 
 def _bad_request(message: str) -> web.Response:
-    return web.json_response(
-        {"error": {"message": message, "type": "invalid_request_error"}}, status=400
-    )
+    err = errors.admin_bad_request(message)
+    return web.json_response(err.envelope(), status=err.status)
 
 
 def add_admin_routes(app: web.Application, state: SimState) -> None:
@@ -49,7 +49,8 @@ def add_admin_routes(app: web.Application, state: SimState) -> None:
         for spec in specs:
             state.faults.add(spec)
         return web.json_response(
-            {"added": [item for item in items], "pending": state.faults.pending()}, status=201
+            {"added": [spec.to_dict() for spec in specs], "pending": state.faults.pending()},
+            status=201,
         )
 
     async def get_faults(request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from simulator import errors
 from simulator.admin import add_admin_routes
 from simulator.errors import ApiError
 from simulator.handlers import image_handler
@@ -32,10 +33,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def _not_found(request: web.Request) -> ApiError:
     """What each service answers for a path it does not have."""
     if request.path.startswith("/openai/"):
-        return ApiError(404, "Resource not found", code="404", keys=("code", "message"))
-    return ApiError(
-        404, f"Invalid URL ({request.method} {request.path})", type="invalid_request_error"
-    )
+        return errors.azure_resource_not_found()
+    return errors.invalid_url(request.method, request.path)
 
 
 @web.middleware

@@ -16,13 +16,14 @@ import argparse
 import asyncio
 import dataclasses
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from loopserver import free_port, wait_for_port
 
 COMPLETED = b"event: image_generation.completed"
 PARTIAL = b"event: image_generation.partial_image"
@@ -34,13 +35,6 @@ class StreamResult:
     partials: int = 0
     completed: bool = False
     status: int = 0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _status_kb(pid: int, field: str) -> int:
@@ -99,20 +93,6 @@ async def _run(base_url: str, args: argparse.Namespace) -> tuple[float, list[Str
         return time.perf_counter() - started, list(results)
 
 
-def _wait_healthy(base_url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the simulator exited with code {process.returncode}")
-        try:
-            if httpx.get(f"{base_url}/_sim/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the simulator did not answer /_sim/health within 30 s")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m simulator.bench", description=__doc__)
     parser.add_argument("--streams", type=int, default=50)
@@ -130,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "simulator", "--port", str(port)]
     command += ["--time-scale", str(args.time_scale)]
@@ -141,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         command, stdout=subprocess.DEVNULL, env=env
     )
     try:
-        _wait_healthy(base_url, process)
+        wait_for_port(port, alive=lambda: process.poll() is None)
         rss_before = _status_kb(process.pid, "VmRSS")
         wall, results = asyncio.run(_run(base_url, args))
         peak = _status_kb(process.pid, "VmHWM")

@@ -76,6 +76,11 @@ class RouteSettings:
     latency multiplier (2.0 = twice as fast). ``keep_alive_s``: interval of ``: keep-alive``
     comment lines in streams (None: never, as at OpenAI). ``insufficient_quota``: every request
     answers 429 insufficient_quota. ``region``: the ``x-ms-region`` header (Azure).
+    ``default_model``: the model of an OpenAI-route request whose body names none (None: such a
+    request gets 400 ``missing_required_parameter``, as from the real API for gpt-image models).
+    ``rate_limit_error``: the shape of a rate-limit 429, "openai" (``rate_limit_exceeded``,
+    "Please try again in 1.2s.") or "azure" (``{"code": "429", "message": "... Please retry
+    after N seconds. ..."}``); the Azure route's default is "azure".
     """
 
     keys: tuple[str, ...] | Literal["any"] = dataclasses.field(default=ANY, repr=False)
@@ -86,6 +91,8 @@ class RouteSettings:
     keep_alive_s: float | None = None
     insufficient_quota: bool = False
     region: str = "Sweden Central"
+    default_model: str | None = None
+    rate_limit_error: Literal["openai", "azure"] = "openai"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +105,7 @@ class Deployment:
 
 
 def _default_azure() -> RouteSettings:
-    return RouteSettings(gateway=GatewaySettings(idle_timeout_s=60.0))
+    return RouteSettings(gateway=GatewaySettings(idle_timeout_s=60.0), rate_limit_error="azure")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,6 +219,12 @@ def _route(raw: object, where: str, base: RouteSettings) -> RouteSettings:
             fields[name] = _typed(value, bool, key)
         elif name == "region":
             fields[name] = _typed(value, str, key)
+        elif name == "default_model":
+            fields[name] = None if value is None else _typed(value, str, key)
+        elif name == "rate_limit_error":
+            if value not in ("openai", "azure"):
+                raise ConfigError(f'{key}: expected "openai" or "azure", got {value!r}')
+            fields[name] = value
     return dataclasses.replace(base, **fields)
 
 

@@ -7,10 +7,12 @@ the HTTP layer never builds an error body by hand. Two families of shapes exist:
     ApiError
     |-- OpenAI envelope  {"error": {"message", "type", "param", "code", **extra}}
     |     400 invalid_request_error (validation), 400 moderation_blocked, 401 invalid_api_key,
-    |     403 unverified organization, 404 model_not_found, 429 rate_limit_exceeded,
-    |     429 insufficient_quota, 5xx server_error, Azure content_filter (+ innererror)
+    |     403 unverified organization, 404 model_not_found, 404 Invalid URL, 413 body too large,
+    |     429 rate_limit_exceeded, 429 insufficient_quota, 5xx server_error, Azure
+    |     content_filter (+ innererror)
     `-- Azure/APIM envelope {"error": {"code", "message", ...only the keys the real one has}}
-          401 Access denied (APIM), 404 DeploymentNotFound, 400 contentFilter, 408 Timeout,
+          401 Access denied (APIM), 404 DeploymentNotFound, 404 Resource not found, 400
+          contentFilter, 429 call rate limit ("Please retry after N seconds."), 408 Timeout,
           and a generic proxy's 504
 
 No message ever carries a key, a token or prompt text (house rule), even where the real service
@@ -199,6 +201,34 @@ def azure_access_denied() -> ApiError:
     )
 
 
+def azure_resource_not_found() -> ApiError:
+    """Azure's 404 for a path it does not serve, or a deployment path without ``api-version``."""
+    return ApiError(404, "Resource not found", code="404", keys=("code", "message"))
+
+
+def invalid_url(method: str, path: str) -> ApiError:
+    """OpenAI's 404 for a path it does not serve."""
+    return ApiError(404, f"Invalid URL ({method} {path})", type="invalid_request_error")
+
+
+def api_version_not_supported() -> ApiError:
+    return ApiError(400, "API version not supported", code="BadRequest", keys=("code", "message"))
+
+
+def request_too_large(limit_bytes: int) -> ApiError:
+    """413 for a body over the size limit, in the OpenAI envelope (not aiohttp's plain text)."""
+    return ApiError(
+        413,
+        f"The request body is too large: at most {limit_bytes} bytes are accepted.",
+        type="invalid_request_error",
+    )
+
+
+def admin_bad_request(message: str) -> ApiError:
+    """A refused ``/_sim/`` admin call: ``{"error": {"message", "type"}}``."""
+    return ApiError(400, message, type="invalid_request_error", keys=("message", "type"))
+
+
 def azure_deployment_not_found() -> ApiError:
     return ApiError(
         404,
@@ -243,24 +273,37 @@ def azure_permission_denied() -> ApiError:
 # --- limits ---------------------------------------------------------------------------------------
 
 
+RateWindow = Literal["requests", "images"]
+
+RATE_UNITS: dict[str, str] = {
+    "requests": "requests per min (RPM)",
+    "images": "images per min (IPM)",
+}
+"""How OpenAI's 429 message names each window."""
+
+
 def rate_limit_exceeded(
     wait_s: float,
     *,
     model: str = "gpt-image-2",
+    window: RateWindow = "images",
     limit: int | None = None,
     used: int | None = None,
-    unit: str = "images per min (IPM)",
+    requested: int = 1,
     headers: Mapping[str, str] | None = None,
 ) -> ApiError:
     """429 rate_limit_exceeded; the message ends "Please try again in {wait}." like OpenAI's.
 
-    ``wait_s`` is the already-scaled wait the client should see.
+    ``wait_s`` is the already-scaled wait the client should see. ``window`` is the window that
+    denied the request; ``limit``, ``used`` and ``requested`` are counted in its unit (requests,
+    or images: ``requested`` is then the request's ``n``).
     """
     counts = ""
     if limit is not None:
-        counts = f": Limit {limit}, Used {used if used is not None else limit}, Requested 1"
+        shown_used = used if used is not None else limit
+        counts = f": Limit {limit}, Used {shown_used}, Requested {requested}"
     message = (
-        f"Rate limit reached for {model} on {unit}{counts}. "
+        f"Rate limit reached for {model} on {RATE_UNITS[window]}{counts}. "
         f"Please try again in {format_wait(wait_s)}."
     )
     return ApiError(
@@ -269,6 +312,38 @@ def rate_limit_exceeded(
         type="requests",
         code="rate_limit_exceeded",
         headers=headers,
+    )
+
+
+AZURE_OPERATIONS: dict[str, str] = {
+    "generations": "Images_Generations",
+    # UNCERTAIN: only the generations operation's name has been seen in a real 429.
+    "edits": "Images_Edits",
+}
+
+
+def azure_rate_limit_exceeded(
+    wait_s: float,
+    *,
+    endpoint: Literal["generations", "edits"] = "generations",
+    api_version: str = "2025-04-01-preview",
+    headers: Mapping[str, str] | None = None,
+) -> ApiError:
+    """Azure's own 429: ``{"error": {"code": "429", "message"}}``, the wait in whole seconds.
+
+    ``wait_s`` is the already-scaled wait; the message says "Please retry after N seconds."
+    with N rounded up (at least 1), the sentence clients parse for their back-off.
+    """
+    seconds = max(1, math.ceil(wait_s))
+    return ApiError(
+        429,
+        f"Requests to the {AZURE_OPERATIONS[endpoint]} Operation under Azure OpenAI API version "
+        f"{api_version} have exceeded call rate limit of your current OpenAI S0 pricing tier. "
+        f"Please retry after {seconds} seconds. Please go here: https://aka.ms/oai/quotaincrease "
+        "if you would like to further increase the default rate limit.",
+        code="429",
+        headers=headers,
+        keys=("code", "message"),
     )
 
 
@@ -300,6 +375,26 @@ def server_error(status: int = 500, message: str | None = None) -> ApiError:
         status, "The server had an error processing your request."
     )
     return ApiError(status, text, type="server_error")
+
+
+def http_error(
+    status: int,
+    message: str | None = None,
+    *,
+    type: str | None = None,
+    code: str | None = None,
+) -> ApiError:
+    """A scripted error of any status: ``server_error`` for 5xx unless ``type`` says otherwise."""
+    err = (
+        server_error(status, message)
+        if status >= 500
+        else ApiError(status, message or "Simulated error.")
+    )
+    if type is not None:
+        err.type = type
+    if code is not None:
+        err.code = code
+    return err
 
 
 def moderation_blocked(request_id: str | None = None) -> ApiError:
@@ -387,7 +482,18 @@ def image_generation_failed() -> ApiError:
 def mid_stream_server_error(
     error_type: str = "server_error", code: str | None = None, message: str | None = None
 ) -> ApiError:
-    """The error object a stream carries when the generation fails after it started."""
+    """The error object a stream carries when the generation fails after it started.
+
+    ``code`` ``image_generation_failed`` is seed 004's edits variant: its message and type
+    (``image_generation_server_error``, unless ``error_type`` names another than the default).
+    """
+    if code == "image_generation_failed":
+        err = image_generation_failed()
+        if message is not None:
+            err.message = message
+        if error_type != "server_error":
+            err.type = error_type
+        return err
     return ApiError(
         500,
         message or "An error occurred while processing the request.",

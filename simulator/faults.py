@@ -33,17 +33,31 @@ from typing import Any, Literal
 
 Route = Literal["openai", "azure", "azure_v1"]
 
-_KINDS: dict[str, frozenset[str]] = {
-    "http_error": frozenset({"status", "type", "code", "message"}),
-    "slow_first_byte": frozenset({"delay_s"}),
-    "mid_stream_error": frozenset({"after_partials", "style", "error_type", "code", "message"}),
-    "stream_without_completed": frozenset({"after_partials"}),
-    "connection_reset": frozenset({"at", "after_partials"}),
-    "moderation_blocked": frozenset(),
-    "content_filter": frozenset({"style"}),
-    "rate_limited": frozenset({"retry_after_s", "header_style"}),
-    "insufficient_quota": frozenset(),
-    "auth_error": frozenset({"status"}),
+FaultStage = Literal["answer", "first_byte", "stream"]
+"""Where a kind acts: ``answer`` replaces the response before any generation starts;
+``first_byte`` holds the response of a generation back; ``stream`` changes the generation's
+timeline (what is sent, and when it stops)."""
+
+
+@dataclass(frozen=True)
+class _Kind:
+    params: frozenset[str]
+    stage: FaultStage
+
+
+_KINDS: dict[str, _Kind] = {
+    "http_error": _Kind(frozenset({"status", "type", "code", "message"}), "answer"),
+    "slow_first_byte": _Kind(frozenset({"delay_s"}), "first_byte"),
+    "mid_stream_error": _Kind(
+        frozenset({"after_partials", "style", "error_type", "code", "message"}), "stream"
+    ),
+    "stream_without_completed": _Kind(frozenset({"after_partials"}), "stream"),
+    "connection_reset": _Kind(frozenset({"at", "after_partials"}), "stream"),
+    "moderation_blocked": _Kind(frozenset(), "answer"),
+    "content_filter": _Kind(frozenset({"style"}), "answer"),
+    "rate_limited": _Kind(frozenset({"retry_after_s", "header_style"}), "answer"),
+    "insufficient_quota": _Kind(frozenset(), "answer"),
+    "auth_error": _Kind(frozenset({"status"}), "answer"),
 }
 _COMMON = frozenset({"kind", "count", "match"})
 _MATCH_KEYS = ("route", "deployment", "endpoint", "stream", "size")
@@ -103,6 +117,11 @@ class FaultSpec:
     retry_after_s: float = 1.0
     header_style: str = "openai"
 
+    @property
+    def stage(self) -> FaultStage:
+        """Where this fault acts (see ``FaultStage``)."""
+        return _KINDS[self.kind].stage
+
     def to_dict(self) -> dict[str, object]:
         """The JSON form again, with only the parameters this kind uses."""
         body: dict[str, object] = {"kind": self.kind, "count": self.count}
@@ -110,7 +129,7 @@ class FaultSpec:
         if match:
             body["match"] = match
         values = asdict(self)
-        for name in sorted(_KINDS[self.kind]):
+        for name in sorted(_KINDS[self.kind].params):
             if values[name] is not None:
                 body[name] = values[name]
         return body
@@ -196,7 +215,7 @@ def parse_fault(obj: Mapping[str, object]) -> FaultSpec:
     if "kind" not in obj:
         raise _fail("kind", f"is required (one of {', '.join(_KINDS)})")
     kind = _string(obj, "kind", tuple(_KINDS))
-    known = _COMMON | _KINDS[kind]
+    known = _COMMON | _KINDS[kind].params
     for name in obj:
         if name not in known:
             raise _fail(name, f"is not known for kind {kind!r} (known: {', '.join(sorted(known))})")

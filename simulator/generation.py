@@ -6,6 +6,10 @@ hands events to the response writer through a queue; the writer may stop listeni
 (``detach``), and the generation then runs on to its end without rendering pictures nobody will
 see, and reports whether it completed.
 
+If anything in a generation raises (a rendering bug, a full disk in the cache), the generation
+ends as failed and hands the writer a ``crash`` event, so the client gets a 500 ``server_error``
+(or an error event once the stream started) instead of waiting forever.
+
 The timeline is pure (``build_steps``): partial images at the plan's times, the final image(s) at
 the plan's total, and the stream faults cut into it (a mid-stream error or a clean end after k
 partials stop the generation; a connection reset only cuts the client off).
@@ -20,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import logging
+import traceback
 from collections.abc import Callable
 from typing import Literal
 
@@ -28,9 +34,11 @@ from simulator.images import ImageRenderer
 from simulator.latency import GenerationPlan, TimeScale
 from simulator.validation import ImageRequest
 
-__all__ = ["Event", "Generation", "Step", "build_steps", "fault_time"]
+__all__ = ["Event", "Generation", "Step", "build_steps", "fault_time", "log_failure"]
 
-StepKind = Literal["partial", "completed", "error", "end", "reset"]
+StepKind = Literal["partial", "completed", "error", "end", "reset", "crash"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +59,11 @@ class Event:
     image: bytes | None = None
 
 
-# Faults that change the timeline; every other kind is answered before a generation starts.
-STREAM_FAULTS = ("mid_stream_error", "stream_without_completed", "connection_reset")
+def log_failure(what: str, exc: BaseException) -> None:
+    """Log a simulator bug: the exception's type and frames, never its message (it could carry
+    request data, and prompts and keys stay out of logs)."""
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    logger.error("%s failed with %s:\n%s", what, type(exc).__name__, frames)
 
 
 def fault_time(plan: GenerationPlan, after_partials: int) -> float:
@@ -72,7 +83,7 @@ def build_steps(
             steps.append(Step("partial", at_s, image_index, partial_index))
     for image_index in range(request.n):
         steps.append(Step("completed", plan.total_s, image_index))
-    if fault is None or fault.kind not in STREAM_FAULTS:
+    if fault is None or fault.stage != "stream":
         return steps
     if fault.kind == "connection_reset" and fault.at == "before_headers":
         return [Step("reset", 0.0), *steps]
@@ -131,6 +142,13 @@ class Generation:
                 if not await self._step(step):
                     return
             self.completed = True
+        except Exception as exc:
+            # A bug of the simulator, not a scripted fault: the generation fails, the writer
+            # answers the client, and the task ends without an exception nobody retrieves.
+            self.failed = True
+            log_failure("a generation", exc)
+            if not self.detached:
+                self.queue.put_nowait(Event(Step("crash", 0.0)))
         finally:
             self._on_done(self)
 

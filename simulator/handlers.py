@@ -32,7 +32,7 @@ from simulator.auth import check_auth
 from simulator.config import ANY, Deployment, RouteSettings
 from simulator.errors import ApiError
 from simulator.faults import FaultSpec, RequestContext
-from simulator.generation import Event, Generation, build_steps
+from simulator.generation import Event, Generation, build_steps, log_failure
 from simulator.state import SimState
 from simulator.usage import cost_usd, usage_for
 from simulator.validation import ImageRequest, parse_edit, parse_generation
@@ -45,15 +45,6 @@ Endpoint = Literal["generations", "edits"]
 OPENAI_VERSION = "2020-10-01"
 # How often a waiting handler looks whether its client went away (real seconds).
 DISCONNECT_POLL_S = 0.25
-# Faults answered with an error before any generation starts.
-ANSWER_FAULTS = (
-    "http_error",
-    "moderation_blocked",
-    "content_filter",
-    "rate_limited",
-    "insufficient_quota",
-    "auth_error",
-)
 
 
 class ClientGone(Exception):
@@ -69,15 +60,6 @@ def image_handler(
         return await Exchange(state, request, route, endpoint).run()
 
     return handle
-
-
-def resource_not_found() -> ApiError:
-    """Azure's answer to a deployment-path request without ``api-version`` (a 404, not a 400)."""
-    return ApiError(404, "Resource not found", code="404", keys=("code", "message"))
-
-
-def api_version_not_supported() -> ApiError:
-    return ApiError(400, "API version not supported", code="BadRequest", keys=("code", "message"))
 
 
 class Exchange:
@@ -150,12 +132,35 @@ class Exchange:
     # --- admission -------------------------------------------------------------------------------
 
     async def run(self) -> web.StreamResponse:
+        """Answer the request; whatever happens, its ledger entry ends with an outcome."""
+        try:
+            return await self._run()
+        except Exception as exc:
+            # A bug of the simulator: answer as the real service does when it fails, rather than
+            # with aiohttp's plain-text 500, and never leave the entry in progress.
+            log_failure(f"request {self.request_id}", exc)
+            if self.response is None:
+                return self.error_response(errors.server_error(), "simulator_error")
+            self.finish(status=self.response.status, outcome="simulator_error")
+            return self.abort()
+        finally:
+            if self.entry.outcome == "in_progress":
+                status = self.response.status if self.response is not None else 499
+                self.finish(status=status, outcome="interrupted")
+
+    async def _run(self) -> web.StreamResponse:
         try:
             image_request, deployment, fault = await self._admit()
         except ApiError as err:
             outcome = "rate_limited" if err.status == 429 else "rejected"
             return self.error_response(err, outcome)
-        if fault is not None and fault.kind in ANSWER_FAULTS:
+        except web.HTTPRequestEntityTooLarge:
+            too_large = errors.request_too_large(self.request.client_max_size)
+            response = self.error_response(too_large, "rejected")
+            # The rest of the body was never read: this connection cannot carry another request.
+            response.force_close()
+            return response
+        if fault is not None and fault.stage == "answer":
             return self.error_response(self._fault_error(fault), f"fault:{fault.kind}")
         return await self._generate(image_request, deployment, fault)
 
@@ -164,10 +169,12 @@ class Exchange:
         if self.route == "azure":
             version = self.request.query.get("api-version")
             if not version:
-                raise resource_not_found()
+                raise errors.azure_resource_not_found()
             if config.api_versions != ANY and version not in config.api_versions:
-                raise api_version_not_supported()
+                raise errors.api_version_not_supported()
         check_auth(self.route, self.settings, self.request.headers)
+        # On OpenAI's route a body without ``model`` gets the route's default_model (None: 400).
+        default_model = self.settings.default_model if self.route == "openai" else None
         deployment: Deployment | None = None
         if self.route == "azure":
             deployment = self._deployment(self.request.match_info["deployment"])
@@ -178,7 +185,7 @@ class Exchange:
             image_request = parse_generation(
                 body,
                 owner=self.owner,
-                model=deployment.model if deployment else None,
+                model=deployment.model if deployment else default_model,
                 models=config.models,
                 settings=config.validation,
             )
@@ -191,7 +198,7 @@ class Exchange:
                 image_count=image_count,
                 has_mask=has_mask,
                 owner=self.owner,
-                model=deployment.model if deployment else None,
+                model=deployment.model if deployment else default_model,
                 models=config.models,
                 settings=config.validation,
             )
@@ -275,30 +282,34 @@ class Exchange:
         self.rate_headers = dict(decision.headers)
         if decision.allowed:
             return
-        wait_s = decision.retry_after_s
-        if wait_s is None:  # azure_minus_one gives no hint; the message still names a wait
-            wait_s = self.state.scale.report(rule.window_s)
+        # azure_minus_one gives no hint in the headers; the message still names the wait.
+        wait_s = decision.wait_s if decision.wait_s is not None else 0.0
+        if self.settings.rate_limit_error == "azure":
+            raise self._azure_rate_limit(wait_s, headers={})
         raise errors.rate_limit_exceeded(
             wait_s,
             model=image_request.model,
-            limit=rule.images_per_minute or rule.requests_per_minute,
+            window=decision.window or "requests",
+            limit=decision.limit,
+            used=decision.used,
+            requested=decision.requested or 1,
             headers={},
+        )
+
+    def _azure_rate_limit(self, wait_s: float, *, headers: Mapping[str, str]) -> ApiError:
+        # The v1 path has no api-version parameter; its 429 names the path's version instead.
+        version = self.request.query.get("api-version") or "v1"
+        return errors.azure_rate_limit_exceeded(
+            wait_s, endpoint=self.endpoint, api_version=version, headers=headers
         )
 
     def _fault_error(self, fault: FaultSpec) -> ApiError:
         """The answer of a fault that stops a request before any generation."""
         scale = self.state.scale
         if fault.kind == "http_error":
-            status = fault.status or 500
-            if status >= 500:
-                err = errors.server_error(status, fault.message)
-            else:
-                err = ApiError(status, fault.message or "Simulated error.")
-            if fault.type is not None:
-                err.type = fault.type
-            if fault.code is not None:
-                err.code = fault.code
-            return err
+            return errors.http_error(
+                fault.status or 500, fault.message, type=fault.type, code=fault.code
+            )
         if fault.kind == "moderation_blocked":
             return errors.moderation_blocked(self.request_id)
         if fault.kind == "content_filter":
@@ -318,6 +329,8 @@ class Exchange:
         # rate_limited: the 429 storm, with the header style the fault asks for.
         wait_s = scale.report(fault.retry_after_s)
         self.rate_headers = {}
+        if self.settings.rate_limit_error == "azure":
+            return self._azure_rate_limit(wait_s, headers=_retry_headers(fault, wait_s))
         return errors.rate_limit_exceeded(wait_s, headers=_retry_headers(fault, wait_s))
 
     # --- the generation --------------------------------------------------------------------------
@@ -346,7 +359,7 @@ class Exchange:
         state.upstream.add(task)
         task.add_done_callback(state.upstream.discard)
         hold_until = self.started
-        if fault is not None and fault.kind == "slow_first_byte":
+        if fault is not None and fault.stage == "first_byte":
             hold_until += state.scale.wait(fault.delay_s or 0.0)
         writer = _Writer(self, generation, fault, hold_until)
         try:
@@ -522,9 +535,27 @@ class _Writer:
                 status=x.response.status if x.response else 0, outcome="fault:connection_reset"
             )
             return x.abort()
+        if step.kind == "crash":
+            return await self._deliver_crash()
         if self.stream:
             return await self._deliver_stream(event)
         return await self._deliver_json(event)
+
+    async def _deliver_crash(self) -> web.StreamResponse:
+        """The generation failed inside the simulator: a 500, or an error event mid-stream."""
+        x = self.x
+        if x.response is None:
+            return x.error_response(errors.server_error(), "simulator_error")
+        x.finish(status=x.response.status, outcome="simulator_error")
+        if not self.stream:
+            return x.abort()
+        style: Literal["azure", "openai"] = "azure" if x.owner == "azure" else "openai"
+        body = errors.stream_error_event(
+            errors.mid_stream_server_error(), style=style, sequence_number=x.partials_sent
+        )
+        await x.write([sse.error_event(body)])
+        await x.end()
+        return x.response
 
     def _fields(self) -> dict[str, Any]:
         request = self.request
@@ -563,7 +594,9 @@ class _Writer:
             return response
         assert self.fault is not None
         if step.kind == "error":
-            err = errors.mid_stream_server_error(self.fault.error_type, self.fault.code)
+            err = errors.mid_stream_server_error(
+                self.fault.error_type, self.fault.code, self.fault.message
+            )
             style: Literal["azure", "openai"] = (
                 "openai" if self.fault.style == "openai" else "azure"
             )
@@ -603,7 +636,9 @@ class _Writer:
             return response
         assert self.fault is not None
         if step.kind == "error":
-            err = errors.mid_stream_server_error(self.fault.error_type, self.fault.code)
+            err = errors.mid_stream_server_error(
+                self.fault.error_type, self.fault.code, self.fault.message
+            )
             return x.error_response(err, "fault:mid_stream_error")
         # "end" without a stream: the body stops short of what Content-Length promised.
         response = web.StreamResponse(status=200, headers=x.headers())

@@ -114,11 +114,6 @@ class ImageRenderer:
         with self._lock:
             return CacheStats(self._hits, self._misses, len(self._cache), self._cache_bytes)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._cache.clear()
-            self._cache_bytes = 0
-
     # --- cache --------------------------------------------------------------------------------
 
     def _key(

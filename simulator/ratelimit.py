@@ -29,9 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from simulator.errors import format_duration
+from simulator.errors import RateWindow, format_duration
 
-__all__ = ["RateDecision", "RateLimitRule", "RateLimiter", "format_duration"]
+__all__ = ["RateDecision", "RateLimitRule", "RateLimiter"]
 
 HeaderStyle = Literal["openai", "azure", "azure_minus_one"]
 _STYLES = ("openai", "azure", "azure_minus_one")
@@ -39,10 +39,10 @@ _STYLES = ("openai", "azure", "azure_minus_one")
 
 @dataclass(frozen=True)
 class RateLimitRule:
-    """Limits per window; None disables that window."""
+    """Limits per window; None disables that window (one of the two must be set)."""
 
-    requests_per_minute: int | None
-    images_per_minute: int | None
+    requests_per_minute: int | None = None
+    images_per_minute: int | None = None
     header_style: HeaderStyle = "openai"
     window_s: float = 60.0
 
@@ -53,17 +53,33 @@ class RateLimitRule:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {value}")
+        if self.requests_per_minute is None and self.images_per_minute is None:
+            raise ValueError(
+                "set requests_per_minute, images_per_minute or both "
+                "(for no limit, set rate_limit itself to null)"
+            )
         if not self.window_s > 0:
             raise ValueError(f"window_s must be > 0, got {self.window_s}")
 
 
 @dataclass(frozen=True)
 class RateDecision:
-    """The verdict for one request. ``retry_after_s`` is already a reported (scaled) value."""
+    """The verdict for one request. ``retry_after_s`` is already a reported (scaled) value.
+
+    On a denial, ``window`` names the window that denied it (the one with the longest wait when
+    both do), with its ``limit``, ``used`` (what the window holds now) and ``requested`` (1 for
+    requests, the request's n for images): what the 429 message reports. ``wait_s`` is the
+    reported wait even where the header style gives the client none.
+    """
 
     allowed: bool
     headers: dict[str, str] = field(default_factory=dict)
     retry_after_s: float | None = None
+    window: RateWindow | None = None
+    limit: int | None = None
+    used: int | None = None
+    requested: int | None = None
+    wait_s: float | None = None
 
 
 class RateLimiter:
@@ -89,18 +105,29 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             self._expire(now)
-            wait = self._wait_needed(now, images)
-            if wait == 0.0:
+            denial = self._denial(now, images)
+            if denial is None:
                 self._accepted.append((now, images))
             headers = self._headers(now)
-        if wait == 0.0:
+        if denial is None:
             return RateDecision(True, headers, None)
+        window, wait, limit, used, requested = denial
         shown = self._report(wait)
+        retry_after: float | None = None
         if self.rule.header_style != "azure_minus_one":
             headers["retry-after"] = str(max(1, math.ceil(shown)))
             headers["retry-after-ms"] = str(max(1, math.ceil(shown * 1000)))
-            return RateDecision(False, headers, shown)
-        return RateDecision(False, headers, None)
+            retry_after = shown
+        return RateDecision(
+            False,
+            headers,
+            retry_after,
+            window=window,
+            limit=limit,
+            used=used,
+            requested=requested,
+            wait_s=shown,
+        )
 
     def reset(self) -> None:
         with self._lock:
@@ -112,27 +139,32 @@ class RateLimiter:
         while self._accepted and self._accepted[0][0] <= now - self.rule.window_s:
             self._accepted.popleft()
 
-    def _wait_needed(self, now: float, images: int) -> float:
-        """Service seconds until this request would fit (0.0: it fits now)."""
-        wait = 0.0
+    def _denial(self, now: float, images: int) -> tuple[RateWindow, float, int, int, int] | None:
+        """None when the request fits now; else (window, service seconds to wait, limit, used,
+        requested) of the window that holds it back longest."""
+        denials: list[tuple[float, RateWindow, int, int, int]] = []
         rpm = self.rule.requests_per_minute
         if rpm is not None and len(self._accepted) + 1 > rpm:
             blocking = self._accepted[len(self._accepted) - rpm]
-            wait = max(wait, blocking[0] + self.rule.window_s - now)
+            wait = blocking[0] + self.rule.window_s - now
+            denials.append((wait, "requests", rpm, len(self._accepted), 1))
         ipm = self.rule.images_per_minute
         if ipm is not None:
             used = sum(count for _, count in self._accepted)
             if used + images > ipm:
-                if images > ipm:
-                    # Never fits in one window; tell the client to wait a whole window.
-                    return max(wait, self.rule.window_s)
+                # A request for more images than the window holds never fits: wait a window.
+                wait = self.rule.window_s
                 freed = 0
                 for stamp, count in self._accepted:
                     freed += count
-                    if used - freed + images <= ipm:
-                        wait = max(wait, stamp + self.rule.window_s - now)
+                    if images <= ipm and used - freed + images <= ipm:
+                        wait = stamp + self.rule.window_s - now
                         break
-        return wait
+                denials.append((wait, "images", ipm, used, images))
+        if not denials:
+            return None
+        wait, window, limit, used, requested = max(denials, key=lambda denial: denial[0])
+        return window, max(wait, 0.0), limit, used, requested
 
     def _headers(self, now: float) -> dict[str, str]:
         style = self.rule.header_style

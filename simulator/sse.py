@@ -63,11 +63,10 @@ def image_event(event: str, fields: Mapping[str, Any], image: bytes) -> Iterator
     yield b'"' + _json_tail(fields) + b"\n\n"
 
 
-def error_event(body: Mapping[str, Any], *, event: str | None = "error") -> bytes:
-    """A complete SSE error event (``event: error`` unless ``event`` is None)."""
+def error_event(body: Mapping[str, Any]) -> bytes:
+    """A complete SSE ``event: error``."""
     data = json.dumps(dict(body), separators=(",", ":")).encode()
-    prefix = b"event: " + event.encode() + b"\n" if event else b""
-    return prefix + b"data: " + data + b"\n\n"
+    return b"event: error\ndata: " + data + b"\n\n"
 
 
 def images_response(

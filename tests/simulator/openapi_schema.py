@@ -1,7 +1,8 @@
-"""Check simulator bodies against OpenAI's published OpenAPI document, not a copy of our own.
+"""Check simulator bodies against OpenAI's published OpenAPI schemas, not a copy of our own.
 
-The document (openai/openai-openapi, in shared/reference beside the fact sheet) is parsed once per
-test session. ``violations(instance, "ImagesResponse")`` walks the schema's ``$ref``, ``anyOf``,
+The schemas come from the extract of openai/openai-openapi kept in the repository
+(``tests/simulator/data/openai-images-schemas.yaml``, see ``openapi_extract``), so the checks run
+in any clone. ``violations(instance, "ImagesResponse")`` walks the schema's ``$ref``, ``anyOf``,
 ``type``, ``nullable``, ``required``, ``properties``, ``items`` and ``enum`` and returns what does
 not fit (an empty list when everything does). That subset is all the image schemas use.
 
@@ -13,38 +14,16 @@ description says gpt-image-2 accepts arbitrary sizes such as 1536x864.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Collection
-from pathlib import Path
 from typing import Any
 
-import yaml  # type: ignore[import-untyped]
-
-from tests.support import missing_service
-
-_DEFAULT = Path(__file__).resolve().parents[3] / "shared/reference/openai-openapi/openapi.yaml"
-
-
-def openapi_path() -> Path:
-    return Path(os.environ.get("SIM_OPENAPI_PATH", str(_DEFAULT)))
+from tests.simulator.openapi_extract import EXTRACT, load_yaml
 
 
 @functools.cache
-def _document(path: str) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as handle:
-        loaded: dict[str, Any] = yaml.load(handle, Loader=yaml.CSafeLoader)
-    return loaded
-
-
 def schemas() -> dict[str, Any]:
-    """``components.schemas`` of the document (skip, or fail under CI, when it is missing)."""
-    path = openapi_path()
-    if not path.is_file():
-        missing_service(
-            f"the OpenAI OpenAPI document at {path}",
-            "set SIM_OPENAPI_PATH to a copy of openai/openai-openapi's openapi.yaml",
-        )
-    found: dict[str, Any] = _document(str(path))["components"]["schemas"]
+    """The extracted ``components.schemas``, parsed once per test session."""
+    found: dict[str, Any] = load_yaml(EXTRACT)
     return found
 
 

@@ -19,6 +19,9 @@ def test_queue_list_and_clear_faults(sim: Simulator):
 
     assert one.status_code == 201
     assert many.status_code == 201
+    # The parsed specs come back, defaults filled in, not the request's own JSON.
+    assert one.json()["added"] == [{"kind": "http_error", "count": 1, "status": 500}]
+    assert many.json()["added"][1] == {"kind": "insufficient_quota", "count": 1}
     pending = httpx.get(f"{sim.url}/_sim/faults").json()["pending"]
     assert [(f["kind"], f["count"]) for f in pending] == [
         ("http_error", 1),

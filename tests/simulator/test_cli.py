@@ -10,16 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import free_port, wait_until
+from loopserver import free_port, wait_for_port
 
 ROOT = Path(__file__).parents[2]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/_sim/health", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.mark.subprocess
@@ -44,7 +37,7 @@ def test_cli_serves_prints_its_urls_and_stops_cleanly_on_ctrl_c():
         text=True,
     )
     try:
-        wait_until(lambda: _healthy(url), timeout=30, what="the simulator to answer")
+        wait_for_port(port, alive=lambda: process.poll() is None)
         response = httpx.post(
             f"{url}/v1/images/generations",
             headers={"Authorization": "Bearer sk-local-test"},

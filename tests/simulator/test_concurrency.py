@@ -34,9 +34,26 @@ async def many_streams(base_url: str) -> list[list[str]]:
         return await asyncio.gather(*(one_stream(client, i) for i in range(STREAMS)))
 
 
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    """The largest number of intervals open at one instant (an end before a start at a tie)."""
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = most = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return most
+
+
+def test_most_at_once_counts_overlaps():
+    assert most_at_once([(0, 1), (1, 2), (2, 3)]) == 1
+    assert most_at_once([(0, 3), (1, 4), (2, 5), (6, 7)]) == 3
+
+
 def test_fifty_streams_run_side_by_side(make_sim: MakeSim):
-    # Time scale 10: each stream lasts about 2.2 s, so a simulator that served them one after
-    # another could not have every request arrive before the first generation finished.
+    # Time scale 10: each generation lasts about 2.2 s. The property is read from the recorded
+    # intervals (arrival to the end upstream), not from arrival order: a simulator serving the
+    # streams one after another would never have two open at once, however the client's
+    # requests were spread over time on a busy machine.
     sim = make_sim(time_scale=10)
 
     results = asyncio.run(many_streams(sim.openai_base_url))
@@ -45,9 +62,8 @@ def test_fifty_streams_run_side_by_side(make_sim: MakeSim):
     assert all(len(types) == 3 for types in results)
     entries = sim.ledger()
     assert billable_count(entries) == STREAMS
-    last_arrival = max(e.received_at for e in entries)
-    first_done = min(e.upstream_done_at or 0.0 for e in entries)
-    assert last_arrival < first_done, "the generations did not overlap"
+    intervals = [(e.received_at, e.upstream_done_at or 0.0) for e in entries]
+    assert most_at_once(intervals) >= STREAMS // 5, "the generations did not overlap"
 
 
 def test_a_4k_png_travels_whole_in_one_sse_line(make_sim: MakeSim):

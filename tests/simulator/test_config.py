@@ -91,6 +91,8 @@ def test_nested_settings_are_typed():
         ({"faults": [{"kind": "nope"}]}, "faults[0]"),
         ({"deployments": {"d": {"modle": "x"}}}, "deployments.d.modle"),
         ({"seed": True}, "seed"),
+        ({"openai": {"rate_limit_error": "aws"}}, "openai.rate_limit_error"),
+        ({"openai": {"default_model": 3}}, "openai.default_model"),
     ],
 )
 def test_errors_name_the_bad_key(raw, named):
@@ -116,3 +118,32 @@ def test_keys_never_appear_in_repr():
     )
     assert "sk-secret-1" not in repr(config)
     assert "tok-secret" not in repr(config)
+
+
+@pytest.mark.parametrize("window", ["requests_per_minute", "images_per_minute"])
+def test_a_rate_limit_with_one_window_needs_no_other_key(window: str):
+    config = config_from_dict({"openai": {"rate_limit": {window: 4}}})
+    assert config.openai.rate_limit is not None
+    assert getattr(config.openai.rate_limit, window) == 4
+
+
+def test_a_rate_limit_without_any_window_is_a_clear_config_error():
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"openai": {"rate_limit": {"window_s": 10}}})
+    message = str(caught.value)
+    assert message.startswith("openai.rate_limit: set requests_per_minute, images_per_minute")
+    assert "__init__" not in message
+
+
+def test_rate_limit_error_shape_and_default_model_per_route():
+    defaults = SimulatorConfig()
+    assert (defaults.openai.rate_limit_error, defaults.azure.rate_limit_error) == (
+        "openai",
+        "azure",
+    )
+    assert defaults.openai.default_model is None
+    config = config_from_dict(
+        {"openai": {"default_model": "gpt-image-2"}, "azure": {"rate_limit_error": "openai"}}
+    )
+    assert config.openai.default_model == "gpt-image-2"
+    assert config.azure.rate_limit_error == "openai"

@@ -183,3 +183,46 @@ def test_repr_names_the_case_without_the_message():
 def test_long_waits_are_written_in_minutes_like_the_headers():
     assert errors.rate_limit_exceeded(372.5).message.endswith("Please try again in 6m12.5s.")
     assert errors.format_wait(0) == "1ms"
+
+
+def test_rate_limit_message_names_the_window_and_the_requested_count():
+    error = errors.rate_limit_exceeded(2, window="requests", limit=2, used=2, requested=1)
+    assert "on requests per min (RPM): Limit 2, Used 2, Requested 1." in error.message
+    error = errors.rate_limit_exceeded(2, window="images", limit=5, used=4, requested=3)
+    assert "on images per min (IPM): Limit 5, Used 4, Requested 3." in error.message
+
+
+@pytest.mark.parametrize(("wait_s", "seconds"), [(12, 12), (11.2, 12), (0.01, 1)])
+def test_azure_rate_limit_is_azures_envelope_with_whole_seconds(wait_s, seconds):
+    error = errors.azure_rate_limit_exceeded(wait_s, api_version="2025-04-01-preview")
+    assert error.status == 429
+    assert set(error.error_object()) == {"code", "message"}
+    assert error.code == "429"
+    assert error.message.startswith(
+        "Requests to the Images_Generations Operation under Azure OpenAI API version "
+        "2025-04-01-preview have exceeded call rate limit of your current OpenAI S0 pricing tier."
+    )
+    assert f"Please retry after {seconds} seconds." in error.message
+
+
+def test_request_too_large_is_the_openai_envelope():
+    error = errors.request_too_large(1024)
+    assert error.status == 413
+    assert error.envelope() == {
+        "error": {
+            "message": error.message,
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+    }
+
+
+def test_mid_stream_error_with_code_image_generation_failed_is_seed_004s_edits_error():
+    error = errors.mid_stream_server_error(code="image_generation_failed")
+    assert (error.message, error.type, error.code) == (
+        "Image generation failed",
+        "image_generation_server_error",
+        "image_generation_failed",
+    )
+    assert errors.mid_stream_server_error(message="boom").message == "boom"

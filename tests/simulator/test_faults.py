@@ -163,3 +163,19 @@ def test_queue_gives_each_count_to_exactly_one_taker_across_threads():
         taken = list(pool.map(lambda _: queue.take(CTX), range(150)))
     assert sum(spec is not None for spec in taken) == 100
     assert queue.pending() == []
+
+
+@pytest.mark.parametrize(
+    ("spec", "stage"),
+    [
+        ({"kind": "http_error", "status": 500}, "answer"),
+        ({"kind": "rate_limited"}, "answer"),
+        ({"kind": "auth_error"}, "answer"),
+        ({"kind": "slow_first_byte", "delay_s": 1}, "first_byte"),
+        ({"kind": "mid_stream_error"}, "stream"),
+        ({"kind": "stream_without_completed"}, "stream"),
+        ({"kind": "connection_reset"}, "stream"),
+    ],
+)
+def test_each_kind_knows_where_it_acts(spec, stage):
+    assert parse_fault(spec).stage == stage

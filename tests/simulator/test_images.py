@@ -227,13 +227,6 @@ def test_many_threads_asking_for_one_image_render_it_once():
     assert (stats.misses, stats.hits) == (1, 7)
 
 
-def test_clear_empties_the_cache():
-    fresh = ImageRenderer()
-    fresh.final(request("1024x1024", "jpeg"), 0)
-    fresh.clear()
-    assert (fresh.stats().entries, fresh.stats().bytes) == (0, 0)
-
-
 @pytest.mark.parametrize(
     ("kwargs", "named"),
     [({"max_cache_bytes": -1}, "max_cache_bytes"), ({"png_bytes_per_pixel": -1}, "png")],

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from simulator.errors import format_duration
 from simulator.latency import TimeScale
-from simulator.ratelimit import RateLimiter, RateLimitRule, format_duration
+from simulator.ratelimit import RateLimiter, RateLimitRule
 
 
 class FakeClock:
@@ -145,10 +146,48 @@ def test_azure_minus_one_style_sends_only_minus_ones_and_no_retry_hint():
     assert not any(name.startswith("retry-after") for name in denied.headers)
 
 
-def test_no_limits_means_always_allowed_and_no_headers():
-    limiter = RateLimiter(RateLimitRule(None, None), FakeClock())
-    decisions = [limiter.acquire(10) for _ in range(100)]
-    assert all(d.allowed and d.headers == {} for d in decisions)
+def test_a_rule_needs_at_least_one_window():
+    with pytest.raises(ValueError, match="requests_per_minute, images_per_minute or both"):
+        RateLimitRule()
+    assert RateLimitRule(images_per_minute=2).requests_per_minute is None
+    assert RateLimitRule(requests_per_minute=2).images_per_minute is None
+
+
+def test_a_denial_by_the_images_window_names_it_with_its_counts():
+    limiter = RateLimiter(RateLimitRule(requests_per_minute=10, images_per_minute=3), FakeClock())
+    assert limiter.acquire(2).allowed
+
+    denied = limiter.acquire(2)
+
+    assert (denied.allowed, denied.window) == (False, "images")
+    assert (denied.limit, denied.used, denied.requested) == (3, 2, 2)
+
+
+def test_a_denial_by_the_requests_window_names_it_with_its_counts():
+    limiter = RateLimiter(RateLimitRule(requests_per_minute=2, images_per_minute=100), FakeClock())
+    assert limiter.acquire(1).allowed
+    assert limiter.acquire(1).allowed
+
+    denied = limiter.acquire(4)
+
+    assert (denied.allowed, denied.window) == (False, "requests")
+    assert (denied.limit, denied.used, denied.requested) == (2, 2, 1)
+
+
+def test_when_both_windows_deny_the_longer_wait_is_named():
+    clock = FakeClock()
+    limiter = RateLimiter(RateLimitRule(requests_per_minute=2, images_per_minute=3), clock)
+    assert limiter.acquire(1).allowed
+    clock.advance(10)
+    assert limiter.acquire(2).allowed
+    clock.advance(10)
+
+    # Requests: the first request leaves at t=60 (40 s). Images: two more need the second
+    # request gone too, at t=70 (50 s). The client must hear the longer wait and its window.
+    denied = limiter.acquire(2)
+
+    assert (denied.window, denied.limit, denied.used, denied.requested) == ("images", 3, 3, 2)
+    assert denied.wait_s == pytest.approx(50)
 
 
 def test_reset_forgets_the_window():

@@ -232,3 +232,19 @@ def test_more_than_sixteen_input_images_are_refused(sim):
     assert caught.value.param is not None
     assert caught.value.param.startswith("image")
     assert generations_started(sim.ledger()) == 0
+
+
+def test_a_body_without_model_is_a_400_unless_a_default_model_is_set(make_sim: MakeSim):
+    plain = make_sim()
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(plain).images.generate(prompt="x", quality="low", output_format="jpeg")
+    assert (caught.value.param, caught.value.code) == ("model", "missing_required_parameter")
+
+    with_default = make_sim({"openai": {"default_model": "gpt-image-2"}})
+    result = client(with_default).images.generate(prompt="x", quality="low", output_format="jpeg")
+    assert first_image(result).format == "JPEG"
+    edited = client(with_default).images.edit(
+        image=("a.png", png_bytes(), "image/png"), prompt="x", quality="low"
+    )
+    assert edited.data
+    assert [e.status for e in with_default.ledger()] == [200, 200]
