@@ -19,7 +19,8 @@ from pathlib import Path
 from types import TracebackType
 
 from localrun.azurite import azurite_blob, connection_string
-from localrun.processes import ChildProcess, free_port
+from localrun.processes import ChildProcess
+from loopserver import free_port
 
 
 class LocalStack:

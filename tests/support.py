@@ -7,12 +7,15 @@ missing and CI=true, and only skips on a developer's machine where it says how t
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
+
+from loopserver import free_port
+
+__all__ = ["free_port", "in_ci", "missing_service", "wait_until"]
 
 T = TypeVar("T")
 
@@ -45,10 +48,3 @@ def wait_until(
             return last  # type: ignore[return-value]
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
