@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from devhost.keys import HostKeys, load_or_create_keys
+from loopserver import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_APP = ROOT / "tests" / "devhost" / "example_app"
@@ -53,32 +54,10 @@ class Result:
         ]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
     return ordered[index]
-
-
-async def _wait_up(url: str, limit_s: float = 60) -> None:
-    deadline = time.monotonic() + limit_s
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get(url, timeout=1)).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"devhost did not answer on {url} within {limit_s} s")
 
 
 async def _latency(client: httpx.AsyncClient, samples: int) -> list[float]:
@@ -128,7 +107,6 @@ async def _throughput(
 
 
 async def _measure(url: str, keys: HostKeys, samples: int, count: int, concurrency: int) -> Result:
-    await _wait_up(url + "/")
     headers = {"x-functions-key": keys.default_function_key}
     limits = httpx.Limits(max_connections=concurrency + 2)
     async with httpx.AsyncClient(
@@ -149,7 +127,7 @@ async def _measure(url: str, keys: HostKeys, samples: int, count: int, concurren
 
 def run(samples: int = 200, count: int = 200, concurrency: int = 8) -> Result:
     """Start a devhost subprocess on the example app, measure, stop it."""
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="devhost-bench-") as tmp:
         state = Path(tmp) / "state"
         keys, _ = load_or_create_keys(state)
@@ -160,6 +138,9 @@ def run(samples: int = 200, count: int = 200, concurrency: int = 8) -> Result:
                 args, cwd=EXAMPLE_APP, env=env, stdout=log, stderr=subprocess.STDOUT
             )
             try:
+                # devhost opens its port once the app is indexed and the engine has started; a
+                # child that exits first ends the wait at once.
+                wait_for_port(port, timeout=60, alive=lambda: proc.poll() is None)
                 return asyncio.run(
                     _measure(f"http://127.0.0.1:{port}", keys, samples, count, concurrency)
                 )

@@ -18,8 +18,9 @@ import httpx
 import pytest
 
 from devhost.keys import load_or_create_keys
+from loopserver import free_port, wait_for_port
 from tests.devhost.example_client import EXAMPLE
-from tests.support import free_port, wait_until
+from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,13 +37,6 @@ def start_devhost(state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-
-
-def up(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.fixture
@@ -66,7 +60,7 @@ def test_kill_9_mid_orchestration_then_restart(tmp_path, processes):
     key = {"x-functions-key": keys.default_function_key}
 
     processes.append(start_devhost(state, port, host_log))
-    wait_until(lambda: up(url), timeout=60, what=f"devhost on {url}")
+    wait_for_port(port, timeout=60, alive=lambda: processes[-1].poll() is None)
     r = httpx.post(
         f"{url}/api/orchestrators/steps/kill-me",
         json={"log": str(steps_log), "gate": str(gate)},
@@ -87,7 +81,7 @@ def test_kill_9_mid_orchestration_then_restart(tmp_path, processes):
 
     gate.write_text("open")
     processes.append(start_devhost(state, port, host_log))
-    wait_until(lambda: up(url), timeout=60, what="devhost after the restart")
+    wait_for_port(port, timeout=60, alive=lambda: processes[-1].poll() is None)
 
     def status() -> dict[str, object]:
         body: dict[str, object] = httpx.get(f"{url}/api/status/kill-me", headers=key).json()
