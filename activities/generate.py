@@ -64,6 +64,9 @@ class AttemptInput:
     stream: bool = True
     partial_images: int = 1
     send_notes: list[str] = field(default_factory=list)
+    # When the job was created (ISO 8601, UTC): blobs in the job's folder older than this are
+    # left over from an earlier job under the same id (its history purged) and are ignored.
+    job_created_at: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AttemptInput:
@@ -75,6 +78,7 @@ class AttemptInput:
             stream=data.get("stream", True),
             partial_images=data.get("partial_images", request.partial_images),
             send_notes=list(data.get("send_notes", [])),
+            job_created_at=data.get("job_created_at"),
         )
 
 
@@ -317,9 +321,13 @@ class _Attempt:
 
     async def cancel_requested(self) -> bool:
         try:
-            return await self.blobs.get(cancel_name(self.job.job_id)) is not None
+            raw = await self.blobs.get(cancel_name(self.job.job_id))
         except Exception:  # storage down: keep going rather than guess a cancel
             return False
+        if raw is None:
+            return False
+        marker = json.loads(raw)
+        return not _older_than_job(marker.get("requested_at"), self.job)
 
     async def on_partial(self, index: int, data: bytes) -> None:
         # Named by arrival, not by partial_image_index: with n > 1 every image has its own
@@ -399,6 +407,8 @@ async def _earlier_run(
     if not raw:
         return None
     earlier = json.loads(raw)
+    if _older_than_job(earlier.get("started_at"), job):
+        return None  # an earlier job's, under the same id
     if earlier.get("done") and earlier.get("result"):
         return AttemptResult.from_json(earlier["result"])
     if not earlier.get("sent"):
@@ -421,6 +431,12 @@ async def _earlier_run(
         previews=list(earlier.get("previews") or []),
         request_sent_as={"stream": job.stream, "partial_images": job.partial_images},
     )
+
+
+def _older_than_job(moment: str | None, job: AttemptInput) -> bool:
+    """Whether a record dated ``moment`` was written before this job was created (both are
+    ``iso_utc`` strings, which order as text)."""
+    return bool(moment and job.job_created_at and moment < job.job_created_at)
 
 
 async def _upload_with_retries(

@@ -35,6 +35,7 @@ from rules.status import (
     derive_state,
     state_text,
 )
+from rules.timing import iso_utc
 from storage.protocol import ImageStore, cancel_name, metadata_name, progress_name
 
 bp = df.Blueprint()
@@ -95,6 +96,7 @@ async def start_image_job(req: func.HttpRequest, client: df.DurableOrchestration
         "policy": asdict(settings.retry),
         "caller": caller_digest(settings.job_id_secret, caller),
         "fingerprint": request_fingerprint,
+        "created_at": iso_utc(datetime.now(UTC)),
     }
     try:
         async with asyncio.timeout(settings.timeouts.http_starter_s):
@@ -168,14 +170,10 @@ async def _start_or_reuse(
 def _claim_folder(store: ImageStore, candidate: str) -> bool:
     """Whether ``candidate``'s blob folder may be used by a new job. A folder with metadata.json
     belongs to a finished job whose durable history is gone (purged): never reused, never
-    overwritten. Anything else there is left over from a start that never ran: removed, so that
-    an old cancel marker or progress record cannot act on the new job."""
-    names = store.list(prefix=f"{candidate}/")
-    if metadata_name(candidate) in names:
-        return False
-    for name in names:
-        store.delete(name=name)
-    return True
+    overwritten. Nothing is deleted: a concurrent submit may have started the job a moment ago
+    and be writing there; what an unfinished earlier job left behind is older than the new
+    job's ``created_at`` and ignored by its activity."""
+    return store.get(name=metadata_name(candidate)) is None
 
 
 def _within(created: datetime | None, settings: AppSettings, key: str | None) -> bool:
@@ -230,7 +228,7 @@ async def cancel_image_job(req: func.HttpRequest, client: df.DurableOrchestratio
     if runtime in RUNNING_STATUSES:
         # The marker first: the running attempt watches it and closes its stream; the event
         # wakes the orchestrator wherever it waits (queued, generating, waiting to retry).
-        marker = json.dumps({"requested_at": _iso(datetime.now(UTC))}).encode()
+        marker = json.dumps({"requested_at": iso_utc(datetime.now(UTC))}).encode()
         store = wiring.store()
         await asyncio.to_thread(
             store.put, name=cancel_name(job_id_), data=marker, content_type=_JSON

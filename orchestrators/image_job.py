@@ -52,7 +52,13 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
         context.set_custom_status({"phase": "generating", "attempt": attempt})
         generate = context.call_activity(
             GENERATE,
-            {"job_id": job_id, "attempt": attempt, "request": request, **send},
+            {
+                "job_id": job_id,
+                "attempt": attempt,
+                "request": request,
+                "job_created_at": job.get("created_at"),
+                **send,
+            },
             expected_type=dict,
         )
         winner = yield context.task_any([generate, cancel])

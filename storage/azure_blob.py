@@ -80,10 +80,6 @@ class AzureBlobImageStore:
     def list(self, *, prefix: str) -> list[str]:
         return [blob.name for blob in self._container.list_blobs(name_starts_with=prefix)]
 
-    def delete(self, *, name: str) -> None:
-        with contextlib.suppress(ResourceNotFoundError):
-            self._container.delete_blob(name)
-
     def read_link(self, *, name: str, ttl_s: int) -> str:
         now = datetime.now(UTC)
         expiry = now + timedelta(seconds=ttl_s)

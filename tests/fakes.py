@@ -37,9 +37,5 @@ class InMemoryStore:
         with self._lock:
             return sorted(name for name in self.blobs if name.startswith(prefix))
 
-    def delete(self, *, name: str) -> None:
-        with self._lock:
-            self.blobs.pop(name, None)
-
     def read_link(self, *, name: str, ttl_s: int) -> str:
         return f"memory://{name}?ttl={ttl_s}"

@@ -393,3 +393,38 @@ def test_fewer_images_than_asked_is_incomplete():
     assert result.failure is not None
     assert result.failure.kind is FailureKind.STREAM_INCOMPLETE
     assert "1 of 2" in result.failure.message
+
+
+def test_records_older_than_the_job_are_an_earlier_jobs_and_ignored():
+    """A purged job's leftovers under the same id neither cancel nor replay the new job."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            headers={"content-type": "text/event-stream"},
+            content=stream_of(png(1024, 1024), partials=0),
+        )
+
+    store = InMemoryStore()
+    old_cancel = {"requested_at": "2026-01-01T00:00:00.000Z"}
+    old_progress = {"attempt": 1, "sent": True, "started_at": "2026-01-01T00:00:00.000Z"}
+    store.put(name="job-1/cancel.json", data=json.dumps(old_cancel).encode(), content_type="j")
+    store.put(
+        name="job-1/progress-1.json", data=json.dumps(old_progress).encode(), content_type="j"
+    )
+    fresh = job()
+    fresh.job_created_at = "2026-05-07T13:46:12.000Z"
+    result = attempt(fresh, store, handler)
+    assert result.ok, result.failure
+    # A cancel requested after the job was created still counts.
+    store.put(
+        name="job-1/cancel.json",
+        data=json.dumps({"requested_at": "2026-05-07T13:47:00.000Z"}).encode(),
+        content_type="j",
+    )
+    again = job()
+    again.attempt = 2
+    again.job_created_at = fresh.job_created_at
+    cancelled = attempt(again, store, handler)
+    assert cancelled.failure is not None
+    assert cancelled.failure.kind is FailureKind.CANCELLED
