@@ -19,9 +19,9 @@ from devhost.engine import (
     InstanceNotActive,
     InstanceNotFound,
     UnknownOrchestrator,
-    _retry_delay,
 )
 from devhost.history import EventType, parse_time
+from devhost.retries import retry_delay
 from devhost.store import Store
 from tests.devhost.engine_fixtures.harness import (
     eventually,
@@ -238,9 +238,9 @@ def test_retry_delay_follows_dtfx_backoff_and_cap() -> None:
         "backoffCoefficient": 2.0,
         "maxRetryIntervalInMilliseconds": 5000,
     }
-    delays = [_retry_delay(options, attempt=n).total_seconds() for n in range(5)]
+    delays = [retry_delay(options, attempt=n).total_seconds() for n in range(5)]
     assert delays == [1.0, 2.0, 4.0, 5.0, 5.0]
-    assert _retry_delay({"firstRetryIntervalInMilliseconds": 250}, attempt=3) == timedelta(
+    assert retry_delay({"firstRetryIntervalInMilliseconds": 250}, attempt=3) == timedelta(
         milliseconds=250
     )
 
@@ -849,7 +849,8 @@ def test_an_engine_bug_fails_the_instance_instead_of_leaving_it_running() -> Non
     def broken_plan(*_args: Any) -> None:
         raise KeyError("bookkeeping")
 
-    engine._plan_actions = broken_plan  # type: ignore[method-assign,assignment]
+    # The episode runner's planning step, the first thing after the orchestrator's replay.
+    engine._episodes._plan_actions = broken_plan  # type: ignore[method-assign,assignment]
 
     async def scenario(engine: Engine) -> dict[str, Any]:
         return await finished(engine, await engine.start_new("chain", None, None))
