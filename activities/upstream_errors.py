@@ -23,8 +23,9 @@ from rules.outcome import Failure, FailureKind, Layer
 
 # Statuses that come from a gateway or proxy in front of the model, not from the model service.
 GATEWAY_STATUSES = {408: "gateway idle timeout", 504: "proxy timeout", 502: "bad gateway"}
-# OpenAI: "Please try again in 12s." / "in 120ms"; Azure: "Please retry after 59 seconds."
-_TRY_AGAIN = re.compile(r"try again in ([0-9.]+)\s*(ms|s|m)\b", re.IGNORECASE)
+# OpenAI: "Please try again in 12s." / "in 120ms" / "in 1m30s"; Azure: "Please retry after 59
+# seconds."
+_TRY_AGAIN = re.compile(r"try again in ((?:[0-9.]+(?:ms|h|m|s))+)", re.IGNORECASE)
 _RETRY_AFTER = re.compile(r"retry after ([0-9.]+)\s*(?:seconds?|s)\b", re.IGNORECASE)
 _DURATION_PART = re.compile(r"([0-9.]+)(ms|h|m|s)")
 
@@ -38,7 +39,11 @@ def from_response(status: int, headers: Mapping[str, str], body: bytes) -> Failu
     error = _error_object(body)
     error_type = _text(error.get("type"))
     code = _text(error.get("code"))
-    message = _text(error.get("message")) or f"HTTP {status}"
+    if status in (401, 403):
+        # OpenAI's 401 echoes part of the key it was given: never carried on.
+        message = f"the route refused the credentials (HTTP {status})"
+    else:
+        message = _redact(_text(error.get("message")) or f"HTTP {status}")
     wait, source = retry_hint(headers, message)
     common: dict[str, Any] = {
         "sent": True,
@@ -74,7 +79,7 @@ def from_stream_error(data: str, headers: Mapping[str, str]) -> Failure:
     error = _error_object(data.encode())
     error_type = _text(error.get("type"))
     code = _text(error.get("code"))
-    message = _text(error.get("message")) or "error event in the stream"
+    message = _redact(_text(error.get("message")) or "error event in the stream")
     rejected = code in {"moderation_blocked", "content_filter", "contentFilter"}
     return Failure(
         kind=FailureKind.REJECTED if rejected else FailureKind.SERVER_ERROR,
@@ -187,9 +192,9 @@ def retry_hint(headers: Mapping[str, str], message: str) -> tuple[float | None, 
         return reset, "x-ratelimit-reset-requests"
     match = _TRY_AGAIN.search(message)
     if match:
-        value = float(match[1])
-        unit = match[2].lower()
-        return value / 1000 if unit == "ms" else value * 60 if unit == "m" else value, "message"
+        seconds = parse_duration(match[1].lower())
+        if seconds is not None:
+            return seconds, "message"
     match = _RETRY_AFTER.search(message)
     if match:
         return float(match[1]), "message"
@@ -209,6 +214,14 @@ def parse_duration(text: str | None) -> float | None:
         return None
     scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
     return sum(float(value) * scale[unit] for value, unit in parts)
+
+
+_KEY_LIKE = re.compile(r"\b(sk-|sess-|key-)[A-Za-z0-9_*\-]{4,}")
+
+
+def _redact(message: str) -> str:
+    """Route messages go to status answers and metadata.json: nothing key-like goes with them."""
+    return _KEY_LIKE.sub(r"\1[redacted]", message)[:500]
 
 
 def _should_retry(headers: Mapping[str, str]) -> bool | None:

@@ -313,7 +313,10 @@ def status_answer(
         "previews": [{"index": p["index"], "url": link(p["blob"])} for p in previews],
         "image": images[0] if images else None,
         "images": images,
-        "metadataUrl": link(result["metadata_blob"]) if result else None,
+        # None when metadata.json could not be written: the job's outcome stands without it.
+        "metadataUrl": link(result["metadata_blob"])
+        if result and result.get("metadata_blob")
+        else None,
         "error": (result or {}).get("error"),
         "retryCount": (result or {}).get("retry_count"),
         "costUsd": (result or {}).get("cost_usd"),

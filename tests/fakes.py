@@ -38,4 +38,6 @@ class InMemoryStore:
             return sorted(name for name in self.blobs if name.startswith(prefix))
 
     def read_link(self, *, name: str, ttl_s: int) -> str:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a blob name is needed, got {name!r}")  # as the Blob SDK fails
         return f"memory://{name}?ttl={ttl_s}"

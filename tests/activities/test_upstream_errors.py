@@ -97,6 +97,7 @@ def test_request_id_prefers_openai_then_apim():
         ({"x-ratelimit-reset-requests": "-1"}, "Please try again in 12s.", 12.0, "message"),
         ({}, "Please try again in 120ms.", 0.12, "message"),
         ({}, "Please retry after 59 seconds.", 59.0, "message"),
+        ({}, "Rate limit reached. Please try again in 1m30s.", 90.0, "message"),
         ({"x-ratelimit-reset-requests": "-1", "retry-after": "-1"}, "", None, None),
     ],
 )
@@ -164,3 +165,20 @@ def test_the_whole_request_deadline_is_a_local_timeout_after_send():
 @pytest.mark.parametrize("value", ["soon", "inf", "nan", "Wed, 99 Foo 2026 07:28:00 GMT"])
 def test_an_unusable_retry_after_is_ignored_not_a_crash(value):
     assert upstream_errors.retry_hint({"retry-after": value}, "") == (None, None)
+
+
+def test_no_key_like_text_is_carried_from_a_route_message():
+    body = {
+        "error": {
+            "message": "Incorrect API key provided: sk-proj-********************wXyZ.",
+            "type": "invalid_request_error",
+            "code": "invalid_api_key",
+        }
+    }
+    failure = upstream_errors.from_response(401, {}, json.dumps(body).encode())
+    assert "wXyZ" not in failure.message
+    assert failure.code == "invalid_api_key"
+    other = upstream_errors.from_response(
+        400, {}, json.dumps({"error": {"message": "bad key sk-abcd1234 here"}}).encode()
+    )
+    assert "abcd1234" not in other.message

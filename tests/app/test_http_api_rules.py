@@ -11,7 +11,7 @@ from azure.durable_functions.models.DurableOrchestrationStatus import (
     DurableOrchestrationStatus,
 )
 
-from http_api.jobs import StatusUnknown, _claim_folder, _look
+from http_api.jobs import StatusUnknown, _claim_folder, _look, status_answer
 from tests.fakes import InMemoryStore
 
 
@@ -54,3 +54,23 @@ def test_a_finished_jobs_folder_is_never_reused_and_nothing_is_deleted():
     store.put(name="img-2/progress-1.json", data=b"{}", content_type="application/json")
     assert _claim_folder(store, "img-2") is True
     assert store.list(prefix="img-2/") == ["img-2/progress-1.json"]
+
+
+def test_a_job_whose_record_could_not_be_written_still_answers_its_outcome():
+    output = {
+        "state": "saved",
+        "failure": None,
+        "error": None,
+        "attempt": 1,
+        "images": [{"blob": "img-1/image.png", "contentType": "image/png", "bytes": 3}],
+        "previews": [],
+        "timings": {},
+        "metadata_blob": None,
+        "metadata_error": "metadata.json could not be written",
+    }
+    answer = status_answer(
+        "img-1", "Completed", {}, output, {"request": {}}, InMemoryStore(), 3600, False
+    )
+    assert answer["state"] == "saved"
+    assert answer["metadataUrl"] is None
+    assert answer["image"]["url"] == "memory://img-1/image.png?ttl=3600"
