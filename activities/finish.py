@@ -85,6 +85,7 @@ def _attempt_entry(attempt: dict[str, Any]) -> dict[str, Any]:
         "timings": attempt.get("timings"),
         "request_sent_as": attempt.get("request_sent_as"),
         "previews": attempt.get("previews", []),
+        "kept_images": attempt.get("kept_images", []),
         "usage": attempt.get("usage"),
         "cost_usd": attempt.get("cost_usd"),
         "decision": attempt.get("decision"),

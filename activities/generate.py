@@ -43,6 +43,7 @@ from storage.protocol import (
     ImageStore,
     cancel_name,
     image_name,
+    kept_image_name,
     preview_name,
     progress_name,
 )
@@ -64,8 +65,8 @@ class AttemptInput:
     stream: bool = True
     partial_images: int = 1
     send_notes: list[str] = field(default_factory=list)
-    # When the job was created (ISO 8601, UTC): blobs in the job's folder older than this are
-    # left over from an earlier job under the same id (its history purged) and are ignored.
+    # The job's own created_at, which its records carry: a record in the folder without it is
+    # left over from an earlier job under the same id (its history purged) and is ignored.
     job_created_at: str | None = None
 
     @classmethod
@@ -119,6 +120,9 @@ class _BestEffortWrites:
         self._written = 0
         self._dirty = asyncio.Event()
         self._previews: set[asyncio.Task[None]] = set()
+        # The put under way: a thread cannot be cancelled, so drain waits for it rather than
+        # let an older snapshot land after whatever is written next.
+        self._inflight: asyncio.Future[None] | None = None
         self._writer = asyncio.ensure_future(self._write_progress())
 
     def progress(self, snapshot: dict[str, Any]) -> None:
@@ -147,17 +151,13 @@ class _BestEffortWrites:
             version, data = self._version, self._latest
             if data is None:
                 continue
+            self._inflight = asyncio.ensure_future(self._blobs.put(self._progress_blob, data, JSON))
             try:
-                await self._blobs.put(self._progress_blob, data, JSON)
+                await asyncio.shield(self._inflight)
             except Exception as exc:  # pollers see older progress; the job goes on
                 log.info("progress not stored (%s); pollers see older progress", type(exc).__name__)
                 continue
             self._written = version
-
-    def restart(self) -> None:
-        """Start the progress writer again after a drain (for the final record)."""
-        if self._writer.done():
-            self._writer = asyncio.ensure_future(self._write_progress())
 
     async def drain(self, timeout_s: float) -> None:
         """Wait, within ``timeout_s``, for previews and the latest progress to be stored."""
@@ -170,6 +170,8 @@ class _BestEffortWrites:
             await asyncio.sleep(0.05)
         self._writer.cancel()
         await asyncio.gather(self._writer, return_exceptions=True)
+        if self._inflight is not None and not self._inflight.done():
+            await asyncio.wait({self._inflight}, timeout=max(0.1, deadline - loop.time()))
 
 
 async def run_attempt(job: AttemptInput, settings: AppSettings, seams: Seams) -> AttemptResult:
@@ -181,6 +183,16 @@ async def run_attempt(job: AttemptInput, settings: AppSettings, seams: Seams) ->
         # A fault of our own (a bug, an auth library failing): still an attempt result, so the
         # orchestrator decides and records, and nothing of the request leaks into its text.
         log.exception("attempt %s of job %s failed inside the activity", job.attempt, job.job_id)
+        if attempt.stored_images is not None:
+            # Every image is stored: the fault came after, and must not cost a new generation.
+            return AttemptResult(
+                attempt=job.attempt,
+                ok=True,
+                timings=attempt.clocks.record(),
+                images=attempt.stored_images,
+                previews=[dict(p) for p in attempt.previews],
+                request_sent_as=attempt.sent_as,
+            )
         failure = Failure(
             kind=FailureKind.INTERNAL_ERROR,
             layer=Layer.WORKER,
@@ -208,7 +220,11 @@ class _Attempt:
             "partial_images": job.partial_images if job.stream else None,
             "notes": job.send_notes,
         }
+        # Set once every image is stored: from then on the attempt has succeeded, whatever else.
+        self.stored_images: list[dict[str, Any]] | None = None
+        self.kept_images: list[dict[str, Any]] = []
         self.progress: dict[str, Any] = {
+            "job_created_at": job.job_created_at,
             "attempt": job.attempt,
             "previews": self.previews,
             "final_received": False,
@@ -262,6 +278,8 @@ class _Attempt:
             monotonic=self.seams.monotonic,
         )
         if result.failure is not None:
+            if result.images:
+                await self.keep_images(result)
             return await self.finish(result.failure, result, [])
 
         checked: list[tuple[bytes, int, int]] = []
@@ -317,7 +335,33 @@ class _Attempt:
                 }
             )
         self.clocks.upload_done = self.seams.monotonic()
+        self.stored_images = images
+        # Recorded at once: a re-run of this attempt after a crash from here on returns these
+        # images instead of sending the request again.
+        self.progress["images"] = images
+        self.writes.progress(self.progress)
         return await self.finish(None, result, images)
+
+    async def keep_images(self, result: CallResult) -> None:
+        """Store the images a failed attempt did receive, so none that was paid for is lost."""
+        request = self.job.request
+        content_type = CONTENT_TYPES[request.output_format]
+        for index, data in enumerate(result.images):
+            verdict = check_image(data, output_format=request.output_format, size=request.size)
+            if isinstance(verdict, str):
+                continue
+            name = kept_image_name(self.job.job_id, request.output_format, self.job.attempt, index)
+            error = await _upload_with_retries(
+                self.blobs,
+                name,
+                data,
+                content_type,
+                budget_s=self.settings.timeouts.upload_s,
+                seams=self.seams,
+            )
+            self.kept_images.append(
+                {"blob": name, "contentType": content_type, "bytes": len(data), "stored": not error}
+            )
 
     async def cancel_requested(self) -> bool:
         try:
@@ -326,8 +370,7 @@ class _Attempt:
             return False
         if raw is None:
             return False
-        marker = json.loads(raw)
-        return not _older_than_job(marker.get("requested_at"), self.job)
+        return _same_job(json.loads(raw), self.job)
 
     async def on_partial(self, index: int, data: bytes) -> None:
         # Named by arrival, not by partial_image_index: with n > 1 every image has its own
@@ -377,6 +420,7 @@ class _Attempt:
             usage=call.usage if call else None,
             cost_usd=cost_usd(self.route.model, call.usage) if call else None,
             request_sent_as=self.sent_as,
+            kept_images=list(self.kept_images),
         )
 
     async def finish(
@@ -388,9 +432,10 @@ class _Attempt:
         # at least once) returns it instead of sending the request again.
         self.progress["done"] = True
         self.progress["result"] = result.to_json()
-        self.writes.restart()
-        self.writes.progress(self.progress)
-        await self.writes.drain(DRAIN_S)
+        try:
+            await self.blobs.put(self.progress_blob, json.dumps(self.progress).encode(), JSON)
+        except Exception as exc:  # a re-run would then report a post-send failure: recorded
+            log.info("final progress not stored (%s)", type(exc).__name__)
         return result
 
 
@@ -402,15 +447,37 @@ async def _earlier_run(
     sent the request and never finished; None when there was no earlier run, or it never sent."""
     try:
         raw = await blobs.get(progress_blob)
-    except Exception:  # cannot tell: proceed as a first run
-        return None
+    except Exception as exc:
+        # Cannot tell whether an earlier run sent it: say so, and let the policy decide.
+        return AttemptResult(
+            attempt=job.attempt,
+            ok=False,
+            timings={},
+            failure=Failure(
+                kind=FailureKind.INTERNAL_ERROR,
+                layer=Layer.STORAGE,
+                message=f"could not read the attempt's record ({type(exc).__name__}); it may "
+                "have been sent by an earlier run",
+                sent=True,
+            ),
+        )
     if not raw:
         return None
     earlier = json.loads(raw)
-    if _older_than_job(earlier.get("started_at"), job):
-        return None  # an earlier job's, under the same id
+    if not _same_job(earlier, job):
+        return None  # an earlier job's, under the same id (its history purged)
     if earlier.get("done") and earlier.get("result"):
         return AttemptResult.from_json(earlier["result"])
+    if earlier.get("images"):
+        # It stored every image, then stopped before its final record.
+        return AttemptResult(
+            attempt=job.attempt,
+            ok=True,
+            timings={"request_started_at": earlier.get("started_at")},
+            images=list(earlier["images"]),
+            previews=list(earlier.get("previews") or []),
+            request_sent_as={"stream": job.stream, "partial_images": job.partial_images},
+        )
     if not earlier.get("sent"):
         return None
     failure = Failure(
@@ -433,10 +500,11 @@ async def _earlier_run(
     )
 
 
-def _older_than_job(moment: str | None, job: AttemptInput) -> bool:
-    """Whether a record dated ``moment`` was written before this job was created (both are
-    ``iso_utc`` strings, which order as text)."""
-    return bool(moment and job.job_created_at and moment < job.job_created_at)
+def _same_job(record: dict[str, Any], job: AttemptInput) -> bool:
+    """Whether a record in the job's folder was written for this job, not for an earlier one
+    under the same id: both carry the job's own ``created_at`` (equality, not order, so clocks
+    that differ between hosts do not matter)."""
+    return job.job_created_at is None or record.get("job_created_at") == job.job_created_at
 
 
 async def _upload_with_retries(

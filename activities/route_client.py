@@ -45,6 +45,8 @@ class RouteCall:
     url: str
     headers: dict[str, str] = field(repr=False)  # carries the key or token
     body: dict[str, Any] = field(repr=False)  # carries the prompt
+    # The body as sent, encoded here: an encoding problem shows before anything is sent.
+    content: bytes = field(repr=False, default=b"")
 
 
 @dataclass
@@ -99,7 +101,8 @@ def build_call(
         headers["accept"] = "text/event-stream"
     if auth:
         headers[auth[0]] = auth[1]
-    return RouteCall(url=url, headers=headers, body=body)
+    content = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    return RouteCall(url=url, headers=headers, body=body, content=content)
 
 
 async def call_route(
@@ -137,7 +140,7 @@ async def call_route(
         "POST",
         call.url,
         headers=call.headers,
-        json=call.body,
+        content=call.content,
         timeout=timeout,
         extensions={"trace": trace},
     )
@@ -204,8 +207,8 @@ async def call_route(
         result.failure = upstream_errors.stream_incomplete_images(
             result.request_id, len(result.images), images_expected
         )
-    if result.failure is not None:
-        result.images = []
+    # Images that arrived before a failure stay in ``images``: the caller keeps them (with n > 1
+    # a later image can fail after earlier ones were delivered, and paid for).
     return result
 
 

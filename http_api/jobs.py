@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -42,8 +43,8 @@ bp = df.Blueprint()
 log = logging.getLogger("imagejobs.http")
 
 _JSON = "application/json"
-# How many finished jobs one id base may hold before the starter refuses (a runaway client).
-MAX_GENERATIONS = 1000
+# How many ids past the latest generation the starter tries (purged records in the way).
+MAX_GENERATIONS = 100
 
 
 class KeyConflict(Exception):
@@ -142,29 +143,61 @@ async def _start_or_reuse(
 ) -> tuple[str, str, bool]:
     """(job id, its state, whether it already existed). Race-free: ids are deterministic and
     only one start can create an instance that is pending or running."""
-    for generation in range(1, MAX_GENERATIONS + 1):
-        candidate = job_id(settings.job_id_secret, caller, key, request_fingerprint, generation)
-        status = await _look(client, candidate)
+
+    def candidate(generation: int) -> str:
+        return job_id(settings.job_id_secret, caller, key, request_fingerprint, generation)
+
+    # Generations are made in order and only the latest can still be running: find it in a
+    # few looks (doubling, then halving), not one look per job ever made under this id base.
+    first = max(1, await _latest_generation(client, candidate))
+    for generation in range(first, first + MAX_GENERATIONS):
+        instance = candidate(generation)
+        status = await _look(client, instance)
         if status is None:
-            if not await asyncio.to_thread(_claim_folder, wiring.store(), candidate):
+            if not await asyncio.to_thread(_claim_folder, wiring.store(), instance):
                 continue  # a finished job's record is there (its history was purged): skip
             try:
-                await client.start_new(ORCHESTRATOR, candidate, job_input)
+                await client.start_new(ORCHESTRATOR, instance, job_input)
             except Exception:
                 # Someone started it between our look and our start: it is theirs and ours.
-                status = await _look(client, candidate)
+                status = await _look(client, instance)
                 if status is None:
                     raise
             else:
-                return candidate, JobState.QUEUED.value, False
+                return instance, JobState.QUEUED.value, False
         runtime = status.runtime_status.name
         existing = _as_dict(status.input_)
         state = derive_state(runtime, _as_dict(status.custom_status), None, _output(status))
         if runtime in RUNNING_STATUSES or _within(status.created_time, settings, key):
             if existing.get("fingerprint") != request_fingerprint:
                 raise KeyConflict
-            return candidate, state.value, True
-    raise RuntimeError(f"more than {MAX_GENERATIONS} jobs under one id base")
+            return instance, state.value, True
+    raise RuntimeError(f"no free job id in {MAX_GENERATIONS} generations")
+
+
+async def _latest_generation(
+    client: df.DurableOrchestrationClient, candidate: Callable[[int], str]
+) -> int:
+    """The highest generation that exists (0 if none), by doubling then bisecting."""
+
+    async def exists(generation: int) -> bool:
+        instance = candidate(generation)
+        if await _look(client, instance) is not None:
+            return True
+        return not await asyncio.to_thread(_claim_folder, wiring.store(), instance)
+
+    if not await exists(1):
+        return 0
+    low, high = 1, 2
+    while await exists(high):
+        low, high = high, high * 2
+    while high - low > 1:  # exists(low) and not exists(high)
+        middle = (low + high) // 2
+        if await exists(middle):
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def _claim_folder(store: ImageStore, candidate: str) -> bool:
@@ -228,7 +261,13 @@ async def cancel_image_job(req: func.HttpRequest, client: df.DurableOrchestratio
     if runtime in RUNNING_STATUSES:
         # The marker first: the running attempt watches it and closes its stream; the event
         # wakes the orchestrator wherever it waits (queued, generating, waiting to retry).
-        marker = json.dumps({"requested_at": iso_utc(datetime.now(UTC))}).encode()
+        marker = json.dumps(
+            {
+                "requested_at": iso_utc(datetime.now(UTC)),
+                # The job's own created_at: an earlier job under this id ignores the marker.
+                "job_created_at": _as_dict(status.input_).get("created_at"),
+            }
+        ).encode()
         store = wiring.store()
         await asyncio.to_thread(
             store.put, name=cancel_name(job_id_), data=marker, content_type=_JSON

@@ -30,10 +30,13 @@ def cost_usd(model: str, usage: Mapping[str, Any] | None) -> float | None:
     if not usage or model not in PRICES:
         return None
     prices = PRICES[model]
-    details = usage.get("input_tokens_details") or {}
-    text_in = int(details.get("text_tokens", usage.get("input_tokens", 0)) or 0)
-    image_in = int(details.get("image_tokens", 0) or 0)
-    output = int(usage.get("output_tokens", 0) or 0)
+    try:
+        details = usage.get("input_tokens_details") or {}
+        text_in = int(details.get("text_tokens", usage.get("input_tokens", 0)) or 0)
+        image_in = int(details.get("image_tokens", 0) or 0)
+        output = int(usage.get("output_tokens", 0) or 0)
+    except (AttributeError, TypeError, ValueError):
+        return None  # usage the route sent in an unexpected shape: no cost, not a failure
     total = (
         text_in * prices.text_input_per_m
         + image_in * prices.image_input_per_m

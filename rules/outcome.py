@@ -102,6 +102,9 @@ class AttemptResult:
     usage: dict[str, Any] | None = None
     cost_usd: float | None = None
     request_sent_as: dict[str, Any] = field(default_factory=dict)
+    # Images a failed attempt received and kept (n > 1, a later image failed): stored under
+    # attempt-{k}-image-{i}, listed in metadata.json, never dropped.
+    kept_images: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

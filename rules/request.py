@@ -92,6 +92,12 @@ def parse_job_request(body: object, settings: AppSettings) -> ImageJobRequest:
         raise RequestInvalid("prompt", "invalid_type", "prompt must be a string")
     if not prompt.strip():
         raise RequestInvalid("prompt", "invalid_value", "prompt must not be empty")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestInvalid(
+            "prompt", "invalid_value", "prompt must be valid Unicode text (a lone surrogate?)"
+        ) from None
     if len(prompt) > rules.prompt_max_chars:
         raise RequestInvalid(
             "prompt",

@@ -32,6 +32,11 @@ def image_name(job_id: str, output_format: str, index: int, count: int) -> str:
     return f"{job_id}/image.{ext}" if count == 1 else f"{job_id}/image-{index}.{ext}"
 
 
+def kept_image_name(job_id: str, output_format: str, attempt: int, index: int) -> str:
+    """An image a failed attempt received (n > 1: a later one failed): kept, apart."""
+    return f"{job_id}/attempt-{attempt}-image-{index}.{EXTENSIONS[output_format]}"
+
+
 def preview_name(job_id: str, output_format: str, attempt: int, index: int) -> str:
     # The attempt is in the name so that a retry's previews never overwrite, or pass for, the
     # previews of an attempt that failed.

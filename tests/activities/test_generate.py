@@ -395,7 +395,7 @@ def test_fewer_images_than_asked_is_incomplete():
     assert "1 of 2" in result.failure.message
 
 
-def test_records_older_than_the_job_are_an_earlier_jobs_and_ignored():
+def test_records_of_an_earlier_job_under_the_same_id_are_ignored():
     """A purged job's leftovers under the same id neither cancel nor replay the new job."""
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -406,25 +406,101 @@ def test_records_older_than_the_job_are_an_earlier_jobs_and_ignored():
         )
 
     store = InMemoryStore()
-    old_cancel = {"requested_at": "2026-01-01T00:00:00.000Z"}
-    old_progress = {"attempt": 1, "sent": True, "started_at": "2026-01-01T00:00:00.000Z"}
+    old_cancel = {"requested_at": "2026-01-01T00:00:00.000Z", "job_created_at": "2026-01-01"}
+    old_progress = {"attempt": 1, "sent": True, "job_created_at": "2026-01-01"}
     store.put(name="job-1/cancel.json", data=json.dumps(old_cancel).encode(), content_type="j")
     store.put(
         name="job-1/progress-1.json", data=json.dumps(old_progress).encode(), content_type="j"
     )
+    created = "2026-05-07T13:46:12.000Z"
     fresh = job()
-    fresh.job_created_at = "2026-05-07T13:46:12.000Z"
+    fresh.job_created_at = created
     result = attempt(fresh, store, handler)
     assert result.ok, result.failure
-    # A cancel requested after the job was created still counts.
+    # A cancel for this job counts, whatever the clocks said.
     store.put(
         name="job-1/cancel.json",
-        data=json.dumps({"requested_at": "2026-05-07T13:47:00.000Z"}).encode(),
+        data=json.dumps(
+            {"requested_at": "2026-05-07T13:40:00.000Z", "job_created_at": created}
+        ).encode(),
         content_type="j",
     )
     again = job()
     again.attempt = 2
-    again.job_created_at = fresh.job_created_at
+    again.job_created_at = created
     cancelled = attempt(again, store, handler)
     assert cancelled.failure is not None
     assert cancelled.failure.kind is FailureKind.CANCELLED
+
+
+def test_a_rerun_after_the_images_were_stored_returns_them_without_sending():
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(500)
+
+    store = InMemoryStore()
+    images = [{"blob": "job-1/image.png", "contentType": "image/png", "bytes": 3}]
+    earlier = {"attempt": 1, "sent": True, "images": images, "started_at": "t"}
+    store.put(name="job-1/progress-1.json", data=json.dumps(earlier).encode(), content_type="j")
+    result = attempt(job(), store, handler)
+    assert calls == []
+    assert result.ok
+    assert result.images == images
+
+
+def test_an_unreadable_attempt_record_is_a_possible_send_for_the_policy():
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(500)
+
+    class UnreadableStore(InMemoryStore):
+        def get(self, *, name: str) -> bytes | None:
+            if name.endswith("progress-1.json"):
+                raise ConnectionError("storage is down")
+            return super().get(name=name)
+
+    result = attempt(job(), UnreadableStore(), handler)
+    assert calls == []
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.INTERNAL_ERROR
+    assert result.failure.sent is True
+
+
+def test_a_fault_after_every_image_was_stored_keeps_the_attempt_a_success(monkeypatch):
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            headers={"content-type": "text/event-stream"},
+            content=stream_of(png(1024, 1024), partials=0),
+        )
+
+    def broken_cost(model: str, usage: object) -> float:
+        raise RuntimeError("a fault of ours after the image was stored")
+
+    monkeypatch.setattr("activities.generate.cost_usd", broken_cost)
+    store = InMemoryStore()
+    result = attempt(job(), store, handler)
+    assert result.ok, result.failure
+    assert result.images[0]["blob"] == "job-1/image.png"
+    assert store.get(name="job-1/image.png") is not None
+
+
+def test_images_that_arrived_before_a_later_failure_are_kept():
+    def handler(request: httpx.Request) -> httpx.Response:
+        b64 = base64.b64encode(png(1024, 1024)).decode()
+        content = sse(
+            ("image_generation.completed", {"b64_json": b64}),
+            ("error", {"type": "error", "error": {"type": "server_error", "message": "x"}}),
+        )
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=content)
+
+    store = InMemoryStore()
+    result = attempt(job(n=2), store, handler)
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.SERVER_ERROR
+    assert [k["blob"] for k in result.kept_images] == ["job-1/attempt-1-image-0.png"]
+    assert store.get(name="job-1/attempt-1-image-0.png") is not None

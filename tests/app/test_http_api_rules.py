@@ -11,7 +11,13 @@ from azure.durable_functions.models.DurableOrchestrationStatus import (
     DurableOrchestrationStatus,
 )
 
-from http_api.jobs import StatusUnknown, _claim_folder, _look, status_answer
+from http_api.jobs import (
+    StatusUnknown,
+    _claim_folder,
+    _latest_generation,
+    _look,
+    status_answer,
+)
 from tests.fakes import InMemoryStore
 
 
@@ -57,7 +63,7 @@ def test_a_finished_jobs_folder_is_never_reused_and_nothing_is_deleted():
 
 
 def test_a_job_whose_record_could_not_be_written_still_answers_its_outcome():
-    output = {
+    output: dict[str, Any] = {
         "state": "saved",
         "failure": None,
         "error": None,
@@ -74,3 +80,29 @@ def test_a_job_whose_record_could_not_be_written_still_answers_its_outcome():
     assert answer["state"] == "saved"
     assert answer["metadataUrl"] is None
     assert answer["image"]["url"] == "memory://img-1/image.png?ttl=3600"
+
+
+def test_the_latest_generation_is_found_in_a_few_looks(monkeypatch):
+    """300 finished jobs under one id base: found with about 2 log2(300) looks, not 300."""
+    looks: list[str] = []
+
+    class ManyJobs:
+        async def get_status(self, instance_id: str, show_input: bool = False) -> Any:
+            looks.append(instance_id)
+            generation = int(instance_id.rsplit("-", 1)[1])
+            if generation > 300:
+                return DurableOrchestrationStatus.from_json("")
+            return DurableOrchestrationStatus.from_json(
+                {
+                    "name": "image_job",
+                    "instanceId": instance_id,
+                    "runtimeStatus": "Completed",
+                    "createdTime": "2026-05-07T13:46:12Z",
+                    "lastUpdatedTime": "2026-05-07T13:46:12Z",
+                }
+            )
+
+    monkeypatch.setattr("wiring.store", InMemoryStore)
+    latest = asyncio.run(_latest_generation(ManyJobs(), lambda g: f"img-x-{g}"))
+    assert latest == 300
+    assert len(looks) <= 20

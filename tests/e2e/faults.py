@@ -58,6 +58,11 @@ def check_case(
         for attempt in metadata["attempts"]
         for preview in attempt["previews"]
     }
+    expected |= {
+        kept["blob"].split("/", 1)[1]
+        for attempt in metadata["attempts"]
+        for kept in attempt["kept_images"]
+    }
     assert {name.split("/", 1)[1] for name in api.blobs(final["id"])} == expected
     for attempt in metadata["attempts"][:-1]:
         assert attempt["decision"]["retry"] is True

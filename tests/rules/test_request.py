@@ -31,6 +31,7 @@ def test_shape_and_repr_never_carry_the_prompt(settings):
         ({"prompt": ""}, "prompt"),
         ({"prompt": 3}, "prompt"),
         ({"prompt": "x" * 32_001}, "prompt"),
+        ({"prompt": "a red \ud800 apple"}, "prompt"),
         ({"prompt": "p", "size": "1000x1000"}, "size"),
         ({"prompt": "p", "size": "4096x1024"}, "size"),
         ({"prompt": "p", "size": "3840x1024"}, "size"),
