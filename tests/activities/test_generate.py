@@ -74,6 +74,15 @@ def stream_of(final: bytes, partials: int = 2) -> bytes:
     return sse(*events)
 
 
+def serving(content: bytes) -> Any:
+    """A route that answers every request with this event stream."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=content)
+
+    return handler
+
+
 async def _no_sleep(seconds: float) -> None:
     return None
 
@@ -207,12 +216,7 @@ def test_a_stream_without_completed_is_incomplete():
 
 
 def test_storage_down_past_the_upload_budget_is_a_storage_failure():
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            200,
-            headers={"content-type": "text/event-stream"},
-            content=stream_of(png(1024, 1024), partials=0),
-        )
+    handler = serving(stream_of(png(1024, 1024), partials=0))
 
     store = InMemoryStore()
     store.fail("image.png", times=1000)
@@ -382,12 +386,7 @@ def test_an_image_that_arrived_is_kept_when_the_connection_fails_after_it():
 
 
 def test_fewer_images_than_asked_is_incomplete():
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            200,
-            headers={"content-type": "text/event-stream"},
-            content=stream_of(png(1024, 1024), partials=0),
-        )
+    handler = serving(stream_of(png(1024, 1024), partials=0))
 
     result = attempt(job(n=2), InMemoryStore(), handler)
     assert result.failure is not None
@@ -398,12 +397,7 @@ def test_fewer_images_than_asked_is_incomplete():
 def test_records_of_an_earlier_job_under_the_same_id_are_ignored():
     """A purged job's leftovers under the same id neither cancel nor replay the new job."""
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            200,
-            headers={"content-type": "text/event-stream"},
-            content=stream_of(png(1024, 1024), partials=0),
-        )
+    handler = serving(stream_of(png(1024, 1024), partials=0))
 
     store = InMemoryStore()
     old_cancel = {"requested_at": "2026-01-01T00:00:00.000Z", "job_created_at": "2026-01-01"}
@@ -471,12 +465,7 @@ def test_an_unreadable_attempt_record_is_a_possible_send_for_the_policy():
 
 
 def test_a_fault_after_every_image_was_stored_keeps_the_attempt_a_success(monkeypatch):
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            200,
-            headers={"content-type": "text/event-stream"},
-            content=stream_of(png(1024, 1024), partials=0),
-        )
+    handler = serving(stream_of(png(1024, 1024), partials=0))
 
     def broken_cost(model: str, usage: object) -> float:
         raise RuntimeError("a fault of ours after the image was stored")
