@@ -293,20 +293,7 @@ class EpisodeRunner:
             if error is not None:
                 message = f"Orchestrator function '{inst.name}' failed: {error}"
                 inst.output = json.dumps(message)
-                inst.status = FAILED
-                self.store.clear_execution_work(inst.instance_id)
-                self.store.append_history(
-                    inst.instance_id,
-                    [
-                        *new_events,
-                        h.execution_completed(now, status=FAILED, result_json=inst.output),
-                        h.orchestrator_completed(now),
-                    ],
-                )
-                self.store.put_instance(inst)
-                parent = notify_parent(self.store, inst, now, failed_reason=message)
-                if parent:
-                    kick.add(parent)
+                self._end_execution(inst, now, new_events, FAILED, message, kick)
                 outcome = FAILED
             elif plan.did_continue:
                 # A new execution: fresh history and bookkeeping. Raised events still buffered
@@ -335,21 +322,8 @@ class EpisodeRunner:
                 outcome = CONTINUED_AS_NEW
             elif result.is_done:
                 inst.output = json.dumps(result.output) if result.has_output else None
-                inst.status = COMPLETED
-                self.store.clear_execution_work(inst.instance_id)
-                self.store.append_history(
-                    inst.instance_id,
-                    [
-                        *new_events,
-                        *plan.events,
-                        h.execution_completed(now, status=COMPLETED, result_json=inst.output),
-                        h.orchestrator_completed(now),
-                    ],
-                )
-                self.store.put_instance(inst)
-                parent = notify_parent(self.store, inst, now, failed_reason=None)
-                if parent:
-                    kick.add(parent)
+                events = [*new_events, *plan.events]
+                self._end_execution(inst, now, events, COMPLETED, None, kick)
                 outcome = COMPLETED
             else:
                 self.store.append_history(
@@ -381,6 +355,32 @@ class EpisodeRunner:
         for instance_id in kick:
             self._kick(instance_id)
         return outcome
+
+    def _end_execution(
+        self,
+        inst: InstanceRow,
+        now: datetime,
+        events: list[h.Event],
+        status: str,
+        failed_reason: str | None,
+        kick: set[str],
+    ) -> None:
+        """Close the execution as ``status`` (its output already set): no more work, the
+        completion in history, and the parent told (it is kicked after the commit)."""
+        inst.status = status
+        self.store.clear_execution_work(inst.instance_id)
+        self.store.append_history(
+            inst.instance_id,
+            [
+                *events,
+                h.execution_completed(now, status=status, result_json=inst.output),
+                h.orchestrator_completed(now),
+            ],
+        )
+        self.store.put_instance(inst)
+        parent = notify_parent(self.store, inst, now, failed_reason=failed_reason)
+        if parent:
+            kick.add(parent)
 
     def _start_child(self, inst: InstanceRow, child: dict[str, Any], now: datetime) -> str:
         """Create a sub-orchestration instance, or tell the parent at once why it cannot start."""

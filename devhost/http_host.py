@@ -302,30 +302,23 @@ class HttpHost:
             kwargs[timer.client_arg] = self.client_binding_json()
         if timer.wants_context:
             kwargs["context"] = InvocationContext(timer.name, invocation_id, self._app_dir)
+        outcome = "Succeeded"
         try:
             await call_user_function(timer.user_function, kwargs, self._executor)
         except asyncio.CancelledError:
             raise
         except Exception:
+            outcome = "Failed"
             self._log.exception(
                 "timer function %s failed (invocation %s)", timer.name, invocation_id
             )
-            log_invocation(
-                self._log,
-                function=timer.name,
-                invocation_id=invocation_id,
-                instance_id=None,
-                duration_s=elapsed(),
-                outcome="Failed",
-            )
-            return
         log_invocation(
             self._log,
             function=timer.name,
             invocation_id=invocation_id,
             instance_id=None,
             duration_s=elapsed(),
-            outcome="Succeeded",
+            outcome=outcome,
         )
 
     # --- HTTP functions -------------------------------------------------------------------
