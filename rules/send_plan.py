@@ -9,7 +9,8 @@ longer than that, a request for 0 partials is sent with 1 (or without streaming,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from rules.models import ModelRules, rules_for
@@ -19,9 +20,12 @@ from rules.settings import RouteSettings
 
 @dataclass(frozen=True)
 class SendPlan:
+    """How an attempt is sent: streamed or not, with how many partial images, and why (notes
+    that the status answer and metadata.json show)."""
+
     stream: bool
     partial_images: int
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -29,6 +33,14 @@ class SendPlan:
             "partial_images": self.partial_images,
             "send_notes": list(self.notes),
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SendPlan:
+        return cls(
+            stream=data["stream"],
+            partial_images=data["partial_images"],
+            notes=tuple(data.get("send_notes") or ()),
+        )
 
 
 def plan_send(request: ImageJobRequest, route: RouteSettings, *, silent_fix: str) -> SendPlan:
@@ -46,21 +58,21 @@ def plan_send(request: ImageJobRequest, route: RouteSettings, *, silent_fix: str
     )
     if silent_fix == "non_streaming":
         return SendPlan(
-            stream=False, partial_images=0, notes=[*notes, f"{why}: sent without streaming"]
+            stream=False, partial_images=0, notes=(*notes, f"{why}: sent without streaming")
         )
     return SendPlan(
-        stream=True, partial_images=1, notes=[*notes, f"{why}: sent with partial_images 1"]
+        stream=True, partial_images=1, notes=(*notes, f"{why}: sent with partial_images 1")
     )
 
 
-def _size_notes(request: ImageJobRequest, rules: ModelRules) -> list[str]:
+def _size_notes(request: ImageJobRequest, rules: ModelRules) -> tuple[str, ...]:
     if request.size == "auto":
-        return []
+        return ()
     width, height = (int(edge) for edge in request.size.split("x"))
     limit = rules.sizes.experimental_above_pixels
     if width * height <= limit:
-        return []
-    return [
+        return ()
+    return (
         f"size {request.size} is above {limit:,} pixels, which {rules.name} calls experimental: "
-        "expect longer generations and more mid-stream errors"
-    ]
+        "expect longer generations and more mid-stream errors",
+    )

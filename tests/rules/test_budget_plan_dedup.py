@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rules.dedup import check_key, fingerprint, job_id
+from rules.dedup import check_key, fingerprint, job_id_for
 from rules.errors import RequestInvalid, SettingsInvalid
 from rules.request import parse_job_request
 from rules.send_plan import plan_send
@@ -95,14 +95,18 @@ def test_job_ids_are_deterministic_per_caller_and_key_or_body(settings):
     job = parse_job_request({"prompt": "a red apple"}, settings)
     other = parse_job_request({"prompt": "a green apple"}, settings)
     fp, fp_other = fingerprint(job), fingerprint(other)
-    assert job_id(SECRET, "alice", None, fp, 1) == job_id(SECRET, "alice", None, fp, 1)
-    assert job_id(SECRET, "alice", None, fp, 1) != job_id(SECRET, "bob", None, fp, 1)
-    assert job_id(SECRET, "alice", None, fp, 1) != job_id(SECRET, "alice", None, fp_other, 1)
-    assert job_id(SECRET, "alice", None, fp, 1) != job_id(SECRET, "alice", None, fp, 2)
-    assert job_id(SECRET, "alice", "k1", fp, 1) == job_id(SECRET, "alice", "k1", fp_other, 1)
-    assert "apple" not in job_id(SECRET, "alice", None, fp, 1)
+    assert job_id_for(SECRET, "alice", None, fp, 1) == job_id_for(SECRET, "alice", None, fp, 1)
+    assert job_id_for(SECRET, "alice", None, fp, 1) != job_id_for(SECRET, "bob", None, fp, 1)
+    assert job_id_for(SECRET, "alice", None, fp, 1) != job_id_for(
+        SECRET, "alice", None, fp_other, 1
+    )
+    assert job_id_for(SECRET, "alice", None, fp, 1) != job_id_for(SECRET, "alice", None, fp, 2)
+    assert job_id_for(SECRET, "alice", "k1", fp, 1) == job_id_for(
+        SECRET, "alice", "k1", fp_other, 1
+    )
+    assert "apple" not in job_id_for(SECRET, "alice", None, fp, 1)
     for bad in ("/", "\\", "#", "?"):
-        assert bad not in job_id(SECRET, "a/b#c?d", "k\\", fp, 1)
+        assert bad not in job_id_for(SECRET, "a/b#c?d", "k\\", fp, 1)
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "bad\nkey"])
@@ -114,6 +118,6 @@ def test_a_bad_idempotency_key_is_named(key):
 
 def test_ids_depend_on_the_secret(settings):
     fp = fingerprint(parse_job_request({"prompt": "a red apple"}, settings))
-    assert job_id(SECRET, "alice", None, fp, 1) != job_id(
+    assert job_id_for(SECRET, "alice", None, fp, 1) != job_id_for(
         b"another-secret-16ch", "alice", None, fp, 1
     )
