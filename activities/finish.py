@@ -93,7 +93,7 @@ def _attempt_entry(record: AttemptRecord) -> dict[str, Any]:
 def log_fields(metadata: dict[str, Any]) -> dict[str, Any]:
     """The flat fields of the job's log event (custom dimensions in Application Insights)."""
     fields = {
-        key: metadata.get(key)
+        key: metadata[key]
         for key in (
             "id",
             "state",
@@ -115,11 +115,11 @@ def log_fields(metadata: dict[str, Any]) -> dict[str, Any]:
             "cost_usd",
         )
     }
-    error = metadata.get("error") or {}
-    fields["error_layer"] = error.get("layer")
-    fields["error_code"] = error.get("code")
-    fields["timeout_layer"] = error.get("timeout")
-    fields["attempts"] = len(metadata.get("attempts", []))
+    error = metadata["error"]  # build_metadata made it: status_error's keys, or None
+    fields["error_layer"] = error["layer"] if error else None
+    fields["error_code"] = error["code"] if error else None
+    fields["timeout_layer"] = error["timeout"] if error else None
+    fields["attempts"] = len(metadata["attempts"])
     return fields
 
 

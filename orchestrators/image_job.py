@@ -34,6 +34,7 @@ from rules.job_records import (
 from rules.outcome import AttemptResult, Failure, FailureKind, Layer
 from rules.records import as_object
 from rules.retry import decide
+from rules.timing import iso_utc
 from storage.protocol import metadata_name
 
 bp = df.Blueprint()
@@ -101,7 +102,7 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
             CustomStatus(
                 Phase.WAITING_TO_RETRY,
                 attempt,
-                retry_at=retry_at.isoformat(),
+                retry_at=iso_utc(retry_at),
                 reason=decision.reason,
             ).to_json()
         )

@@ -17,7 +17,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
-from rules.budget import Layer, TimeoutBudget
+from rules.budget import Limit, TimeoutBudget
 from rules.errors import SettingsInvalid
 from rules.models import MODELS, ROUTE_OWNERS
 from rules.retry import RetryPolicy
@@ -197,12 +197,12 @@ class AppSettings:
 def check_budget(timeouts: Timeouts, routes: Collection[RouteSettings]) -> None:
     """Raise SettingsInvalid naming the first pair of limits in the wrong order."""
 
-    def layer(name: str) -> Layer:
-        return Layer(TIMEOUT_SETTINGS[name], getattr(timeouts, name))
+    def limit(name: str) -> Limit:
+        return Limit(TIMEOUT_SETTINGS[name], getattr(timeouts, name))
 
-    budget = TimeoutBudget(**{name.removesuffix("_s"): layer(name) for name in TIMEOUT_SETTINGS})
+    budget = TimeoutBudget(**{name.removesuffix("_s"): limit(name) for name in TIMEOUT_SETTINGS})
     gateways = [
-        Layer(f"IMAGE_ROUTE_{route.name.upper()}_GATEWAY_IDLE_TIMEOUT_S", idle)
+        Limit(f"IMAGE_ROUTE_{route.name.upper()}_GATEWAY_IDLE_TIMEOUT_S", idle)
         for route in routes
         if (idle := route.gateway_idle_timeout_s) is not None
     ]
