@@ -172,10 +172,13 @@ class _Attempt:
                 sent=False,
             )
             return await self.finish(failure, None, ())
+        timeouts = self.settings.timeouts
+        if job.send.read_idle_s is not None:  # the plan raised it for a long silence
+            timeouts = replace(timeouts, read_idle_s=job.send.read_idle_s)
         result = await call_route(
             self.seams.client,
             call,
-            timeouts=self.settings.timeouts,
+            timeouts=timeouts,
             clocks=self.clocks,
             on_partial=self.on_partial,
             on_final=self.on_final,

@@ -28,7 +28,7 @@ from rules.dedup import caller_digest, check_key, fingerprint, is_job_id, job_id
 from rules.errors import RequestInvalid
 from rules.job_records import TERMINAL_STATES, CancelMarker, JobInput, JobState
 from rules.request import parse_job_request
-from rules.send_plan import plan_send
+from rules.send_plan import plans
 from rules.settings import AppSettings
 from rules.status import RUNNING_STATUSES
 from rules.timing import iso_utc
@@ -57,11 +57,11 @@ async def start_job(
     key = check_key(raw_key) if raw_key is not None else None
     caller = caller_of(req, settings)
     request_fingerprint = fingerprint(request)
+    send, send_after_silence = plans(request, settings)
     job = JobInput(
         request=request,
-        send=plan_send(
-            request, settings.route(request.route), silent_fix=settings.silent_stream_fix
-        ),
+        send=send,
+        send_after_silence=send_after_silence,
         policy=settings.retry,
         caller=caller_digest(settings.job_id_secret, caller),
         fingerprint=request_fingerprint,

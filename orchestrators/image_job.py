@@ -34,6 +34,7 @@ from rules.job_records import (
 from rules.outcome import AttemptResult, Failure, FailureKind, Layer
 from rules.records import as_object
 from rules.retry import decide
+from rules.send_plan import is_silence_kill
 from rules.timing import iso_utc
 from storage.protocol import metadata_name
 
@@ -57,6 +58,7 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
     attempts: list[AttemptRecord] = []
     failures: list[Failure] = []
     attempt = 0
+    send = job.send
     outcome: Outcome | None = None
     while outcome is None:
         attempt += 1
@@ -65,7 +67,7 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
             job_id=job_id,
             attempt=attempt,
             request=job.request,
-            send=job.send,
+            send=send,
             job_created_at=job.created_at,
         )
         generate = context.call_activity(GENERATE, attempt_input.to_json(), expected_type=dict)
@@ -94,6 +96,9 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
         )
         failures.append(result.failure)
         attempts.append(AttemptRecord(result, decision))
+        if is_silence_kill(result.failure) and job.send_after_silence is not None:
+            # Never the same silent request twice: the resend goes out in another shape.
+            send = job.send_after_silence
         if not decision.retry:
             outcome = _outcome(JobState.FAILED, job_id, attempts, result, failure=decision.failure)
             break

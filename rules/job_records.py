@@ -63,12 +63,16 @@ class JobInput:
     caller: str
     fingerprint: str
     created_at: str
+    # The shape of a resend after a silence kill (rules.send_plan); None: no other shape fits.
+    send_after_silence: SendPlan | None = None
 
     def to_json(self) -> dict[str, Any]:
+        after = self.send_after_silence
         return {
             "v": SCHEMA_VERSION,
             "request": self.request.to_json(),
             "send": self.send.to_json(),
+            "send_after_silence": after.to_json() if after else None,
             "policy": self.policy.to_json(),
             "caller": self.caller,
             "fingerprint": self.fingerprint,
@@ -77,9 +81,10 @@ class JobInput:
 
     @classmethod
     def from_json(cls, value: object) -> JobInput:
-        """Version 0 had the same fields without ``v``."""
+        """Version 0 had the same fields without ``v`` and ``send_after_silence``."""
         data = as_object(value, "job input")
         checked_version(data, "job input", SCHEMA_VERSION)
+        after = data.get("send_after_silence")
         return cls(
             request=ImageJobRequest.from_json(required(data, "request", "job input")),
             send=SendPlan.from_json(required(data, "send", "job input")),
@@ -87,6 +92,7 @@ class JobInput:
             caller=required(data, "caller", "job input"),
             fingerprint=required(data, "fingerprint", "job input"),
             created_at=required(data, "created_at", "job input"),
+            send_after_silence=SendPlan.from_json(after) if after else None,
         )
 
 

@@ -26,6 +26,8 @@ class SizeRules:
     max_pixels: int
     # Above this the model page calls the size experimental: accepted, but worth a warning.
     experimental_above_pixels: int
+    # The largest size accepted (the slowest to generate): the start-up budget check uses it.
+    largest: str
     allow_auto: bool = True
 
 
@@ -73,6 +75,7 @@ GPT_IMAGE_2 = ModelRules(
         min_pixels=655_360,
         max_pixels=8_294_400,
         experimental_above_pixels=3_686_400,
+        largest="3840x2160",
     ),
     qualities=frozenset({"low", "medium", "high", "auto"}),
     output_formats=MappingProxyType(

@@ -306,11 +306,13 @@ def test_the_whole_request_deadline_covers_the_wait_for_headers():
         await asyncio.sleep(60)
         return httpx.Response(500)
 
+    # A clock 3000 times fast: 900 s of request limit is 0.3 s, 750 s of read idle 0.25 s.
     fast = {
-        "IMAGE_REQUEST_TIMEOUT_S": "0.3",
-        "IMAGE_READ_IDLE_TIMEOUT_S": "0.25",
+        "IMAGE_TIME_SCALE": "3000",
+        "IMAGE_REQUEST_TIMEOUT_S": "900",
+        "IMAGE_READ_IDLE_TIMEOUT_S": "750",
         "IMAGE_CONNECT_TIMEOUT_S": "0.1",
-        "IMAGE_ROUTE_AZURE_GATEWAY_IDLE_TIMEOUT_S": "0.2",
+        "IMAGE_ROUTE_AZURE_GATEWAY_IDLE_TIMEOUT_S": "600",
     }
     settings = AppSettings.from_env(dict(ENV, **fast))
     store = InMemoryStore()

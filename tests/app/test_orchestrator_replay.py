@@ -30,10 +30,13 @@ REQUEST = {
 }
 
 
-def job_input(send: SendPlan | None = None) -> dict[str, Any]:
+def job_input(
+    send: SendPlan | None = None, after_silence: SendPlan | None = None
+) -> dict[str, Any]:
     return JobInput(
         request=ImageJobRequest.from_json(REQUEST),
         send=send or SendPlan(stream=True, partial_images=1),
+        send_after_silence=after_silence,
         policy=RetryPolicy(),
         caller="caller-digest",
         fingerprint="fingerprint",
@@ -284,3 +287,37 @@ def test_a_huge_server_wait_ends_the_job_with_its_reason(handle):
     finish = only(activities(new_actions(state, 1), FINISH))
     assert finish["input"]["outcome"]["state"] == "failed"
     assert "86400s" in finish["input"]["attempts"][0]["decision"]["reason"]
+
+
+def test_a_resend_after_a_gateway_silence_kill_goes_out_in_the_other_shape(handle):
+    killed = Failure(
+        kind=FailureKind.GATEWAY_TIMEOUT,
+        layer=Layer.GATEWAY,
+        message="the gateway gave up on a silent stream",
+        sent=True,
+        http_status=408,
+    )
+    unstreamed = SendPlan(stream=False, partial_images=0, read_idle_s=470.0)
+    history = History(handle, "job-1", job_input(after_silence=unstreamed))
+    history.episode()
+    history.complete_activity(0, GENERATE, failed(1, killed), after_s=60)
+    state = history.episode()
+    timer = only(timers(new_actions(state, 1)))
+    history.fire_timer(1, timer["fireAt"])
+    state = history.episode()
+    resend = only(activities(new_actions(state, 2), GENERATE))
+    assert resend["input"]["attempt"] == 2
+    assert resend["input"]["send"]["stream"] is False
+    assert resend["input"]["send"]["read_idle_s"] == 470.0
+
+
+def test_other_failures_keep_the_planned_shape(handle):
+    unstreamed = SendPlan(stream=False, partial_images=0, read_idle_s=470.0)
+    history = History(handle, "job-1", job_input(after_silence=unstreamed))
+    history.episode()
+    history.complete_activity(0, GENERATE, failed(1, RATE_LIMITED), after_s=1)
+    state = history.episode()
+    timer = only(timers(new_actions(state, 1)))
+    history.fire_timer(1, timer["fireAt"])
+    retry = only(activities(new_actions(history.episode(), 2), GENERATE))
+    assert retry["input"]["send"]["stream"] is True

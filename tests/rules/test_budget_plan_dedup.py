@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -59,12 +60,12 @@ def test_partial_images_zero_behind_a_short_gateway_is_sent_with_one(settings):
     job = parse_job_request(
         {"prompt": "p", "size": "2048x2048", "quality": "high", "partial_images": 0}, settings
     )
-    plan = plan_send(job, settings.route("azure"), silent_fix="partial_images")
+    plan = plan_send(job, settings)
     assert plan.stream is True
     assert plan.partial_images == 1
     assert "60s gateway idle limit" in plan.notes[-1]
     assert "experimental" in plan.notes[0]  # 2048x2048 is above 2560x1440's pixel count
-    plan = plan_send(job, settings.route("azure"), silent_fix="non_streaming")
+    plan = plan_send(job, replace(settings, silent_stream_fix="non_streaming"))
     assert plan.stream is False
     assert "without streaming" in plan.notes[-1]
 
@@ -73,9 +74,7 @@ def test_partial_images_zero_stays_where_it_is_safe(settings):
     quick = parse_job_request(
         {"prompt": "p", "size": "1024x1024", "quality": "low", "partial_images": 0}, settings
     )
-    assert (
-        plan_send(quick, settings.route("azure"), silent_fix="partial_images").partial_images == 0
-    )
+    assert plan_send(quick, settings).partial_images == 0
     slow = parse_job_request(
         {
             "prompt": "p",
@@ -86,7 +85,7 @@ def test_partial_images_zero_stays_where_it_is_safe(settings):
         },
         settings,
     )
-    plan = plan_send(slow, settings.route("openai"), silent_fix="partial_images")
+    plan = plan_send(slow, settings)
     assert plan.partial_images == 0  # no gateway declared on this route
     assert not any("gateway" in note for note in plan.notes)
 
