@@ -1,10 +1,11 @@
 """What to send for one attempt: stream or not, how many partial images, and why.
 
-Seed 004: behind Azure's API Management a stream that sends nothing for 60 s is answered with a
-408 while the generation behind it runs on and is billed; ``partial_images: 0`` is exactly such a
-stream for any large image. When a route declares its gateway's idle limit and the model may take
-longer than that, a request for 0 partials is sent with 1 (or without streaming, per the
-``IMAGE_SILENT_STREAM_FIX`` setting), and the plan carries a note that metadata.json keeps.
+Field report B (docs/reference/field-reports.md): behind Azure's API Management a stream that sends
+nothing for 60 s is answered with a 408 while the generation behind it runs on and is billed;
+``partial_images: 0`` is exactly such a stream for any large image. When a route declares its
+gateway's idle limit and the model may take longer than that, a request for 0 partials is sent with
+1 (or without streaming, per the ``IMAGE_SILENT_STREAM_FIX`` setting), and the plan carries a note
+that metadata.json keeps.
 """
 
 from __future__ import annotations

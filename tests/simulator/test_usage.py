@@ -1,4 +1,4 @@
-"""Usage and cost against the fact sheet's price table, and the OpenAPI usage schema."""
+"""Usage and cost against the published price table, and the OpenAPI usage schema."""
 
 from __future__ import annotations
 
