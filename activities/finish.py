@@ -1,8 +1,9 @@
 """The end of a job: metadata.json beside the image, and ONE structured log event.
 
 Both happen in an activity, not in the orchestrator, because the orchestrator replays: a log line
-written there would be written again at every replay. The log event carries every timing audit
-field of seed 000 and nothing that could leak: no prompt, no key, no image bytes.
+written there would be written again at every replay. The log event carries every timing audit field
+of field report A (docs/reference/field-reports.md) and nothing that could leak: no prompt, no key,
+no image bytes.
 """
 
 from __future__ import annotations

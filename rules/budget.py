@@ -1,11 +1,11 @@
 """The timeout budget: a chain of limits, each layer waiting on the one inside it.
 
-Seed 000: "A safe timeout budget is not one large number pasted everywhere. It is a chain of
-limits where the outer product experience, backend worker, proxy, gateway, and API client all
-know whether they are waiting". Each pair below is (inner, outer): the outer layer waits on the
-inner one, so the inner limit must not exceed it, or the outer layer gives up first and the
-failure is blamed on the wrong layer. ``check`` runs when settings are built, at start-up, and
-names the pair that is wrong.
+Field report A (docs/reference/field-reports.md): "A safe timeout budget is not one large number
+pasted everywhere. It is a chain of limits where the outer product experience, backend worker,
+proxy, gateway, and API client all know whether they are waiting". Each pair below is (inner,
+outer): the outer layer waits on the inner one, so the inner limit must not exceed it, or the outer
+layer gives up first and the failure is blamed on the wrong layer. ``check`` runs when settings are
+built, at start-up, and names the pair that is wrong.
 
     client poll (how long a client keeps polling a job)
       └ activity (functionTimeout: one attempt, send to stored image)

@@ -1,9 +1,10 @@
 """Duplicate submits: the same caller asking for the same job gets the same job.
 
-Seed 000: "same user, same prompt, same parameters, same pending job should normally return the
-existing job status instead of launching another full generation". Job ids are deterministic, so
-the durable store itself settles races: two concurrent submits compute the same instance id, and
-only one start can create it (start-if-absent); the other finds it pending and returns it.
+Field report A (docs/reference/field-reports.md): "same user, same prompt, same parameters, same
+pending job should normally return the existing job status instead of launching another full
+generation". Job ids are deterministic, so the durable store itself settles races: two concurrent
+submits compute the same instance id, and only one start can create it (start-if-absent); the other
+finds it pending and returns it.
 
     job_id_for(secret, caller, key or None, fingerprint, generation)   # img-<24 hex>-<n>
 

@@ -33,7 +33,7 @@ class FailureKind(StrEnum):
 
 
 class Layer(StrEnum):
-    """The layer that failed, in the seed's vocabulary."""
+    """The layer that failed, in field report A's vocabulary (docs/reference/field-reports.md)."""
 
     ROUTE = "route"  # the model service (OpenAI, Azure OpenAI) returned the error
     GATEWAY = "gateway"  # a gateway or proxy in front of it

@@ -2,7 +2,8 @@
 
 Pure, so the orchestrator stays deterministic: randomness for jitter comes in as a number in
 [0, 1) that the orchestrator draws from its context (``new_uuid``), and waits are returned in
-seconds for a durable timer. The rules are seed 000's retry table and the Azure answer in seed 004:
+seconds for a durable timer. The rules are field report A's retry table and the Azure answer in
+field report B (docs/reference/field-reports.md):
 - 429 rate_limit_exceeded: wait what the server asked (retry-after-ms, retry-after, the reset
   header, "try again in Ns"), else exponential backoff; always with jitter added on top, never
   below the server's ask, never a fixed short interval.
@@ -53,7 +54,7 @@ OWN_LAYERS = frozenset({Layer.STORAGE, Layer.IMAGE_CHECK, Layer.WORKER})
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Settings of the policy; the defaults follow the seeds."""
+    """Settings of the policy; the defaults follow the field reports."""
 
     max_attempts: int = 4
     transient_waits_s: tuple[float, ...] = (5.0, 15.0, 30.0)

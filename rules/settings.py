@@ -62,7 +62,7 @@ class JobDefaults:
     background: str = "auto"
     moderation: str = "auto"
     n: int = 1
-    # 1, not 0: a silent stream is killed at 60 s behind Azure's gateway (seed 004).
+    # 1, not 0: a silent stream is killed at 60 s behind Azure's gateway (field report B).
     partial_images: int = 1
 
 

@@ -1,9 +1,9 @@
 """The status language: honest states a person can act on, and how they are derived.
 
-States come from seed 000's "honest status language": queued, generating, partial preview
-available, finalizing, saved, failed with returned error, failed at local timeout; plus
-``waiting_to_retry`` while a durable timer runs, ``cancelling`` while a cancelled job's running
-attempt stops, and ``cancelled``. The status endpoint derives the
+States come from field report A's "honest status language" (docs/reference/field-reports.md):
+queued, generating, partial preview available, finalizing, saved, failed with returned error, failed
+at local timeout; plus ``waiting_to_retry`` while a durable timer runs, ``cancelling`` while a
+cancelled job's running attempt stops, and ``cancelled``. The status endpoint derives the
 state from three sources and never stores it twice: the durable runtime status, the orchestrator's
 custom status (which phase it is in), and the activity's progress record in Blob (previews landed,
 final image received).

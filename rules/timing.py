@@ -1,4 +1,4 @@
-"""The timing record of one attempt: every clock seed 000 asks for, in one place.
+"""The timing record of one attempt: every clock field report A asks for, in one place.
 
 The activity fills it as the call goes (``Clocks`` holds monotonic marks, pure arithmetic turns
 them into milliseconds), metadata.json and the job's log event carry it, and the status answer

@@ -1,4 +1,4 @@
-"""Issue 5, items 3 and 4: duplicate submits get the existing job; cancel at every stage."""
+"""Duplicate submits get the existing job; cancel at every stage."""
 
 from __future__ import annotations
 

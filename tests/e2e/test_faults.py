@@ -114,7 +114,7 @@ def test_a_stream_that_ends_without_completed(api: Api):
 
 
 def test_partial_images_zero_at_2k_behind_the_gateway_is_sent_with_one(api: Api):
-    """Seed 004's first failure, avoided: the silent stream would be killed at 60 s."""
+    """Field report B's first failure, avoided: the silent stream would be killed at 60 s."""
     # 2048x2048 low: the longest silence after the one partial stays inside this stack's read
     # idle limit, which is short so that other cases can outlast it.
     final, metadata, ledger = run_case(
