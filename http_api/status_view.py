@@ -116,6 +116,7 @@ def status_answer(
         "error": status_error(result.error) if result and result.error else None,
         "retryCount": result.retry_count if result else None,
         "costUsd": result.cost_usd if result else None,
+        "costEstimated": result.cost_estimated if result else None,
         "createdAt": instance.created_iso,
         "updatedAt": instance.updated_iso,
     }

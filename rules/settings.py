@@ -84,6 +84,12 @@ class Timeouts:
     client_http_s: float = 30.0
     client_poll_s: float = 3600.0
 
+    @property
+    def pre_send_storage_s(self) -> float:
+        """How long an attempt waits for storage before its send (to read its record and write
+        its sent mark): the activity's time that the request and the upload leave over."""
+        return max(0.0, self.activity_s - self.request_s - self.upload_s)
+
 
 TIMEOUT_SETTINGS = {
     "connect_s": "IMAGE_CONNECT_TIMEOUT_S",

@@ -339,7 +339,7 @@ def test_a_later_attempts_progress_is_read_and_an_earlier_jobs_is_ignored():
         name=f"{job_id}/progress-2.json", data=json.dumps(stale).encode(), content_type="j"
     )
     _, body, _ = world.status(job_id)
-    assert body["state"] == "generating"  # not the earlier job's "final received"
+    assert body["state"] == "queued"  # not the earlier job's "final received"
     assert f"{job_id}/progress-2.json" in world.store.get_calls
 
 
