@@ -22,11 +22,11 @@ from http_api.caller import caller_of
 from http_api.durable_jobs import DurableJobs, JobInstance
 from http_api.errors import JobNotFound, StoreUnavailable
 from http_api.job_ids import JobIds
-from http_api.status_view import JobView, job_state, read_job, status_answer
+from http_api.status_view import JobView, job_state, read_job, read_progress, status_answer
 from orchestrators.image_job import CANCEL_EVENT, ORCHESTRATOR
 from rules.dedup import caller_digest, check_key, fingerprint, is_job_id, job_id_for
 from rules.errors import RequestInvalid
-from rules.job_records import TERMINAL_STATES, CancelMarker, JobInput, JobState
+from rules.job_records import TERMINAL_STATES, CancelMarker, JobInput, JobState, Phase
 from rules.request import parse_job_request
 from rules.send_plan import plans
 from rules.settings import AppSettings
@@ -129,8 +129,9 @@ async def cancel_job(
     instance = await jobs.look(job_id)
     if instance is None or instance.job.caller != caller:
         raise JobNotFound(job_id)
+    before_send: bool | None = None
     if instance.runtime_status in RUNNING_STATUSES:
-        instance = await _request_cancel(jobs, store, instance, now)
+        instance, before_send = await _request_cancel(jobs, store, instance, now)
     state = job_state(JobView(instance, None))
     if instance.runtime_status in RUNNING_STATUSES and state not in (
         *TERMINAL_STATES,
@@ -138,18 +139,25 @@ async def cancel_job(
     ):
         state = JobState.CANCELLING
     url = status_url(req, job_id)
-    answer = {"id": job_id, "state": state.value, "statusUrl": url}
+    answer: dict[str, object] = {"id": job_id, "state": state.value, "statusUrl": url}
     if state in TERMINAL_STATES:
         return json_answer(answer, 200)
+    if before_send is not None:
+        answer["beforeSend"] = before_send
     return json_answer(answer, 202, headers={"Location": url})
 
 
 async def _request_cancel(
     jobs: DurableJobs, store: ImageStore, instance: JobInstance, now: Clock
-) -> JobInstance:
+) -> tuple[JobInstance, bool | None]:
     """The marker first: the running attempt watches it and closes its stream; then the event,
     which wakes the orchestrator wherever it waits (queued, generating, waiting to retry).
-    Returns the instance as it is after the event."""
+
+    Returns the instance as it is after the event, and whether the cancel came before the
+    current attempt's send (None: cannot tell). The attempt writes its sent mark, then reads the
+    marker, then sends; here the marker is written, then the sent mark read. So when no sent
+    mark is seen, the attempt will see the marker and never reach the route.
+    """
     job_id = instance.instance_id
     marker = CancelMarker(requested_at=iso_utc(now()), job_created_at=instance.job.created_at)
     data = json.dumps(marker.to_json()).encode()
@@ -157,13 +165,29 @@ async def _request_cancel(
         await asyncio.to_thread(store.put, name=cancel_name(job_id), data=data, content_type=JSON)
     except Exception as exc:
         raise StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id) from exc
+    before_send = await _before_send(store, instance)
     if await jobs.raise_event(job_id, CANCEL_EVENT):
-        return instance
+        return instance, before_send
     # Fine only if it ended between our look and the event: its own end stands.
     after = await jobs.look(job_id)
     if after is None or after.runtime_status in RUNNING_STATUSES:
         raise StoreUnavailable("the cancel event was refused", job_id=job_id)
-    return after
+    return after, None
+
+
+async def _before_send(store: ImageStore, instance: JobInstance) -> bool | None:
+    """Whether the current attempt had not written its sent mark (read after the marker)."""
+    custom = instance.custom_status
+    if custom is not None and custom.phase is not Phase.GENERATING:
+        # Waiting to retry, cancelling or finishing: no request is on its way now.
+        return custom.phase is Phase.WAITING_TO_RETRY
+    attempt = custom.attempt if custom is not None else 1
+    try:
+        progress = await asyncio.to_thread(read_progress, store, instance.instance_id, attempt)
+    except StoreUnavailable:
+        return None
+    mine = progress is not None and progress.job_created_at == instance.job.created_at
+    return not (mine and progress is not None and progress.sent)
 
 
 def _json_body(req: func.HttpRequest) -> object:

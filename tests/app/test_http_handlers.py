@@ -435,7 +435,12 @@ def test_a_running_job_is_cancelled_marker_first_then_the_event():
     _, job, _ = world.start()
     status, body, headers = world.cancel(job["id"])
     assert status == 202
-    assert body == {"id": job["id"], "state": "cancelling", "statusUrl": f"{BASE}/{job['id']}"}
+    assert body == {
+        "id": job["id"],
+        "state": "cancelling",
+        "statusUrl": f"{BASE}/{job['id']}",
+        "beforeSend": True,  # no sent mark yet: the attempt will see the marker and stop
+    }
     assert headers["Location"] == f"{BASE}/{job['id']}"
     marker = json.loads(world.store.blobs[f"{job['id']}/cancel.json"][0])
     assert marker["job_created_at"] == world.client.instances[job["id"]]["input"]["created_at"]
@@ -486,3 +491,17 @@ def test_the_caller_digest_not_the_caller_is_kept_on_the_job():
     kept = world.client.instances[job["id"]]["input"]["caller"]
     assert kept == caller_digest(world.settings.job_id_secret, "alice@example.com")
     assert "alice" not in json.dumps(world.client.instances[job["id"]]["input"])
+
+
+def test_a_cancel_after_the_sent_mark_says_the_request_may_be_at_the_route():
+    world = World()
+    _, job, _ = world.start()
+    job_id = job["id"]
+    created = world.client.instances[job_id]["input"]["created_at"]
+    world.client.instances[job_id]["customStatus"] = {"phase": "generating", "attempt": 1}
+    sent = {"v": 1, "attempt": 1, "job_created_at": created, "started_at": None, "sent": True}
+    world.store.put(
+        name=f"{job_id}/progress-1.json", data=json.dumps(sent).encode(), content_type="j"
+    )
+    status, body, _ = world.cancel(job_id)
+    assert (status, body["state"], body["beforeSend"]) == (202, "cancelling", False)
