@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -20,7 +21,13 @@ import azure.functions as func
 from http_api.answers import json_answer, status_url
 from http_api.caller import caller_of
 from http_api.durable_jobs import DurableJobs, JobInstance
-from http_api.errors import JobNotFound, StoreUnavailable
+from http_api.errors import (
+    JobNotFound,
+    MethodNotAllowed,
+    NoSuchRoute,
+    StoreUnavailable,
+    UnsupportedMediaType,
+)
 from http_api.job_ids import JobIds
 from http_api.status_view import JobView, job_state, read_job, read_progress, status_answer
 from orchestrators.image_job import CANCEL_EVENT, ORCHESTRATOR
@@ -37,6 +44,8 @@ from storage.protocol import JSON, ImageStore, cancel_name
 log = logging.getLogger("imagejobs.http")
 
 Clock = Callable[[], datetime]
+# How long a status poll waits for the job store and Blob before answering 503 (seconds).
+STATUS_READ_S = 5.0
 
 
 def _utc_now() -> datetime:
@@ -52,6 +61,7 @@ async def start_job(
 ) -> func.HttpResponse:
     """POST /api/images: 202 with the job's id, Location and Retry-After; a duplicate submit
     gets the existing job (``Idempotent-Replayed: true``)."""
+    _check_content_type(req)
     request = parse_job_request(_json_body(req), settings)
     raw_key = req.headers.get("idempotency-key")
     key = check_key(raw_key) if raw_key is not None else None
@@ -82,7 +92,7 @@ async def start_job(
         log.info("image job %s returned again for a duplicate submit", allocation.job_id)
     else:
         log.info("image job %s started on route %s", allocation.job_id, request.route)
-    url = status_url(req, allocation.job_id)
+    url = status_url(req, allocation.job_id, settings.public_base_url)
     headers = {"Location": url, "Retry-After": str(settings.status_retry_after_s)}
     if allocation.replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -101,9 +111,10 @@ async def get_job(
 ) -> func.HttpResponse:
     """GET /api/images/{id}: 202 with Retry-After while the job runs, 200 once it has ended."""
     job_id = _path_job_id(req)
-    view = await read_job(
-        jobs, store, job_id, caller_digest(settings.job_id_secret, caller_of(req, settings))
-    )
+    caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
+    # A poll answers promptly: storage that does not answer within this is a 503, not a hang.
+    async with asyncio.timeout(STATUS_READ_S):
+        view = await read_job(jobs, store, job_id, caller)
     include_prompt = req.params.get("includePrompt", "").lower() == "true"
 
     def link(blob: str) -> str:
@@ -126,19 +137,20 @@ async def cancel_job(
     """POST /api/images/{id}/cancel: 202 (``cancelling``) or 200 with the job's final state."""
     job_id = _path_job_id(req)
     caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
-    instance = await jobs.look(job_id)
-    if instance is None or instance.job.caller != caller:
-        raise JobNotFound(job_id)
-    before_send: bool | None = None
-    if instance.runtime_status in RUNNING_STATUSES:
-        instance, before_send = await _request_cancel(jobs, store, instance, now)
+    async with asyncio.timeout(settings.timeouts.http_starter_s):
+        instance = await jobs.look(job_id)
+        if instance is None or instance.job.caller != caller:
+            raise JobNotFound(job_id)
+        before_send: bool | None = None
+        if instance.runtime_status in RUNNING_STATUSES:
+            instance, before_send = await _request_cancel(jobs, store, instance, now)
     state = job_state(JobView(instance, None))
     if instance.runtime_status in RUNNING_STATUSES and state not in (
         *TERMINAL_STATES,
         JobState.FINALIZING,
     ):
         state = JobState.CANCELLING
-    url = status_url(req, job_id)
+    url = status_url(req, job_id, settings.public_base_url)
     answer: dict[str, object] = {"id": job_id, "state": state.value, "statusUrl": url}
     if state in TERMINAL_STATES:
         return json_answer(answer, 200)
@@ -190,6 +202,14 @@ async def _before_send(store: ImageStore, instance: JobInstance) -> bool | None:
     return not (mine and progress is not None and progress.sent)
 
 
+def _check_content_type(req: func.HttpRequest) -> None:
+    """A body declared as something other than JSON is refused (415); an undeclared one is read
+    as JSON, as clients that send JSON without saying so expect."""
+    declared = req.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if declared and declared != JSON and not declared.endswith("+json"):
+        raise UnsupportedMediaType(declared)
+
+
 def _json_body(req: func.HttpRequest) -> object:
     try:
         return req.get_json()
@@ -202,3 +222,21 @@ def _path_job_id(req: func.HttpRequest) -> str:
     if not is_job_id(job_id):
         raise JobNotFound(job_id)
     return job_id
+
+
+# The API's routes (under the host's /api prefix) and their methods, for unmatched requests.
+ROUTES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
+    (re.compile(r"images/?"), ("POST",)),
+    (re.compile(r"images/[^/]+/?"), ("GET",)),
+    (re.compile(r"images/[^/]+/cancel/?"), ("POST",)),
+)
+
+
+async def unmatched(req: func.HttpRequest) -> func.HttpResponse:
+    """Any request no route of the API took: 405 (with Allow) for a path of the API asked with
+    another method, else 404; both with the JSON envelope, as every other answer."""
+    path = str(req.route_params.get("path") or "")
+    for pattern, methods in ROUTES:
+        if pattern.fullmatch(path):
+            raise MethodNotAllowed(str(req.method), methods)
+    raise NoSuchRoute(path)

@@ -405,3 +405,32 @@ class CancelMarker:
             requested_at=required(data, "requested_at", "cancel marker"),
             job_created_at=data.get("job_created_at"),
         )
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """``keys/{id base}.json``: the job an Idempotency-Key answered, kept in Blob so that a
+    purge of the durable history cannot turn a repeated key into a second, billable job within
+    the idempotency window. ``fingerprint`` tells a repeat from a reuse with another body."""
+
+    job_id: str
+    fingerprint: str
+    created_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": SCHEMA_VERSION,
+            "job_id": self.job_id,
+            "fingerprint": self.fingerprint,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> KeyRecord:
+        data = as_object(value, "key record")
+        checked_version(data, "key record", SCHEMA_VERSION)
+        return cls(
+            job_id=required(data, "job_id", "key record"),
+            fingerprint=required(data, "fingerprint", "key record"),
+            created_at=required(data, "created_at", "key record"),
+        )
