@@ -5,9 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 # Lint, format and type-check every Python path of the project that exists.
-CODE := $(wildcard loopserver simulator devhost rules storage orchestrators activities http_api clients localrun function_app.py wiring.py scripts tests)
+CODE := $(wildcard bench loopserver simulator devhost rules storage orchestrators activities http_api clients localrun function_app.py wiring.py scripts tests)
 
-.PHONY: setup demo run test lint typecheck pytest bench-simulator bench-devhost bench-retries clean
+.PHONY: setup demo run test lint typecheck pytest bench-simulator bench-devhost bench-retries bench-edge clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -50,6 +50,12 @@ bench-simulator: $(VENV)/.installed
 
 bench-devhost: $(VENV)/.installed
 	$(PY) -m devhost.bench
+
+# POST /api/images and GET /api/images/{id} against the Durable quickstart in the same devhost,
+# sequential and with 50 concurrent callers (docs/benchmarks.md). BENCH_ARGS="--trace" adds
+# the app's round trips timed inside the host.
+bench-edge: setup
+	$(PY) -m bench.edge_latency $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
