@@ -100,7 +100,7 @@ class _NewConnections(logging.Handler):
 
 
 def _install_trace() -> None:
-    import http_api.jobs as jobs
+    from http_api import handlers, job_ids, status_view
     from storage.azure_blob import AzureBlobImageStore
 
     client_cls = df.DurableOrchestrationClient
@@ -158,14 +158,15 @@ def _install_trace() -> None:
             _record(f"to_thread {label}: total", done - submitted)
 
     class _Asyncio:
-        """http_api.jobs' view of asyncio: the module, with to_thread timed."""
+        """The HTTP edge modules' view of asyncio: the module, with to_thread timed."""
 
         def __getattr__(self, name: str) -> Any:
             return getattr(asyncio, name)
 
         to_thread = staticmethod(timed_to_thread)
 
-    setattr(jobs, "asyncio", _Asyncio())  # noqa: B010 - replacing a module global on purpose
+    for module in (handlers, job_ids, status_view):
+        setattr(module, "asyncio", _Asyncio())  # noqa: B010 - replacing a module global on purpose
 
     urllib3_log = logging.getLogger("urllib3.connectionpool")
     urllib3_log.setLevel(logging.DEBUG)

@@ -147,7 +147,8 @@ class HttpHost:
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=self._body_limit)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        # [\s\S], not ".": a decoded path may hold a newline, and the host routes it as well.
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._dispatch)
         app.on_startup.append(self._start_rpc_listener)
         app.on_shutdown.append(self._on_shutdown)
         app.on_cleanup.append(self._stop_rpc_listener)
