@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from devhost.server import DevHost
-from tests.support import wait_until
+from loopserver.testing import wait_until
 
 EXAMPLE = Path(__file__).parent / "example_app"
 TERMINAL = {"Completed", "Failed", "Terminated", "Canceled"}

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from devhost.server import DevHost
+from loopserver.testing import wait_until
 from tests.devhost.example_client import EXAMPLE, App
-from tests.support import wait_until
 
 
 @pytest.fixture(scope="module")

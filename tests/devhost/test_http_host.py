@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from devhost.server import DevHost
+from loopserver.testing import wait_until
 from tests.devhost.example_client import EXAMPLE
-from tests.support import wait_until
 
 BODY_LIMIT = 65536
 

@@ -19,8 +19,8 @@ import pytest
 
 from devhost.keys import load_or_create_keys
 from loopserver import free_port, wait_for_port
+from loopserver.testing import wait_until
 from tests.devhost.example_client import EXAMPLE
-from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,11 +14,11 @@ import openai
 import pytest
 from openai import AzureOpenAI, OpenAI
 
+from loopserver.testing import wait_until
 from simulator.faults import parse_fault
 from simulator.ledger import billable_count, completed_upstream_count, count
 from simulator.server import Simulator
 from tests.simulator.conftest import MakeSim, drain
-from tests.support import wait_until
 
 SMALL: dict[str, Any] = {
     "model": "gpt-image-2",

@@ -16,10 +16,10 @@ import openai
 import pytest
 from openai import AzureOpenAI, OpenAI
 
+from loopserver.testing import wait_until
 from simulator.ledger import billable_count, count
 from simulator.server import Simulator
 from tests.simulator.conftest import MakeSim, drain
-from tests.support import wait_until
 
 SCALE = 100.0
 BIG: dict[str, Any] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from loopserver.testing import missing_service
 from tests.simulator.openapi_extract import (
     EXTRACT,
     ROOTS,
@@ -10,7 +11,6 @@ from tests.simulator.openapi_extract import (
     load_yaml,
     render,
 )
-from tests.support import missing_service
 
 
 def test_the_extract_holds_every_root_and_everything_they_refer_to():

@@ -210,7 +210,7 @@ def test_default_sdk_retries_after_a_connection_reset_bill_twice(sim):
     result = sdk.images.generate(model="gpt-image-2", prompt="x", quality="low")
 
     assert result.data
-    from tests.support import wait_until
+    from loopserver.testing import wait_until
 
     wait_until(lambda: billable_count(sim.ledger()) == 2, what="both generations billed")
     assert len(sim.ledger()) == 2

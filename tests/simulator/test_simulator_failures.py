@@ -14,13 +14,13 @@ import openai
 import pytest
 from openai import OpenAI
 
+from loopserver.testing import wait_until
 from simulator.faults import FaultQueue, RequestContext
 from simulator.images import ImageRenderer
 from simulator.server import Simulator
 from simulator.validation import ImageRequest
 from tests.simulator.conftest import MakeSim, drain
 from tests.simulator.openapi_schema import violations
-from tests.support import wait_until
 
 SMALL: dict[str, Any] = {
     "model": "gpt-image-2",
