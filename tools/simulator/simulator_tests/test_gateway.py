@@ -19,7 +19,7 @@ from openai import AzureOpenAI, OpenAI
 from loopserver.testing import wait_until
 from simulator.ledger import billable_count, count
 from simulator.server import Simulator
-from tests.simulator.conftest import MakeSim, drain
+from simulator_tests.conftest import MakeSim, drain
 
 SCALE = 100.0
 BIG: dict[str, Any] = {

@@ -20,7 +20,7 @@ from simulator.validation import (
     parse_edit,
     parse_generation,
 )
-from tests.simulator.openapi_schema import violations
+from simulator_tests.openapi_schema import violations
 
 MODELS = {"gpt-image-2", "gpt-image-2-2026-04-21"}
 

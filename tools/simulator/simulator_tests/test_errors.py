@@ -8,7 +8,7 @@ import pytest
 
 from simulator import errors
 from simulator.errors import ApiError
-from tests.simulator.openapi_schema import violations
+from simulator_tests.openapi_schema import violations
 
 OPENAI_SHAPED: dict[str, Callable[[], ApiError]] = {
     "invalid_request": lambda: errors.invalid_request("bad", param="size", code="invalid_value"),

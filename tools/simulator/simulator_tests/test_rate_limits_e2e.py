@@ -10,7 +10,7 @@ from openai import AzureOpenAI, OpenAI
 
 from activities.upstream_errors import retry_hint
 from simulator.ledger import billable_count, count
-from tests.simulator.conftest import MakeSim
+from simulator_tests.conftest import MakeSim
 
 # Windows of 60,000 s of service time: a minute of wall time at time scale 1000, so a window
 # never rolls over during a test unless the test says so.

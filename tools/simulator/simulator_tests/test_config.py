@@ -17,7 +17,7 @@ from simulator.config import (
 )
 from simulator.ratelimit import RateLimitRule
 
-EXAMPLES = sorted((Path(__file__).parents[2] / "simulator" / "examples").glob("*.json"))
+EXAMPLES = sorted((Path(__file__).parents[1] / "simulator" / "examples").glob("*.json"))
 
 
 def test_defaults_are_the_issues():

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 
 from simulator.server import Simulator
-from tests.simulator.conftest import png_bytes
-from tests.simulator.openapi_schema import violations
+from simulator_tests.conftest import png_bytes
+from simulator_tests.openapi_schema import violations
 
 HEADERS = {"Authorization": "Bearer sk-test"}
 BODY: dict[str, Any] = {

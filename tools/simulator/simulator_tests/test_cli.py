@@ -12,7 +12,7 @@ import pytest
 
 from loopserver import free_port, wait_for_port
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[1]
 
 
 @pytest.mark.subprocess

@@ -11,7 +11,7 @@ from openai.types import ImageGenCompletedEvent
 from PIL import Image
 
 from simulator.ledger import billable_count
-from tests.simulator.conftest import MakeSim
+from simulator_tests.conftest import MakeSim
 
 STREAMS = 50
 

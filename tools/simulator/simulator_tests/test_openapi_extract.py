@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from loopserver.testing import missing_service
-from tests.simulator.openapi_extract import (
+from simulator_tests.openapi_extract import (
     EXTRACT,
     ROOTS,
     extract,
@@ -28,5 +28,5 @@ def test_the_extract_is_identical_to_the_full_document():
         )
     expected = render(extract(load_yaml(full)["components"]["schemas"]))
     assert EXTRACT.read_text(encoding="utf-8") == expected, (
-        "the extract differs from the document: run python -m tests.simulator.openapi_extract"
+        "the extract differs from the document: run python -m simulator_tests.openapi_extract"
     )

@@ -19,8 +19,8 @@ from simulator.faults import FaultQueue, RequestContext
 from simulator.images import ImageRenderer
 from simulator.server import Simulator
 from simulator.validation import ImageRequest
-from tests.simulator.conftest import MakeSim, drain
-from tests.simulator.openapi_schema import violations
+from simulator_tests.conftest import MakeSim, drain
+from simulator_tests.openapi_schema import violations
 
 SMALL: dict[str, Any] = {
     "model": "gpt-image-2",

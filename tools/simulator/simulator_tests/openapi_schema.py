@@ -1,7 +1,7 @@
 """Check simulator bodies against OpenAI's published OpenAPI schemas, not a copy of our own.
 
 The schemas come from the extract of openai/openai-openapi kept in the repository
-(``tests/simulator/data/openai-images-schemas.yaml``, see ``openapi_extract``), so the checks run
+(``simulator_tests/data/openai-images-schemas.yaml``, see ``openapi_extract``), so the checks run
 in any clone. ``violations(instance, "ImagesResponse")`` walks the schema's ``$ref``, ``anyOf``,
 ``type``, ``nullable``, ``required``, ``properties``, ``items`` and ``enum`` and returns what does
 not fit (an empty list when everything does). That subset is all the image schemas use.
@@ -17,7 +17,7 @@ import functools
 from collections.abc import Collection
 from typing import Any
 
-from tests.simulator.openapi_extract import EXTRACT, load_yaml
+from simulator_tests.openapi_extract import EXTRACT, load_yaml
 
 
 @functools.cache

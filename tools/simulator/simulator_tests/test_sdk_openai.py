@@ -12,7 +12,7 @@ from openai.types import ImageGenCompletedEvent, ImagesResponse
 from PIL import Image
 
 from simulator.ledger import billable_count, count, generations_started
-from tests.simulator.conftest import MakeSim, png_bytes
+from simulator_tests.conftest import MakeSim, png_bytes
 
 
 def decode(b64: str | None) -> Image.Image:

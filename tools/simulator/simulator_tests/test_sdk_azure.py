@@ -11,7 +11,7 @@ import pytest
 from openai import AzureOpenAI, OpenAI
 from PIL import Image
 
-from tests.simulator.conftest import MakeSim, png_bytes
+from simulator_tests.conftest import MakeSim, png_bytes
 
 API_VERSION = "2025-04-01-preview"
 

@@ -18,7 +18,7 @@ from loopserver.testing import wait_until
 from simulator.faults import parse_fault
 from simulator.ledger import billable_count, completed_upstream_count, count
 from simulator.server import Simulator
-from tests.simulator.conftest import MakeSim, drain
+from simulator_tests.conftest import MakeSim, drain
 
 SMALL: dict[str, Any] = {
     "model": "gpt-image-2",

@@ -6,7 +6,7 @@ import pytest
 
 from simulator.usage import DEFAULT_PRICES, Prices, cost_usd, image_output_tokens, usage_for
 from simulator.validation import ImageRequest, parse_edit, parse_generation
-from tests.simulator.openapi_schema import violations
+from simulator_tests.openapi_schema import violations
 
 
 def request(size: str, quality: str, **extra: object) -> ImageRequest:

@@ -3,11 +3,11 @@
 The wire-shape tests check the simulator's bodies against OpenAI's own schemas, and must run in
 any clone, where the full document (openai/openai-openapi, several MB) is not present. So the
 schemas they use, and every schema those ``$ref``, are kept in
-``tests/simulator/data/openai-images-schemas.yaml`` (MIT, licence beside it). When the full
+``simulator_tests/data/openai-images-schemas.yaml`` (MIT, licence beside it). When the full
 document is available (``SIM_OPENAPI_PATH``, or shared/reference beside the clone as in CI),
 ``test_openapi_extract`` checks the extract is still exactly what this module would write.
 
-    python -m tests.simulator.openapi_extract [path/to/openapi.yaml]   # rewrite the extract
+    python -m simulator_tests.openapi_extract [path/to/openapi.yaml]   # in tools/simulator: rewrite
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ SOURCE = "openai/openai-openapi, commit f85dbe2 (2026-08-21), openapi.yaml compo
 HEADER = f"""\
 # Extracted from {SOURCE}.
 # Copyright (c) OpenAI, MIT licence: see LICENSE-openai-openapi beside this file.
-# Written by `python -m tests.simulator.openapi_extract`; do not edit by hand.
+# Written by `python -m simulator_tests.openapi_extract`; do not edit by hand.
 """
 # The schemas the wire-shape tests name; what they ``$ref`` comes along.
 ROOTS = (
@@ -43,7 +43,7 @@ ROOTS = (
     "ErrorResponse",
 )
 _PREFIX = "#/components/schemas/"
-_DEFAULT_FULL = Path(__file__).resolve().parents[3] / "shared/reference/openai-openapi/openapi.yaml"
+_DEFAULT_FULL = Path(__file__).resolve().parents[4] / "shared/reference/openai-openapi/openapi.yaml"
 
 
 def full_document_path() -> Path:
