@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from devhost.server import DevHost
+from devhost_tests.example_client import EXAMPLE
 from loopserver.testing import wait_until
-from tests.devhost.example_client import EXAMPLE
 
 BODY_LIMIT = 65536
 

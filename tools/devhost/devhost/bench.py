@@ -1,7 +1,7 @@
 """Benchmark: how fast devhost accepts and runs orchestrations (`python -m devhost.bench`).
 
 It starts `python -m devhost` as a subprocess on the example app of the tests
-(tests/devhost/example_app, a fresh state directory, wall-clock time) and measures, over HTTP:
+(devhost_tests/example_app, a fresh state directory, wall-clock time) and measures, over HTTP:
 - POST-to-202 latency: sequential POSTs to the app's HTTP starter (`/api/orchestrators/chain`,
   which calls the SDK's `client.start_new` and `create_check_status_response`), p50 and p99;
 - orchestrations per second: N orchestrations of one activity each, started with a fixed number of
@@ -29,7 +29,7 @@ from devhost.keys import HostKeys, load_or_create_keys
 from loopserver import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_APP = ROOT / "tests" / "devhost" / "example_app"
+EXAMPLE_APP = ROOT / "devhost_tests" / "example_app"
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ import httpx
 import pytest
 
 from devhost.keys import load_or_create_keys
+from devhost_tests.example_client import EXAMPLE
 from loopserver import free_port, wait_for_port
 from loopserver.testing import wait_until
-from tests.devhost.example_client import EXAMPLE
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.subprocess
 

@@ -1,6 +1,6 @@
 """The example DFApp driven through devhost over real HTTP, with the SDK's own client.
 
-Each orchestrator of tests/devhost/example_app exercises one Durable feature; the HTTP starters
+Each orchestrator of devhost_tests/example_app exercises one Durable feature; the HTTP starters
 use DurableOrchestrationClient (start_new, create_check_status_response, get_status, raise_event,
 terminate, suspend/resume, purge_instance_history), which talks to devhost's RPC base, while the
 test reads the public check-status URLs with the system key, as a real caller would.
@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from devhost.server import DevHost
-from tests.devhost.example_client import EXAMPLE, App
+from devhost_tests.example_client import EXAMPLE, App
 
 
 @pytest.fixture(scope="module")

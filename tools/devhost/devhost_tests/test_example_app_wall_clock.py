@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from devhost.server import DevHost
+from devhost_tests.example_client import EXAMPLE, App
 from loopserver.testing import wait_until
-from tests.devhost.example_client import EXAMPLE, App
 
 
 @pytest.fixture(scope="module")

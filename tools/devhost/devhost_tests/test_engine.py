@@ -23,7 +23,7 @@ from devhost.engine import (
 from devhost.history import EventType, parse_time
 from devhost.retries import retry_delay
 from devhost.store import Store
-from tests.devhost.engine_fixtures.harness import (
+from devhost_tests.engine_fixtures.harness import (
     eventually,
     finished,
     json_activity,

@@ -15,7 +15,7 @@ from devhost.__main__ import main
 from devhost.http_host import _is_loopback
 from devhost.keys import key_file_path
 from devhost.server import DevHost
-from tests.devhost.example_client import EXAMPLE, App
+from devhost_tests.example_client import EXAMPLE, App
 
 UNSUPPORTED_APP = textwrap.dedent(
     """
