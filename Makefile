@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 # Lint, format and type-check every Python path of the project that exists.
-CODE := $(wildcard rules storage orchestrators activities http_api localrun function_app.py wiring.py tests tools)
+CODE := $(wildcard rules storage orchestrators activities http_api function_app.py wiring.py tests tools)
 # The local tools (stand-ins, CLI, stack runner), each a package of its own under tools/: installed
 # editable, built by the pinned setuptools of requirements-dev.txt (no build isolation, so nothing
 # is fetched at build time).

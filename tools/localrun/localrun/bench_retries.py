@@ -25,7 +25,7 @@ import httpx
 
 from localrun.stack import LocalStack
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository root: the app, its settings, Azurite
 SCALE = 30.0
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
 

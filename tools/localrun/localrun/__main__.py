@@ -22,7 +22,7 @@ from types import FrameType
 
 from localrun.stack import LocalStack
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository root: the app, its settings, Azurite
 
 
 def run(args: argparse.Namespace) -> int:
