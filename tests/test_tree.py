@@ -5,6 +5,7 @@
   nothing that does not exist.
 - The product never imports the local tools (tools/*: the stand-ins, the CLI, the stack runner)
   nor the tests.
+- The README's code map names exactly the top-level folders, and the packages of tools/.
 """
 
 from __future__ import annotations
@@ -131,6 +132,24 @@ def test_the_product_never_imports_the_tools_or_the_tests():
     }
     assert len(found) > len(PRODUCT_MODULES)
     assert {path: names for path, names in found.items() if names} == {}
+
+
+def code_map() -> list[str]:
+    """The paths the README's "Code map" section names, as `name/` at the start of a list item."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"^## Code map\n(.*?)(?=^## |\Z)", text, flags=re.MULTILINE | re.DOTALL)
+    assert match, "README.md has no '## Code map' section"
+    return re.findall(r"^\s*[-*] `([^`]+)/`", match.group(1), flags=re.MULTILINE)
+
+
+def test_the_readme_code_map_names_every_folder_and_only_those():
+    listed = code_map()
+    folders = {path.split("/")[0] for path in tracked_paths() if "/" in path}
+    tools = {path.split("/")[1] for path in tracked_paths() if path.startswith("tools/")}
+    assert sorted(p for p in listed if "/" not in p) == sorted(folders)
+    assert sorted(p.removeprefix("tools/") for p in listed if p.startswith("tools/")) == sorted(
+        tools
+    )
 
 
 def test_tool_packages_have_names_of_their_own():
