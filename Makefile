@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
-# Lint, format and type-check every Python path of the project that exists.
+# Lint, format and type-check all Python code: the app, its tests, and tools/ with their tests.
 CODE := $(wildcard rules storage orchestrators activities http_api function_app.py wiring.py tests tools)
 # The local tools (stand-ins, CLI, stack runner), each a package of its own under tools/: installed
 # editable, built by the pinned setuptools of requirements-dev.txt (no build isolation, so nothing

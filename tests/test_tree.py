@@ -6,6 +6,7 @@
 - The product never imports the local tools (tools/*: the stand-ins, the CLI, the stack runner)
   nor the tests.
 - The README's code map names exactly the top-level folders, and the packages of tools/.
+- Each tools/ package is a root for ruff and mypy, and its tests are collected and relaxed alike.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import ast
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 
 from loopserver.testing import missing_service
@@ -157,3 +159,19 @@ def test_tool_packages_have_names_of_their_own():
     packages = tool_packages()
     assert {"loopserver_tests", "simulator_tests", "devhost_tests", "clients_tests"} <= packages
     assert packages.isdisjoint({"tests", *PRODUCT_PACKAGES})
+
+
+def test_each_tool_is_a_root_for_ruff_and_mypy_and_its_tests_are_collected():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    tools = sorted(f"tools/{p.parent.name}" for p in ROOT.glob("tools/*/pyproject.toml"))
+    assert sorted(config["tool"]["ruff"]["src"]) == sorted([".", *tools])
+    assert sorted(config["tool"]["mypy"]["mypy_path"].split(":")) == sorted([".", *tools])
+    relaxed = {
+        module
+        for override in config["tool"]["mypy"]["overrides"]
+        if override.get("disallow_untyped_defs") is False
+        for module in override["module"]
+    }
+    test_packages = {p for p in tool_packages() if p.endswith("_tests")}
+    assert relaxed == {"tests.*"} | {f"{p}.*" for p in test_packages}
+    assert config["tool"]["pytest"]["ini_options"]["testpaths"] == ["tests", "tools/*/*_tests"]
