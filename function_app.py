@@ -4,7 +4,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities.blueprint import bp as activities
-from http_api.jobs import bp as jobs_api
+from http_api.blueprint import bp as jobs_api
 from orchestrators.image_job import bp as orchestrators
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)

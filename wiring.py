@@ -2,7 +2,7 @@
 
 Activities and HTTP functions call these instead of building clients themselves, so settings are
 parsed once (a bad setting fails the first call with a message naming it), the Blob client and
-its connection pool survive between invocations, and tests can clear the caches.
+its connection pool survive between invocations.
 """
 
 from __future__ import annotations
@@ -29,13 +29,17 @@ def settings() -> AppSettings:
 
 @functools.cache
 def store() -> AzureBlobImageStore:
-    image_store = AzureBlobImageStore.from_settings(settings().storage)
+    storage = settings().storage
+    # A connection string carries its own key; managed identity needs the shared credential.
+    credential = None if storage.connection_string else _credential()
+    image_store = AzureBlobImageStore.from_settings(storage, credential=credential)
     image_store.ensure_container()
     return image_store
 
 
 @functools.cache
 def _credential() -> Any:
+    """One DefaultAzureCredential per worker: Blob and Entra route auth share its token cache."""
     from azure.identity import DefaultAzureCredential
 
     return DefaultAzureCredential()
@@ -55,9 +59,3 @@ def auth_header(route: RouteSettings) -> tuple[str, str] | None:
     if route.owner == "azure":
         return "api-key", key
     return "authorization", f"Bearer {key}"
-
-
-def reset() -> None:
-    """Forget everything built, so the next call reads app settings again (tests, devhost)."""
-    for cached in (settings, store, _credential):
-        cached.cache_clear()

@@ -8,9 +8,10 @@ import azure.durable_functions as df
 import httpx
 
 import wiring
+from activities.attempt import Seams, run_attempt
 from activities.finish import finish_job as finish
-from activities.generate import AttemptInput, Seams, run_attempt
 from orchestrators.image_job import FINISH, GENERATE
+from rules.job_records import AttemptInput, FinishInput
 
 bp = df.Blueprint()
 
@@ -30,4 +31,4 @@ async def generate_image(job: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="job", activity=FINISH)
 def finish_job(job: dict[str, Any]) -> dict[str, Any]:
-    return finish(job, wiring.settings(), wiring.store())
+    return finish(FinishInput.from_json(job), wiring.settings(), wiring.store())

@@ -1,8 +1,9 @@
 """The end of a job: metadata.json beside the image, and ONE structured log event.
 
 Both happen in an activity, not in the orchestrator, because the orchestrator replays: a log line
-written there would be written again at every replay. The log event carries every timing audit
-field of seed 000 and nothing that could leak: no prompt, no key, no image bytes.
+written there would be written again at every replay. The log event carries every timing audit field
+of field report A (docs/reference/field-reports.md) and nothing that could leak: no prompt, no key,
+no image bytes.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from rules.job_records import SCHEMA_VERSION, AttemptRecord, FinishInput
+from rules.outcome import status_error
 from rules.settings import AppSettings
-from rules.timing import TIMING_FIELDS
-from storage.protocol import ImageStore, metadata_name
+from rules.timing import TIMING_FIELDS, iso_utc
+from storage.protocol import JSON, ImageStore, metadata_name
 
 log = logging.getLogger("imagejobs")
 
@@ -22,80 +25,76 @@ EVENT = "image_job_finished"
 
 
 def build_metadata(
-    job: dict[str, Any], settings: AppSettings, finished_at: datetime
+    job: FinishInput, settings: AppSettings, finished_at: datetime
 ) -> dict[str, Any]:
-    request = dict(job["request"])
-    prompt = request.pop("prompt", "")
-    request["prompt_chars"] = len(prompt)
-    route = settings.route(request["route"])
-    outcome = job["outcome"]
-    attempts = job["attempts"]
-    last_timings = outcome.get("timings") or {}
+    """metadata.json: every clock, the request shape (never the prompt), usage and cost, and
+    every attempt with its outcome and the wait chosen and why. Schema version in ``v``."""
+    request = job.request.shape()
+    route = settings.route(job.request.route)
+    outcome = job.outcome
+    attempts = job.attempts
+    last_timings = outcome.timings.to_json()
+    first_sent = attempts[0].result.request_sent_as if attempts else None
     return {
-        "id": job["job_id"],
-        "state": outcome["state"],
-        "failure": outcome.get("failure"),
-        "error": outcome.get("error"),
-        "finished_at": finished_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "v": SCHEMA_VERSION,
+        "id": job.job_id,
+        "state": outcome.state.value,
+        "failure": outcome.failure,
+        "error": status_error(outcome.error) if outcome.error else None,
+        "finished_at": iso_utc(finished_at),
         "request": request,
         "model": route.model,
         "route": route.name,
         "route_owner": route.owner,
-        "quality": request["quality"],
-        "size": request["size"],
-        "format": request["output_format"],
-        **{k: last_timings.get(k) for k in TIMING_FIELDS},
-        "http_status": last_timings.get("http_status"),
-        "request_id": last_timings.get("request_id"),
-        "rate_limit": last_timings.get("rate_limit"),
-        "error_type": (outcome.get("error") or {}).get("type"),
-        "retry_count": outcome.get("retry_count", 0),
-        "retry_reason": outcome.get("retry_reason"),
-        "post_send_resends": sum(
-            1 for a in attempts if (a.get("decision") or {}).get("post_send_resend")
-        ),
+        "quality": job.request.quality,
+        "size": job.request.size,
+        "format": job.request.output_format,
+        **{k: last_timings[k] for k in TIMING_FIELDS},
+        "http_status": outcome.timings.http_status,
+        "request_id": outcome.timings.request_id,
+        "rate_limit": outcome.timings.rate_limit,
+        "error_type": outcome.error.error_type if outcome.error else None,
+        "retry_count": outcome.retry_count,
+        "retry_reason": outcome.retry_reason,
+        "post_send_resends": sum(1 for a in attempts if a.decision and a.decision.post_send_resend),
         # Retries a gateway made on its own, where it said so: counted apart from ours.
-        "gateway_retry_count": sum(
-            (a.get("timings") or {}).get("gateway_retries") or 0 for a in attempts
-        ),
-        "usage": outcome.get("usage"),
-        "cost_usd": outcome.get("cost_usd"),
-        "images": outcome.get("images", []),
-        "previews": outcome.get("previews", []),
-        "send_notes": (attempts[0].get("request_sent_as") or {}).get("notes", [])
-        if attempts
-        else [],
+        "gateway_retry_count": sum(a.result.timings.gateway_retries or 0 for a in attempts),
+        "usage": outcome.usage,
+        "cost_usd": outcome.cost_usd,
+        "images": [image.to_json() for image in outcome.images],
+        "previews": [preview.to_json() for preview in outcome.previews],
+        "send_notes": list(first_sent.notes) if first_sent else [],
         "attempts": [_attempt_entry(a) for a in attempts],
     }
 
 
-def _attempt_entry(attempt: dict[str, Any]) -> dict[str, Any]:
-    failure = attempt.get("failure") or {}
+def _attempt_entry(record: AttemptRecord) -> dict[str, Any]:
+    attempt, failure = record.result, record.result.failure
     return {
-        "attempt": attempt["attempt"],
-        "ok": attempt["ok"],
-        "outcome": "saved" if attempt["ok"] else failure.get("kind"),
-        "layer": failure.get("layer"),
-        "sent": failure.get("sent", True),
-        "http_status": (attempt.get("timings") or {}).get("http_status"),
-        "error_type": failure.get("error_type"),
-        "code": failure.get("code"),
-        "message": failure.get("message"),
-        "request_id": (attempt.get("timings") or {}).get("request_id") or failure.get("request_id"),
-        "timings": attempt.get("timings"),
-        "request_sent_as": attempt.get("request_sent_as"),
-        "previews": attempt.get("previews", []),
-        "kept_images": attempt.get("kept_images", []),
-        "usage": attempt.get("usage"),
-        "cost_usd": attempt.get("cost_usd"),
-        "decision": attempt.get("decision"),
+        "attempt": attempt.attempt,
+        "ok": attempt.ok,
+        "outcome": "saved" if attempt.ok else (failure.kind.value if failure else None),
+        "layer": failure.layer.value if failure else None,
+        "sent": failure.sent if failure else True,
+        "http_status": attempt.timings.http_status,
+        "error_type": failure.error_type if failure else None,
+        "code": failure.code if failure else None,
+        "message": failure.message if failure else None,
+        "request_id": attempt.timings.request_id or (failure.request_id if failure else None),
+        "timings": attempt.timings.to_json(),
+        "request_sent_as": attempt.request_sent_as.to_json() if attempt.request_sent_as else None,
+        "previews": [preview.to_json() for preview in attempt.previews],
+        "kept_images": [kept.to_json() for kept in attempt.kept_images],
+        "usage": attempt.usage,
+        "cost_usd": attempt.cost_usd,
+        "decision": record.decision.to_json() if record.decision else None,
     }
 
 
 def log_fields(metadata: dict[str, Any]) -> dict[str, Any]:
     """The flat fields of the job's log event (custom dimensions in Application Insights)."""
     fields = {
-        key: metadata.get(key)
+        key: metadata[key]
         for key in (
             "id",
             "state",
@@ -117,20 +116,20 @@ def log_fields(metadata: dict[str, Any]) -> dict[str, Any]:
             "cost_usd",
         )
     }
-    error = metadata.get("error") or {}
-    fields["error_layer"] = error.get("layer")
-    fields["error_code"] = error.get("code")
-    fields["timeout_layer"] = error.get("timeout")
-    fields["attempts"] = len(metadata.get("attempts", []))
+    error = metadata["error"]  # build_metadata made it: status_error's keys, or None
+    fields["error_layer"] = error["layer"] if error else None
+    fields["error_code"] = error["code"] if error else None
+    fields["timeout_layer"] = error["timeout"] if error else None
+    fields["attempts"] = len(metadata["attempts"])
     return fields
 
 
-def finish_job(job: dict[str, Any], settings: AppSettings, store: ImageStore) -> dict[str, Any]:
+def finish_job(job: FinishInput, settings: AppSettings, store: ImageStore) -> dict[str, Any]:
     metadata = build_metadata(job, settings, datetime.now(UTC))
     store.put(
-        name=metadata_name(job["job_id"]),
+        name=metadata_name(job.job_id),
         data=json.dumps(metadata, indent=2).encode(),
-        content_type="application/json",
+        content_type=JSON,
     )
     fields = log_fields(metadata)
     # The message holds the fields as JSON, which the Functions host sends to Application
@@ -143,4 +142,4 @@ def finish_job(job: dict[str, Any], settings: AppSettings, store: ImageStore) ->
         json.dumps(fields, sort_keys=True),
         extra={"imagejob_event": EVENT, **{f"imagejob_{k}": v for k, v in fields.items()}},
     )
-    return {"metadata_blob": metadata_name(job["job_id"])}
+    return {"metadata_blob": metadata_name(job.job_id)}

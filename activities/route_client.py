@@ -27,6 +27,7 @@ from rules.outcome import Failure
 from rules.request import ImageJobRequest
 from rules.settings import RouteSettings, Timeouts
 from rules.timing import Clocks
+from storage.protocol import JSON
 
 RATE_LIMIT_HEADERS = (
     "x-ratelimit-limit-requests",
@@ -96,7 +97,7 @@ def build_call(
     else:
         url = f"{route.base_url}/images/generations"
         body["model"] = route.model
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": JSON}
     if stream:
         headers["accept"] = "text/event-stream"
     if auth:

@@ -21,8 +21,6 @@ import httpx
 
 from rules.outcome import Failure, FailureKind, Layer
 
-# Statuses that come from a gateway or proxy in front of the model, not from the model service.
-GATEWAY_STATUSES = {408: "gateway idle timeout", 504: "proxy timeout", 502: "bad gateway"}
 # OpenAI: "Please try again in 12s." / "in 120ms" / "in 1m30s"; Azure: "Please retry after 59
 # seconds."
 _TRY_AGAIN = re.compile(r"try again in ((?:[0-9.]+(?:ms|h|m|s))+)", re.IGNORECASE)

@@ -15,13 +15,28 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Generator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
 
+from rules.job_records import (
+    AttemptInput,
+    AttemptRecord,
+    CustomStatus,
+    FinishInput,
+    JobInput,
+    JobState,
+    Outcome,
+    Phase,
+)
 from rules.outcome import AttemptResult, Failure, FailureKind, Layer
-from rules.retry import RetryPolicy, decide
+from rules.records import as_object
+from rules.retry import decide
+from rules.send_plan import is_silence_kill
+from rules.timing import iso_utc
+from storage.protocol import metadata_name
 
 bp = df.Blueprint()
 
@@ -35,111 +50,102 @@ FINISH_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5000, max_nu
 
 @bp.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR, input_type=dict)
 def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
-    job = context.get_input()
+    job = JobInput.from_json(context.get_input())
     job_id = context.instance_id
-    request = job["request"]
-    policy = RetryPolicy(**_policy_args(job.get("policy", {})))
-    send = job.get("send") or {"stream": True, "partial_images": request["partial_images"]}
     # Event data reaches the orchestrator as JSON text (the client encodes it twice, in Azure as
     # here); only the event's arrival matters.
     cancel = context.wait_for_external_event(CANCEL_EVENT, expected_type=str)
-    attempts: list[dict[str, Any]] = []
+    attempts: list[AttemptRecord] = []
     failures: list[Failure] = []
     attempt = 0
-    outcome: dict[str, Any] | None = None
+    send = job.send
+    outcome: Outcome | None = None
     while outcome is None:
         attempt += 1
-        context.set_custom_status({"phase": "generating", "attempt": attempt})
-        generate = context.call_activity(
-            GENERATE,
-            {
-                "job_id": job_id,
-                "attempt": attempt,
-                "request": request,
-                "job_created_at": job.get("created_at"),
-                **send,
-            },
-            expected_type=dict,
+        context.set_custom_status(CustomStatus(Phase.GENERATING, attempt).to_json())
+        attempt_input = AttemptInput(
+            job_id=job_id,
+            attempt=attempt,
+            request=job.request,
+            send=send,
+            job_created_at=job.created_at,
         )
+        generate = context.call_activity(GENERATE, attempt_input.to_json(), expected_type=dict)
         winner = yield context.task_any([generate, cancel])
         if winner is cancel and not generate.is_completed:
             # The activity sees the marker and stops; wait for it so nothing is left behind.
-            context.set_custom_status({"phase": "cancelling", "attempt": attempt})
+            context.set_custom_status(CustomStatus(Phase.CANCELLING, attempt).to_json())
             with contextlib.suppress(Exception):  # a failure is read from the task below
                 yield generate
         result = _attempt_result(generate, attempt)
-        record = result.to_json()
         if result.ok:
-            attempts.append(record)
-            outcome = _outcome("saved", job_id, attempts, result)
+            attempts.append(AttemptRecord(result))
+            outcome = _outcome(JobState.SAVED, job_id, attempts, result)
             break
         assert result.failure is not None
         if cancel.is_completed or result.failure.kind is FailureKind.CANCELLED:
-            attempts.append(record)
-            outcome = _outcome("cancelled", job_id, attempts, result, failure=None)
+            attempts.append(AttemptRecord(result))
+            outcome = _outcome(JobState.CANCELLED, job_id, attempts, result)
             break
         decision = decide(
             result.failure,
             attempt=attempt,
             previous=failures,
-            policy=policy,
+            policy=job.policy,
             jitter=int(str(context.new_uuid()).replace("-", "")[:8], 16) / 2**32,
         )
         failures.append(result.failure)
-        record["decision"] = {
-            "retry": decision.retry,
-            "wait_s": round(decision.wait_s, 3),
-            "reason": decision.reason,
-            "post_send_resend": decision.post_send_resend,
-        }
-        attempts.append(record)
+        attempts.append(AttemptRecord(result, decision))
+        if is_silence_kill(result.failure) and job.send_after_silence is not None:
+            # Never the same silent request twice: the resend goes out in another shape.
+            send = job.send_after_silence
         if not decision.retry:
-            outcome = _outcome("failed", job_id, attempts, result, failure=decision.failure)
+            outcome = _outcome(JobState.FAILED, job_id, attempts, result, failure=decision.failure)
             break
         retry_at = context.current_utc_datetime + timedelta(seconds=decision.wait_s)
         context.set_custom_status(
-            {
-                "phase": "waiting_to_retry",
-                "attempt": attempt,
-                "retryAt": retry_at.isoformat(),
-                "reason": decision.reason,
-            }
+            CustomStatus(
+                Phase.WAITING_TO_RETRY,
+                attempt,
+                retry_at=iso_utc(retry_at),
+                reason=decision.reason,
+            ).to_json()
         )
         timer = context.create_timer(retry_at)
         winner = yield context.task_any([timer, cancel])
         if winner is cancel:
             timer.cancel()
-            outcome = _outcome("cancelled", job_id, attempts, result, failure=None)
+            outcome = _outcome(JobState.CANCELLED, job_id, attempts, result)
 
     context.set_custom_status(
-        {
-            "phase": "finishing",
-            "attempt": attempt,
-            "state": outcome["state"],
-            "failure": outcome["failure"],
-        }
+        CustomStatus(
+            Phase.FINISHING, attempt, ending=outcome.state, failure=outcome.failure
+        ).to_json()
+    )
+    finish = FinishInput(
+        job_id=job_id, request=job.request, outcome=outcome, attempts=tuple(attempts)
     )
     try:
         # The record of a job that has ended: retried on its own, and never able to turn a
         # saved image into a failed job.
         yield context.call_activity_with_retry(
-            FINISH,
-            FINISH_RETRY,
-            {"job_id": job_id, "request": request, "outcome": outcome, "attempts": attempts},
-            expected_type=dict,
+            FINISH, FINISH_RETRY, finish.to_json(), expected_type=dict
         )
     except Exception:
-        outcome["metadata_blob"] = None
-        outcome["metadata_error"] = "metadata.json could not be written"
-    return outcome
+        outcome = replace(
+            outcome, metadata_blob=None, metadata_error="metadata.json could not be written"
+        )
+    return outcome.to_json()
 
 
 def _attempt_result(task: Any, attempt: int) -> AttemptResult:
-    """The activity's result; an activity that raised (it should not) becomes a failure
-    record, so the job still ends through the policy and its own record."""
-    value = task.result
-    if isinstance(value, dict):
-        return AttemptResult.from_json(value)
+    """The activity's result; an activity that raised (it should not), or answered something
+    unreadable, becomes a failure record, so the job still ends through the policy and its own
+    record."""
+    try:
+        return AttemptResult.from_json(as_object(task.result, "attempt result"))
+    except Exception:  # noqa: S110 - any unreadable answer is the same worker-layer failure
+        pass
     failure = Failure(
         kind=FailureKind.INTERNAL_ERROR,
         layer=Layer.WORKER,
@@ -147,37 +153,31 @@ def _attempt_result(task: Any, attempt: int) -> AttemptResult:
         # Unknown whether it sent the request: assume it did, so a resend is the policy's.
         sent=True,
     )
-    return AttemptResult(attempt=attempt, ok=False, timings={}, failure=failure)
-
-
-def _policy_args(data: dict[str, Any]) -> dict[str, Any]:
-    args = dict(data)
-    if "transient_waits_s" in args:
-        args["transient_waits_s"] = tuple(args["transient_waits_s"])
-    return args
+    return AttemptResult(attempt=attempt, ok=False, failure=failure)
 
 
 def _outcome(
-    state: str,
+    state: JobState,
     job_id: str,
-    attempts: list[dict[str, Any]],
+    attempts: list[AttemptRecord],
     last: AttemptResult,
     *,
     failure: str | None = None,
-) -> dict[str, Any]:
+) -> Outcome:
     """The orchestration's output: what the status endpoint shows once the job has ended."""
-    retried = [a["decision"]["reason"] for a in attempts if a.get("decision", {}).get("retry")]
-    return {
-        "state": state,
-        "failure": failure,
-        "error": last.failure.status_error() if last.failure and state == "failed" else None,
-        "attempt": last.attempt,
-        "retry_count": len(attempts) - 1,
-        "retry_reason": retried[-1] if retried else None,
-        "images": last.images,
-        "previews": last.previews,
-        "timings": last.timings,
-        "usage": last.usage,
-        "cost_usd": sum(a.get("cost_usd") or 0.0 for a in attempts) or None,
-        "metadata_blob": f"{job_id}/metadata.json",
-    }
+    retried = [a.decision.reason for a in attempts if a.decision and a.decision.retry]
+    costs = [a.result.cost_usd for a in attempts if a.result.cost_usd is not None]
+    return Outcome(
+        state=state,
+        attempt=last.attempt,
+        failure=failure,
+        error=last.failure if state is JobState.FAILED else None,
+        retry_count=len(attempts) - 1,
+        retry_reason=retried[-1] if retried else None,
+        images=last.images,
+        previews=last.previews,
+        timings=last.timings,
+        usage=last.usage,
+        cost_usd=round(sum(costs), 6) if costs else None,
+        metadata_blob=metadata_name(job_id),
+    )

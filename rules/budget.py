@@ -1,11 +1,11 @@
 """The timeout budget: a chain of limits, each layer waiting on the one inside it.
 
-Seed 000: "A safe timeout budget is not one large number pasted everywhere. It is a chain of
-limits where the outer product experience, backend worker, proxy, gateway, and API client all
-know whether they are waiting". Each pair below is (inner, outer): the outer layer waits on the
-inner one, so the inner limit must not exceed it, or the outer layer gives up first and the
-failure is blamed on the wrong layer. ``check`` runs when settings are built, at start-up, and
-names the pair that is wrong.
+Field report A (docs/reference/field-reports.md): "A safe timeout budget is not one large number
+pasted everywhere. It is a chain of limits where the outer product experience, backend worker,
+proxy, gateway, and API client all know whether they are waiting". Each pair below is (inner,
+outer): the outer layer waits on the inner one, so the inner limit must not exceed it, or the outer
+layer gives up first and the failure is blamed on the wrong layer. ``check`` runs when settings are
+built, at start-up, and names the pair that is wrong.
 
     client poll (how long a client keeps polling a job)
       └ activity (functionTimeout: one attempt, send to stored image)
@@ -27,29 +27,31 @@ AZURE_FRONT_END_S = 230.0
 
 
 @dataclass(frozen=True)
-class Layer:
+class Limit:
+    """One layer's limit in the chain: the setting that holds it, and its seconds."""
+
     setting: str
     seconds: float
 
 
 @dataclass(frozen=True)
 class TimeoutBudget:
-    client_poll: Layer
-    client_http: Layer
-    http_starter: Layer
-    activity: Layer
-    request: Layer
-    upload: Layer
-    read_idle: Layer
-    connect: Layer
+    client_poll: Limit
+    client_http: Limit
+    http_starter: Limit
+    activity: Limit
+    request: Limit
+    upload: Limit
+    read_idle: Limit
+    connect: Limit
 
-    def pairs(self, gateway_idle: list[Layer]) -> list[tuple[Layer, Layer]]:
+    def pairs(self, gateway_idle: list[Limit]) -> list[tuple[Limit, Limit]]:
         """(inner, outer) pairs; an attempt's request and upload together sit in the activity."""
-        attempt = Layer(
+        attempt = Limit(
             f"{self.request.setting} + {self.upload.setting}",
             self.request.seconds + self.upload.seconds,
         )
-        front_end = Layer("the Azure front end's fixed limit", AZURE_FRONT_END_S)
+        front_end = Limit("the Azure front end's fixed limit", AZURE_FRONT_END_S)
         pairs = [
             (self.activity, self.client_poll),
             (attempt, self.activity),
@@ -61,7 +63,7 @@ class TimeoutBudget:
         pairs += [(gateway, self.read_idle) for gateway in gateway_idle]
         return pairs
 
-    def check(self, gateway_idle: list[Layer]) -> None:
+    def check(self, gateway_idle: list[Limit]) -> None:
         for inner, outer in self.pairs(gateway_idle):
             if inner.seconds > outer.seconds:
                 raise SettingsInvalid(

@@ -1,8 +1,9 @@
 """What a generation cost, from the ``usage`` the service returned.
 
-Prices per million tokens. Image output is the sheet's figure for gpt-image-2 ($30 per 1M);
-text and image input prices are assumptions carried over from the gpt-image family and kept as
-data here, so a price change is one edit and every metadata file says which prices it used.
+Prices per million tokens. Image output is gpt-image-2's published figure ($30 per 1M, in
+docs/reference/gpt-image-2-api.md); text and image input prices are assumptions carried over from
+the gpt-image family and kept as data here, so a price change is one edit and every metadata file
+says which prices it used.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """Duplicate submits: the same caller asking for the same job gets the same job.
 
-Seed 000: "same user, same prompt, same parameters, same pending job should normally return the
-existing job status instead of launching another full generation". Job ids are deterministic, so
-the durable store itself settles races: two concurrent submits compute the same instance id, and
-only one start can create it (start-if-absent); the other finds it pending and returns it.
+Field report A (docs/reference/field-reports.md): "same user, same prompt, same parameters, same
+pending job should normally return the existing job status instead of launching another full
+generation". Job ids are deterministic, so the durable store itself settles races: two concurrent
+submits compute the same instance id, and only one start can create it (start-if-absent); the other
+finds it pending and returns it.
 
-    job_id(secret, caller, key or None, fingerprint, generation)   # img-<24 hex>-<generation>
+    job_id_for(secret, caller, key or None, fingerprint, generation)   # img-<24 hex>-<n>
 
 With an ``Idempotency-Key`` the id comes from (caller, key); without one, from (caller, the
 request's fingerprint); always as an HMAC under a secret setting, so that an id, which shows up in
@@ -19,11 +20,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 
 from rules.errors import RequestInvalid
 from rules.request import ImageJobRequest
 
 MAX_KEY_CHARS = 255
+# What job_id_for makes; anything else in a URL's id is not a job (checked before any look).
+JOB_ID = re.compile(r"img-[0-9a-f]{24}-[1-9][0-9]{0,8}")
 
 
 def fingerprint(request: ImageJobRequest) -> str:
@@ -43,7 +47,7 @@ def check_key(key: str) -> str:
     return key
 
 
-def job_id(
+def job_id_for(
     secret: bytes, caller: str, key: str | None, request_fingerprint: str, generation: int
 ) -> str:
     """An HMAC under ``secret``: without it, nobody can check a guessed prompt against an id."""
@@ -55,3 +59,8 @@ def job_id(
 def caller_digest(secret: bytes, caller: str) -> str:
     """What a job records of its caller: enough to compare, nothing to read back."""
     return hmac.new(secret, f"caller\n{caller}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def is_job_id(text: str) -> bool:
+    """Whether ``text`` has the form of a job id (a string job_id_for could have made)."""
+    return JOB_ID.fullmatch(text) is not None

@@ -1,6 +1,6 @@
 """Each image model's request rules, as data.
 
-The rules come from shared/reference/gpt-image-2-api.md (OpenAI's gpt-image-2 model page and
+The rules come from docs/reference/gpt-image-2-api.md (OpenAI's gpt-image-2 model page and
 OpenAPI document, Azure's how-to). A newer model is a new entry here plus a route setting, not new
 code. Route owners differ in what they accept (Azure serves png and jpeg only), so format sets are
 per owner.
@@ -26,6 +26,8 @@ class SizeRules:
     max_pixels: int
     # Above this the model page calls the size experimental: accepted, but worth a warning.
     experimental_above_pixels: int
+    # The largest size accepted (the slowest to generate): the start-up budget check uses it.
+    largest: str
     allow_auto: bool = True
 
 
@@ -73,6 +75,7 @@ GPT_IMAGE_2 = ModelRules(
         min_pixels=655_360,
         max_pixels=8_294_400,
         experimental_above_pixels=3_686_400,
+        largest="3840x2160",
     ),
     qualities=frozenset({"low", "medium", "high", "auto"}),
     output_formats=MappingProxyType(
@@ -90,8 +93,8 @@ GPT_IMAGE_2 = ModelRules(
     partial_images_max=3,
     prompt_max_chars=32_000,
     refused_parameters=frozenset({"input_fidelity", "response_format"}),
-    # Field reports (fact sheet): Azure 1024x1024 low about 22 s; complex prompts near 2 min;
-    # 2048x2048 high 200-250 s. These err long on purpose.
+    # Field reports (docs/reference/gpt-image-2-api.md, Latency): Azure 1024x1024 low about 22 s;
+    # complex prompts near 2 min; 2048x2048 high 200-250 s. These err long on purpose.
     expected_s_at_1mp=MappingProxyType({"low": 30.0, "medium": 60.0, "high": 100.0}),
 )
 

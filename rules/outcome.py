@@ -8,6 +8,7 @@ the server asked us to wait.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -32,7 +33,7 @@ class FailureKind(StrEnum):
 
 
 class Layer(StrEnum):
-    """The layer that failed, in the seed's vocabulary."""
+    """The layer that failed, in field report A's vocabulary (docs/reference/field-reports.md)."""
 
     ROUTE = "route"  # the model service (OpenAI, Azure OpenAI) returned the error
     GATEWAY = "gateway"  # a gateway or proxy in front of it
@@ -69,24 +70,173 @@ class Failure:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Failure:
-        values = dict(data)
+    def from_json(cls, data: Mapping[str, Any]) -> Failure:
+        values = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
         values["kind"] = FailureKind(values["kind"])
         values["layer"] = Layer(values["layer"])
         return cls(**values)
 
-    def status_error(self) -> dict[str, Any]:
-        """The ``error`` object of the status answer."""
+
+def status_error(failure: Failure) -> dict[str, Any]:
+    """The ``error`` object of the status answer and metadata.json: the failure without
+    ``sent`` and the retry hints, in the answer's camelCase."""
+    return {
+        "layer": failure.layer.value,
+        "kind": failure.kind.value,
+        "httpStatus": failure.http_status,
+        "type": failure.error_type,
+        "code": failure.code,
+        "message": failure.message,
+        "requestId": failure.request_id,
+        "timeout": failure.timeout,
+    }
+
+
+@dataclass(frozen=True)
+class Timings:
+    """The timing record of one attempt (rules.timing makes it from the clocks).
+
+    Milliseconds are from ``request_started_at`` (the send, ISO 8601 UTC); None means the
+    moment never came. The call's own facts (status, request id, rate-limit headers) ride along,
+    so metadata.json and the log event have them per attempt.
+    """
+
+    request_started_at: str | None = None
+    connect_ms: int | None = None
+    first_byte_ms: int | None = None
+    first_partial_image_ms: int | None = None
+    final_image_ms: int | None = None
+    download_ms: int | None = None
+    upload_ms: int | None = None
+    partial_images_ms: list[int | None] = field(default_factory=list)
+    http_status: int | None = None
+    request_id: str | None = None
+    rate_limit: dict[str, str] = field(default_factory=dict)
+    connection_reused: bool | None = None
+    partials_received: int | None = None
+    # Retries a gateway said it made on its own (None: it said nothing).
+    gateway_retries: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Timings:
+        if not data:
+            return cls()
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """A final image in Blob: its name, content type, size in bytes and pixels."""
+
+    blob: str
+    content_type: str
+    bytes: int
+    width: int
+    height: int
+
+    def to_json(self) -> dict[str, Any]:
         return {
-            "layer": self.layer.value,
-            "kind": self.kind.value,
-            "httpStatus": self.http_status,
-            "type": self.error_type,
-            "code": self.code,
-            "message": self.message,
-            "requestId": self.request_id,
-            "timeout": self.timeout,
+            "blob": self.blob,
+            "contentType": self.content_type,
+            "bytes": self.bytes,
+            "width": self.width,
+            "height": self.height,
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StoredImage:
+        return cls(
+            blob=data["blob"],
+            content_type=data["contentType"],
+            bytes=data["bytes"],
+            width=data["width"],
+            height=data["height"],
+        )
+
+
+@dataclass
+class Preview:
+    """A partial image, named by arrival (``index``; with n > 1 each image has its own
+    ``partial_image_index`` 0, 1, ...). Listed from the moment its upload starts; ``stored``
+    says whether it landed, so no blob of an attempt is ever unaccounted for."""
+
+    index: int
+    partial_image_index: int
+    blob: str
+    bytes: int
+    stored: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Preview:
+        return cls(
+            index=data["index"],
+            partial_image_index=data.get("partial_image_index", data["index"]),
+            blob=data["blob"],
+            bytes=data.get("bytes", 0),
+            # Version 0 listed a preview only once stored.
+            stored=data.get("stored", True),
+        )
+
+
+@dataclass(frozen=True)
+class KeptImage:
+    """An image a failed attempt did receive (n > 1, a later one failed): kept apart, listed in
+    metadata.json, never dropped; ``stored`` is False when even its upload failed."""
+
+    blob: str
+    content_type: str
+    bytes: int
+    stored: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "blob": self.blob,
+            "contentType": self.content_type,
+            "bytes": self.bytes,
+            "stored": self.stored,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> KeptImage:
+        return cls(
+            blob=data["blob"],
+            content_type=data["contentType"],
+            bytes=data["bytes"],
+            stored=data["stored"],
+        )
+
+
+@dataclass(frozen=True)
+class SentAs:
+    """How the attempt was sent, which may differ from the request (rules.send_plan)."""
+
+    stream: bool
+    partial_images: int | None
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "partial_images": self.partial_images,
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> SentAs | None:
+        if not data:
+            return None
+        return cls(
+            stream=data["stream"],
+            partial_images=data.get("partial_images"),
+            notes=tuple(data.get("notes") or ()),
+        )
 
 
 @dataclass(frozen=True)
@@ -95,24 +245,43 @@ class AttemptResult:
 
     attempt: int
     ok: bool
-    timings: dict[str, Any]
+    timings: Timings = field(default_factory=Timings)
     failure: Failure | None = None
-    images: list[dict[str, Any]] = field(default_factory=list)
-    previews: list[dict[str, Any]] = field(default_factory=list)
+    images: tuple[StoredImage, ...] = ()
+    previews: tuple[Preview, ...] = ()
     usage: dict[str, Any] | None = None
     cost_usd: float | None = None
-    request_sent_as: dict[str, Any] = field(default_factory=dict)
+    request_sent_as: SentAs | None = None
     # Images a failed attempt received and kept (n > 1, a later image failed): stored under
     # attempt-{k}-image-{i}, listed in metadata.json, never dropped.
-    kept_images: list[dict[str, Any]] = field(default_factory=list)
+    kept_images: tuple[KeptImage, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["failure"] = self.failure.to_json() if self.failure else None
-        return data
+        return {
+            "attempt": self.attempt,
+            "ok": self.ok,
+            "timings": self.timings.to_json(),
+            "failure": self.failure.to_json() if self.failure else None,
+            "images": [image.to_json() for image in self.images],
+            "previews": [preview.to_json() for preview in self.previews],
+            "usage": self.usage,
+            "cost_usd": self.cost_usd,
+            "request_sent_as": self.request_sent_as.to_json() if self.request_sent_as else None,
+            "kept_images": [kept.to_json() for kept in self.kept_images],
+        }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> AttemptResult:
-        values = dict(data)
-        values["failure"] = Failure.from_json(data["failure"]) if data.get("failure") else None
-        return cls(**values)
+    def from_json(cls, data: Mapping[str, Any]) -> AttemptResult:
+        failure = data.get("failure")
+        return cls(
+            attempt=data["attempt"],
+            ok=data["ok"],
+            timings=Timings.from_json(data.get("timings")),
+            failure=Failure.from_json(failure) if failure else None,
+            images=tuple(StoredImage.from_json(i) for i in data.get("images") or ()),
+            previews=tuple(Preview.from_json(p) for p in data.get("previews") or ()),
+            usage=data.get("usage"),
+            cost_usd=data.get("cost_usd"),
+            request_sent_as=SentAs.from_json(data.get("request_sent_as")),
+            kept_images=tuple(KeptImage.from_json(k) for k in data.get("kept_images") or ()),
+        )

@@ -2,7 +2,8 @@
 
 Pure, so the orchestrator stays deterministic: randomness for jitter comes in as a number in
 [0, 1) that the orchestrator draws from its context (``new_uuid``), and waits are returned in
-seconds for a durable timer. The rules are seed 000's retry table and the Azure answer in seed 004:
+seconds for a durable timer. The rules are field report A's retry table and the Azure answer in
+field report B (docs/reference/field-reports.md):
 - 429 rate_limit_exceeded: wait what the server asked (retry-after-ms, retry-after, the reset
   header, "try again in Ns"), else exponential backoff; always with jitter added on top, never
   below the server's ask, never a fixed short interval.
@@ -15,7 +16,9 @@ seconds for a durable timer. The rules are seed 000's retry table and the Azure 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from rules.outcome import Failure, FailureKind, Layer
 
@@ -51,7 +54,7 @@ OWN_LAYERS = frozenset({Layer.STORAGE, Layer.IMAGE_CHECK, Layer.WORKER})
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Settings of the policy; the defaults follow the seeds."""
+    """Settings of the policy; the defaults follow the field reports."""
 
     max_attempts: int = 4
     transient_waits_s: tuple[float, ...] = (5.0, 15.0, 30.0)
@@ -69,6 +72,16 @@ class RetryPolicy:
     post_send_wait_s: float = 120.0
     post_send_max_resends: int = 1
 
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RetryPolicy:
+        values = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        if "transient_waits_s" in values:
+            values["transient_waits_s"] = tuple(values["transient_waits_s"])
+        return cls(**values)
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -79,6 +92,25 @@ class Decision:
     post_send_resend: bool = False
     # How the job ends when ``retry`` is False: returned_error or local_timeout.
     failure: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "retry": self.retry,
+            "wait_s": round(self.wait_s, 3),
+            "reason": self.reason,
+            "post_send_resend": self.post_send_resend,
+            "failure": self.failure,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Decision:
+        return cls(
+            retry=data["retry"],
+            wait_s=data["wait_s"],
+            reason=data["reason"],
+            post_send_resend=data.get("post_send_resend", False),
+            failure=data.get("failure"),
+        )
 
 
 def failure_category(failure: Failure) -> str:

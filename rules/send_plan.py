@@ -1,66 +1,280 @@
-"""What to send for one attempt: stream or not, how many partial images, and why.
+"""What to send for one attempt: stream or not, how many partial images, which read limit, and why.
 
-Seed 004: behind Azure's API Management a stream that sends nothing for 60 s is answered with a
-408 while the generation behind it runs on and is billed; ``partial_images: 0`` is exactly such a
-stream for any large image. When a route declares its gateway's idle limit and the model may take
-longer than that, a request for 0 partials is sent with 1 (or without streaming, per the
-``IMAGE_SILENT_STREAM_FIX`` setting), and the plan carries a note that metadata.json keeps.
+Every layer on the path gives up on a connection that stays silent too long: a gateway in front
+of the model (Azure API Management answers 408 after 60 s without a byte, while the generation
+behind it runs on and is billed: field report B in docs/reference/field-reports.md) and our own
+read-idle limit. How long a request stays silent depends on its shape: a stream with partial
+images first speaks when the first partial arrives (about ``FIRST_PARTIAL_FRACTION`` of the
+generation), a stream without partials or a non-streamed request only when the image is done.
+
+So the plan compares the expected silence of each shape, with a margin, against the tightest
+idle limit that applies to it, and picks the first shape that fits, in this order:
+
+1. the request as asked;
+2. when it asked for no partial images: one partial image, or no streaming, per the
+   ``IMAGE_SILENT_STREAM_FIX`` setting (the other one next);
+3. no streaming (a route's gateway may not watch non-streamed requests for idleness:
+   ``IMAGE_ROUTE_<R>_GATEWAY_IDLE_NON_STREAMED``).
+
+Our own read-idle limit is ours to raise: a shape that fits every gateway but is silent longer
+than ``IMAGE_READ_IDLE_TIMEOUT_S`` is sent with a read limit of its expected silence plus the
+margin, as long as that stays inside the whole-request limit. The plan also carries the shape to
+use after a silence kill (a gateway's 408 or our read-idle timeout), so a resend never repeats
+the request that was silent too long. Every change from the request is noted; the notes reach
+the status answer and metadata.json.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rules.models import ModelRules, rules_for
+from rules.outcome import Failure, FailureKind
 from rules.request import ImageJobRequest
-from rules.settings import RouteSettings
+from rules.settings import AppSettings, RouteSettings, Timeouts
+
+# When the first and the last partial image arrive, as shares of the whole generation (field
+# report B: a 2048x2048 high stream with partial images gets its first one well inside a
+# minute); partials in between are spread evenly. A calibration, not a promise.
+FIRST_PARTIAL_FRACTION = 0.18
+LAST_PARTIAL_FRACTION = 0.80
+# Expected silences are multiplied by this before they are compared with a limit.
+SILENCE_MARGIN = 1.2
+NO_SHAPE_FITS = "no request shape is expected to stay inside every idle limit on the path"
 
 
 @dataclass(frozen=True)
 class SendPlan:
+    """How an attempt is sent: streamed or not, with how many partial images, with which read
+    limit (seconds; None: the ``IMAGE_READ_IDLE_TIMEOUT_S`` setting), and why (notes that the
+    status answer and metadata.json show)."""
+
     stream: bool
     partial_images: int
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
+    read_idle_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "stream": self.stream,
             "partial_images": self.partial_images,
             "send_notes": list(self.notes),
+            "read_idle_s": self.read_idle_s,
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SendPlan:
+        return cls(
+            stream=data["stream"],
+            partial_images=data["partial_images"],
+            notes=tuple(data.get("send_notes") or ()),
+            read_idle_s=data.get("read_idle_s"),
+        )
 
-def plan_send(request: ImageJobRequest, route: RouteSettings, *, silent_fix: str) -> SendPlan:
+    def same_shape(self, other: SendPlan) -> bool:
+        return (self.stream, self.partial_images, self.read_idle_s) == (
+            other.stream,
+            other.partial_images,
+            other.read_idle_s,
+        )
+
+
+@dataclass(frozen=True)
+class Shape:
+    stream: bool
+    partial_images: int
+
+    def describe(self) -> str:
+        if not self.stream:
+            return "without streaming"
+        return f"with partial_images {self.partial_images}"
+
+
+@dataclass(frozen=True)
+class Silence:
+    """Expected silences of one shape, in seconds: before its first byte (what a gateway that
+    watches only the start sees), and the longest anywhere (what our read-idle limit sees)."""
+
+    first_s: float
+    longest_s: float
+
+
+def expected_silence(
+    rules: ModelRules, request: ImageJobRequest, shape: Shape, *, time_scale: float = 1.0
+) -> Silence:
+    total = rules.expected_generation_s(request.quality, request.size) / time_scale
+    if not (shape.stream and shape.partial_images > 0):
+        return Silence(total, total)
+    count = shape.partial_images
+    marks = [
+        FIRST_PARTIAL_FRACTION
+        + (LAST_PARTIAL_FRACTION - FIRST_PARTIAL_FRACTION) * (i / (count - 1) if count > 1 else 0)
+        for i in range(count)
+    ]
+    gaps = [marks[0], *(b - a for a, b in itertools.pairwise(marks)), 1 - marks[-1]]
+    return Silence(total * marks[0], total * max(gaps))
+
+
+@dataclass(frozen=True)
+class _Fit:
+    shape: Shape
+    # The longest expected silence, with the margin.
+    silence_s: float
+    # None: the read-idle setting suffices; else the raised read limit.
+    read_idle_s: float | None
+
+
+def plan_send(request: ImageJobRequest, settings: AppSettings) -> SendPlan:
+    """The plan for the first attempt (``plans`` gives the one after a silence kill too)."""
+    return plans(request, settings)[0]
+
+
+def is_silence_kill(failure: Failure) -> bool:
+    """Whether ``failure`` is a layer giving up on silence: a gateway's 408 or 504, or our own
+    read-idle limit. The next attempt must not be the same silent request."""
+    if failure.kind is FailureKind.GATEWAY_TIMEOUT:
+        return True
+    return failure.kind is FailureKind.LOCAL_TIMEOUT and failure.timeout == "read_idle"
+
+
+def unfit_worst_case(route: RouteSettings, settings: AppSettings) -> str | None:
+    """Why no request shape of the route's slowest request (its model's largest size, high
+    quality, no partial images asked) fits the idle limits on the path; None when one does.
+    Checked at start-up, so a budget that cannot carry a 4K job is refused before any job."""
     rules = rules_for(route.model)
-    notes = _size_notes(request, rules)
-    idle = route.gateway_idle_timeout_s
-    if request.partial_images > 0 or idle is None:
-        return SendPlan(stream=True, partial_images=request.partial_images, notes=notes)
-    expected = rules.expected_generation_s(request.quality, request.size)
-    if expected <= idle:
-        return SendPlan(stream=True, partial_images=0, notes=notes)
-    why = (
-        f"partial_images 0 would leave the stream silent for up to {expected:.0f}s, past the "
-        f"route's {idle:g}s gateway idle limit"
+    worst = ImageJobRequest(
+        prompt="-",
+        size=rules.sizes.largest,
+        quality="high",
+        output_format="png",
+        background="auto",
+        moderation="auto",
+        n=1,
+        partial_images=0,
+        route=route.name,
     )
-    if silent_fix == "non_streaming":
-        return SendPlan(
-            stream=False, partial_images=0, notes=[*notes, f"{why}: sent without streaming"]
+    plan, _ = plans(worst, settings)
+    if not any(note.startswith(NO_SHAPE_FITS) for note in plan.notes):
+        return None
+    unstreamed = Shape(stream=False, partial_images=0)
+    silence = expected_silence(rules, worst, unstreamed, time_scale=settings.time_scale)
+    timeouts = settings.timeouts
+    return (
+        f"a {worst.size} high generation may stay silent for "
+        f"{silence.longest_s * SILENCE_MARGIN:.0f}s (expected {silence.longest_s:.0f}s plus "
+        f"margin), and no request shape keeps every idle limit: route {route.name}'s gateway "
+        f"idle limit {route.gateway_idle_timeout_s}s, IMAGE_READ_IDLE_TIMEOUT_S "
+        f"{timeouts.read_idle_s:g}s, IMAGE_REQUEST_TIMEOUT_S {timeouts.request_s:g}s"
+    )
+
+
+def plans(request: ImageJobRequest, settings: AppSettings) -> tuple[SendPlan, SendPlan | None]:
+    """(the first attempt's plan, the plan after a silence kill or None when no other shape
+    fits). Pure: the same inputs always give the same plans."""
+    route, timeouts = settings.route(request.route), settings.timeouts
+    silent_fix, scale = settings.silent_stream_fix, settings.time_scale
+    rules = rules_for(route.model)
+    size_notes = _size_notes(request, rules)
+    asked = Shape(stream=True, partial_images=request.partial_images)
+    order = [asked]
+    if request.partial_images == 0:
+        one, unstreamed = Shape(True, 1), Shape(False, 0)
+        order += [one, unstreamed] if silent_fix == "partial_images" else [unstreamed, one]
+    else:
+        order.append(Shape(False, 0))
+    fits = [fit for shape in order if (fit := _fit(rules, request, route, timeouts, shape, scale))]
+    if not fits:
+        why = f"{NO_SHAPE_FITS}; sent as asked"
+        return SendPlan(True, request.partial_images, (*size_notes, why)), None
+    first = _plan(fits[0], asked, request, route, timeouts, size_notes, scale)
+    # After a silence kill: the next shape that fits; else the same shape with a longer read
+    # limit (the kill was ours, and our limit can still grow), else nothing.
+    for fit in fits[1:]:
+        after = _plan(fit, asked, request, route, timeouts, size_notes, scale)
+        if not after.same_shape(first):
+            return first, _after(after)
+    longer = min(timeouts.request_s, 2 * (first.read_idle_s or timeouts.read_idle_s))
+    if longer > (first.read_idle_s or timeouts.read_idle_s):
+        return first, _after(replace(first, read_idle_s=longer))
+    return first, None
+
+
+def _after(plan: SendPlan) -> SendPlan:
+    return replace(
+        plan, notes=(*plan.notes, "a resend after a silence kill goes out in this shape")
+    )
+
+
+def _fit(
+    rules: ModelRules,
+    request: ImageJobRequest,
+    route: RouteSettings,
+    timeouts: Timeouts,
+    shape: Shape,
+    scale: float,
+) -> _Fit | None:
+    silence = expected_silence(rules, request, shape, time_scale=scale)
+    first, longest = silence.first_s * SILENCE_MARGIN, silence.longest_s * SILENCE_MARGIN
+    gateway = route.gateway_idle_timeout_s
+    watched = shape.stream or route.gateway_idle_non_streamed
+    # A gateway is known to give up on a silent start (field report B); what it does later in
+    # a stream that has spoken is not reported, so only the start is held against it.
+    if gateway is not None and watched and first > gateway:
+        return None
+    if longest <= timeouts.read_idle_s:
+        return _Fit(shape, longest, None)
+    if longest <= timeouts.request_s:
+        return _Fit(shape, longest, float(math.ceil(longest)))
+    return None
+
+
+def _plan(
+    fit: _Fit,
+    asked: Shape,
+    request: ImageJobRequest,
+    route: RouteSettings,
+    timeouts: Timeouts,
+    size_notes: tuple[str, ...],
+    scale: float,
+) -> SendPlan:
+    notes = list(size_notes)
+    if fit.shape != asked:
+        rules = rules_for(route.model)
+        silence = expected_silence(rules, request, asked, time_scale=scale).first_s
+        limit = route.gateway_idle_timeout_s
+        notes.append(
+            f"sent {asked.describe()}, the request could stay silent for up to "
+            f"{silence * SILENCE_MARGIN:.0f}s, past the route's {limit:g}s gateway idle limit: "
+            f"sent {fit.shape.describe()}"
+            if limit is not None
+            else f"sent {fit.shape.describe()}"
+        )
+    if fit.read_idle_s is not None:
+        notes.append(
+            f"expected silence up to {fit.silence_s:.0f}s exceeds IMAGE_READ_IDLE_TIMEOUT_S "
+            f"({timeouts.read_idle_s:g}s): read limit raised to {fit.read_idle_s:g}s for this "
+            "request"
         )
     return SendPlan(
-        stream=True, partial_images=1, notes=[*notes, f"{why}: sent with partial_images 1"]
+        stream=fit.shape.stream,
+        partial_images=fit.shape.partial_images,
+        notes=tuple(notes),
+        read_idle_s=fit.read_idle_s,
     )
 
 
-def _size_notes(request: ImageJobRequest, rules: ModelRules) -> list[str]:
+def _size_notes(request: ImageJobRequest, rules: ModelRules) -> tuple[str, ...]:
     if request.size == "auto":
-        return []
+        return ()
     width, height = (int(edge) for edge in request.size.split("x"))
     limit = rules.sizes.experimental_above_pixels
     if width * height <= limit:
-        return []
-    return [
+        return ()
+    return (
         f"size {request.size} is above {limit:,} pixels, which {rules.name} calls experimental: "
-        "expect longer generations and more mid-stream errors"
-    ]
+        "expect longer generations and more mid-stream errors",
+    )

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, cast
 
-from rules.budget import Layer, TimeoutBudget
+from rules.budget import Limit, TimeoutBudget
 from rules.errors import SettingsInvalid
 from rules.models import MODELS, ROUTE_OWNERS
 from rules.retry import RetryPolicy
@@ -44,6 +44,9 @@ class RouteSettings:
     entra_scope: str = DEFAULT_ENTRA_SCOPE
     # The idle limit of a gateway in front of the model (Azure APIM: 60 s), if one is known.
     gateway_idle_timeout_s: float | None = None
+    # Whether that gateway also kills a non-streamed request that is silent that long (APIM's
+    # 60 s kill is reported for streams; a non-streamed answer is one body at the end).
+    gateway_idle_non_streamed: bool = False
     # A response header in which a gateway says how many times it retried on its own (e.g.
     # LiteLLM's x-litellm-attempted-retries); those retries are counted apart from ours.
     gateway_retry_header: str | None = None
@@ -59,7 +62,7 @@ class JobDefaults:
     background: str = "auto"
     moderation: str = "auto"
     n: int = 1
-    # 1, not 0: a silent stream is killed at 60 s behind Azure's gateway (seed 004).
+    # 1, not 0: a silent stream is killed at 60 s behind Azure's gateway (field report B).
     partial_images: int = 1
 
 
@@ -126,6 +129,11 @@ class AppSettings:
     # The key of the HMAC that turns (caller, key or request) into a job id, so an id reveals
     # nothing of the prompt; a Key Vault reference in Azure.
     job_id_secret: bytes = field(default=b"", repr=False)
+    # Local runs only (IMAGE_TIME_SCALE): every duration that is measured against the model's
+    # time (generation estimates, idle and request limits, the retry policy's waits) is divided
+    # by it, to match a simulator running at the same time scale. Already applied to
+    # ``timeouts``, ``routes`` and ``retry``; 1 in Azure.
+    time_scale: float = 1.0
 
     def route(self, name: str) -> RouteSettings:
         try:
@@ -165,6 +173,7 @@ class AppSettings:
             raise SettingsInvalid(
                 "IMAGE_SILENT_STREAM_FIX", "must be partial_images or non_streaming"
             )
+        scale = _time_scale(env)
         connection_string = env.get("IMAGES_STORAGE_CONNECTION_STRING") or None
         account_url = env.get("IMAGES_STORAGE_ACCOUNT_URL") or None
         if not connection_string and not account_url:
@@ -178,31 +187,82 @@ class AppSettings:
             account_url=account_url,
             link_ttl_s=_int(env, "IMAGES_LINK_TTL_S", StorageSettings.link_ttl_s, minimum=60),
         )
-        return cls(
-            routes=routes,
+        settings = cls(
+            routes={name: _scaled_route(route, scale) for name, route in routes.items()},
             default_route=default_route,
             defaults=defaults,
-            timeouts=timeouts,
+            timeouts=_scaled_timeouts(timeouts, scale),
             storage=storage,
-            retry=_retry_policy(env),
+            retry=_scaled_policy(_retry_policy(env), scale),
             status_retry_after_s=_int(env, "IMAGE_STATUS_RETRY_AFTER_S", 2, minimum=1),
             silent_stream_fix=silent_fix,
             idempotency_window_s=_int(env, "IMAGE_IDEMPOTENCY_WINDOW_S", 86_400, minimum=0),
             default_caller=env.get("IMAGE_DEFAULT_CALLER", "anonymous") or "anonymous",
             trust_principal_header=_trust_principal(env),
             job_id_secret=_job_id_secret(env),
+            time_scale=scale,
         )
+        check_silence(settings)
+        return settings
+
+
+def check_silence(settings: AppSettings) -> None:
+    """Raise SettingsInvalid when a route's slowest request fits no idle limit on its path."""
+    # Imported here: the send plan is built on this module's types.
+    from rules.send_plan import unfit_worst_case
+
+    for route in settings.routes.values():
+        problem = unfit_worst_case(route, settings)
+        if problem:
+            raise SettingsInvalid("IMAGE_REQUEST_TIMEOUT_S", problem)
+
+
+# Limits measured against the model's time; the others (connect, the HTTP starter, a client's
+# one call) are about the network and the host, and keep their seconds.
+SCALED_TIMEOUTS = ("read_idle_s", "request_s", "upload_s", "activity_s", "client_poll_s")
+SCALED_WAITS = (
+    "rate_limit_base_s",
+    "rate_limit_cap_s",
+    "rate_limit_min_s",
+    "max_server_wait_s",
+    "post_send_wait_s",
+)
+
+
+def _time_scale(env: Mapping[str, str]) -> float:
+    scale = _float(env, "IMAGE_TIME_SCALE", 1.0)
+    if scale < 1:
+        raise SettingsInvalid("IMAGE_TIME_SCALE", "must be at least 1 (1: real time)")
+    if scale != 1 and env.get("WEBSITE_INSTANCE_ID"):
+        # App Service sets WEBSITE_INSTANCE_ID: a scaled clock is for local runs only.
+        raise SettingsInvalid("IMAGE_TIME_SCALE", "is for local runs only; remove it in Azure")
+    return scale
+
+
+def _scaled_timeouts(timeouts: Timeouts, scale: float) -> Timeouts:
+    return replace(timeouts, **{name: getattr(timeouts, name) / scale for name in SCALED_TIMEOUTS})
+
+
+def _scaled_route(route: RouteSettings, scale: float) -> RouteSettings:
+    idle = route.gateway_idle_timeout_s
+    return replace(route, gateway_idle_timeout_s=idle / scale if idle is not None else None)
+
+
+def _scaled_policy(policy: RetryPolicy, scale: float) -> RetryPolicy:
+    waits = {name: getattr(policy, name) / scale for name in SCALED_WAITS}
+    transient = tuple(wait / scale for wait in policy.transient_waits_s)
+    return replace(policy, transient_waits_s=transient, **waits)
 
 
 def check_budget(timeouts: Timeouts, routes: Collection[RouteSettings]) -> None:
     """Raise SettingsInvalid naming the first pair of limits in the wrong order."""
 
-    def layer(name: str) -> Layer:
-        return Layer(TIMEOUT_SETTINGS[name], getattr(timeouts, name))
+    def limit(name: str) -> Limit:
+        return Limit(TIMEOUT_SETTINGS[name], getattr(timeouts, name))
 
-    budget = TimeoutBudget(**{name.removesuffix("_s"): layer(name) for name in TIMEOUT_SETTINGS})
+    budget = TimeoutBudget(**{name.removesuffix("_s"): limit(name) for name in TIMEOUT_SETTINGS})
     gateways = [
-        Layer(f"IMAGE_ROUTE_{route.name.upper()}_GATEWAY_IDLE_TIMEOUT_S", idle)
+        Limit(f"IMAGE_ROUTE_{route.name.upper()}_GATEWAY_IDLE_TIMEOUT_S", idle)
         for route in routes
         if (idle := route.gateway_idle_timeout_s) is not None
     ]
@@ -278,8 +338,18 @@ def _route_from_env(name: str, env: Mapping[str, str]) -> RouteSettings:
         gateway_idle_timeout_s=_float(env, prefix + "GATEWAY_IDLE_TIMEOUT_S", 0.0)
         if idle
         else None,
+        gateway_idle_non_streamed=_bool(env, prefix + "GATEWAY_IDLE_NON_STREAMED", False),
         gateway_retry_header=(env.get(prefix + "GATEWAY_RETRY_HEADER") or "").lower() or None,
     )
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false"):
+        raise SettingsInvalid(name, "must be true or false")
+    return raw == "true"
 
 
 def _trust_principal(env: Mapping[str, str]) -> bool:

@@ -1,9 +1,9 @@
 """The status language: honest states a person can act on, and how they are derived.
 
-States come from seed 000's "honest status language": queued, generating, partial preview
-available, finalizing, saved, failed with returned error, failed at local timeout; plus
-``waiting_to_retry`` while a durable timer runs, ``cancelling`` while a cancelled job's running
-attempt stops, and ``cancelled``. The status endpoint derives the
+States come from field report A's "honest status language" (docs/reference/field-reports.md):
+queued, generating, partial preview available, finalizing, saved, failed with returned error, failed
+at local timeout; plus ``waiting_to_retry`` while a durable timer runs, ``cancelling`` while a
+cancelled job's running attempt stops, and ``cancelled``. The status endpoint derives the
 state from three sources and never stores it twice: the durable runtime status, the orchestrator's
 custom status (which phase it is in), and the activity's progress record in Blob (previews landed,
 final image received).
@@ -12,23 +12,8 @@ final image received).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import StrEnum
-from typing import Any
 
-
-class JobState(StrEnum):
-    QUEUED = "queued"
-    GENERATING = "generating"
-    PREVIEW_AVAILABLE = "preview_available"
-    FINALIZING = "finalizing"
-    WAITING_TO_RETRY = "waiting_to_retry"
-    CANCELLING = "cancelling"
-    SAVED = "saved"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-TERMINAL_STATES = frozenset({JobState.SAVED, JobState.FAILED, JobState.CANCELLED})
+from rules.job_records import CustomStatus, JobState, Outcome, Phase, ProgressRecord
 
 STATE_TEXT: Mapping[JobState, str] = {
     JobState.QUEUED: "Queued: the job is accepted and waits for a worker.",
@@ -56,53 +41,50 @@ RUNNING_STATUSES = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended
 
 def derive_state(
     runtime_status: str,
-    custom_status: Mapping[str, Any] | None,
-    progress: Mapping[str, Any] | None,
-    output: Mapping[str, Any] | None,
+    custom_status: CustomStatus | None,
+    progress: ProgressRecord | None,
+    output: Outcome | None,
 ) -> JobState:
     """The job's state from what durable and Blob say; pure, so it is tested without a host.
 
-    ``custom_status`` is what the orchestrator last set (``{"phase": ..., "attempt": ...}``),
+    ``custom_status`` is what the orchestrator last set (None before it set any),
     ``progress`` the activity's progress record for the current attempt, ``output`` the
     orchestration's output once it completed.
     """
     if runtime_status == "Completed" and output is not None:
-        return JobState(output["state"])
+        return output.state
     if runtime_status == "Terminated":
         return JobState.CANCELLED
     if runtime_status == "Failed":
         return JobState.FAILED
     if runtime_status not in RUNNING_STATUSES:
         return JobState.FAILED
-    phase = (custom_status or {}).get("phase")
-    if phase == "finishing":
+    if custom_status is None:
+        return JobState.QUEUED
+    phase = custom_status.phase
+    if phase is Phase.FINISHING:
         # The outcome is decided; its record (metadata.json) is being written. Not terminal yet,
         # so that a poller that stops at the end finds the record's link.
         return JobState.FINALIZING
-    if phase == "waiting_to_retry":
+    if phase is Phase.WAITING_TO_RETRY:
         return JobState.WAITING_TO_RETRY
-    if phase == "finalizing":
-        return JobState.FINALIZING
-    if phase == "cancelling":
+    if phase is Phase.CANCELLING:
         return JobState.CANCELLING
-    if phase != "generating":
-        return JobState.QUEUED
-    attempt = (custom_status or {}).get("attempt")
-    if progress and progress.get("attempt") == attempt:
-        if progress.get("final_received"):
+    if progress is not None and progress.attempt == custom_status.attempt:
+        if progress.final_received:
             return JobState.FINALIZING
-        if progress.get("previews"):
+        if progress.previews:
             return JobState.PREVIEW_AVAILABLE
     return JobState.GENERATING
 
 
 ENDING_TEXT = {
-    "failed": "Finalizing: the job failed; its record is being written.",
-    "cancelled": "Finalizing: the job is cancelled; its record is being written.",
+    JobState.FAILED: "Finalizing: the job failed; its record is being written.",
+    JobState.CANCELLED: "Finalizing: the job is cancelled; its record is being written.",
 }
 
 
-def state_text(state: JobState, failure: str | None = None, ending: str | None = None) -> str:
+def state_text(state: JobState, failure: str | None = None, ending: JobState | None = None) -> str:
     """The sentence for ``state``; ``ending`` is the decided outcome while FINALIZING."""
     if state is JobState.FAILED and failure in FAILED_TEXT:
         return FAILED_TEXT[failure]

@@ -1,4 +1,4 @@
-"""The timing record of one attempt: every clock seed 000 asks for, in one place.
+"""The timing record of one attempt: every clock field report A asks for, in one place.
 
 The activity fills it as the call goes (``Clocks`` holds monotonic marks, pure arithmetic turns
 them into milliseconds), metadata.json and the job's log event carry it, and the status answer
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+
+from rules.outcome import Timings
 
 TIMING_FIELDS = (
     "request_started_at",
@@ -37,20 +38,20 @@ class Clocks:
     upload_done: float | None = None
     partials: list[float] = field(default_factory=list)
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> Timings:
         """The timing record: milliseconds since the send, or None."""
-        return {
-            "request_started_at": self.started_at_iso,
-            "connect_ms": _ms(self.started, self.connected),
-            "first_byte_ms": _ms(self.started, self.first_byte),
-            "first_partial_image_ms": _ms(self.started, self.first_partial),
-            "final_image_ms": _ms(self.started, self.final_image),
+        return Timings(
+            request_started_at=self.started_at_iso,
+            connect_ms=_ms(self.started, self.connected),
+            first_byte_ms=_ms(self.started, self.first_byte),
+            first_partial_image_ms=_ms(self.started, self.first_partial),
+            final_image_ms=_ms(self.started, self.final_image),
             # Download: from the first byte to the end of the body (for a stream, the final
             # event's bytes arriving after the model finished).
-            "download_ms": _ms(self.final_image or self.first_byte, self.body_done),
-            "upload_ms": _ms(self.upload_started, self.upload_done),
-            "partial_images_ms": [_ms(self.started, mark) for mark in self.partials],
-        }
+            download_ms=_ms(self.final_image or self.first_byte, self.body_done),
+            upload_ms=_ms(self.upload_started, self.upload_done),
+            partial_images_ms=[_ms(self.started, mark) for mark in self.partials],
+        )
 
 
 def iso_utc(moment: datetime) -> str:

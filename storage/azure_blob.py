@@ -37,7 +37,11 @@ class AzureBlobImageStore:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: StorageSettings) -> AzureBlobImageStore:
+    def from_settings(
+        cls, settings: StorageSettings, *, credential: Any | None = None
+    ) -> AzureBlobImageStore:
+        """A store for ``settings``: by connection string, or by account URL with
+        ``credential`` (a TokenCredential; a new DefaultAzureCredential when None)."""
         # Short SDK retries: the SDK's default (15 s, then 18 s, 42 s...) would hold a call for a
         # minute, past the callers' own budgets; the image upload has its own retry loop with a
         # deadline, and progress and previews are best effort.
@@ -51,12 +55,12 @@ class AzureBlobImageStore:
                 settings.connection_string, **options
             )
         else:
-            from azure.identity import DefaultAzureCredential
+            if credential is None:
+                from azure.identity import DefaultAzureCredential
 
+                credential = DefaultAzureCredential()
             assert settings.account_url  # AppSettings.from_env guarantees one of the two
-            service = BlobServiceClient(
-                settings.account_url, credential=DefaultAzureCredential(), **options
-            )
+            service = BlobServiceClient(settings.account_url, credential=credential, **options)
         return cls(service, settings.container)
 
     def ensure_container(self) -> None:
@@ -76,9 +80,6 @@ class AzureBlobImageStore:
             return self._container.download_blob(name).readall()
         except ResourceNotFoundError:
             return None
-
-    def list(self, *, prefix: str) -> list[str]:
-        return [blob.name for blob in self._container.list_blobs(name_starts_with=prefix)]
 
     def read_link(self, *, name: str, ttl_s: int) -> str:
         now = datetime.now(UTC)

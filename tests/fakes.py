@@ -12,6 +12,9 @@ class InMemoryStore:
     def __init__(self) -> None:
         self.blobs: dict[str, tuple[bytes, str]] = {}
         self.put_calls: list[str] = []
+        self.get_calls: list[str] = []
+        # Every call raises, as with the storage emulator stopped.
+        self.down = False
         self._failures: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -22,6 +25,8 @@ class InMemoryStore:
     def put(self, *, name: str, data: bytes, content_type: str) -> None:
         with self._lock:
             self.put_calls.append(name)
+            if self.down:
+                raise ConnectionError("storage is down")
             for suffix, left in self._failures.items():
                 if left > 0 and name.endswith(suffix):
                     self._failures[suffix] = left - 1
@@ -30,6 +35,9 @@ class InMemoryStore:
 
     def get(self, *, name: str) -> bytes | None:
         with self._lock:
+            self.get_calls.append(name)
+            if self.down:
+                raise ConnectionError("storage is down")
             item = self.blobs.get(name)
         return item[0] if item else None
 

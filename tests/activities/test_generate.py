@@ -6,19 +6,24 @@ import asyncio
 import base64
 import io
 import json
+from dataclasses import replace
 from typing import Any
 
 import httpx
 from PIL import Image
 
-from activities.generate import AttemptInput, Seams, run_attempt
-from rules.outcome import AttemptResult, FailureKind, Layer
+from activities.attempt import Seams, run_attempt
+from rules.job_records import AttemptInput
+from rules.outcome import AttemptResult, FailureKind, Layer, StoredImage
 from rules.request import ImageJobRequest
+from rules.send_plan import SendPlan
 from rules.settings import AppSettings
 from tests.fakes import InMemoryStore
 from tests.rules.conftest import ENV
 
 SETTINGS = AppSettings.from_env(ENV)
+# The job's own created_at: every record it writes carries it.
+CREATED = "2026-05-07T13:46:12.000Z"
 
 
 def png(width: int, height: int) -> bytes:
@@ -41,7 +46,11 @@ def job(**request: Any) -> AttemptInput:
     }
     values.update(request)
     return AttemptInput(
-        job_id="job-1", attempt=1, request=ImageJobRequest(**values), partial_images=2
+        job_id="job-1",
+        attempt=1,
+        request=ImageJobRequest(**values),
+        send=SendPlan(stream=True, partial_images=2),
+        job_created_at=CREATED,
     )
 
 
@@ -126,21 +135,21 @@ def test_a_streamed_attempt_stores_previews_then_the_checked_image():
     assert sent["partial_images"] == 2
     assert "model" not in sent  # the deployment names the model on Azure
     assert store.get(name="job-1/image.png") == png(1024, 1024)
-    assert [p["blob"] for p in result.previews] == [
+    assert [p.blob for p in result.previews] == [
         "job-1/preview-1-0.png",
         "job-1/preview-1-1.png",
     ]
-    assert result.images[0] == {
-        "blob": "job-1/image.png",
-        "contentType": "image/png",
-        "bytes": len(png(1024, 1024)),
-        "width": 1024,
-        "height": 1024,
-    }
+    assert result.images[0] == StoredImage(
+        blob="job-1/image.png",
+        content_type="image/png",
+        bytes=len(png(1024, 1024)),
+        width=1024,
+        height=1024,
+    )
     progress = json.loads(store.get(name="job-1/progress-1.json") or b"{}")
     assert progress["final_received"] is True
     assert len(progress["previews"]) == 2
-    timings = result.timings
+    timings = result.timings.to_json()
     for key in ("first_byte_ms", "first_partial_image_ms", "final_image_ms", "upload_ms"):
         assert timings[key] is not None, key
     assert timings["request_id"] == "apim-1"
@@ -197,8 +206,8 @@ def test_an_error_response_becomes_a_failure_record_not_an_exception():
     assert result.failure is not None
     assert result.failure.kind is FailureKind.RATE_LIMITED
     assert result.failure.retry_after_s == 2.0
-    assert result.timings["http_status"] == 429
-    assert result.timings["request_id"] == "req-9"
+    assert result.timings.http_status == 429
+    assert result.timings.request_id == "req-9"
 
 
 def test_a_stream_without_completed_is_incomplete():
@@ -235,7 +244,8 @@ def test_a_job_cancelled_before_the_send_never_reaches_the_route():
         return httpx.Response(500)
 
     store = InMemoryStore()
-    store.put(name="job-1/cancel.json", data=b"{}", content_type="application/json")
+    marker = {"requested_at": "2026-05-07T13:46:13.000Z", "job_created_at": CREATED}
+    store.put(name="job-1/cancel.json", data=json.dumps(marker).encode(), content_type="j")
     result = attempt(job(), store, handler)
     assert calls == []
     assert result.failure is not None
@@ -275,7 +285,13 @@ def test_a_rerun_after_the_worker_died_post_send_does_not_send_again():
         return httpx.Response(500)
 
     store = InMemoryStore()
-    earlier = {"attempt": 1, "sent": True, "sent_at": "2026-05-07T13:46:12Z", "done": False}
+    earlier = {
+        "attempt": 1,
+        "sent": True,
+        "sent_at": "2026-05-07T13:46:12Z",
+        "done": False,
+        "job_created_at": CREATED,
+    }
     store.put(name="job-1/progress-1.json", data=json.dumps(earlier).encode(), content_type="j")
     result = attempt(job(), store, handler)
     assert calls == []
@@ -290,11 +306,13 @@ def test_the_whole_request_deadline_covers_the_wait_for_headers():
         await asyncio.sleep(60)
         return httpx.Response(500)
 
+    # A clock 3000 times fast: 900 s of request limit is 0.3 s, 750 s of read idle 0.25 s.
     fast = {
-        "IMAGE_REQUEST_TIMEOUT_S": "0.3",
-        "IMAGE_READ_IDLE_TIMEOUT_S": "0.25",
+        "IMAGE_TIME_SCALE": "3000",
+        "IMAGE_REQUEST_TIMEOUT_S": "900",
+        "IMAGE_READ_IDLE_TIMEOUT_S": "750",
         "IMAGE_CONNECT_TIMEOUT_S": "0.1",
-        "IMAGE_ROUTE_AZURE_GATEWAY_IDLE_TIMEOUT_S": "0.2",
+        "IMAGE_ROUTE_AZURE_GATEWAY_IDLE_TIMEOUT_S": "600",
     }
     settings = AppSettings.from_env(dict(ENV, **fast))
     store = InMemoryStore()
@@ -320,7 +338,7 @@ def test_retries_a_gateway_says_it_made_are_recorded_apart():
     seams = Seams(client=client, store=InMemoryStore(), auth=lambda: None, sleep=_no_sleep)
     result = asyncio.run(run_attempt(job(), settings, seams))
     assert result.ok
-    assert result.timings["gateway_retries"] == 2
+    assert result.timings.gateway_retries == 2
 
 
 def test_a_rerun_after_the_attempt_finished_returns_its_result_without_sending():
@@ -406,10 +424,8 @@ def test_records_of_an_earlier_job_under_the_same_id_are_ignored():
     store.put(
         name="job-1/progress-1.json", data=json.dumps(old_progress).encode(), content_type="j"
     )
-    created = "2026-05-07T13:46:12.000Z"
-    fresh = job()
-    fresh.job_created_at = created
-    result = attempt(fresh, store, handler)
+    created = CREATED
+    result = attempt(job(), store, handler)
     assert result.ok, result.failure
     # A cancel for this job counts, whatever the clocks said.
     store.put(
@@ -419,10 +435,7 @@ def test_records_of_an_earlier_job_under_the_same_id_are_ignored():
         ).encode(),
         content_type="j",
     )
-    again = job()
-    again.attempt = 2
-    again.job_created_at = created
-    cancelled = attempt(again, store, handler)
+    cancelled = attempt(replace(job(), attempt=2), store, handler)
     assert cancelled.failure is not None
     assert cancelled.failure.kind is FailureKind.CANCELLED
 
@@ -435,13 +448,27 @@ def test_a_rerun_after_the_images_were_stored_returns_them_without_sending():
         return httpx.Response(500)
 
     store = InMemoryStore()
-    images = [{"blob": "job-1/image.png", "contentType": "image/png", "bytes": 3}]
-    earlier = {"attempt": 1, "sent": True, "images": images, "started_at": "t"}
+    images = [
+        {
+            "blob": "job-1/image.png",
+            "contentType": "image/png",
+            "bytes": 3,
+            "width": 1024,
+            "height": 1024,
+        }
+    ]
+    earlier = {
+        "attempt": 1,
+        "sent": True,
+        "images": images,
+        "started_at": "t",
+        "job_created_at": CREATED,
+    }
     store.put(name="job-1/progress-1.json", data=json.dumps(earlier).encode(), content_type="j")
     result = attempt(job(), store, handler)
     assert calls == []
     assert result.ok
-    assert result.images == images
+    assert [image.to_json() for image in result.images] == images
 
 
 def test_an_unreadable_attempt_record_is_a_possible_send_for_the_policy():
@@ -470,11 +497,11 @@ def test_a_fault_after_every_image_was_stored_keeps_the_attempt_a_success(monkey
     def broken_cost(model: str, usage: object) -> float:
         raise RuntimeError("a fault of ours after the image was stored")
 
-    monkeypatch.setattr("activities.generate.cost_usd", broken_cost)
+    monkeypatch.setattr("activities.attempt.cost_usd", broken_cost)
     store = InMemoryStore()
     result = attempt(job(), store, handler)
     assert result.ok, result.failure
-    assert result.images[0]["blob"] == "job-1/image.png"
+    assert result.images[0].blob == "job-1/image.png"
     assert store.get(name="job-1/image.png") is not None
 
 
@@ -491,5 +518,5 @@ def test_images_that_arrived_before_a_later_failure_are_kept():
     result = attempt(job(n=2), store, handler)
     assert result.failure is not None
     assert result.failure.kind is FailureKind.SERVER_ERROR
-    assert [k["blob"] for k in result.kept_images] == ["job-1/attempt-1-image-0.png"]
+    assert [k.blob for k in result.kept_images] == ["job-1/attempt-1-image-0.png"]
     assert store.get(name="job-1/attempt-1-image-0.png") is not None

@@ -1,4 +1,4 @@
-"""Every upstream case of the fact sheet maps to one Failure record (translated in one place)."""
+"""Every upstream case of the API reference maps to one Failure record (translated in one place)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """History helpers for replay tests: build the events the Durable host would hand the SDK.
 
-Facts from shared/reference/durable-host-protocol.md; the orchestrator is driven through the
+Facts from docs/reference/durable-host-protocol.md; the orchestrator is driven through the
 SDK's own handle, so these tests replay exactly as Azure does, without a host.
 """
 

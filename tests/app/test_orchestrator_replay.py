@@ -8,7 +8,11 @@ from typing import Any
 import pytest
 
 from orchestrators.image_job import CANCEL_EVENT, FINISH, GENERATE, bp
-from rules.outcome import AttemptResult, Failure, FailureKind, Layer
+from rules.job_records import JobInput
+from rules.outcome import AttemptResult, Failure, FailureKind, Layer, Preview, StoredImage, Timings
+from rules.request import ImageJobRequest
+from rules.retry import RetryPolicy
+from rules.send_plan import SendPlan
 
 from .durable_history import History, activities, new_actions, orchestrator_handle, timers
 
@@ -26,6 +30,20 @@ REQUEST = {
 }
 
 
+def job_input(
+    send: SendPlan | None = None, after_silence: SendPlan | None = None
+) -> dict[str, Any]:
+    return JobInput(
+        request=ImageJobRequest.from_json(REQUEST),
+        send=send or SendPlan(stream=True, partial_images=1),
+        send_after_silence=after_silence,
+        policy=RetryPolicy(),
+        caller="caller-digest",
+        fingerprint="fingerprint",
+        created_at="2026-05-07T13:46:12.000Z",
+    ).to_json()
+
+
 @pytest.fixture(scope="module")
 def handle():
     return orchestrator_handle(bp, "image_job")
@@ -35,16 +53,16 @@ def saved(attempt: int) -> dict[str, Any]:
     return AttemptResult(
         attempt=attempt,
         ok=True,
-        timings={"final_image_ms": 21_000, "http_status": 200},
-        images=[{"blob": "job-1/image.png", "width": 1024, "height": 1024}],
-        previews=[{"index": 0, "blob": f"job-1/preview-{attempt}-0.png"}],
+        timings=Timings(final_image_ms=21_000, http_status=200),
+        images=(StoredImage("job-1/image.png", "image/png", 9, 1024, 1024),),
+        previews=(Preview(0, 0, f"job-1/preview-{attempt}-0.png", 9, stored=True),),
         usage={"output_tokens": 272},
         cost_usd=0.00816,
     ).to_json()
 
 
 def failed(attempt: int, failure: Failure) -> dict[str, Any]:
-    return AttemptResult(attempt=attempt, ok=False, timings={}, failure=failure).to_json()
+    return AttemptResult(attempt=attempt, ok=False, failure=failure).to_json()
 
 
 RATE_LIMITED = Failure(
@@ -69,12 +87,13 @@ def only(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_a_first_attempt_that_succeeds_is_finished_and_saved(handle):
-    history = History(handle, "job-1", {"request": REQUEST})
+    history = History(handle, "job-1", job_input())
     state = history.episode()
     actions = new_actions(state, 0)
     generate = only(activities(actions, GENERATE))
     assert generate["input"]["attempt"] == 1
-    assert generate["input"]["partial_images"] == 1
+    assert generate["input"]["send"]["partial_images"] == 1
+    assert generate["input"]["job_created_at"] == "2026-05-07T13:46:12.000Z"
     assert [a["actionType"] for a in actions] == [0, 6]  # the activity, and the cancel wait
     assert state["customStatus"] == {"phase": "generating", "attempt": 1}
     assert "apple" not in str(state["customStatus"])
@@ -99,7 +118,7 @@ def test_a_first_attempt_that_succeeds_is_finished_and_saved(handle):
 
 
 def test_a_429_waits_at_least_what_the_server_asked_on_a_durable_timer(handle):
-    history = History(handle, "job-1", {"request": REQUEST})
+    history = History(handle, "job-1", job_input())
     history.episode()
     history.complete_activity(0, GENERATE, failed(1, RATE_LIMITED), after_s=1)
     state = history.episode()
@@ -134,7 +153,7 @@ def test_a_moderation_block_is_never_retried(handle):
         error_type="image_generation_user_error",
         code="moderation_blocked",
     )
-    history = History(handle, "job-1", {"request": REQUEST})
+    history = History(handle, "job-1", job_input())
     history.episode()
     history.complete_activity(0, GENERATE, failed(1, blocked), after_s=3)
     state = history.episode()
@@ -147,17 +166,17 @@ def test_a_moderation_block_is_never_retried(handle):
 
 
 def test_replays_are_deterministic(handle):
-    first = History(handle, "job-1", {"request": REQUEST})
+    first = History(handle, "job-1", job_input())
     first.episode()
     first.complete_activity(0, GENERATE, failed(1, RATE_LIMITED), after_s=1)
-    second = History(handle, "job-1", {"request": REQUEST})
+    second = History(handle, "job-1", job_input())
     second.episode()
     second.complete_activity(0, GENERATE, failed(1, RATE_LIMITED), after_s=1)
     assert first.episode()["actions"] == second.episode()["actions"]
 
 
 def test_a_cancel_while_waiting_to_retry_ends_the_job_without_another_attempt(handle):
-    history = History(handle, "job-1", {"request": REQUEST})
+    history = History(handle, "job-1", job_input())
     history.episode()
     history.complete_activity(0, GENERATE, failed(1, RATE_LIMITED), after_s=1)
     state = history.episode()
@@ -172,7 +191,7 @@ def test_a_cancel_while_waiting_to_retry_ends_the_job_without_another_attempt(ha
 
 
 def test_a_cancel_while_generating_waits_for_the_attempt_to_stop(handle):
-    history = History(handle, "job-1", {"request": REQUEST})
+    history = History(handle, "job-1", job_input())
     history.episode()
     history.schedule_activity(0, GENERATE)
     history.raise_event(CANCEL_EVENT, "{}", after_s=5)
@@ -188,7 +207,7 @@ def test_a_cancel_while_generating_waits_for_the_attempt_to_stop(handle):
 
 
 def test_a_cancel_that_comes_after_the_image_was_stored_reports_it_saved(handle):
-    history = History(handle, "job-1", {"request": REQUEST})
+    history = History(handle, "job-1", job_input())
     history.episode()
     history.schedule_activity(0, GENERATE)
     history.raise_event(CANCEL_EVENT, "{}", after_s=5)
@@ -200,15 +219,15 @@ def test_a_cancel_that_comes_after_the_image_was_stored_reports_it_saved(handle)
 
 
 def test_the_send_plan_from_the_starter_reaches_the_activity(handle):
-    send = {"stream": False, "partial_images": 0, "send_notes": ["sent without streaming"]}
-    history = History(handle, "job-1", {"request": REQUEST, "send": send})
+    send = SendPlan(stream=False, partial_images=0, notes=("sent without streaming",))
+    history = History(handle, "job-1", job_input(send))
     generate = only(activities(new_actions(history.episode(), 0), GENERATE))
-    assert generate["input"]["stream"] is False
-    assert generate["input"]["send_notes"] == ["sent without streaming"]
+    assert generate["input"]["send"]["stream"] is False
+    assert generate["input"]["send"]["send_notes"] == ["sent without streaming"]
 
 
 def test_an_activity_that_raised_becomes_a_recorded_failure_not_a_crash(handle):
-    history = History(handle, "job-1", {"request": REQUEST})
+    history = History(handle, "job-1", job_input())
     history.episode()
     history.schedule_activity(0, GENERATE)
     history.task_failed(0, "boom", "Traceback ...", after_s=1)
@@ -223,7 +242,7 @@ def test_an_activity_that_raised_becomes_a_recorded_failure_not_a_crash(handle):
 
 
 def test_a_cancelled_attempt_ends_cancelled_even_before_the_event_arrives(handle):
-    history = History(handle, "job-1", {"request": REQUEST})
+    history = History(handle, "job-1", job_input())
     history.episode()
     history.complete_activity(0, GENERATE, failed(1, CANCELLED), after_s=1)
     state = history.episode()
@@ -232,7 +251,7 @@ def test_a_cancelled_attempt_ends_cancelled_even_before_the_event_arrives(handle
 
 
 def test_a_failed_finish_never_turns_a_saved_image_into_a_failed_job(handle):
-    history = History(handle, "job-1", {"request": REQUEST})
+    history = History(handle, "job-1", job_input())
     history.episode()
     history.complete_activity(0, GENERATE, saved(1), after_s=22)
     state = history.episode()
@@ -261,10 +280,44 @@ def test_a_huge_server_wait_ends_the_job_with_its_reason(handle):
         retry_after_s=86_400.0,
         retry_after_source="retry-after",
     )
-    history = History(handle, "job-1", {"request": REQUEST})
+    history = History(handle, "job-1", job_input())
     history.episode()
     history.complete_activity(0, GENERATE, failed(1, asked), after_s=1)
     state = history.episode()
     finish = only(activities(new_actions(state, 1), FINISH))
     assert finish["input"]["outcome"]["state"] == "failed"
     assert "86400s" in finish["input"]["attempts"][0]["decision"]["reason"]
+
+
+def test_a_resend_after_a_gateway_silence_kill_goes_out_in_the_other_shape(handle):
+    killed = Failure(
+        kind=FailureKind.GATEWAY_TIMEOUT,
+        layer=Layer.GATEWAY,
+        message="the gateway gave up on a silent stream",
+        sent=True,
+        http_status=408,
+    )
+    unstreamed = SendPlan(stream=False, partial_images=0, read_idle_s=470.0)
+    history = History(handle, "job-1", job_input(after_silence=unstreamed))
+    history.episode()
+    history.complete_activity(0, GENERATE, failed(1, killed), after_s=60)
+    state = history.episode()
+    timer = only(timers(new_actions(state, 1)))
+    history.fire_timer(1, timer["fireAt"])
+    state = history.episode()
+    resend = only(activities(new_actions(state, 2), GENERATE))
+    assert resend["input"]["attempt"] == 2
+    assert resend["input"]["send"]["stream"] is False
+    assert resend["input"]["send"]["read_idle_s"] == 470.0
+
+
+def test_other_failures_keep_the_planned_shape(handle):
+    unstreamed = SendPlan(stream=False, partial_images=0, read_idle_s=470.0)
+    history = History(handle, "job-1", job_input(after_silence=unstreamed))
+    history.episode()
+    history.complete_activity(0, GENERATE, failed(1, RATE_LIMITED), after_s=1)
+    state = history.episode()
+    timer = only(timers(new_actions(state, 1)))
+    history.fire_timer(1, timer["fireAt"])
+    retry = only(activities(new_actions(history.episode(), 2), GENERATE))
+    assert retry["input"]["send"]["stream"] is True

@@ -79,12 +79,14 @@ class Api:
         return data
 
     def blobs(self, job_id: str) -> list[str]:
-        from storage.azure_blob import AzureBlobImageStore
+        """Every blob in the job's folder (the app itself never lists: a test's question)."""
+        from azure.storage.blob import ContainerClient
 
-        store = AzureBlobImageStore.from_settings(
-            StorageSettings(connection_string=self.stack.storage_connection_string)
+        container = ContainerClient.from_connection_string(
+            self.stack.storage_connection_string, StorageSettings().container
         )
-        return store.list(prefix=f"{job_id}/")
+        with container:
+            return sorted(container.list_blob_names(name_starts_with=f"{job_id}/"))
 
     def poll(
         self, job_id: str, *, timeout_s: float = 120.0, headers: dict[str, str] | None = None

@@ -1,9 +1,10 @@
-"""Issue 5's fault suite: the seeds' failures injected by the simulator, through the whole app.
+"""The fault suite: the field reports' failures injected by the simulator, through the whole app.
 
 devhost runs with virtual time, so the policy's waits (5 s, 15 s, 120 s after a post-send failure,
 a 429's retry-after) pass at once while still being chosen, recorded and checked. The simulator
-runs at time scale 25 with its Azure gateway's 60 s idle limit (2.4 s here), which the route
-declares, and the client's read idle limit is 4 s, so a slow first byte can outlast it.
+and the service run at time scale 25 (IMAGE_TIME_SCALE): the Azure gateway's 60 s idle limit,
+which the route declares, is 2.4 s here, and the client's read idle limit of 100 s is 4 s, short
+so that a slow first byte can outlast it. Settings below are in real seconds.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ pytestmark = [pytest.mark.subprocess, pytest.mark.azurite]
 STACK = {
     "virtual_time": True,
     "extra_env": {
-        "IMAGE_ROUTE_AZURE_GATEWAY_IDLE_TIMEOUT_S": "2.4",
-        "IMAGE_READ_IDLE_TIMEOUT_S": "4",
+        "IMAGE_ROUTE_AZURE_GATEWAY_IDLE_TIMEOUT_S": "60",
+        "IMAGE_READ_IDLE_TIMEOUT_S": "100",
         "IMAGE_CONNECT_TIMEOUT_S": "2",
-        "IMAGE_REQUEST_TIMEOUT_S": "60",
-        "IMAGE_UPLOAD_TIMEOUT_S": "20",
+        "IMAGE_REQUEST_TIMEOUT_S": "1200",
+        "IMAGE_UPLOAD_TIMEOUT_S": "500",
     },
 }
 SMALL: dict[str, Any] = {"prompt": PROMPT, "size": "1024x1024", "quality": "low"}
@@ -89,7 +90,8 @@ def test_5xx_before_any_byte_is_retried_with_bounded_backoff(api: Api):
     fault = {"kind": "http_error", "status": 503, "type": "server_error", "count": 2}
     final, metadata, ledger = run_case(api, [fault], **SMALL)
     check_case(api, final, metadata, ledger, state="saved", attempts=3, billable=1)
-    waits = [round(a["decision"]["wait_s"]) for a in metadata["attempts"][:2]]
+    # 5 s and 15 s (plus jitter) in real seconds; at time scale 25, a 25th of that.
+    waits = [round(a["decision"]["wait_s"] * 25, 1) for a in metadata["attempts"][:2]]
     assert 5 <= waits[0] <= 6
     assert 15 <= waits[1] <= 18
 
@@ -112,7 +114,7 @@ def test_a_stream_that_ends_without_completed(api: Api):
 
 
 def test_partial_images_zero_at_2k_behind_the_gateway_is_sent_with_one(api: Api):
-    """Seed 004's first failure, avoided: the silent stream would be killed at 60 s."""
+    """Field report B's first failure, avoided: the silent stream would be killed at 60 s."""
     # 2048x2048 low: the longest silence after the one partial stays inside this stack's read
     # idle limit, which is short so that other cases can outlast it.
     final, metadata, ledger = run_case(

@@ -1,4 +1,4 @@
-"""Issue 4's end-to-end cases, through devhost + simulator + Azurite in scaled time."""
+"""Image jobs end to end, through devhost + simulator + Azurite in scaled time."""
 
 from __future__ import annotations
 

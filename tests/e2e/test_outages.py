@@ -1,4 +1,4 @@
-"""Issue 5's outages: storage down during the upload, devhost killed in the middle of a job.
+"""Outages: storage down during the upload, devhost killed in the middle of a job.
 
 Both end with the image saved once, the attempts recorded, and every billable generation either
 stored or chosen and recorded by the policy, never a silent second generation.

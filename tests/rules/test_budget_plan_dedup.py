@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from rules.dedup import check_key, fingerprint, job_id
+from rules.dedup import check_key, fingerprint, job_id_for
 from rules.errors import RequestInvalid, SettingsInvalid
 from rules.request import parse_job_request
 from rules.send_plan import plan_send
@@ -59,12 +60,12 @@ def test_partial_images_zero_behind_a_short_gateway_is_sent_with_one(settings):
     job = parse_job_request(
         {"prompt": "p", "size": "2048x2048", "quality": "high", "partial_images": 0}, settings
     )
-    plan = plan_send(job, settings.route("azure"), silent_fix="partial_images")
+    plan = plan_send(job, settings)
     assert plan.stream is True
     assert plan.partial_images == 1
     assert "60s gateway idle limit" in plan.notes[-1]
     assert "experimental" in plan.notes[0]  # 2048x2048 is above 2560x1440's pixel count
-    plan = plan_send(job, settings.route("azure"), silent_fix="non_streaming")
+    plan = plan_send(job, replace(settings, silent_stream_fix="non_streaming"))
     assert plan.stream is False
     assert "without streaming" in plan.notes[-1]
 
@@ -73,9 +74,7 @@ def test_partial_images_zero_stays_where_it_is_safe(settings):
     quick = parse_job_request(
         {"prompt": "p", "size": "1024x1024", "quality": "low", "partial_images": 0}, settings
     )
-    assert (
-        plan_send(quick, settings.route("azure"), silent_fix="partial_images").partial_images == 0
-    )
+    assert plan_send(quick, settings).partial_images == 0
     slow = parse_job_request(
         {
             "prompt": "p",
@@ -86,7 +85,7 @@ def test_partial_images_zero_stays_where_it_is_safe(settings):
         },
         settings,
     )
-    plan = plan_send(slow, settings.route("openai"), silent_fix="partial_images")
+    plan = plan_send(slow, settings)
     assert plan.partial_images == 0  # no gateway declared on this route
     assert not any("gateway" in note for note in plan.notes)
 
@@ -95,14 +94,18 @@ def test_job_ids_are_deterministic_per_caller_and_key_or_body(settings):
     job = parse_job_request({"prompt": "a red apple"}, settings)
     other = parse_job_request({"prompt": "a green apple"}, settings)
     fp, fp_other = fingerprint(job), fingerprint(other)
-    assert job_id(SECRET, "alice", None, fp, 1) == job_id(SECRET, "alice", None, fp, 1)
-    assert job_id(SECRET, "alice", None, fp, 1) != job_id(SECRET, "bob", None, fp, 1)
-    assert job_id(SECRET, "alice", None, fp, 1) != job_id(SECRET, "alice", None, fp_other, 1)
-    assert job_id(SECRET, "alice", None, fp, 1) != job_id(SECRET, "alice", None, fp, 2)
-    assert job_id(SECRET, "alice", "k1", fp, 1) == job_id(SECRET, "alice", "k1", fp_other, 1)
-    assert "apple" not in job_id(SECRET, "alice", None, fp, 1)
+    assert job_id_for(SECRET, "alice", None, fp, 1) == job_id_for(SECRET, "alice", None, fp, 1)
+    assert job_id_for(SECRET, "alice", None, fp, 1) != job_id_for(SECRET, "bob", None, fp, 1)
+    assert job_id_for(SECRET, "alice", None, fp, 1) != job_id_for(
+        SECRET, "alice", None, fp_other, 1
+    )
+    assert job_id_for(SECRET, "alice", None, fp, 1) != job_id_for(SECRET, "alice", None, fp, 2)
+    assert job_id_for(SECRET, "alice", "k1", fp, 1) == job_id_for(
+        SECRET, "alice", "k1", fp_other, 1
+    )
+    assert "apple" not in job_id_for(SECRET, "alice", None, fp, 1)
     for bad in ("/", "\\", "#", "?"):
-        assert bad not in job_id(SECRET, "a/b#c?d", "k\\", fp, 1)
+        assert bad not in job_id_for(SECRET, "a/b#c?d", "k\\", fp, 1)
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "bad\nkey"])
@@ -114,6 +117,6 @@ def test_a_bad_idempotency_key_is_named(key):
 
 def test_ids_depend_on_the_secret(settings):
     fp = fingerprint(parse_job_request({"prompt": "a red apple"}, settings))
-    assert job_id(SECRET, "alice", None, fp, 1) != job_id(
+    assert job_id_for(SECRET, "alice", None, fp, 1) != job_id_for(
         b"another-secret-16ch", "alice", None, fp, 1
     )

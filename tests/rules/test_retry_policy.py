@@ -1,4 +1,4 @@
-"""The retry policy, pinned by examples from the seeds and by properties (hypothesis)."""
+"""The retry policy, pinned by examples from the field reports and by properties (hypothesis)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rules.outcome import Failure, FailureKind, Layer
 from rules.retry import RetryPolicy, decide
 
 POLICY = RetryPolicy()
-# Issue 5: insufficient_quota, 400s (validation, moderation, content filter), 401, 403 are never
+# insufficient_quota, 400s (validation, moderation, content filter), 401, 403 are never
 # retried; nor is a 404 or a cancel. Written out here, not taken from the code under test.
 NEVER_RETRIED = {
     FailureKind.QUOTA_EXHAUSTED,

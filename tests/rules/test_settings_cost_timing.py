@@ -62,10 +62,10 @@ def test_clocks_turn_marks_into_milliseconds():
     clocks.final_image = 30.0
     clocks.body_done = 30.25
     record = clocks.record()
-    assert record["connect_ms"] == 50
-    assert record["first_partial_image_ms"] == 10_000
-    assert record["download_ms"] == 250
-    assert record["upload_ms"] is None
+    assert record.connect_ms == 50
+    assert record.first_partial_image_ms == 10_000
+    assert record.download_ms == 250
+    assert record.upload_ms is None
 
 
 def test_the_principal_header_is_trusted_only_behind_easy_auth():

@@ -1,25 +1,32 @@
 import pytest
 
-from rules.status import JobState, derive_state, state_text
+from rules.job_records import CustomStatus, JobState, Outcome, ProgressRecord
+from rules.status import derive_state, state_text
+
+PREVIEW = {"index": 0, "partial_image_index": 0, "blob": "j/preview-1-0.png", "bytes": 9}
+
+
+def progress(**fields: object) -> ProgressRecord:
+    return ProgressRecord.from_json({"started_at": None, "job_created_at": None, **fields})
 
 
 @pytest.mark.parametrize(
-    ("runtime", "custom", "progress", "output", "state"),
+    ("runtime", "custom", "progress_record", "output", "state"),
     [
         ("Pending", None, None, None, JobState.QUEUED),
-        ("Running", {"phase": "queued"}, None, None, JobState.QUEUED),
+        ("Running", None, None, None, JobState.QUEUED),
         ("Running", {"phase": "generating", "attempt": 1}, None, None, JobState.GENERATING),
         (
             "Running",
             {"phase": "generating", "attempt": 1},
-            {"attempt": 1, "previews": [{"index": 0}]},
+            {"attempt": 1, "previews": [PREVIEW]},
             None,
             JobState.PREVIEW_AVAILABLE,
         ),
         (
             "Running",
             {"phase": "generating", "attempt": 2},
-            {"attempt": 1, "previews": [{"index": 0}]},
+            {"attempt": 1, "previews": [PREVIEW]},
             None,
             JobState.GENERATING,
         ),
@@ -30,15 +37,30 @@ from rules.status import JobState, derive_state, state_text
             None,
             JobState.FINALIZING,
         ),
-        ("Running", {"phase": "waiting_to_retry"}, None, None, JobState.WAITING_TO_RETRY),
-        ("Completed", None, None, {"state": "saved"}, JobState.SAVED),
-        ("Completed", None, None, {"state": "failed"}, JobState.FAILED),
+        (
+            "Running",
+            {"phase": "waiting_to_retry", "attempt": 1},
+            None,
+            None,
+            JobState.WAITING_TO_RETRY,
+        ),
+        ("Running", {"phase": "cancelling", "attempt": 1}, None, None, JobState.CANCELLING),
+        ("Completed", None, None, {"state": "saved", "attempt": 1}, JobState.SAVED),
+        ("Completed", None, None, {"state": "failed", "attempt": 2}, JobState.FAILED),
         ("Terminated", None, None, None, JobState.CANCELLED),
         ("Failed", None, None, None, JobState.FAILED),
     ],
 )
-def test_state_is_derived_from_durable_and_blob(runtime, custom, progress, output, state):
-    assert derive_state(runtime, custom, progress, output) is state
+def test_state_is_derived_from_durable_and_blob(runtime, custom, progress_record, output, state):
+    assert (
+        derive_state(
+            runtime,
+            CustomStatus.from_json(custom),
+            progress(**progress_record) if progress_record else None,
+            Outcome.from_json(output) if output else None,
+        )
+        is state
+    )
 
 
 def test_failed_text_names_the_failure():
@@ -47,7 +69,9 @@ def test_failed_text_names_the_failure():
 
 
 def test_a_decided_outcome_is_finalizing_until_its_record_is_written():
-    custom = {"phase": "finishing", "attempt": 1, "state": "failed", "failure": "returned_error"}
+    custom = CustomStatus.from_json(
+        {"phase": "finishing", "attempt": 1, "state": "failed", "failure": "returned_error"}
+    )
     assert derive_state("Running", custom, None, None) is JobState.FINALIZING
-    assert "failed" in state_text(JobState.FINALIZING, None, "failed")
-    assert "image" in state_text(JobState.FINALIZING, None, "saved")
+    assert "failed" in state_text(JobState.FINALIZING, None, JobState.FAILED)
+    assert "image" in state_text(JobState.FINALIZING, None, JobState.SAVED)

@@ -5,7 +5,7 @@ The engine keeps each instance's history in the Store, replays it through the or
 turns the new tail of the returned actions into work: activities run concurrently on the event
 loop (capped by a semaphore), timers wait on the Clock, sub-orchestrations become instances of
 their own. What the Durable extension and DTFx do, and where devhost follows them, is in
-shared/reference/durable-host-protocol.md and functions-host-http.md; the few places where
+docs/reference/durable-host-protocol.md and functions-host-http.md; the few places where
 devhost chooses differently say so where they happen.
 
 Everything runs on one event loop. An episode (load, replay, commit) is synchronous, so episodes

@@ -6,7 +6,7 @@ the RPC base the client binding names, `http://127.0.0.1:{rpc port}/durabletask/
 loopback callers only; a listener of its own, see devhost.http_host), which the SDK's
 `DurableOrchestrationClient` uses. The behaviour is the extension's HttpApiHandler (v2.13): the
 same routes, case-insensitive literals and query names, `bool.TryParse` booleans, status codes,
-error bodies and check-status responses. Facts: shared/reference/functions-host-http.md.
+error bodies and check-status responses. Facts: docs/reference/functions-host-http.md.
 
 Where a later extension changed the behaviour (PR #3316: 409 for a running duplicate, 412 for
 purging a running instance or rewinding a non-failed one), `NEW_EXTENSION_BEHAVIOUR` switches

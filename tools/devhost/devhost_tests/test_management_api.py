@@ -1,7 +1,7 @@
 """The Durable management API's HTTP mapping, against a hand-written fake engine.
 
 Every status code, error body and header here is the extension's (HttpApiHandler, v2.13), as
-shared/reference/functions-host-http.md records it.
+docs/reference/functions-host-http.md records it.
 """
 
 from __future__ import annotations

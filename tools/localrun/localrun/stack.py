@@ -88,6 +88,9 @@ class LocalStack:
                 "IMAGE_ROUTE_OPENAI_BASE_URL": f"{self.simulator_url}/v1",
                 "IMAGES_STORAGE_CONNECTION_STRING": self.storage_connection_string,
                 "AzureWebJobsStorage": self.storage_connection_string,
+                # The service runs on the simulator's clock: its estimates, limits and waits are
+                # divided by the same factor, so every comparison between them still holds.
+                "IMAGE_TIME_SCALE": f"{self.time_scale:g}",
                 "PYTHONUNBUFFERED": "1",
             }
         )

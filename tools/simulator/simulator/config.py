@@ -1,8 +1,8 @@
 """Settings of the simulator: typed, frozen, built once from an optional JSON file.
 
-Everything the fact sheet marks UNCERTAIN, and every behaviour a test wants to switch, is a
-setting here; the rest of the simulator reads these objects and never a file or the environment.
-With no file the defaults are the issue's: any non-empty key is accepted, one Azure deployment
+Everything docs/reference/gpt-image-2-api.md marks UNCERTAIN, and every behaviour a test wants to
+switch, is a setting here; the rest of the simulator reads these objects and never a file or the
+environment. With no file the defaults are: any non-empty key is accepted, one Azure deployment
 ``gpt-image-2`` (model gpt-image-2), rate limits and faults off, time scale 1, no keep-alives.
 
     config = load_config("simulator/examples/azure-gateway.json")

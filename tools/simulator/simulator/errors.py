@@ -1,7 +1,7 @@
 """Every error the simulated service can answer with, in the exact shape the real one uses.
 
 The client under test decides what to do from the status, the envelope's ``type``/``code``/
-``param`` and a few headers, so each case of the fact sheet's error table has one factory here and
+``param`` and a few headers, so each case of the reference's error table has one factory here and
 the HTTP layer never builds an error body by hand. Two families of shapes exist:
 
     ApiError
@@ -249,7 +249,7 @@ def model_not_found(model: str) -> ApiError:
 
 
 def permission_denied(model: str = "gpt-image-2") -> ApiError:
-    """403 for an unverified organization (the case the sheet lists)."""
+    """403 for an unverified organization (a case the reference lists)."""
     return ApiError(
         403,
         f"Your organization must be verified to use the model `{model}`. Please go to: "
@@ -450,7 +450,7 @@ def azure_content_filter(style: Literal["contentFilter", "content_filter"]) -> A
 
 
 def apim_timeout() -> ApiError:
-    """Azure APIM's 408 after 60 s without a byte (seed 004): exactly the real body."""
+    """Azure APIM's 408 after 60 s without a byte (field report B): exactly the real body."""
     return ApiError(
         408,
         "The operation was timeout.",
@@ -470,7 +470,7 @@ def proxy_timeout() -> ApiError:
 
 
 def image_generation_failed() -> ApiError:
-    """The edits variant of a mid-stream crash reported in seed 004."""
+    """The edits variant of a mid-stream crash reported in field report B."""
     return ApiError(
         500,
         "Image generation failed",
@@ -484,7 +484,7 @@ def mid_stream_server_error(
 ) -> ApiError:
     """The error object a stream carries when the generation fails after it started.
 
-    ``code`` ``image_generation_failed`` is seed 004's edits variant: its message and type
+    ``code`` ``image_generation_failed`` is field report B's edits variant: its message and type
     (``image_generation_server_error``, unless ``error_type`` names another than the default).
     """
     if code == "image_generation_failed":
@@ -511,9 +511,9 @@ def stream_error_event(
     """The ``data`` of an ``event: error`` SSE frame.
 
     ``azure``: ``{"type": "error", "error": {type, code, message, param}, "sequence_number": N}``
-    exactly as seed 004 shows. ``openai``: the same without ``sequence_number`` (Images API events
-    carry none). Both put the error object under ``"error"``, which is what makes the official
-    SDK raise ``APIError`` from the stream.
+    exactly as field report B shows. ``openai``: the same without ``sequence_number`` (Images API
+    events carry none). Both put the error object under ``"error"``, which is what makes the
+    official SDK raise ``APIError`` from the stream.
     """
     body: dict[str, object] = {
         "type": error.type,

@@ -1,10 +1,10 @@
 """Scripted faults: what to break, for which requests, how many times.
 
-Tests of the whole project need the failures seen in the field (seed 004, the fact sheet's error
-table) on demand and in order, so faults are queued from the config file or ``POST /_sim/faults``
-as JSON, parsed here into ``FaultSpec`` (a clear ``ValueError`` naming the bad field), and taken by
-the server for the next matching requests. This module only decides WHICH fault applies; the
-server acts it out.
+Tests of the whole project need the failures seen in the field (field report B, the error table of
+docs/reference/gpt-image-2-api.md) on demand and in order, so faults are queued from the config file
+or ``POST /_sim/faults`` as JSON, parsed here into ``FaultSpec`` (a clear ``ValueError`` naming the
+bad field), and taken by the server for the next matching requests. This module only decides WHICH
+fault applies; the server acts it out.
 
 JSON form: ``{"kind": ..., "count": 1, "match": {"route", "deployment", "endpoint", "stream",
 "size"}, ...kind parameters}``. Kinds and their parameters (defaults in brackets):

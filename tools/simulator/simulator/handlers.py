@@ -7,8 +7,8 @@ found``), credentials (401), Azure deployment (404 ``DeploymentNotFound``), the 
 then does a generation start; from there on ``Generation`` keeps the upstream clock and this
 module writes to the client, playing the gateway in front of it:
 
-- nothing is sent (not even the status line) before the first event, so a gateway that sees no
-  byte for ``idle_timeout_s`` can still answer its own 408 (seed 004); a proxy idle limit answers
+- nothing is sent (not even the status line) before the first event, so a gateway that sees no byte
+  for ``idle_timeout_s`` can still answer its own 408 (field report B); a proxy idle limit answers
   504 the same way; once headers are out, either one cuts the connection instead;
 - keep-alive comments count as bytes;
 - the generation behind a cut-off client runs on and is billed when it completes.

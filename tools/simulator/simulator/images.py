@@ -1,9 +1,10 @@
 """Real PNG/JPEG/WebP pictures for simulated generations, cheap enough for 50 streams at once.
 
-A client under test decodes, stores and measures these bytes, so they must be real images of
-exactly the requested size and format (with real transparency when asked), deterministic for the
-same inputs, and about as large as the real service's. Drawing and encoding every picture at full
-size would cost seconds of CPU per large image (fact sheet, "What images cost to make locally"), so:
+A client under test decodes, stores and measures these bytes, so they must be real images of exactly
+the requested size and format (with real transparency when asked), deterministic for the same
+inputs, and about as large as the real service's. Drawing and encoding every picture at full size
+would cost seconds of CPU per large image (docs/reference/gpt-image-2-api.md, "What images cost to
+make locally"), so:
 
 - the scene is drawn small (a few hundred pixels on the long edge) and scaled up: finals with
   bilinear filtering (smooth), partials from a much smaller drawing with nearest-neighbour

@@ -1,7 +1,8 @@
 """How long a generation takes, in the real service's seconds, and how a time scale shrinks it.
 
 Every timeout and retry rule of the project is judged against these numbers, so the model is
-calibrated to the field reports of the fact sheet and seed 004 rather than to what is convenient:
+calibrated to the field reports in docs/reference (gpt-image-2-api.md, field report B) rather than
+to what is convenient:
 
 - Azure 1024x1024 ``low``: about 22 s;
 - 2048x2048 ``high``: 200-250 s;
@@ -11,9 +12,9 @@ calibrated to the field reports of the fact sheet and seed 004 rather than to wh
 Time grows as ``base[quality] * (megapixels / 1.048576) ** pixel_exponent``: with bases 22/45/90 s
 and exponent 0.66 that gives 22 s (1024 low) and about 228 s (2048 high), then +-9 % jitter.
 
-Seed 004 shows a 2048x2048 ``high`` stream with ``partial_images: 2`` succeeding behind Azure's
-60 s gateway, so the first partial must arrive well inside the first minute: partials are spread
-from ``first_partial_fraction`` to ``last_partial_fraction`` of the total.
+Field report B shows a 2048x2048 ``high`` stream with ``partial_images: 2`` succeeding behind
+Azure's 60 s gateway, so the first partial must arrive well inside the first minute: partials are
+spread from ``first_partial_fraction`` to ``last_partial_fraction`` of the total.
 
 ``TimeScale`` divides every wait AND every reported duration by one factor, so a scaled run shows
 numbers consistent with its own clock.
@@ -46,7 +47,7 @@ class GenerationPlan:
 
 @dataclass(frozen=True)
 class LatencyParams:
-    """The calibration. Defaults follow the fact sheet; every number is a setting."""
+    """The calibration. Defaults follow the API reference; every number is a setting."""
 
     base_s: dict[str, float] = field(
         default_factory=lambda: {"low": 22.0, "medium": 45.0, "high": 90.0}
@@ -66,7 +67,7 @@ class LatencyParams:
     jitter: float = 0.09
     first_partial_fraction: float = 0.18
     last_partial_fraction: float = 0.80
-    # UNCERTAIN in the sheet: "the final image may arrive before all requested partials".
+    # UNCERTAIN in the API reference: "the final image may arrive before all requested partials".
     final_before_partials_chance: float = 0.0
 
     def __post_init__(self) -> None:

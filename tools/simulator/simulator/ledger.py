@@ -8,8 +8,8 @@ text or a key: the request shape is `ImageRequest.shape()`.
 Billing rules (see docs/simulator.md):
 - a generation that runs to completion upstream is billable, whoever was still listening;
 - a generation that fails mid-way (mid-stream error, stream ended without `completed`) is billable
-  only when the setting `bill_failed_generations` is on (off by default: the seed's reporter saw
-  no charge for worker crashes, which is UNCERTAIN);
+  only when the setting `bill_failed_generations` is on (off by default: field report B's reporter
+  saw no charge for worker crashes, which is UNCERTAIN);
 - a request rejected before a generation started (validation, auth, rate limit, http_error,
   moderation, content filter) is never billable.
 

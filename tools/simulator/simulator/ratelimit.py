@@ -1,7 +1,7 @@
 """Request and image windows per route or deployment, and the headers they show, in each style.
 
 A client's retry policy reads ``x-ratelimit-*`` and ``retry-after`` headers, so the simulator has to
-send them as the real services do (fact sheet, "Headers"):
+send them as the real services do (docs/reference/gpt-image-2-api.md, "Headers"):
 
 - ``openai``: ``x-ratelimit-limit-requests``, ``x-ratelimit-remaining-requests``,
   ``x-ratelimit-reset-requests`` (durations in Go's style: ``12ms``, ``1s``, ``6m0s``); a denial
@@ -10,7 +10,7 @@ send them as the real services do (fact sheet, "Headers"):
 - ``azure_minus_one``: every ``x-ratelimit-*`` value is ``-1`` and a denial carries no retry hint
   at all, as Azure has been seen to do.
 
-The image window's headers are named ``x-ratelimit-*-images``. UNCERTAIN: the sheet confirms the
+The image window's headers are named ``x-ratelimit-*-images``. UNCERTAIN: the reference confirms the
 ``-requests`` and ``-tokens`` names only; gpt-image-2's limit is counted in images per minute and
 the simulator has no token window, so it does not invent ``-tokens`` values.
 

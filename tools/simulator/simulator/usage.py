@@ -1,13 +1,15 @@
-"""The ``usage`` object of a response and what it costs, from the fact sheet's price table.
+"""The ``usage`` object of a response and what it costs, from the published prices.
+
+Prices: docs/reference/gpt-image-2-api.md, "Prices and rate limits".
 
 The project's cost figures (and the ledger's billed total) come from here, so the numbers follow
-the sheet: gpt-image-2 output tokens cost $30 per 1M, and a 1024x1024 image costs $0.006 (low),
+the reference: gpt-image-2 output tokens cost $30 per 1M, and a 1024x1024 image costs $0.006 (low),
 $0.053 (medium) or $0.211 (high); 1536x1024 (and 1024x1536) $0.005 / $0.041 / $0.165. Those prices
 divided by $30 per 1M give the output tokens of one image. Other sizes scale by pixel area from the
 nearest row (square sizes from 1024x1024, the rest from 1536x1024). Each partial image adds 100
 output tokens; everything is multiplied by ``n``.
 
-ASSUMPTIONS (not in the sheet, settings in ``Prices`` / ``TokenTable``): text input $5 per 1M,
+ASSUMPTIONS (not in the reference, settings in ``Prices`` / ``TokenTable``): text input $5 per 1M,
 image input $8 per 1M; a prompt is ``ceil(chars / 4)`` text tokens; an edit's input image is 1,000
 image tokens and a mask 200.
 """
@@ -23,7 +25,7 @@ from simulator.validation import ImageRequest
 
 @dataclass(frozen=True)
 class Prices:
-    """USD per 1M tokens. Only ``output_per_million`` is from the sheet; the rest are assumed."""
+    """USD per 1M tokens. Only ``output_per_million`` is published; the rest are assumed."""
 
     output_per_million: float = 30.0
     text_input_per_million: float = 5.0
@@ -36,7 +38,7 @@ def _tokens(price_usd: float, prices: Prices) -> int:
 
 @dataclass(frozen=True)
 class TokenTable:
-    """Output tokens of one image at the sheet's reference sizes, and the input assumptions."""
+    """Output tokens of one image at the reference's priced sizes, and the input assumptions."""
 
     square_1024: Mapping[str, int] = field(
         default_factory=lambda: {

@@ -1,9 +1,9 @@
 """The gpt-image-2 request rules: a raw body in, a resolved ``ImageRequest`` or an ``ApiError`` out.
 
 The client under test must see the same 400s as from the real service (same ``param``, same
-``code``), so every rule of the fact sheet is checked here, with the model's limits held as data
-(``ModelRules``) so another model is a settings change. Where the sheet says UNCERTAIN the
-behaviour is a setting (``ValidationSettings``).
+``code``), so every rule of docs/reference/gpt-image-2-api.md is checked here, with the model's
+limits held as data (``ModelRules``) so another model is a settings change. Where the reference says
+UNCERTAIN the behaviour is a setting (``ValidationSettings``).
 
 Order of checks (the real API validates the body against its schema before it applies the model's
 own rules; within each stage the order below is ours and is kept stable so tests can rely on it):
@@ -61,7 +61,7 @@ class SizeRules:
 
 @dataclass(frozen=True)
 class ModelRules:
-    """What one model accepts. Defaults are gpt-image-2's (fact sheet, OpenAPI 2026-08-21)."""
+    """What one model accepts. Defaults are gpt-image-2's (docs/reference, OpenAPI 2026-08-21)."""
 
     sizes: SizeRules = field(default_factory=SizeRules)
     qualities: tuple[str, ...] = ("low", "medium", "high", "auto")
@@ -87,12 +87,13 @@ GPT_IMAGE_2 = ModelRules()
 
 @dataclass(frozen=True)
 class ValidationSettings:
-    """Choices the fact sheet leaves open (UNCERTAIN), as settings.
+    """Choices the API reference leaves open (UNCERTAIN), as settings.
 
-    ``transparent_supported``: the sheet says gpt-image-2's transparency moved from "unsupported"
-    to "preview"; when False, ``background: transparent`` is refused with param ``background``.
+    ``transparent_supported``: the reference says gpt-image-2's transparency moved from
+    "unsupported" to "preview"; when False, ``background: transparent`` is refused with param
+    ``background``.
     ``auto_*``: what ``auto`` resolves to in the response (``size``, ``quality``, ``background``).
-    ``azure_output_formats``: the sheet says Azure serves png and jpeg only.
+    ``azure_output_formats``: the reference says Azure serves png and jpeg only.
     """
 
     transparent_supported: bool = True

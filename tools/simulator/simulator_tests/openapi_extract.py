@@ -3,15 +3,23 @@
 The wire-shape tests check the simulator's bodies against OpenAI's own schemas, and must run in
 any clone, where the full document (openai/openai-openapi, several MB) is not present. So the
 schemas they use, and every schema those ``$ref``, are kept in
-``simulator_tests/data/openai-images-schemas.yaml`` (MIT, licence beside it). When the full
-document is available (``SIM_OPENAPI_PATH``, or shared/reference beside the clone as in CI),
-``test_openapi_extract`` checks the extract is still exactly what this module would write.
+``simulator_tests/data/openai-images-schemas.yaml`` (MIT, licence beside it), with its SHA-256
+recorded below. ``test_openapi_extract`` needs nothing outside the clone: it checks the extract is
+closed under ``$ref``, is exactly what this module writes, and has the recorded checksum.
 
-    python -m simulator_tests.openapi_extract [path/to/openapi.yaml]   # in tools/simulator: rewrite
+Comparing the extract with the full document is maintenance, not a test: it is only meaningful
+when someone re-extracts from a newer document, and a plain clone (or CI) has no document to
+compare with. In tools/simulator, give the document as an argument or in ``SIM_OPENAPI_PATH``:
+
+    python -m simulator_tests.openapi_extract --check path/to/openapi.yaml   # still identical?
+    python -m simulator_tests.openapi_extract path/to/openapi.yaml           # rewrite the extract
+
+After a rewrite, record the SHA-256 it prints as ``EXTRACT_SHA256``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from collections.abc import Iterator
@@ -43,12 +51,19 @@ ROOTS = (
     "ErrorResponse",
 )
 _PREFIX = "#/components/schemas/"
-_DEFAULT_FULL = Path(__file__).resolve().parents[4] / "shared/reference/openai-openapi/openapi.yaml"
+# SHA-256 of the committed extract, as the last rewrite printed it.
+EXTRACT_SHA256 = "fb14134b0a09f5248a5df87bee925925456388409a0be645e46cbf9c93475ca5"
+USAGE = "usage: python -m simulator_tests.openapi_extract [--check] [path/to/openapi.yaml]"
 
 
-def full_document_path() -> Path:
-    """Where the full document is looked for: ``SIM_OPENAPI_PATH``, else beside the clone."""
-    return Path(os.environ.get("SIM_OPENAPI_PATH", str(_DEFAULT_FULL)))
+def full_document_path() -> Path | None:
+    """The full document named by ``SIM_OPENAPI_PATH``; None when it is not set."""
+    value = os.environ.get("SIM_OPENAPI_PATH", "")
+    return Path(value) if value else None
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _refs(node: object) -> Iterator[str]:
@@ -91,10 +106,22 @@ def render(schemas: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    full = Path(argv[0]) if argv else full_document_path()
+    check = "--check" in argv
+    paths = [arg for arg in argv if arg != "--check"]
+    full = Path(paths[0]) if len(paths) == 1 else full_document_path()
+    if len(paths) > 1 or full is None:
+        print(USAGE, file=sys.stderr)
+        return 2
     schemas = extract(load_yaml(full)["components"]["schemas"])
-    EXTRACT.write_text(render(schemas), encoding="utf-8")
-    print(f"wrote {len(schemas)} schemas to {EXTRACT}")
+    text = render(schemas)
+    if check:
+        if EXTRACT.read_text(encoding="utf-8") != text:
+            print(f"{EXTRACT} differs from {full}: rewrite it without --check", file=sys.stderr)
+            return 1
+        print(f"{EXTRACT} is identical to what {full} gives ({len(schemas)} schemas)")
+        return 0
+    EXTRACT.write_text(text, encoding="utf-8")
+    print(f"wrote {len(schemas)} schemas to {EXTRACT}; SHA-256 {sha256_of(EXTRACT)}")
     return 0
 
 

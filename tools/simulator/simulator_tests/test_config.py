@@ -20,7 +20,7 @@ from simulator.ratelimit import RateLimitRule
 EXAMPLES = sorted((Path(__file__).parents[1] / "simulator" / "examples").glob("*.json"))
 
 
-def test_defaults_are_the_issues():
+def test_defaults_accept_any_key_with_one_deployment_and_azures_60_s_gateway():
     config = SimulatorConfig()
     assert config.openai.keys == ANY
     assert config.azure.keys == ANY

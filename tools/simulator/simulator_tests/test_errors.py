@@ -60,7 +60,7 @@ def test_azure_shaped_errors_carry_only_code_and_message(make):
     assert set(body["error"]) == {"code", "message"}
 
 
-def test_apim_timeout_is_byte_for_byte_the_seed():
+def test_apim_timeout_is_byte_for_byte_the_real_body():
     error = errors.apim_timeout()
     assert error.status == 408
     assert error.envelope() == {
@@ -94,7 +94,7 @@ def test_azure_401_and_404_are_the_real_bodies():
         (errors.proxy_timeout, 504, None, "GatewayTimeout"),
     ],
 )
-def test_each_case_of_the_sheets_table_has_its_status_type_and_code(make, status, type_, code):
+def test_each_documented_error_case_has_its_status_type_and_code(make, status, type_, code):
     error = make()
     assert (error.status, error.type, error.code) == (status, type_, code)
 
@@ -145,7 +145,7 @@ def test_moderation_blocked_carries_details_and_the_request_id_but_no_prompt():
     assert error.message.endswith("include the request ID req_123.")
 
 
-def test_azure_stream_error_event_is_the_seed_shape():
+def test_azure_stream_error_event_has_the_shape_seen_on_azure():
     event = errors.stream_error_event(
         errors.mid_stream_server_error(), style="azure", sequence_number=2
     )
@@ -218,7 +218,7 @@ def test_request_too_large_is_the_openai_envelope():
     }
 
 
-def test_mid_stream_error_with_code_image_generation_failed_is_seed_004s_edits_error():
+def test_mid_stream_error_with_code_image_generation_failed_is_the_edits_error():
     error = errors.mid_stream_server_error(code="image_generation_failed")
     assert (error.message, error.type, error.code) == (
         "Image generation failed",

@@ -215,7 +215,7 @@ def test_mid_stream_error_after_one_partial(sim, style):
 
 
 def test_mid_stream_error_wire_shapes(sim):
-    """The Azure shape carries sequence_number (seed 004); the OpenAI shape does not."""
+    """The Azure shape carries sequence_number (field report B); the OpenAI shape does not."""
     url = f"{sim.url}/v1/images/generations"
     body = {**SMALL, "stream": True, "partial_images": 1}
     headers = {"Authorization": "Bearer sk-test"}

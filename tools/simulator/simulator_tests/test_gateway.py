@@ -1,4 +1,4 @@
-"""Azure's gateway idle kill (seed 004), keep-alives, and a generic proxy's 504, in scaled time.
+"""Azure's gateway idle kill (field report B), keep-alives, a generic proxy's 504, in scaled time.
 
 At time scale 100 the 60 s gateway limit is 0.6 s and a 2048x2048 high generation (~225 s) is
 ~2.25 s; ``azure.speed`` 2 halves that to keep the suite quick and still leaves ~45 s of service

@@ -117,7 +117,7 @@ def test_partials_are_spread_over_the_generation_before_the_final(count):
 
 
 def test_first_partial_of_a_2048_high_stream_comes_inside_azures_first_minute():
-    # Seed 004: partial_images 2 keeps the 2048x2048 high stream alive behind the 60 s gateway.
+    # Field report B: partial_images 2 keeps a 2048x2048 high stream alive behind the 60 s gate.
     for plan in plans(request("2048x2048", "high", partial_images=2)):
         assert plan.first_byte_s < 60.0
 

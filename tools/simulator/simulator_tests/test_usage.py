@@ -1,4 +1,4 @@
-"""Usage and cost against the fact sheet's price table, and the OpenAPI usage schema."""
+"""Usage and cost against the published price table, and the OpenAPI usage schema."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def output_cost(req: ImageRequest) -> float:
         ("1024x1536", "high", 0.165),
     ],
 )
-def test_one_image_costs_the_sheets_price(size, quality, price):
+def test_one_image_costs_the_published_price(size, quality, price):
     assert output_cost(request(size, quality)) == pytest.approx(price, abs=0.00005)
 
 
@@ -89,7 +89,7 @@ def test_cost_adds_input_and_output_at_their_prices():
     assert cost_usd(usage, prices) == pytest.approx((100 * 5 + 200 * 8 + 1000 * 30) / 1e6)
 
 
-def test_cost_of_a_usage_from_usage_for_is_the_sheets_price_plus_input():
+def test_cost_of_a_usage_from_usage_for_is_the_published_price_plus_input():
     usage = usage_for(request("1024x1024", "high"))
     assert cost_usd(usage) == pytest.approx(0.211 + 2 * 5 / 1e6, abs=0.00005)
 

@@ -1,4 +1,4 @@
-"""Every gpt-image-2 rule of the fact sheet, with the real ``param`` and ``code``."""
+"""Every gpt-image-2 rule of the API reference, with the real ``param`` and ``code``."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def test_sizes_one_past_each_limit_are_refused_naming_size(size, reason):
 
 
 def _rules_hold(width: int, height: int) -> bool:
-    """The sheet's rules, written again independently of SizeRules."""
+    """The reference's rules, written again independently of SizeRules."""
     return (
         width % 16 == 0
         and height % 16 == 0

@@ -1,0 +1,341 @@
+"""One attempt at a job: call the route, store previews as they come, check and store the image.
+
+``run_attempt`` does the work with every outside world handed in (an httpx client, an
+ImageStore, the clocks), so tests run it against the simulator and an in-memory store. It never
+raises for an upstream or storage problem: it returns an AttemptResult whose ``failure`` says what
+went wrong, for the orchestrator's retry policy.
+
+Three promises it keeps:
+- an image that arrived is never generated again because its upload failed: the upload is
+  retried here, with backoff, within the upload budget (activities.blob_io);
+- a job the caller cancelled never reaches the route if the cancel came first (the cancel marker
+  is checked before the send), and a running stream is closed when the marker appears;
+- an attempt whose worker died after the send is not silently sent again (activities.rerun): the
+  progress record says it was sent before the request leaves, and without that mark, no send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+import httpx
+
+from activities import upstream_errors
+from activities.background_writes import BackgroundWrites
+from activities.blob_io import AsyncBlobs, upload_within_budget
+from activities.image_check import check_image
+from activities.rerun import earlier_run, same_job
+from activities.route_client import CallResult, build_call, call_route
+from rules.cost import cost_usd
+from rules.job_records import AttemptInput, CancelMarker, ProgressRecord
+from rules.outcome import (
+    AttemptResult,
+    Failure,
+    FailureKind,
+    KeptImage,
+    Layer,
+    Preview,
+    SentAs,
+    StoredImage,
+)
+from rules.records import RecordUnreadable
+from rules.settings import AppSettings
+from rules.timing import Clocks, iso_utc
+from storage.protocol import (
+    CONTENT_TYPES,
+    JSON,
+    ImageStore,
+    cancel_name,
+    image_name,
+    kept_image_name,
+    preview_name,
+    progress_name,
+)
+
+log = logging.getLogger("imagejobs.generate")
+
+# How long the end of an attempt waits for best-effort writes (previews, progress) to land.
+DRAIN_S = 10.0
+
+
+@dataclass
+class Seams:
+    """The attempt's outside worlds: the route's HTTP client, Blob, the route's auth header
+    (called once per attempt, off the loop: an Entra token fetch blocks) and the clocks."""
+
+    client: httpx.AsyncClient
+    store: ImageStore
+    auth: Callable[[], tuple[str, str] | None]
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    cancel_poll_s: float = 0.5
+
+
+async def run_attempt(job: AttemptInput, settings: AppSettings, seams: Seams) -> AttemptResult:
+    """One attempt; never raises for what can go wrong on the way (see the module docstring).
+
+    Raises SettingsInvalid for a bad setting (the activity fails: nothing was sent).
+    """
+    attempt = _Attempt(job, settings, seams)
+    try:
+        return await attempt.run()
+    except Exception as exc:
+        # A fault of our own (a bug, an auth library failing): still an attempt result, so the
+        # orchestrator decides and records, and nothing of the request leaks into its text.
+        log.exception("attempt %s of job %s failed inside the activity", job.attempt, job.job_id)
+        if attempt.progress.images is not None:
+            # Every image is stored: the fault came after, and must not cost a new generation.
+            return AttemptResult(
+                attempt=job.attempt,
+                ok=True,
+                timings=attempt.clocks.record(),
+                images=attempt.progress.images,
+                previews=attempt.previews(),
+                request_sent_as=attempt.sent_as,
+            )
+        failure = Failure(
+            kind=FailureKind.INTERNAL_ERROR,
+            layer=Layer.WORKER,
+            message=f"the activity failed: {type(exc).__name__}",
+            sent=attempt.progress.sent,
+        )
+        return await attempt.finish(failure, None, ())
+
+
+class _Attempt:
+    """The state of one attempt and its exits; every exit goes through ``finish``."""
+
+    def __init__(self, job: AttemptInput, settings: AppSettings, seams: Seams) -> None:
+        self.job = job
+        self.settings = settings
+        self.seams = seams
+        self.route = settings.route(job.request.route)
+        self.blobs = AsyncBlobs(seams.store)
+        self.clocks = Clocks(started_at_iso=iso_utc(seams.now()), started=seams.monotonic())
+        self.sent_as = SentAs(
+            stream=job.send.stream,
+            partial_images=job.send.partial_images if job.send.stream else None,
+            notes=job.send.notes,
+        )
+        self.kept_images: list[KeptImage] = []
+        # The one record of how far the attempt came: pollers read it, a re-run trusts it.
+        self.progress = ProgressRecord(
+            job_created_at=job.job_created_at,
+            attempt=job.attempt,
+            started_at=self.clocks.started_at_iso,
+        )
+        self.progress_blob = progress_name(job.job_id, job.attempt)
+        self.writes = BackgroundWrites(self.blobs, self.progress_blob)
+        self.arrivals = itertools.count()
+
+    def previews(self) -> tuple[Preview, ...]:
+        """The previews so far, as they are now (each one's ``stored`` may still change)."""
+        return tuple(replace(p) for p in self.progress.previews)
+
+    async def run(self) -> AttemptResult:
+        job, request = self.job, self.job.request
+        earlier = await earlier_run(self.blobs, self.progress_blob, job)
+        if earlier is not None:
+            await self.writes.drain(0)
+            return earlier
+        if await self.cancel_requested():
+            return await self.finish(upstream_errors.cancelled(sent=False), None, ())
+
+        auth = await asyncio.to_thread(self.seams.auth)  # an Entra token fetch blocks
+        call = build_call(
+            self.route,
+            request,
+            stream=job.send.stream,
+            partial_images=job.send.partial_images,
+            auth=auth,
+        )
+        # Written, and waited for, before the send: if this worker dies from here on, a re-run
+        # knows the route may already be generating this attempt. Without the mark, no send.
+        self.progress.sent = True
+        self.progress.sent_at = iso_utc(self.seams.now())
+        try:
+            await self.blobs.put(self.progress_blob, _encode(self.progress), JSON)
+        except Exception as exc:
+            self.progress.sent = False
+            failure = Failure(
+                kind=FailureKind.STORAGE_FAILED,
+                layer=Layer.STORAGE,
+                message=f"could not record the attempt before sending it: {type(exc).__name__}",
+                sent=False,
+            )
+            return await self.finish(failure, None, ())
+        timeouts = self.settings.timeouts
+        if job.send.read_idle_s is not None:  # the plan raised it for a long silence
+            timeouts = replace(timeouts, read_idle_s=job.send.read_idle_s)
+        result = await call_route(
+            self.seams.client,
+            call,
+            timeouts=timeouts,
+            clocks=self.clocks,
+            on_partial=self.on_partial,
+            on_final=self.on_final,
+            stop_requested=self.cancel_requested,
+            stop_poll_s=self.seams.cancel_poll_s,
+            gateway_retry_header=self.route.gateway_retry_header,
+            images_expected=request.n,
+            monotonic=self.seams.monotonic,
+        )
+        if result.failure is not None:
+            if result.images:
+                await self.keep_images(result)
+            return await self.finish(result.failure, result, ())
+
+        checked: list[tuple[bytes, int, int]] = []
+        for data in result.images:
+            verdict = check_image(data, output_format=request.output_format, size=request.size)
+            if isinstance(verdict, str):
+                failure = Failure(
+                    kind=FailureKind.IMAGE_INVALID,
+                    layer=Layer.IMAGE_CHECK,
+                    message=verdict,
+                    sent=True,
+                    http_status=result.http_status,
+                    request_id=result.request_id,
+                )
+                return await self.finish(failure, result, ())
+            checked.append((data, verdict[0], verdict[1]))
+        return await self.store_images(checked, result)
+
+    async def upload(self, name: str, data: bytes, content_type: str) -> str | None:
+        return await upload_within_budget(
+            self.blobs,
+            name,
+            data,
+            content_type,
+            budget_s=self.settings.timeouts.upload_s,
+            sleep=self.seams.sleep,
+            monotonic=self.seams.monotonic,
+        )
+
+    async def store_images(
+        self, checked: list[tuple[bytes, int, int]], result: CallResult
+    ) -> AttemptResult:
+        request = self.job.request
+        content_type = CONTENT_TYPES[request.output_format]
+        self.clocks.upload_started = self.seams.monotonic()
+        images: list[StoredImage] = []
+        for index, (data, width, height) in enumerate(checked):
+            name = image_name(self.job.job_id, request.output_format, index, len(checked))
+            error = await self.upload(name, data, content_type)
+            if error is not None:
+                failure = Failure(
+                    kind=FailureKind.STORAGE_FAILED,
+                    layer=Layer.STORAGE,
+                    message=f"storing {name} failed: {error}",
+                    sent=True,
+                    http_status=result.http_status,
+                    request_id=result.request_id,
+                )
+                return await self.finish(failure, result, tuple(images))
+            images.append(StoredImage(name, content_type, len(data), width, height))
+        self.clocks.upload_done = self.seams.monotonic()
+        # Recorded at once: a re-run of this attempt after a crash from here on returns these
+        # images instead of sending the request again.
+        self.progress.images = tuple(images)
+        self.writes.progress(self.progress)
+        return await self.finish(None, result, self.progress.images)
+
+    async def keep_images(self, result: CallResult) -> None:
+        """Store the images a failed attempt did receive, so none that was paid for is lost."""
+        request = self.job.request
+        content_type = CONTENT_TYPES[request.output_format]
+        for index, data in enumerate(result.images):
+            verdict = check_image(data, output_format=request.output_format, size=request.size)
+            if isinstance(verdict, str):
+                continue
+            name = kept_image_name(self.job.job_id, request.output_format, self.job.attempt, index)
+            error = await self.upload(name, data, content_type)
+            self.kept_images.append(KeptImage(name, content_type, len(data), stored=not error))
+
+    async def cancel_requested(self) -> bool:
+        try:
+            raw = await self.blobs.get(cancel_name(self.job.job_id))
+        except Exception:  # storage down: keep going rather than guess a cancel
+            return False
+        if raw is None:
+            return False
+        try:
+            marker = CancelMarker.from_json(raw)
+        except RecordUnreadable:
+            # Only the cancel endpoint writes there: a marker we cannot read still asks to
+            # cancel, and stopping is the reading that spends nothing.
+            return True
+        return same_job(marker.job_created_at, self.job)
+
+    async def on_partial(self, index: int, data: bytes) -> None:
+        # Named by arrival, not by partial_image_index: with n > 1 every image has its own
+        # partial 0, 1, ... and they must not overwrite each other.
+        sequence = next(self.arrivals)
+        request = self.job.request
+        name = preview_name(self.job.job_id, request.output_format, self.job.attempt, sequence)
+        preview = Preview(index=sequence, partial_image_index=index, blob=name, bytes=len(data))
+        self.progress.previews.append(preview)
+
+        def stored() -> None:
+            preview.stored = True
+            self.writes.progress(self.progress)
+
+        self.writes.preview(name, data, CONTENT_TYPES[request.output_format], stored)
+
+    async def on_final(self) -> None:
+        self.progress.final_received = True
+        self.writes.progress(self.progress)
+
+    def result_of(
+        self, failure: Failure | None, call: CallResult | None, images: tuple[StoredImage, ...]
+    ) -> AttemptResult:
+        timings = self.clocks.record()
+        if call is not None:
+            timings = replace(
+                timings,
+                http_status=call.http_status,
+                request_id=call.request_id,
+                rate_limit=call.rate_limit,
+                connection_reused=call.connection_reused,
+                partials_received=call.partials,
+                gateway_retries=call.gateway_retries,
+            )
+        return AttemptResult(
+            attempt=self.job.attempt,
+            ok=failure is None,
+            timings=timings,
+            failure=failure,
+            images=images,
+            previews=self.previews(),
+            usage=call.usage if call else None,
+            cost_usd=cost_usd(self.route.model, call.usage) if call else None,
+            request_sent_as=self.sent_as,
+            kept_images=tuple(self.kept_images),
+        )
+
+    async def finish(
+        self, failure: Failure | None, call: CallResult | None, images: tuple[StoredImage, ...]
+    ) -> AttemptResult:
+        await self.writes.drain(DRAIN_S)
+        result = self.result_of(failure, call, images)
+        # The result is kept with the progress: a re-run of this attempt (Azure runs activities
+        # at least once) returns it instead of sending the request again.
+        self.progress.done = True
+        self.progress.result = result
+        try:
+            await self.blobs.put(self.progress_blob, _encode(self.progress), JSON)
+        except Exception as exc:  # a re-run would then report a post-send failure: recorded
+            log.info("final progress not stored (%s)", type(exc).__name__)
+        return result
+
+
+def _encode(progress: ProgressRecord) -> bytes:
+    return json.dumps(progress.to_json()).encode()

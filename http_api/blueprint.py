@@ -1,0 +1,55 @@
+"""The HTTP routes of the image job API: each hands its request to a handler with the app's
+outside worlds and answers every failure through the one mapping (http_api.errors)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import azure.durable_functions as df
+import azure.functions as func
+
+import wiring
+from http_api import handlers
+from http_api.durable_jobs import DurableJobs
+from http_api.errors import answer_for
+from rules.settings import AppSettings
+from storage.protocol import ImageStore
+
+bp = df.Blueprint()
+
+Handler = Callable[
+    [func.HttpRequest, DurableJobs, AppSettings, ImageStore], Awaitable[func.HttpResponse]
+]
+
+
+async def answer(
+    handler: Handler, req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    try:
+        return await handler(req, DurableJobs(client), wiring.settings(), wiring.store())
+    except Exception as exc:
+        return answer_for(exc)
+
+
+@bp.route(route="images", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def start_image_job(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await answer(handlers.start_job, req, client)
+
+
+@bp.route(route="images/{id}", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def get_image_job(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await answer(handlers.get_job, req, client)
+
+
+@bp.route(route="images/{id}/cancel", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def cancel_image_job(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await answer(handlers.cancel_job, req, client)

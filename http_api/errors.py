@@ -1,0 +1,116 @@
+"""Every failure the HTTP handlers can meet, and the ONE mapping from a failure to an answer.
+
+    ImageJobError (rules.errors)          the project's base; carries the job id
+    ├── RequestInvalid                    400, names the field
+    ├── SettingsInvalid                   500 settings_invalid (logged with the setting's name)
+    ├── RecordUnreadable (rules.records)  503 record_unreadable (a newer deployment's record)
+    └── EdgeError                         raised by the HTTP edge itself
+        ├── JobNotFound                   404: unknown id, or another caller's job
+        ├── KeyConflict                   409: an Idempotency-Key reused for another body
+        ├── StoreUnavailable              503 + Retry-After: the job store or Blob failed
+        └── NoFreeJobId                   500: every generation under an id base is taken
+    TimeoutError                          503 + Retry-After: the work took longer than its bound
+    any other Exception                   500 internal_error (a bug: logged with its traceback)
+
+Every answer is the JSON error envelope ``{"error": {"code", "message", "field"}}``: never an
+empty body, never a traceback, never a setting's value or a key. ``answer_for`` is used by all
+handlers (through http_api.edge), and tests/app/test_http_errors.py proves every kind is mapped.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from http_api.answers import json_answer
+from rules.errors import ImageJobError, RequestInvalid, SettingsInvalid
+from rules.records import RecordUnreadable
+
+log = logging.getLogger("imagejobs.http")
+
+# How long a client should wait before trying again after a 503 (seconds).
+RETRY_AFTER_UNAVAILABLE_S = 5
+
+
+class EdgeError(ImageJobError):
+    """A failure the HTTP edge itself raises; always carries the job id where there is one."""
+
+
+class JobNotFound(EdgeError):
+    """No such job, or not the caller's (the same answer, so ids cannot be probed)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__("no such image job", job_id=job_id)
+
+
+class KeyConflict(EdgeError):
+    """The Idempotency-Key was used before with a different request body."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__("the Idempotency-Key was used for a different request", job_id=job_id)
+
+
+class StoreUnavailable(EdgeError):
+    """The durable job store or Blob answered with an error or not at all: whether the job
+    exists cannot be told, so nothing is guessed (guessing "absent" could start a second job)."""
+
+    def __init__(self, what: str, *, job_id: str | None = None) -> None:
+        super().__init__(what, job_id=job_id)
+
+
+class NoFreeJobId(EdgeError):
+    """Every generation tried under the request's id base belongs to another finished job."""
+
+    def __init__(self, job_id: str, tried: int) -> None:
+        super().__init__(f"no free job id in {tried} generations", job_id=job_id)
+
+
+def answer_for(exc: BaseException) -> func.HttpResponse:
+    """The answer to ``exc``: the one place that turns a failure into an HTTP answer."""
+    match exc:
+        case RequestInvalid():
+            return error_answer(400, exc.code, exc.message, exc.field)
+        case JobNotFound():
+            return error_answer(404, "not_found", f"no image job {exc.job_id}", "id")
+        case KeyConflict():
+            return error_answer(
+                409,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different request",
+                "Idempotency-Key",
+            )
+        case StoreUnavailable():
+            log.error("the job store failed (job %s): %s", exc.job_id, exc.message)
+            return _unavailable("store_error", "the job store failed; try again")
+        case RecordUnreadable():
+            log.error("a record of job %s could not be read: %s", exc.job_id, exc.message)
+            return _unavailable(
+                "record_unreadable", "the job's record could not be read; try again"
+            )
+        case TimeoutError():
+            log.error("the job store did not answer in time")
+            return _unavailable("store_timeout", "the job store did not answer in time; try again")
+        case SettingsInvalid():
+            log.error("the service is misconfigured: %s", exc)
+            return error_answer(500, "settings_invalid", "the service is misconfigured", "settings")
+        case NoFreeJobId():
+            log.error("job %s: %s", exc.job_id, exc.message)
+            return error_answer(
+                500, "no_free_job_id", "no job id is free for this request", "Idempotency-Key"
+            )
+        case _:
+            log.error("internal error answering a request", exc_info=exc)
+            return error_answer(500, "internal_error", "the service failed; try again", "service")
+
+
+def error_answer(status: int, code: str, message: str, field: str) -> func.HttpResponse:
+    return json_answer({"error": {"code": code, "message": message, "field": field}}, status)
+
+
+def _unavailable(code: str, message: str) -> func.HttpResponse:
+    return json_answer(
+        {"error": {"code": code, "message": message, "field": "service"}},
+        503,
+        headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)},
+    )

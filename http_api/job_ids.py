@@ -1,0 +1,142 @@
+"""Which job a start request gets: a new one, or the one it duplicates.
+
+Ids are deterministic (rules.dedup): ``img-<HMAC of caller and key or body>-<generation>``.
+The durable store settles races between concurrent submits: only one start can create an
+instance, and the loser finds it and returns it. Generations count the jobs made under one id
+base: a finished job stays where it is, the next distinct job takes the next generation, so no
+finished job's status or images are ever overwritten.
+
+A new id costs one status look (with the folder check beside it, concurrently) plus the start.
+An id base with history is searched by doubling then bisecting: ≤ ~2·log2(n) looks, each
+generation looked at once at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from http_api.durable_jobs import DurableJobs, JobInstance
+from http_api.errors import KeyConflict, NoFreeJobId, StoreUnavailable
+from rules.job_records import JobInput, JobState
+from rules.status import RUNNING_STATUSES, derive_state
+from storage.protocol import ImageStore, metadata_name
+
+# How many ids past the latest generation the starter tries (purged records in the way).
+MAX_GENERATIONS = 100
+
+
+@dataclass(frozen=True)
+class Allocation:
+    job_id: str
+    state: JobState
+    # True when the request duplicates a job that already existed (the answer is a replay).
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class _Look:
+    instance: JobInstance | None
+    # Whether a finished job's record (metadata.json) holds the id's folder: its durable
+    # history is gone (purged), and the id is never used again.
+    folder_taken: bool
+
+    @property
+    def free(self) -> bool:
+        return self.instance is None and not self.folder_taken
+
+
+class JobIds:
+    """One start request's view of its id base; looks are cached, so none is made twice."""
+
+    def __init__(
+        self,
+        jobs: DurableJobs,
+        store: ImageStore,
+        candidate: Callable[[int], str],
+        *,
+        idempotency_window_s: float | None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._jobs = jobs
+        self._store = store
+        self._candidate = candidate
+        # None: no Idempotency-Key, so a finished job never answers a new submit.
+        self._window_s = idempotency_window_s
+        self._now = now
+        self._looks: dict[int, _Look] = {}
+
+    async def allocate(self, orchestrator: str, job: JobInput) -> Allocation:
+        """Start ``job`` under a free id, or return the job it duplicates.
+
+        Raises KeyConflict (the key's job has another body), StoreUnavailable, NoFreeJobId.
+        """
+        first = max(1, await self._latest_generation())
+        for generation in range(first, first + MAX_GENERATIONS):
+            instance_id = self._candidate(generation)
+            look = await self._look(generation)
+            instance = look.instance
+            if instance is None and look.folder_taken:
+                continue
+            if instance is None:
+                if await self._jobs.start(orchestrator, instance_id, job):
+                    return Allocation(instance_id, JobState.QUEUED, replayed=False)
+                # Someone started it between our look and our start: it is theirs and ours.
+                instance = await self._jobs.look(instance_id)
+                if instance is None:
+                    raise StoreUnavailable("the start was refused", job_id=instance_id)
+            if instance.runtime_status in RUNNING_STATUSES or self._within_window(instance):
+                if instance.job.fingerprint != job.fingerprint:
+                    raise KeyConflict(instance_id)
+                state = derive_state(
+                    instance.runtime_status, instance.custom_status, None, instance.output
+                )
+                return Allocation(instance_id, state, replayed=True)
+        raise NoFreeJobId(self._candidate(first), MAX_GENERATIONS)
+
+    async def _look(self, generation: int) -> _Look:
+        if generation not in self._looks:
+            instance_id = self._candidate(generation)
+            instance, folder = await asyncio.gather(
+                self._jobs.look(instance_id), asyncio.to_thread(self._folder_taken, instance_id)
+            )
+            self._looks[generation] = _Look(instance, folder)
+        return self._looks[generation]
+
+    def _folder_taken(self, instance_id: str) -> bool:
+        """Nothing is deleted: a concurrent submit may have started the job a moment ago and be
+        writing there; what an unfinished earlier job left behind is older than the new job's
+        ``created_at`` and ignored by its activity."""
+        try:
+            return self._store.get(name=metadata_name(instance_id)) is not None
+        except Exception as exc:
+            raise StoreUnavailable(
+                f"Blob failed: {type(exc).__name__}", job_id=instance_id
+            ) from exc
+
+    async def _latest_generation(self) -> int:
+        """The highest generation in use (0 if none), by doubling then bisecting."""
+
+        async def used(generation: int) -> bool:
+            return not (await self._look(generation)).free
+
+        if not await used(1):
+            return 0
+        low, high = 1, 2
+        while await used(high):
+            low, high = high, high * 2
+        while high - low > 1:  # used(low) and not used(high)
+            middle = (low + high) // 2
+            if await used(middle):
+                low = middle
+            else:
+                high = middle
+        return low
+
+    def _within_window(self, instance: JobInstance) -> bool:
+        """A finished job answers a keyed submit within the idempotency window."""
+        if self._window_s is None or instance.created_at is None:
+            return False
+        return (self._now() - instance.created_at).total_seconds() <= self._window_s

@@ -1,0 +1,402 @@
+"""The job contract: every record that crosses a boundary between the starter, the orchestrator,
+the activities, Blob and the status endpoint, typed, and converted to and from JSON here only.
+
+    starter ──JobInput──▶ orchestrator ──AttemptInput──▶ generate activity
+                              │  ◀──AttemptResult──┘        │ ProgressRecord, CancelMarker (Blob)
+                              │ CustomStatus (phase)         ▼
+                              ├──FinishInput──▶ finish activity ──▶ metadata.json (Blob)
+                              └──Outcome (orchestration output)
+    status endpoint ◀── durable status (JobInput, CustomStatus, Outcome) + ProgressRecord
+
+Records that outlive a deployment carry a schema version (``"v"``) and are read by the rule in
+rules.records: the current version as it is, version 0 (written before versions existed) by
+the conversions below, a newer one refused with RecordUnreadable. The custom status is not
+versioned: it is replaced at every step and holds nothing a reader could not do without.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from rules.outcome import AttemptResult, Failure, Preview, StoredImage, Timings
+from rules.records import RecordUnreadable, as_object, checked_version, required
+from rules.request import ImageJobRequest
+from rules.retry import Decision, RetryPolicy
+from rules.send_plan import SendPlan
+
+SCHEMA_VERSION = 1
+
+
+class JobState(StrEnum):
+    """The honest states of the status language (rules.status says what each means)."""
+
+    QUEUED = "queued"
+    GENERATING = "generating"
+    PREVIEW_AVAILABLE = "preview_available"
+    FINALIZING = "finalizing"
+    WAITING_TO_RETRY = "waiting_to_retry"
+    CANCELLING = "cancelling"
+    SAVED = "saved"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATES = frozenset({JobState.SAVED, JobState.FAILED, JobState.CANCELLED})
+
+
+@dataclass(frozen=True)
+class JobInput:
+    """The orchestration input, made once by the starter.
+
+    ``caller`` is a digest of the caller (rules.dedup.caller_digest), ``fingerprint`` a digest of
+    the request, ``created_at`` the job's own moment (ISO 8601 UTC): every record the job writes
+    carries it, so records an earlier job left under the same id are told apart by equality.
+    The prompt is inside ``request``: the activity needs it.
+    """
+
+    request: ImageJobRequest
+    send: SendPlan
+    policy: RetryPolicy
+    caller: str
+    fingerprint: str
+    created_at: str
+    # The shape of a resend after a silence kill (rules.send_plan); None: no other shape fits.
+    send_after_silence: SendPlan | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        after = self.send_after_silence
+        return {
+            "v": SCHEMA_VERSION,
+            "request": self.request.to_json(),
+            "send": self.send.to_json(),
+            "send_after_silence": after.to_json() if after else None,
+            "policy": self.policy.to_json(),
+            "caller": self.caller,
+            "fingerprint": self.fingerprint,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> JobInput:
+        """Version 0 had the same fields without ``v`` and ``send_after_silence``."""
+        data = as_object(value, "job input")
+        checked_version(data, "job input", SCHEMA_VERSION)
+        after = data.get("send_after_silence")
+        return cls(
+            request=ImageJobRequest.from_json(required(data, "request", "job input")),
+            send=SendPlan.from_json(required(data, "send", "job input")),
+            policy=RetryPolicy.from_json(required(data, "policy", "job input")),
+            caller=required(data, "caller", "job input"),
+            fingerprint=required(data, "fingerprint", "job input"),
+            created_at=required(data, "created_at", "job input"),
+            send_after_silence=SendPlan.from_json(after) if after else None,
+        )
+
+
+class Phase(StrEnum):
+    """Where the orchestrator is; no custom status at all means it has not started (queued)."""
+
+    GENERATING = "generating"  # an attempt's activity is scheduled or running
+    WAITING_TO_RETRY = "waiting_to_retry"  # a durable timer runs before the next attempt
+    CANCELLING = "cancelling"  # cancel arrived; the running attempt is stopping
+    FINISHING = "finishing"  # the outcome is decided; metadata.json is being written
+
+
+@dataclass(frozen=True)
+class CustomStatus:
+    """The orchestrator's custom status: its phase and, per phase, what a poller may show.
+
+    It never holds the prompt or anything else of the request (the portal shows it to
+    operators).
+    """
+
+    phase: Phase
+    attempt: int
+    retry_at: str | None = None  # WAITING_TO_RETRY: when the timer fires (ISO 8601 UTC)
+    reason: str | None = None  # WAITING_TO_RETRY: why it retries
+    ending: JobState | None = None  # FINISHING: the decided state (saved, failed, cancelled)
+    failure: str | None = None  # FINISHING a failed job: its failure category
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"phase": self.phase.value, "attempt": self.attempt}
+        if self.phase is Phase.WAITING_TO_RETRY:
+            data.update(retryAt=self.retry_at, reason=self.reason)
+        if self.phase is Phase.FINISHING:
+            data.update(state=self.ending.value if self.ending else None, failure=self.failure)
+        return data
+
+    @classmethod
+    def from_json(cls, value: object) -> CustomStatus | None:
+        """None when the orchestrator has set none yet (the host hands over null or "")."""
+        if value is None or value == "":
+            return None
+        data = as_object(value, "custom status")
+        ending = data.get("state")
+        phase = required(data, "phase", "custom status")
+        if phase not in Phase.__members__.values():
+            raise RecordUnreadable("custom status", f"unknown phase {phase!r}")
+        return cls(
+            phase=Phase(phase),
+            attempt=required(data, "attempt", "custom status"),
+            retry_at=data.get("retryAt"),
+            reason=data.get("reason"),
+            ending=JobState(ending) if ending else None,
+            failure=data.get("failure"),
+        )
+
+
+@dataclass(frozen=True)
+class AttemptInput:
+    """The generate activity's input: one attempt of one job, sent as ``send`` says."""
+
+    job_id: str
+    attempt: int
+    request: ImageJobRequest
+    send: SendPlan
+    job_created_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": SCHEMA_VERSION,
+            "job_id": self.job_id,
+            "attempt": self.attempt,
+            "request": self.request.to_json(),
+            "send": self.send.to_json(),
+            "job_created_at": self.job_created_at,
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> AttemptInput:
+        """Version 0 had the send plan's fields flat beside the others."""
+        data = as_object(value, "attempt input")
+        version = checked_version(data, "attempt input", SCHEMA_VERSION)
+        send = data if version == 0 else required(data, "send", "attempt input")
+        return cls(
+            job_id=required(data, "job_id", "attempt input"),
+            attempt=required(data, "attempt", "attempt input"),
+            request=ImageJobRequest.from_json(required(data, "request", "attempt input")),
+            send=SendPlan.from_json(send),
+            job_created_at=required(data, "job_created_at", "attempt input"),
+        )
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt as the job remembers it: what it came to and, when it failed, what the retry
+    policy decided (None for the attempt that ended the job by success or cancel)."""
+
+    result: AttemptResult
+    decision: Decision | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        decision = self.decision.to_json() if self.decision else None
+        return {**self.result.to_json(), "decision": decision}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AttemptRecord:
+        decision = data.get("decision")
+        return cls(
+            result=AttemptResult.from_json(data),
+            decision=Decision.from_json(decision) if decision else None,
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The orchestration's output: what the status endpoint shows once the job has ended.
+
+    ``failure`` is the category of a failed job (returned_error, local_timeout,
+    internal_error); ``error`` the failure that ended it. ``metadata_blob`` is None when
+    metadata.json could not be written (the outcome stands without it; ``metadata_error`` says
+    so). Cost is the sum over attempts, in USD, None when no attempt reported usage.
+    """
+
+    state: JobState
+    attempt: int
+    failure: str | None = None
+    error: Failure | None = None
+    retry_count: int = 0
+    retry_reason: str | None = None
+    images: tuple[StoredImage, ...] = ()
+    previews: tuple[Preview, ...] = ()
+    timings: Timings = field(default_factory=Timings)
+    usage: dict[str, Any] | None = None
+    cost_usd: float | None = None
+    metadata_blob: str | None = None
+    metadata_error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": SCHEMA_VERSION,
+            "state": self.state.value,
+            "attempt": self.attempt,
+            "failure": self.failure,
+            "error": self.error.to_json() if self.error else None,
+            "retry_count": self.retry_count,
+            "retry_reason": self.retry_reason,
+            "images": [image.to_json() for image in self.images],
+            "previews": [preview.to_json() for preview in self.previews],
+            "timings": self.timings.to_json(),
+            "usage": self.usage,
+            "cost_usd": self.cost_usd,
+            "metadata_blob": self.metadata_blob,
+            "metadata_error": self.metadata_error,
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> Outcome:
+        """Version 0 kept ``error`` as the status answer's object (camelCase, no ``sent``)."""
+        data = as_object(value, "outcome")
+        version = checked_version(data, "outcome", SCHEMA_VERSION)
+        error = data.get("error")
+        return cls(
+            state=JobState(required(data, "state", "outcome")),
+            attempt=required(data, "attempt", "outcome"),
+            failure=data.get("failure"),
+            error=(_error_v0(error) if version == 0 else Failure.from_json(error))
+            if error
+            else None,
+            retry_count=data.get("retry_count", 0),
+            retry_reason=data.get("retry_reason"),
+            images=tuple(StoredImage.from_json(i) for i in data.get("images") or ()),
+            previews=tuple(Preview.from_json(p) for p in data.get("previews") or ()),
+            timings=Timings.from_json(data.get("timings")),
+            usage=data.get("usage"),
+            cost_usd=data.get("cost_usd"),
+            metadata_blob=data.get("metadata_blob"),
+            metadata_error=data.get("metadata_error"),
+        )
+
+
+def _error_v0(error: Mapping[str, Any]) -> Failure:
+    return Failure.from_json(
+        {
+            "kind": error["kind"],
+            "layer": error["layer"],
+            "message": error.get("message") or "",
+            "sent": True,  # not recorded in version 0; the cautious reading
+            "http_status": error.get("httpStatus"),
+            "error_type": error.get("type"),
+            "code": error.get("code"),
+            "request_id": error.get("requestId"),
+            "timeout": error.get("timeout"),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class FinishInput:
+    """The finish activity's input: the ended job, for metadata.json and the log event."""
+
+    job_id: str
+    request: ImageJobRequest
+    outcome: Outcome
+    attempts: tuple[AttemptRecord, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": SCHEMA_VERSION,
+            "job_id": self.job_id,
+            "request": self.request.to_json(),
+            "outcome": self.outcome.to_json(),
+            "attempts": [attempt.to_json() for attempt in self.attempts],
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> FinishInput:
+        data = as_object(value, "finish input")
+        checked_version(data, "finish input", SCHEMA_VERSION)
+        return cls(
+            job_id=required(data, "job_id", "finish input"),
+            request=ImageJobRequest.from_json(required(data, "request", "finish input")),
+            outcome=Outcome.from_json(required(data, "outcome", "finish input")),
+            attempts=tuple(
+                AttemptRecord.from_json(a) for a in required(data, "attempts", "finish input")
+            ),
+        )
+
+
+@dataclass
+class ProgressRecord:
+    """``{id}/progress-{attempt}.json``: what one attempt has done so far, for pollers and for a
+    re-run of the same attempt (Azure runs activities at least once).
+
+    Written with ``sent`` True, and waited for, before the request leaves: a re-run that finds
+    it knows the route may be generating. ``images`` is set once every image is stored (a re-run
+    returns them); ``result`` once the attempt has finished (a re-run returns it). Mutable: the
+    attempt updates it as it goes and writes the latest state.
+    """
+
+    job_created_at: str | None
+    attempt: int
+    started_at: str | None
+    previews: list[Preview] = field(default_factory=list)
+    final_received: bool = False
+    sent: bool = False
+    sent_at: str | None = None
+    done: bool = False
+    images: tuple[StoredImage, ...] | None = None
+    result: AttemptResult | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": SCHEMA_VERSION,
+            "job_created_at": self.job_created_at,
+            "attempt": self.attempt,
+            "started_at": self.started_at,
+            "previews": [preview.to_json() for preview in self.previews],
+            "final_received": self.final_received,
+            "sent": self.sent,
+            "sent_at": self.sent_at,
+            "done": self.done,
+            "images": [i.to_json() for i in self.images] if self.images is not None else None,
+            "result": self.result.to_json() if self.result else None,
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> ProgressRecord:
+        """Version 0 had the same fields without ``v``; a missing ``sent`` reads as sent."""
+        data = as_object(value, "progress")
+        checked_version(data, "progress", SCHEMA_VERSION)
+        images = data.get("images")
+        result = data.get("result")
+        return cls(
+            job_created_at=data.get("job_created_at"),
+            attempt=required(data, "attempt", "progress"),
+            started_at=data.get("started_at"),
+            previews=[Preview.from_json(p) for p in data.get("previews") or ()],
+            final_received=data.get("final_received", False),
+            sent=data.get("sent", True),
+            sent_at=data.get("sent_at"),
+            done=data.get("done", False),
+            images=tuple(StoredImage.from_json(i) for i in images) if images else None,
+            result=AttemptResult.from_json(result) if result else None,
+        )
+
+
+@dataclass(frozen=True)
+class CancelMarker:
+    """``{id}/cancel.json``: the caller asked to cancel; the running attempt watches for it.
+    ``job_created_at`` is the cancelled job's own, so a later job under the id ignores it."""
+
+    requested_at: str
+    job_created_at: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": SCHEMA_VERSION,
+            "requested_at": self.requested_at,
+            "job_created_at": self.job_created_at,
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> CancelMarker:
+        data = as_object(value, "cancel marker")
+        checked_version(data, "cancel marker", SCHEMA_VERSION)
+        return cls(
+            requested_at=required(data, "requested_at", "cancel marker"),
+            job_created_at=data.get("job_created_at"),
+        )

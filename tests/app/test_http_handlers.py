@@ -1,0 +1,488 @@
+"""The HTTP handlers, called with hand-written fakes of the durable client and Blob: every
+branch of start, status and cancel, and how many round trips each takes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from http_api import handlers
+from http_api.durable_jobs import DurableJobs
+from http_api.errors import answer_for
+from rules.dedup import caller_digest
+from rules.settings import AppSettings
+from tests.fakes import InMemoryStore
+from tests.rules.conftest import ENV
+
+from .fake_durable import FakeDurableClient
+
+BASE = "http://127.0.0.1:7071/api/images"
+BODY = {"prompt": "a red apple", "size": "1024x1024", "quality": "low"}
+NOW = datetime(2026, 5, 7, 13, 46, 12, tzinfo=UTC)
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    body: Any = None,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    job_id: str | None = None,
+    params: dict[str, str] | None = None,
+) -> func.HttpRequest:
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+    return func.HttpRequest(
+        method=method,
+        url=url,
+        headers=headers or {},
+        params=params or {},
+        route_params={"id": job_id} if job_id is not None else {},
+        body=data,
+    )
+
+
+class World:
+    """The handlers' outside worlds, faked, and a way to call each handler through the same
+    failure mapping the blueprint uses."""
+
+    def __init__(self, **env: str) -> None:
+        self.client = FakeDurableClient()
+        self.store = InMemoryStore()
+        self.settings = AppSettings.from_env({**ENV, **env})
+        self.now = NOW
+
+    def call(self, handler: Any, req: func.HttpRequest) -> tuple[int, dict[str, Any], Any]:
+        async def run() -> func.HttpResponse:
+            jobs = DurableJobs(self.client)
+            answer: func.HttpResponse
+            try:
+                if handler is handlers.get_job:
+                    answer = await handlers.get_job(req, jobs, self.settings, self.store)
+                else:
+                    answer = await handler(req, jobs, self.settings, self.store, lambda: self.now)
+            except Exception as exc:
+                return answer_for(exc)
+            return answer
+
+        response = asyncio.run(run())
+        assert response.mimetype == "application/json"
+        return response.status_code, json.loads(response.get_body()), response.headers
+
+    def start(self, body: Any = BODY, **kwargs: Any) -> tuple[int, dict[str, Any], Any]:
+        return self.call(handlers.start_job, request("POST", BASE, body=body, **kwargs))
+
+    def status(self, job_id: str, **kwargs: Any) -> tuple[int, dict[str, Any], Any]:
+        url = f"{BASE}/{job_id}"
+        return self.call(handlers.get_job, request("GET", url, job_id=job_id, **kwargs))
+
+    def cancel(self, job_id: str, **kwargs: Any) -> tuple[int, dict[str, Any], Any]:
+        url = f"{BASE}/{job_id}/cancel"
+        return self.call(handlers.cancel_job, request("POST", url, job_id=job_id, **kwargs))
+
+    def finish(self, job_id: str, output: dict[str, Any], status: str = "Completed") -> None:
+        """End the job as the orchestrator does: its record in Blob, then the output."""
+        if output.get("metadata_blob"):
+            self.store.put(name=output["metadata_blob"], data=b"{}", content_type="j")
+        self.client.instances[job_id]["runtimeStatus"] = status
+        self.client.instances[job_id]["output"] = output
+
+
+def saved_output(job_id: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "state": "saved",
+        "attempt": 1,
+        "images": [
+            {
+                "blob": f"{job_id}/image.png",
+                "contentType": "image/png",
+                "bytes": 3,
+                "width": 1024,
+                "height": 1024,
+            }
+        ],
+        "metadata_blob": f"{job_id}/metadata.json",
+        **fields,
+    }
+
+
+def assert_envelope(body: dict[str, Any], code: str, field: str) -> None:
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert body["error"]["field"] == field
+    assert body["error"]["message"]
+
+
+# --- POST /api/images ---------------------------------------------------------------------
+
+
+def test_a_new_job_takes_one_status_look_one_folder_check_and_the_start():
+    world = World()
+    status, body, headers = world.start()
+    assert status == 202
+    assert body["state"] == "queued"
+    assert body["statusUrl"] == f"{BASE}/{body['id']}"
+    assert headers["Location"] == body["statusUrl"]
+    assert headers["Retry-After"] == "2"
+    assert world.client.count("get_status") == 1
+    assert world.client.count("start_new") == 1
+    assert world.store.get_calls == [f"{body['id']}/metadata.json"]
+    started = world.client.instances[body["id"]]["input"]
+    assert started["v"] == 1
+    assert started["created_at"] == "2026-05-07T13:46:12.000Z"
+    assert "apple" not in json.dumps({k: v for k, v in started.items() if k != "request"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "code"),
+    [
+        (b"{not json", "body", "invalid_json"),
+        (b"\xff\xfe", "body", "invalid_json"),
+        (b"[" * 100_000, "body", "invalid_json"),
+        (b"[]", "body", "invalid_type"),
+        (json.dumps({"size": "1024x1024"}).encode(), "prompt", "missing"),
+        (json.dumps({**BODY, "size": "10x10"}).encode(), "size", "invalid_value"),
+        (json.dumps({**BODY, "colour": "red"}).encode(), "colour", "unknown_field"),
+    ],
+)
+def test_a_bad_body_is_a_400_naming_the_field_before_any_look(raw, field, code):
+    world = World()
+    status, body, _ = world.call(handlers.start_job, request("POST", BASE, raw=raw))
+    assert status == 400
+    assert_envelope(body, code, field)
+    assert world.client.calls == []
+
+
+def test_a_bad_idempotency_key_is_a_400():
+    world = World()
+    status, body, _ = world.start(headers={"Idempotency-Key": "x" * 300})
+    assert status == 400
+    assert_envelope(body, "invalid_value", "Idempotency-Key")
+
+
+def test_the_same_running_job_again_is_returned_not_started_twice():
+    world = World()
+    _, first, _ = world.start()
+    status, again, headers = world.start()
+    assert status == 202
+    assert again["id"] == first["id"]
+    assert headers["Idempotent-Replayed"] == "true"
+    assert world.client.count("start_new") == 1
+
+
+def test_a_reused_key_with_another_body_is_a_409():
+    world = World()
+    world.start(headers={"Idempotency-Key": "k1"})
+    status, body, _ = world.start({**BODY, "quality": "high"}, headers={"Idempotency-Key": "k1"})
+    assert status == 409
+    assert_envelope(body, "idempotency_key_reused", "Idempotency-Key")
+
+
+def test_a_finished_keyed_job_answers_within_the_window_and_not_after():
+    world = World()
+    _, first, _ = world.start(headers={"Idempotency-Key": "k1"})
+    world.finish(first["id"], saved_output(first["id"]))
+    status, again, headers = world.start(headers={"Idempotency-Key": "k1"})
+    assert (status, again["id"], again["state"]) == (202, first["id"], "saved")
+    assert headers["Idempotent-Replayed"] == "true"
+
+    world.now = NOW + timedelta(days=2)  # past the 24 h window: a new job, a new generation
+    status, later, _ = world.start(headers={"Idempotency-Key": "k1"})
+    assert status == 202
+    assert later["id"] != first["id"]
+    assert later["id"].endswith("-2")
+
+
+def test_a_finished_job_without_a_key_is_followed_by_a_new_generation():
+    world = World()
+    _, first, _ = world.start()
+    world.finish(first["id"], saved_output(first["id"]))
+    _, second, _ = world.start()
+    assert second["id"] != first["id"]
+    assert second["id"].rsplit("-", 1)[0] == first["id"].rsplit("-", 1)[0]
+
+
+def test_a_purged_jobs_folder_is_never_reused():
+    world = World()
+    _, first, _ = world.start()
+    del world.client.instances[first["id"]]  # history purged; its record stays in Blob
+    world.store.put(name=f"{first['id']}/metadata.json", data=b"{}", content_type="j")
+    _, second, _ = world.start()
+    assert second["id"] != first["id"]
+    assert world.store.blobs[f"{first['id']}/metadata.json"][0] == b"{}"
+
+
+def test_a_start_that_loses_the_race_returns_the_winners_job():
+    world = World()
+    _, first, _ = world.start()
+    instance = world.client.instances.pop(first["id"])
+    # The other submit gets there between our look and our start.
+    world.client.before_start = lambda job_id: world.client.instances.update({job_id: instance})
+    status, again, headers = world.start()
+    assert (status, again["id"]) == (202, first["id"])
+    assert headers["Idempotent-Replayed"] == "true"
+
+
+def test_a_refused_start_of_an_absent_job_is_a_503_not_a_guess():
+    world = World()
+    world.client.refuse_starts = True
+    status, body, headers = world.start()
+    assert status == 503
+    assert_envelope(body, "store_error", "service")
+    assert headers["Retry-After"] == "5"
+
+
+@pytest.mark.parametrize("fault", ["error_answers", "down"])
+def test_a_failing_job_store_is_a_503_with_retry_after(fault):
+    world = World()
+    setattr(world.client, fault, True)
+    status, body, headers = world.start()
+    assert status == 503
+    assert_envelope(body, "store_error", "service")
+    assert headers["Retry-After"] == "5"
+    assert world.client.count("start_new") == 0
+
+
+def test_blob_down_while_starting_is_a_503():
+    world = World()
+    world.store.down = True
+    status, body, _ = world.start()
+    assert status == 503
+    assert_envelope(body, "store_error", "service")
+    assert world.client.count("start_new") == 0
+
+
+def test_a_job_store_slower_than_the_starter_limit_is_a_503():
+    world = World(IMAGE_HTTP_STARTER_TIMEOUT_S="0.05")
+    world.client.slow_s = 0.5
+    status, body, _ = world.start()
+    assert status == 503
+    assert_envelope(body, "store_timeout", "service")
+
+
+# --- GET /api/images/{id} -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("job_id", ["img-nope", "img-0123?x", ".", "a\tb", "img-" + "0" * 24])
+def test_a_path_id_that_is_not_a_job_id_is_a_404_before_any_look(job_id):
+    world = World()
+    for call in (world.status, world.cancel):
+        status, body, _ = call(job_id)
+        assert status == 404
+        assert_envelope(body, "not_found", "id")
+    assert world.client.calls == []
+
+
+def test_an_unknown_job_and_another_callers_job_are_the_same_404():
+    world = World(IMAGE_TRUST_PRINCIPAL_HEADER="true")
+    _, job, _ = world.start(headers={"x-ms-client-principal-id": "alice"})
+    unknown = job["id"].rsplit("-", 1)[0] + "-7"
+    for job_id, caller in ((unknown, "alice"), (job["id"], "mallory")):
+        for call in (world.status, world.cancel):
+            status, body, _ = call(job_id, headers={"x-ms-client-principal-id": caller})
+            assert status == 404
+            assert_envelope(body, "not_found", "id")
+    status, _, _ = world.status(job["id"], headers={"x-ms-client-principal-id": "alice"})
+    assert status == 202
+
+
+def test_a_running_job_reads_its_status_and_progress_in_one_round_each():
+    world = World()
+    _, job, _ = world.start()
+    job_id = job["id"]
+    created = world.client.instances[job_id]["input"]["created_at"]
+    world.client.instances[job_id]["customStatus"] = {"phase": "generating", "attempt": 1}
+    preview = {"index": 0, "partial_image_index": 0, "blob": f"{job_id}/p.png", "bytes": 5}
+    progress = {
+        "v": 1,
+        "attempt": 1,
+        "job_created_at": created,
+        "started_at": "2026-05-07T13:46:13.000Z",
+        "previews": [{**preview, "stored": True}],
+    }
+    world.store.put(
+        name=f"{job_id}/progress-1.json", data=json.dumps(progress).encode(), content_type="j"
+    )
+    world.client.calls.clear()
+    world.store.get_calls.clear()
+    status, body, headers = world.status(job_id)
+    assert status == 202
+    assert headers["Retry-After"] == "2"
+    assert body["state"] == "preview_available"
+    assert body["previews"] == [{"index": 0, "url": f"memory://{job_id}/p.png?ttl=3600"}]
+    assert body["timings"]["request_started_at"] == "2026-05-07T13:46:13.000Z"
+    assert body["createdAt"] == "2026-05-07T13:46:12.000Z"
+    assert "prompt" not in body["request"]
+    assert world.client.calls == [("get_status", job_id)]
+    assert world.store.get_calls == [f"{job_id}/progress-1.json"]
+
+
+def test_a_later_attempts_progress_is_read_and_an_earlier_jobs_is_ignored():
+    world = World()
+    _, job, _ = world.start()
+    job_id = job["id"]
+    world.client.instances[job_id]["customStatus"] = {"phase": "generating", "attempt": 2}
+    stale = {
+        "v": 1,
+        "attempt": 2,
+        "job_created_at": "2020-01-01T00:00:00.000Z",
+        "started_at": None,
+        "final_received": True,
+    }
+    world.store.put(
+        name=f"{job_id}/progress-2.json", data=json.dumps(stale).encode(), content_type="j"
+    )
+    _, body, _ = world.status(job_id)
+    assert body["state"] == "generating"  # not the earlier job's "final received"
+    assert f"{job_id}/progress-2.json" in world.store.get_calls
+
+
+def test_the_prompt_is_shown_only_when_asked_for():
+    world = World()
+    _, job, _ = world.start()
+    _, body, _ = world.status(job["id"], params={"includePrompt": "true"})
+    assert body["request"]["prompt"] == "a red apple"
+
+
+def test_a_saved_job_is_a_200_with_its_links_and_no_retry_after():
+    world = World()
+    _, job, _ = world.start()
+    world.finish(job["id"], saved_output(job["id"], cost_usd=0.01))
+    status, body, headers = world.status(job["id"])
+    assert status == 200
+    assert "Retry-After" not in headers
+    assert body["state"] == "saved"
+    assert body["image"]["url"] == f"memory://{job['id']}/image.png?ttl=3600"
+    assert body["metadataUrl"] == f"memory://{job['id']}/metadata.json?ttl=3600"
+    assert body["costUsd"] == 0.01
+
+
+def test_a_job_whose_record_could_not_be_written_still_answers_its_outcome():
+    world = World()
+    _, job, _ = world.start()
+    output = saved_output(job["id"], metadata_blob=None, metadata_error="not written")
+    world.finish(job["id"], output)
+    status, body, _ = world.status(job["id"])
+    assert status == 200
+    assert body["metadataUrl"] is None
+    assert body["image"]["url"] == f"memory://{job['id']}/image.png?ttl=3600"
+
+
+def test_an_outcome_of_the_older_unversioned_layout_still_answers():
+    world = World()
+    _, job, _ = world.start()
+    old_error = {
+        "layer": "route",
+        "kind": "rejected",
+        "httpStatus": 400,
+        "type": "t",
+        "code": "moderation_blocked",
+        "message": "m",
+        "requestId": "r",
+        "timeout": None,
+    }
+    world.finish(
+        job["id"],
+        {"state": "failed", "attempt": 1, "failure": "returned_error", "error": old_error},
+    )
+    status, body, _ = world.status(job["id"])
+    assert status == 200
+    assert body["state"] == "failed"
+    assert body["error"]["code"] == "moderation_blocked"
+    assert body["error"]["httpStatus"] == 400
+
+
+def test_a_record_of_a_newer_version_is_a_503_not_a_guess():
+    world = World()
+    _, job, _ = world.start()
+    world.finish(job["id"], {"v": 99, "state": "saved", "attempt": 1})
+    status, body, _ = world.status(job["id"])
+    assert status == 503
+    assert_envelope(body, "record_unreadable", "service")
+
+
+@pytest.mark.parametrize("fault", ["error_answers", "down"])
+def test_a_status_poll_while_the_store_fails_is_a_prompt_503(fault):
+    world = World()
+    _, job, _ = world.start()
+    setattr(world.client, fault, True)
+    status, body, headers = world.status(job["id"])
+    assert status == 503
+    assert_envelope(body, "store_error", "service")
+    assert headers["Retry-After"] == "5"
+
+
+def test_a_status_poll_while_blob_is_down_is_a_503():
+    world = World()
+    _, job, _ = world.start()
+    world.store.down = True
+    status, body, _ = world.status(job["id"])
+    assert status == 503
+    assert_envelope(body, "store_error", "service")
+
+
+# --- POST /api/images/{id}/cancel ---------------------------------------------------------
+
+
+def test_a_running_job_is_cancelled_marker_first_then_the_event():
+    world = World()
+    _, job, _ = world.start()
+    status, body, headers = world.cancel(job["id"])
+    assert status == 202
+    assert body == {"id": job["id"], "state": "cancelling", "statusUrl": f"{BASE}/{job['id']}"}
+    assert headers["Location"] == f"{BASE}/{job['id']}"
+    marker = json.loads(world.store.blobs[f"{job['id']}/cancel.json"][0])
+    assert marker["job_created_at"] == world.client.instances[job["id"]]["input"]["created_at"]
+    assert marker["v"] == 1
+    assert world.client.events == [(job["id"], "cancel")]
+
+
+def test_an_ended_job_answers_its_final_state_and_is_left_alone():
+    world = World()
+    _, job, _ = world.start()
+    world.finish(job["id"], saved_output(job["id"]))
+    status, body, _ = world.cancel(job["id"])
+    assert (status, body["state"]) == (200, "saved")
+    assert f"{job['id']}/cancel.json" not in world.store.put_calls
+    assert world.client.events == []
+
+
+def test_a_job_that_ends_between_the_look_and_the_event_answers_its_end():
+    world = World()
+    _, job, _ = world.start()
+    world.client.before_event = lambda job_id: world.finish(job_id, saved_output(job_id))
+    status, body, _ = world.cancel(job["id"])
+    assert (status, body["state"]) == (200, "saved")
+
+
+def test_a_refused_event_for_a_running_job_is_a_503():
+    world = World()
+    _, job, _ = world.start()
+    world.client.refuse_events = True
+    status, body, _ = world.cancel(job["id"])
+    assert status == 503
+    assert_envelope(body, "store_error", "service")
+
+
+def test_a_cancel_whose_marker_cannot_be_written_is_a_503_and_raises_no_event():
+    world = World()
+    _, job, _ = world.start()
+    world.store.down = True
+    status, body, _ = world.cancel(job["id"])
+    assert status == 503
+    assert_envelope(body, "store_error", "service")
+    assert world.client.events == []
+
+
+def test_the_caller_digest_not_the_caller_is_kept_on_the_job():
+    world = World(IMAGE_TRUST_PRINCIPAL_HEADER="true")
+    _, job, _ = world.start(headers={"x-ms-client-principal-id": "alice@example.com"})
+    kept = world.client.instances[job["id"]]["input"]["caller"]
+    assert kept == caller_digest(world.settings.job_id_secret, "alice@example.com")
+    assert "alice" not in json.dumps(world.client.instances[job["id"]]["input"])

@@ -1,0 +1,221 @@
+"""The typed job contract: each record round-trips through JSON, an older (unversioned) layout
+is still read, and a newer or broken one is refused, never guessed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from rules.job_records import (
+    AttemptInput,
+    AttemptRecord,
+    CancelMarker,
+    CustomStatus,
+    FinishInput,
+    JobInput,
+    JobState,
+    Outcome,
+    Phase,
+    ProgressRecord,
+)
+from rules.outcome import (
+    AttemptResult,
+    Failure,
+    FailureKind,
+    KeptImage,
+    Layer,
+    Preview,
+    SentAs,
+    StoredImage,
+    Timings,
+)
+from rules.records import RecordUnreadable
+from rules.request import ImageJobRequest
+from rules.retry import Decision, RetryPolicy
+from rules.send_plan import SendPlan
+
+REQUEST = ImageJobRequest(
+    prompt="a red apple",
+    size="1024x1024",
+    quality="low",
+    output_format="png",
+    background="auto",
+    moderation="auto",
+    n=1,
+    partial_images=1,
+    route="azure",
+)
+SEND = SendPlan(stream=True, partial_images=1, notes=("sent with partial_images 1",))
+CREATED = "2026-05-07T13:46:12.000Z"
+FAILURE = Failure(
+    kind=FailureKind.RATE_LIMITED,
+    layer=Layer.ROUTE,
+    message="slow down",
+    sent=True,
+    http_status=429,
+    retry_after_s=12.0,
+    retry_after_source="retry-after",
+)
+IMAGE = StoredImage("img/image.png", "image/png", 3, 1024, 1024)
+PREVIEW = Preview(index=0, partial_image_index=0, blob="img/preview-1-0.png", bytes=2, stored=True)
+RESULT = AttemptResult(
+    attempt=2,
+    ok=True,
+    timings=Timings(request_started_at=CREATED, first_byte_ms=5, partial_images_ms=[7]),
+    images=(IMAGE,),
+    previews=(PREVIEW,),
+    usage={"output_tokens": 272},
+    cost_usd=0.008,
+    request_sent_as=SentAs(stream=True, partial_images=1, notes=("n",)),
+    kept_images=(KeptImage("img/attempt-1-image-0.png", "image/png", 3, stored=True),),
+)
+FAILED = AttemptResult(attempt=1, ok=False, failure=FAILURE)
+DECISION = Decision(retry=True, wait_s=12.346, reason="rate limited")
+OUTCOME = Outcome(
+    state=JobState.SAVED,
+    attempt=2,
+    retry_count=1,
+    retry_reason="rate limited",
+    images=(IMAGE,),
+    previews=(PREVIEW,),
+    timings=RESULT.timings,
+    cost_usd=0.008,
+    metadata_blob="img/metadata.json",
+)
+
+RECORDS: list[Any] = [
+    JobInput(REQUEST, SEND, RetryPolicy(max_attempts=3), "digest", "fingerprint", CREATED),
+    AttemptInput("img-1", 2, REQUEST, SEND, CREATED),
+    CustomStatus(Phase.GENERATING, 1),
+    CustomStatus(Phase.WAITING_TO_RETRY, 1, retry_at=CREATED, reason="rate limited"),
+    CustomStatus(Phase.FINISHING, 2, ending=JobState.FAILED, failure="returned_error"),
+    AttemptRecord(RESULT),
+    AttemptRecord(FAILED, Decision(retry=True, wait_s=12.3456, reason="rate limited")),
+    OUTCOME,
+    Outcome(state=JobState.FAILED, attempt=1, failure="returned_error", error=FAILURE),
+    FinishInput(
+        "img-1", REQUEST, OUTCOME, (AttemptRecord(FAILED, DECISION), AttemptRecord(RESULT))
+    ),
+    ProgressRecord(CREATED, 1, CREATED, previews=[PREVIEW], sent=True, sent_at=CREATED),
+    ProgressRecord(CREATED, 2, CREATED, done=True, images=(IMAGE,), result=RESULT),
+    CancelMarker(requested_at=CREATED, job_created_at=CREATED),
+]
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=lambda r: type(r).__name__)
+def test_each_record_round_trips_through_json_text(record):
+    text = json.dumps(record.to_json())
+    again = type(record).from_json(json.loads(text))
+    if isinstance(record, AttemptRecord) and record.decision:
+        # Waits are kept to the millisecond.
+        assert again.decision.wait_s == round(record.decision.wait_s, 3)
+        again = AttemptRecord(again.result, record.decision)
+    assert again == record
+    assert again.to_json() == record.to_json()
+
+
+STORED = [JobInput, AttemptInput, Outcome, FinishInput, ProgressRecord, CancelMarker]
+
+
+@pytest.mark.parametrize("kind", STORED, ids=lambda k: k.__name__)
+def test_every_stored_record_carries_its_schema_version(kind):
+    record = next(r for r in RECORDS if type(r) is kind)
+    assert record.to_json()["v"] == 1
+
+
+@pytest.mark.parametrize("kind", STORED, ids=lambda k: k.__name__)
+def test_a_newer_version_is_refused_not_guessed(kind):
+    record = next(r for r in RECORDS if type(r) is kind)
+    with pytest.raises(RecordUnreadable, match="newer"):
+        kind.from_json({**record.to_json(), "v": 2})
+
+
+@pytest.mark.parametrize("kind", [*STORED, CustomStatus], ids=lambda k: k.__name__)
+@pytest.mark.parametrize("value", ["not json", b"[1]", 7, {"v": "one"}, {"v": True}])
+def test_what_is_not_a_record_is_refused(kind, value):
+    with pytest.raises(RecordUnreadable):
+        kind.from_json(value)
+
+
+def test_a_missing_field_is_named():
+    data = RECORDS[0].to_json()
+    del data["caller"]
+    with pytest.raises(RecordUnreadable, match="'caller'"):
+        JobInput.from_json(data)
+
+
+def test_an_unknown_phase_is_refused():
+    with pytest.raises(RecordUnreadable, match="phase"):
+        CustomStatus.from_json({"phase": "finalizing", "attempt": 1})
+
+
+def test_no_custom_status_yet_is_none():
+    assert CustomStatus.from_json(None) is None
+    assert CustomStatus.from_json("") is None
+
+
+# Version 0: what was written before records carried ``v``.
+
+
+def test_version_0_job_input_has_the_same_fields():
+    v0 = {k: v for k, v in RECORDS[0].to_json().items() if k != "v"}
+    assert JobInput.from_json(json.dumps(v0)) == RECORDS[0]
+
+
+def test_version_0_attempt_input_had_the_send_plan_flat():
+    v0 = {
+        "job_id": "img-1",
+        "attempt": 2,
+        "request": REQUEST.to_json(),
+        "job_created_at": CREATED,
+        "stream": True,
+        "partial_images": 1,
+        "send_notes": ["sent with partial_images 1"],
+    }
+    assert AttemptInput.from_json(v0) == AttemptInput("img-1", 2, REQUEST, SEND, CREATED)
+
+
+def test_version_0_outcome_kept_the_error_as_the_status_answer_shows_it():
+    v0 = {
+        "state": "failed",
+        "failure": "returned_error",
+        "attempt": 1,
+        "error": {
+            "layer": "route",
+            "kind": "rate_limited",
+            "httpStatus": 429,
+            "type": None,
+            "code": "rate_limit_exceeded",
+            "message": "slow down",
+            "requestId": "req-1",
+            "timeout": None,
+        },
+        "retry_count": 0,
+        "images": [],
+        "previews": [{"index": 0, "blob": "img/preview-1-0.png"}],
+        "timings": {"first_byte_ms": 4},
+        "metadata_blob": "img/metadata.json",
+    }
+    outcome = Outcome.from_json(v0)
+    assert outcome.error is not None
+    assert outcome.error.kind is FailureKind.RATE_LIMITED
+    assert outcome.error.request_id == "req-1"
+    assert outcome.error.sent is True  # not recorded then: the cautious reading
+    assert outcome.previews[0].stored is True  # version 0 listed a preview once stored
+    assert outcome.timings.first_byte_ms == 4
+
+
+def test_version_0_progress_without_sent_reads_as_sent():
+    progress = ProgressRecord.from_json({"attempt": 1, "job_created_at": CREATED})
+    assert progress.sent is True
+    assert progress.images is None
+    assert progress.result is None
+
+
+def test_records_carry_no_prompt_outside_the_request():
+    for record in RECORDS:
+        data = record.to_json()
+        data.pop("request", None)
+        assert "a red apple" not in json.dumps(data), type(record).__name__

@@ -1,0 +1,143 @@
+"""The send plan against every idle limit on the path: the shape that stays inside them, the
+read limit raised for a long silence, a different shape after a silence kill, and the start-up
+check for the slowest request."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from rules.errors import SettingsInvalid
+from rules.outcome import Failure, FailureKind, Layer
+from rules.request import parse_job_request
+from rules.send_plan import SILENCE_MARGIN, SendPlan, is_silence_kill, plans
+from rules.settings import AppSettings
+
+from .conftest import ENV
+
+SETTINGS = AppSettings.from_env(ENV)
+
+
+def plan_for(
+    body: dict[str, object], settings: AppSettings = SETTINGS, fix: str = "partial_images"
+) -> tuple[SendPlan, SendPlan | None]:
+    request = parse_job_request({"prompt": "p", **body}, settings)
+    return plans(request, replace(settings, silent_stream_fix=fix))
+
+
+def test_a_4k_high_job_behind_a_60s_gateway_is_not_streamed_and_waits_long_enough():
+    # The first partial of a 3840x2160 high stream comes after ~70 s: past the gateway's 60 s.
+    first, after = plan_for({"size": "3840x2160", "quality": "high"})
+    assert (first.stream, first.partial_images) == (False, 0)
+    assert first.read_idle_s is not None
+    assert first.read_idle_s > SETTINGS.timeouts.read_idle_s  # ~392 s of silence, plus margin
+    assert first.read_idle_s <= SETTINGS.timeouts.request_s
+    assert any("60s gateway idle limit" in note for note in first.notes)
+    assert any("read limit raised" in note for note in first.notes)
+    assert after is not None
+    assert not after.same_shape(first)
+
+
+def test_the_gateway_watching_non_streamed_requests_too_leaves_no_shape_and_says_so():
+    env = dict(ENV, IMAGE_ROUTE_AZURE_GATEWAY_IDLE_NON_STREAMED="true", IMAGE_ROUTES="azure")
+    with pytest.raises(SettingsInvalid) as caught:
+        AppSettings.from_env(env)
+    assert caught.value.setting == "IMAGE_REQUEST_TIMEOUT_S"
+    assert "3840x2160" in str(caught.value)
+
+
+def test_a_silent_4k_stream_without_a_gateway_gets_a_longer_read_limit_not_a_new_shape():
+    first, after = plan_for(
+        {"size": "3840x2160", "quality": "high", "partial_images": 0, "route": "openai"}
+    )
+    assert (first.stream, first.partial_images) == (True, 0)  # as asked: no extra partials
+    assert first.read_idle_s is not None
+    assert first.read_idle_s >= 390 * SILENCE_MARGIN
+    # After a read-idle kill: streamed with a partial image (it speaks within ~70 s).
+    assert after is not None
+    assert (after.stream, after.partial_images) == (True, 1)
+
+
+def test_a_2k_high_silent_stream_behind_the_gateway_gets_one_partial():
+    first, _ = plan_for({"size": "2048x2048", "quality": "high", "partial_images": 0})
+    assert (first.stream, first.partial_images) == (True, 1)
+    assert first.read_idle_s is None
+
+
+def test_what_fits_is_sent_as_asked():
+    first, _ = plan_for({"size": "1024x1024", "quality": "low", "partial_images": 2})
+    assert (first.stream, first.partial_images, first.read_idle_s) == (True, 2, None)
+    assert first.notes == ()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"size": "3840x2160", "quality": "high"},
+        {"size": "3840x2160", "quality": "high", "partial_images": 0, "route": "openai"},
+        {"size": "2048x2048", "quality": "high", "partial_images": 0},
+        {"size": "3840x2160", "quality": "medium", "partial_images": 0},
+        {"size": "2160x3840", "quality": "high", "partial_images": 3},
+    ],
+)
+@pytest.mark.parametrize("fix", ["partial_images", "non_streaming"])
+def test_a_resend_after_a_silence_kill_never_repeats_the_silent_shape(body, fix):
+    first, after = plan_for(body, fix=fix)
+    assert after is not None
+    assert not after.same_shape(first)
+
+
+def test_silence_kills_are_a_gateway_timeout_or_our_read_idle_limit():
+    def failure(kind: FailureKind, timeout: str | None = None) -> Failure:
+        return Failure(kind=kind, layer=Layer.GATEWAY, message="m", sent=True, timeout=timeout)
+
+    assert is_silence_kill(failure(FailureKind.GATEWAY_TIMEOUT))
+    assert is_silence_kill(failure(FailureKind.LOCAL_TIMEOUT, "read_idle"))
+    assert not is_silence_kill(failure(FailureKind.LOCAL_TIMEOUT, "request"))
+    assert not is_silence_kill(failure(FailureKind.SERVER_ERROR))
+
+
+def test_a_request_limit_too_short_for_the_slowest_silence_is_refused_at_start_up():
+    with pytest.raises(SettingsInvalid) as caught:
+        AppSettings.from_env(dict(ENV, IMAGE_REQUEST_TIMEOUT_S="400"))
+    assert caught.value.setting == "IMAGE_REQUEST_TIMEOUT_S"
+    assert "IMAGE_READ_IDLE_TIMEOUT_S" in str(caught.value)
+
+
+def test_the_time_scale_divides_estimates_limits_and_waits_alike():
+    scaled = AppSettings.from_env(dict(ENV, IMAGE_TIME_SCALE="25"))
+    assert scaled.timeouts.read_idle_s == SETTINGS.timeouts.read_idle_s / 25
+    # The network's limits, not the model's, keep their seconds.
+    assert scaled.timeouts.connect_s == SETTINGS.timeouts.connect_s
+    assert scaled.route("azure").gateway_idle_timeout_s == 60 / 25
+    assert scaled.retry.post_send_wait_s == SETTINGS.retry.post_send_wait_s / 25
+    real_waits = SETTINGS.retry.transient_waits_s
+    assert scaled.retry.transient_waits_s == tuple(w / 25 for w in real_waits)
+    # The same shapes are chosen at any scale.
+    bodies: list[dict[str, object]] = [
+        {"size": "3840x2160", "quality": "high"},
+        {"size": "2048x2048", "partial_images": 0},
+    ]
+    for body in bodies:
+        real, _ = plan_for(body)
+        fast, _ = plan_for(body, scaled)
+        assert (real.stream, real.partial_images) == (fast.stream, fast.partial_images)
+
+
+def test_a_scaled_clock_is_refused_in_azure():
+    with pytest.raises(SettingsInvalid) as caught:
+        AppSettings.from_env(dict(ENV, IMAGE_TIME_SCALE="10", WEBSITE_INSTANCE_ID="abc"))
+    assert caught.value.setting == "IMAGE_TIME_SCALE"
+
+
+def test_a_silent_stream_is_judged_by_its_longest_gap_against_the_read_limit():
+    # One partial at ~18 % leaves ~82 % of a 4K high generation silent before the final image.
+    first, _ = plan_for({"size": "3840x2160", "quality": "high", "route": "openai"})
+    assert (first.stream, first.partial_images) == (True, 1)
+    assert first.read_idle_s is not None
+    assert first.read_idle_s > SETTINGS.timeouts.read_idle_s
+    three, _ = plan_for(
+        {"size": "3840x2160", "quality": "high", "route": "openai", "partial_images": 3}
+    )
+    assert three.read_idle_s is None  # gaps of ~31 % fit the 360 s read limit
