@@ -8,7 +8,7 @@ import pytest
 
 from bench.edge_latency import Options, run
 from localrun.azurite import azurite_bin
-from tests.support import missing_service
+from loopserver.testing import missing_service
 
 pytestmark = [pytest.mark.bench, pytest.mark.subprocess, pytest.mark.azurite]
 
