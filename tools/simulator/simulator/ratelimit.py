@@ -136,7 +136,9 @@ class RateLimiter:
     # --- window arithmetic --------------------------------------------------------------------
 
     def _expire(self, now: float) -> None:
-        while self._accepted and self._accepted[0][0] <= now - self.rule.window_s:
+        # The same sum as the waits below (stamp + window), so that a request still held is
+        # never told to wait 0 s by floating-point rounding.
+        while self._accepted and self._accepted[0][0] + self.rule.window_s <= now:
             self._accepted.popleft()
 
     def _denial(self, now: float, images: int) -> tuple[RateWindow, float, int, int, int] | None:
