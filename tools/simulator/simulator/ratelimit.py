@@ -136,9 +136,9 @@ class RateLimiter:
     # --- window arithmetic --------------------------------------------------------------------
 
     def _expire(self, now: float) -> None:
-        # The same sum as the waits below (stamp + window), so that a request still held is
-        # never told to wait 0 s by floating-point rounding.
-        while self._accepted and self._accepted[0][0] + self.rule.window_s <= now:
+        # Held while its age (now - stamp) is under the window; the waits below are
+        # window - age, the same difference, so a held request is never told to wait 0 s.
+        while self._accepted and now - self._accepted[0][0] >= self.rule.window_s:
             self._accepted.popleft()
 
     def _denial(self, now: float, images: int) -> tuple[RateWindow, float, int, int, int] | None:
@@ -148,7 +148,7 @@ class RateLimiter:
         rpm = self.rule.requests_per_minute
         if rpm is not None and len(self._accepted) + 1 > rpm:
             blocking = self._accepted[len(self._accepted) - rpm]
-            wait = blocking[0] + self.rule.window_s - now
+            wait = self.rule.window_s - (now - blocking[0])
             denials.append((wait, "requests", rpm, len(self._accepted), 1))
         ipm = self.rule.images_per_minute
         if ipm is not None:
@@ -160,7 +160,7 @@ class RateLimiter:
                 for stamp, count in self._accepted:
                     freed += count
                     if images <= ipm and used - freed + images <= ipm:
-                        wait = stamp + self.rule.window_s - now
+                        wait = self.rule.window_s - (now - stamp)
                         break
                 denials.append((wait, "images", ipm, used, images))
         if not denials:
