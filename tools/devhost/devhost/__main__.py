@@ -8,18 +8,24 @@ The state directory (default `.state/devhost`, git-ignored) holds the SQLite sto
 file, so orchestrations and keys survive a restart, and a `kill -9`.
 
 It runs the same DevHost the tests start in-process (loopserver's BackgroundServer) and waits for
-SIGINT/SIGTERM in the main thread, rather than loopserver.serve_forever: the timers must start only
-after the listener is open (a run_on_startup timer may call the durable client at once), and
-serve_forever offers no hook after the socket is bound.
+SIGINT/SIGTERM/SIGHUP in the main thread, rather than loopserver.serve_forever: the timers must
+start only after the listener is open (a run_on_startup timer may call the durable client at
+once), and serve_forever offers no hook after the socket is bound.
+
+A host that cannot start (the app's import raises, e.g. on a bad app setting; the port is taken;
+the key file is unreadable) exits with status 3, its last line on stderr saying why:
+`devhost: cannot start: ...`.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -27,6 +33,8 @@ from types import FrameType
 from devhost.keys import KeyFileError, load_or_create_keys
 
 DEFAULT_STATE = Path(".state") / "devhost"
+# The exit status when the host cannot start (the app does not import, the port is taken, ...).
+START_FAILED = 3
 
 
 def _serve_parser() -> argparse.ArgumentParser:
@@ -78,8 +86,9 @@ def _serve(argv: Sequence[str]) -> int:
         logging.getLogger("devhost").info("signal %d: stopping", signum)
         stop.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # SIGHUP too: closing the terminal stops the host the same way (timers, store, sockets).
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     host = DevHost(
         args.app,
         app_dir=Path.cwd(),
@@ -88,7 +97,11 @@ def _serve(argv: Sequence[str]) -> int:
         state_dir=args.state,
         virtual_time=args.virtual_time,
     )
-    host.start()
+    try:
+        host.start()
+    except Exception as exc:
+        _refuse(exc, args.port)
+        return START_FAILED
     print(f"devhost: {host.url}", flush=True)
     try:
         while not stop.wait(1.0):
@@ -96,6 +109,33 @@ def _serve(argv: Sequence[str]) -> int:
     finally:
         host.stop()
     return 0
+
+
+def _refuse(exc: Exception, port: int) -> None:
+    """Say why the host did not start, on stderr, as its last line: `devhost: cannot start: ...`.
+
+    As the Functions host, devhost does not serve an app it cannot index: an app whose import
+    raises (function_app.py checking its settings at import, a syntax error) is refused at
+    start-up rather than failing its first request. The app's own traceback comes first (it
+    points at the app's line), devhost's frames are left out."""
+    from devhost.functions import AppLoadError
+
+    if isinstance(exc, AppLoadError) and exc.__cause__ is not None:
+        cause = exc.__cause__
+        sys.stderr.write("".join(traceback.format_exception(cause)))
+        reason = f"{type(cause).__name__}: {cause}"
+        print(f"devhost: cannot start: importing {exc.module!r} raised {reason}", file=sys.stderr)
+        return
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        print(
+            f"devhost: cannot start: port {port} is in use (another devhost, `func start` or "
+            "`make run`?): stop it, or choose another port with --port",
+            file=sys.stderr,
+        )
+        return
+    if not isinstance(exc, KeyFileError | AppLoadError):
+        sys.stderr.write("".join(traceback.format_exception(exc)))
+    print(f"devhost: cannot start: {exc}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,12 +3,15 @@
 One catch-all handler dispatches every request, because the host's own literals are matched
 case-insensitively and aiohttp's router is not:
 - `/runtime/webhooks/durabletask/...`: the Durable management API (master or system key);
-- `/durabletask/...`: the same API on the RPC base the client binding names (no key, loopback
-  callers only). Like the extension's local RPC listener (127.0.0.1:17071 in the real host), the
-  RPC base has a listener of its own on 127.0.0.1 (a port the OS picks), opened and closed with
-  the app: the public listener may be bound to any address (`--host 192.168.1.5`, `127.0.0.2`),
-  and the client binding must name an address that answers from this machine and only from it.
-  The public listener still serves `/durabletask/` to loopback callers;
+- the same API without a key, under `/durabletask/`, only on the RPC base the client binding
+  names. Like the extension's local RPC listener (127.0.0.1:17071 in the real host), the RPC base
+  is a listener of its own on 127.0.0.1 (a port the OS picks), opened and closed with the app:
+  the public listener may be bound to any address (`--host 192.168.1.5`, `127.0.0.2`), and the
+  client binding must name an address that answers from this machine and only from it. The
+  public listener has no keyless route, as the host's has none: `/durabletask/...` there is an
+  ordinary path (404 unless a function's route matches it), so nothing that reaches the public
+  port (a browser page on this machine, a neighbour when bound to another address) can list
+  instances and their inputs without the system key;
 - `POST /admin/functions/{name}`: run a timer function now (master key), as the host offers;
 - `GET /admin/host/status` (master key) and `GET /` (anonymous): is the host up;
 - `/{routePrefix}/...`: the app's HTTP functions, with their route templates, methods and auth.
@@ -210,9 +213,8 @@ class HttpHost:
             return web.Response(status=413)
         raw = request.rel_url.raw_path
         lower = raw.lower()
-        for base, public in ((WEBHOOK_PATH, True), (RPC_PATH, False)):
-            if lower == base or lower.startswith(base + "/"):
-                return await self._management_request(request, raw[len(base) :], public)
+        if lower == WEBHOOK_PATH or lower.startswith(WEBHOOK_PATH + "/"):
+            return await self._management_request(request, raw[len(WEBHOOK_PATH) :], public=True)
         if lower.startswith("/admin/"):
             return await self._admin(request, raw)
         if raw == "/" and request.method in {"GET", "HEAD"}:

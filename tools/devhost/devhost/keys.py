@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from devhost.private import private_dir, private_file, write_private
 
 __all__ = [
     "DURABLE_SYSTEM_KEY_NAME",
@@ -161,6 +162,9 @@ def load_or_create_keys(state_dir: str | Path) -> tuple[HostKeys, bool]:
         keys = HostKeys.generate()
         _write(path, keys)
         return keys, True
+    # A file an earlier version (or a hand) left readable by others is narrowed first.
+    private_dir(path.parent)
+    private_file(path)
     try:
         keys = HostKeys.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, KeyError, TypeError) as exc:
@@ -181,13 +185,8 @@ def load_or_create_keys(state_dir: str | Path) -> tuple[HostKeys, bool]:
 
 
 def _write(path: Path, keys: HostKeys) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    # The file holds secrets: owner-only, written whole, then moved into place.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(keys.to_json(), f, indent=2)
-    os.replace(tmp, path)
+    # The file holds secrets: owner-only (its folder too), written whole, then moved into place.
+    write_private(path, json.dumps(keys.to_json(), indent=2))
 
 
 def presented_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:

@@ -31,6 +31,7 @@ from devhost.functions import FunctionIndex, index_functions, load_app
 from devhost.http_host import HttpHost, body_limit_from_env
 from devhost.keys import HostKeys, load_or_create_keys
 from devhost.management_api import ManagementApi
+from devhost.private import private_dir
 from devhost.settings import (
     HostConfig,
     LocalSettings,
@@ -181,7 +182,8 @@ class DevHost:
                 "host.json functionTimeout %s (not enforced by devhost)", config.function_timeout
             )
         if self.state_dir is not None:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
+            # Keys and every instance's input live here: the owner's alone (devhost.private).
+            private_dir(self.state_dir)
             self._keys, created = load_or_create_keys(self.state_dir)
             if created:
                 log.info("created host keys under %s", self.state_dir)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict
 
+from devhost.private import private_file
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
     instance_id TEXT PRIMARY KEY,
@@ -153,6 +155,13 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        if self.path != ":memory:":
+            # Every instance's input (here: every prompt) is in it: owner-only. SQLite gives
+            # its -wal and -shm files the mode of the database file.
+            private_file(Path(self.path))
+            for side in ("-wal", "-shm"):
+                if Path(self.path + side).exists():
+                    private_file(Path(self.path + side))
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         if self.path != ":memory:":

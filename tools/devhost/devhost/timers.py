@@ -27,6 +27,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from devhost.private import write_private
+
 __all__ = [
     "CronError",
     "CronSchedule",
@@ -220,9 +222,8 @@ class TimerScheduler:
         path = self._status_path(name)
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
         body = {"Last": _fmt(last), "Next": _fmt(next_), "LastUpdated": _fmt(self._now())}
-        path.write_text(json.dumps(body), encoding="utf-8")
+        write_private(path, json.dumps(body))
 
     async def start(self) -> None:
         for timer in self._timers:

@@ -144,16 +144,21 @@ def engine() -> FakeEngine:
 
 
 @pytest.fixture
-def server(engine):
+def http_host(engine):
     api = ManagementApi(engine, task_hub="Hub", system_key="sys", orchestrators=["orch", "other"])
-    host = HttpHost(index=FunctionIndex(), keys=KEYS, management=api, task_hub="Hub")
-    with BackgroundServer(host.build_app()) as srv:
+    return HttpHost(index=FunctionIndex(), keys=KEYS, management=api, task_hub="Hub")
+
+
+@pytest.fixture
+def server(http_host):
+    with BackgroundServer(http_host.build_app()) as srv:
         yield srv
 
 
 @pytest.fixture
-def rpc(server):
-    with httpx.Client(base_url=f"{server.url}/durabletask") as client:
+def rpc(server, http_host):
+    """The keyless RPC listener the client binding names (its own port, on 127.0.0.1)."""
+    with httpx.Client(base_url=f"{http_host.rpc_origin()}/durabletask") as client:
         yield client
 
 
@@ -261,9 +266,9 @@ def test_orchestration_input_peels_the_sdks_double_encoding():
 # --- over HTTP --------------------------------------------------------------------------------
 
 
-def test_start_returns_the_check_status_response(rpc, engine, server):
-    r = rpc.post(
-        "/orchestrators/orch",
+def test_start_returns_the_check_status_response(engine, server):
+    r = httpx.post(
+        f"{server.url}/runtime/webhooks/durabletask/orchestrators/orch?code=sys",
         content=json.dumps(json.dumps({"x": 1})),
         headers={"Content-Type": "application/json"},
     )
