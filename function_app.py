@@ -1,8 +1,9 @@
-"""The Functions app: it builds the DFApp and registers one blueprint per area, nothing more."""
+"""The Functions app: it builds the DFApp, registers one blueprint per area, checks the settings."""
 
 import azure.durable_functions as df
 import azure.functions as func
 
+import wiring
 from activities.blueprint import bp as activities
 from http_api.blueprint import bp as jobs_api
 from orchestrators.image_job import bp as orchestrators
@@ -11,3 +12,6 @@ app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(orchestrators)
 app.register_functions(activities)
 app.register_functions(jobs_api)
+
+# Bad app settings stop the host here, at start-up, with SettingsInvalid naming the setting.
+wiring.settings()

@@ -1,8 +1,8 @@
 """The app's outside worlds, built once per worker process from app settings.
 
 Activities and HTTP functions call these instead of building clients themselves, so settings are
-parsed once (a bad setting fails the first call with a message naming it), the Blob client and
-its connection pool survive between invocations.
+parsed once (function_app.py reads them at import: a bad setting stops the host at start-up with
+a message naming it), the Blob client and its connection pool survive between invocations.
 """
 
 from __future__ import annotations
