@@ -27,14 +27,24 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Options of `make run` and `make demo`, passed on only when given (defaults: python -m localrun):
+#   TIME_SCALE=25              divide the simulator's and the service's waits (run: 1, demo: 10)
+#   SCENARIO=azure-gateway     what the simulator plays, with matching app settings (default)
+#   AZURITE_PORT= SIMULATOR_PORT= DEVHOST_PORT=   run only (10000, 8089, 7071)
+LOCALRUN_OPTIONS = $(if $(TIME_SCALE),--time-scale $(TIME_SCALE)) $(if $(SCENARIO),--scenario $(SCENARIO))
+RUN_PORTS = $(if $(AZURITE_PORT),--azurite-port $(AZURITE_PORT)) \
+	$(if $(SIMULATOR_PORT),--simulator-port $(SIMULATOR_PORT)) \
+	$(if $(DEVHOST_PORT),--devhost-port $(DEVHOST_PORT))
+
 # One image job end to end on the local defaults: Azurite, simulator and devhost on free ports,
 # the CLI client starting and polling the job; everything is stopped afterwards.
 demo: setup
-	$(PY) -m localrun demo
+	$(PY) -m localrun demo $(LOCALRUN_OPTIONS)
 
-# The whole local stack in the foreground on the documented ports; Ctrl-C stops all of it.
+# The whole local stack in the foreground on the documented ports, in real time; Ctrl-C (or
+# closing the terminal) stops all of it; a taken port fails it at once.
 run: setup
-	$(PY) -m localrun run
+	$(PY) -m localrun run $(LOCALRUN_OPTIONS) $(RUN_PORTS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check $(CODE)

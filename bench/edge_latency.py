@@ -466,7 +466,7 @@ def run(options: Options | None = None) -> EdgeResult:
                 measure(
                     stack.devhost_url,
                     keys.default_function_key,
-                    stack.state_dir / "logs" / "devhost.log",
+                    stack.log_dir / "devhost.log",
                     stack.pids(),
                     read_host_json(ROOT).max_concurrent_activities,
                     o,

@@ -157,7 +157,13 @@ def test_the_readme_code_map_names_every_folder_and_only_those():
 def test_tool_packages_have_names_of_their_own():
     # Each tool's tests are the package <package>_tests, so that none is another `tests`.
     packages = tool_packages()
-    assert {"loopserver_tests", "simulator_tests", "devhost_tests", "clients_tests"} <= packages
+    assert {
+        "loopserver_tests",
+        "simulator_tests",
+        "devhost_tests",
+        "clients_tests",
+        "localrun_tests",
+    } <= packages
     assert packages.isdisjoint({"tests", *PRODUCT_PACKAGES})
 
 

@@ -150,7 +150,7 @@ def test_without_a_key_the_api_is_closed(api: Api):
 
 def test_the_job_log_event_has_every_clock_and_no_prompt_or_key(api: Api):
     job_id, _seen = run_job(api, size="1024x1024", quality="low")
-    log = (api.stack.state_dir / "logs" / "devhost.log").read_text()
+    log = (api.stack.log_dir / "devhost.log").read_text()
     [line] = [ln for ln in log.splitlines() if "image_job_finished" in ln and job_id in ln]
     fields = json.loads(line[line.index("{") :])
     for field in (*TIMING_FIELDS, "http_status", "request_id", "model", "route_owner"):

@@ -37,17 +37,23 @@ def azurite_blob(
     binary = azurite_bin(root)
     if binary is None:
         raise FileNotFoundError("Azurite is not installed: run `make setup` (npm ci)")
-    argv = [
-        str(binary),
-        "--silent",
-        "--skipApiVersionCheck",
-        "--blobHost",
-        "127.0.0.1",
-        "--blobPort",
-        str(port),
-    ]
+    return ChildProcess(
+        "azurite", azurite_argv(binary, port, location), port=port, log_path=log_path
+    )
+
+
+# The flags every start of Azurite needs (the README's manual steps use the same):
+# --skipApiVersionCheck: the Blob SDK pinned in requirements.txt speaks a newer API version than
+#   Azurite 3.35 knows, which it refuses without this flag (every call a 400);
+# --disableTelemetry: Azurite 3.35 sends usage data to Microsoft unless told not to;
+# --silent: no access log (one line per request).
+FLAGS = ("--skipApiVersionCheck", "--disableTelemetry", "--silent")
+
+
+def azurite_argv(binary: Path, port: int, location: Path | None) -> list[str]:
+    argv = [str(binary), *FLAGS, "--blobHost", "127.0.0.1", "--blobPort", str(port)]
     if location is None:
         argv.append("--inMemoryPersistence")
     else:
         argv += ["--location", str(location)]
-    return ChildProcess("azurite", argv, port=port, log_path=log_path)
+    return argv
