@@ -6,9 +6,9 @@ For each scenario the simulator's ledger is reset, the jobs are run one way, the
 then the same again the other way. Reported side by side: jobs saved, billable generations per
 saved image, and 429s received. The simulator runs at time scale 30 with a 6 requests/minute
 limit and Azure's 60 s gateway; the service's own waits (5/15/30 s after a 5xx, 120 s after a
-post-send failure, 10 s 429 backoff) are divided by the same factor, so both sides live on one
-clock. The plain loop is what many apps do: one SDK call per job, SDK defaults (2 retries, its
-own backoff), streaming with the request's partial_images.
+post-send failure, 10 s 429 backoff) are divided by the same factor (IMAGE_TIME_SCALE, which the
+stack sets), so both sides live on one clock. The plain loop is what many apps do: one SDK call
+per job, SDK defaults (2 retries, its own backoff), streaming with the request's partial_images.
 """
 
 from __future__ import annotations
@@ -74,10 +74,10 @@ SIMULATOR_CONFIG = {
     },
 }
 
+# In real seconds: the stack passes IMAGE_TIME_SCALE=SCALE, which divides the service's waits
+# (5/15/30 s, 120 s, 10 s: the sample's) by the simulator's factor. Dividing them here as well
+# would run the service's side 30 times faster than the simulator's clock.
 SERVICE_ENV = {
-    "IMAGE_RETRY_TRANSIENT_WAITS_S": ",".join(f"{w / SCALE:.3f}" for w in (5, 15, 30)),
-    "IMAGE_RETRY_POST_SEND_WAIT_S": f"{120 / SCALE:.3f}",
-    "IMAGE_RETRY_RATE_LIMIT_BASE_S": f"{10 / SCALE:.3f}",
     "IMAGE_RETRY_RATE_LIMIT_MAX_ATTEMPTS": "12",
     "IMAGE_STATUS_RETRY_AFTER_S": "1",
 }

@@ -197,3 +197,15 @@ def test_a_callers_own_simulator_config_wins_over_the_scenario(tmp_path):
     assert LocalStack(ROOT).simulator_config is None
     own = LocalStack(ROOT, scenario="azure-gateway", simulator_config=config)
     assert own.simulator_config == config
+
+
+def test_the_service_waits_are_divided_by_the_time_scale_once(clean_env):
+    # bench-retries runs the stack at its scale; its settings are real seconds, divided once.
+    from localrun.bench_retries import SCALE, SERVICE_ENV
+
+    stack = LocalStack(ROOT, time_scale=SCALE, extra_env=SERVICE_ENV)
+    settings, _env = app_settings(stack)
+    assert settings.retry.transient_waits_s == pytest.approx((5 / SCALE, 15 / SCALE, 30 / SCALE))
+    assert settings.retry.post_send_wait_s == pytest.approx(120 / SCALE)
+    assert settings.retry.rate_limit_base_s == pytest.approx(10 / SCALE)
+    assert settings.timeouts.read_idle_s == pytest.approx(360 / SCALE)
