@@ -39,6 +39,14 @@ async def start_image_job(
     return await answer(handlers.start_job, req, client)
 
 
+@bp.route(route="images", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def list_image_jobs(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await answer(handlers.list_jobs, req, client)
+
+
 @bp.route(route="images/{id}", methods=["GET"])
 @bp.durable_client_input(client_name="client")
 async def get_image_job(

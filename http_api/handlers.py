@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 import azure.functions as func
 
@@ -39,7 +40,13 @@ from rules.send_plan import plans
 from rules.settings import AppSettings
 from rules.status import RUNNING_STATUSES
 from rules.timing import iso_utc
-from storage.protocol import JSON, ImageStore, cancel_name
+from storage.protocol import (
+    JSON,
+    ImageStore,
+    caller_index_prefix,
+    cancel_name,
+    job_of_index_name,
+)
 
 log = logging.getLogger("imagejobs.http")
 
@@ -125,6 +132,69 @@ async def get_job(
     running = JobState(answer["state"]) not in TERMINAL_STATES
     headers = {"Retry-After": str(settings.status_retry_after_s)} if running else {}
     return json_answer(answer, 202 if running else 200, headers=headers)
+
+
+MAX_PAGE = 100
+
+
+async def list_jobs(
+    req: func.HttpRequest, jobs: DurableJobs, settings: AppSettings, store: ImageStore
+) -> func.HttpResponse:
+    """GET /api/images?limit=N&after=TOKEN: the caller's jobs, newest first, a page at a time
+    (``limit`` 1-100, default 20), each with its state; ``next`` is the next page's URL."""
+    caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
+    limit = _limit(req.params.get("limit"))
+    after = req.params.get("after") or None
+    async with asyncio.timeout(STATUS_READ_S):
+        names, token = await asyncio.to_thread(
+            _list_page, store, caller_index_prefix(caller), limit, after
+        )
+        instances = await asyncio.gather(*(jobs.look(job_of_index_name(n)) for n in names))
+    items = []
+    for instance in instances:
+        if instance is None or instance.job.caller != caller:
+            continue  # purged, or never started: no longer a job to list
+        items.append(
+            {
+                "id": instance.instance_id,
+                "state": job_state(JobView(instance, None)).value,
+                "createdAt": instance.created_iso,
+                "statusUrl": status_url(req, instance.instance_id, settings.public_base_url),
+            }
+        )
+    answer: dict[str, object] = {"items": items, "next": None}
+    if token:
+        answer["next"] = _page_url(req, settings, limit, token)
+    return json_answer(answer, 200)
+
+
+def _list_page(
+    store: ImageStore, prefix: str, limit: int, after: str | None
+) -> tuple[list[str], str | None]:
+    try:
+        return store.list_page(prefix=prefix, limit=limit, after=after)
+    except Exception as exc:
+        if type(exc).__name__ in ("HttpResponseError", "ResourceNotFoundError") and after:
+            raise RequestInvalid(
+                "after", "invalid_value", "not a page token of this list"
+            ) from None
+        raise StoreUnavailable(f"Blob failed: {type(exc).__name__}") from exc
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 20
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise RequestInvalid("limit", "invalid_value", f"limit must be 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+def _page_url(req: func.HttpRequest, settings: AppSettings, limit: int, token: str) -> str:
+    base = status_url(req, "x", settings.public_base_url).split("?", 1)[0].rsplit("/", 1)[0]
+    query = {"limit": str(limit), "after": token}
+    if req.params.get("code"):
+        query["code"] = req.params["code"]
+    return f"{base}?{urlencode(query)}"
 
 
 async def cancel_job(
@@ -226,7 +296,7 @@ def _path_job_id(req: func.HttpRequest) -> str:
 
 # The API's routes (under the host's /api prefix) and their methods, for unmatched requests.
 ROUTES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
-    (re.compile(r"images/?"), ("POST",)),
+    (re.compile(r"images/?"), ("GET", "POST")),
     (re.compile(r"images/[^/]+/?"), ("GET",)),
     (re.compile(r"images/[^/]+/cancel/?"), ("POST",)),
 )

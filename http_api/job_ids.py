@@ -27,7 +27,7 @@ from http_api.errors import KeyConflict, NoFreeJobId, StoreUnavailable
 from rules.job_records import JobInput, JobState, KeyRecord
 from rules.records import as_object
 from rules.status import RUNNING_STATUSES, derive_state
-from storage.protocol import JSON, ImageStore, key_record_name, metadata_name
+from storage.protocol import JSON, ImageStore, caller_index_name, key_record_name, metadata_name
 
 log = logging.getLogger("imagejobs.http")
 
@@ -91,9 +91,27 @@ class JobIds:
                 if answered is not None:
                     return answered
         allocation = await self._allocate(orchestrator, job)
-        if self._window_s is not None and not allocation.replayed:
-            await asyncio.to_thread(self._write_key_record, allocation.job_id, job)
+        if not allocation.replayed:
+            await asyncio.to_thread(self._write_records, allocation.job_id, job)
         return allocation
+
+    def _write_records(self, job_id: str, job: JobInput) -> None:
+        """What a new job leaves beside its start: its entry in the caller's list and, for a
+        keyed submit, the key's record. Best effort: the job stands without them (its durable
+        status still answers), so a failure is logged, never answered."""
+        created = datetime.fromisoformat(job.created_at)
+        index = caller_index_name(job.caller, int(created.timestamp() * 1000), job_id)
+        writes = [(index, b"")]
+        if self._window_s is not None:
+            record = KeyRecord(
+                job_id=job_id, fingerprint=job.fingerprint, created_at=job.created_at
+            )
+            writes.append((self._key_blob(), json.dumps(record.to_json()).encode()))
+        for name, data in writes:
+            try:
+                self._store.put(name=name, data=data, content_type=JSON)
+            except Exception as exc:
+                log.warning("job %s: %s not written (%s)", job_id, name, type(exc).__name__)
 
     async def _answered(self, record: KeyRecord, job: JobInput) -> Allocation | None:
         """The job the key's record names, as a replay; None when that job left no trace (it
@@ -194,15 +212,6 @@ class JobIds:
             raise StoreUnavailable(f"Blob failed: {type(exc).__name__}") from exc
         # An unreadable record is refused (RecordUnreadable: a 503), never taken for absent.
         return KeyRecord.from_json(raw) if raw is not None else None
-
-    def _write_key_record(self, job_id: str, job: JobInput) -> None:
-        record = KeyRecord(job_id=job_id, fingerprint=job.fingerprint, created_at=job.created_at)
-        try:
-            self._store.put(
-                name=self._key_blob(), data=json.dumps(record.to_json()).encode(), content_type=JSON
-            )
-        except Exception as exc:  # the job stands; its durable status still answers the key
-            log.warning("job %s: key record not written (%s)", job_id, type(exc).__name__)
 
     def _ended_state(self, job_id: str) -> JobState | None:
         """A purged job's final state, from its metadata.json; None when it has none."""

@@ -41,9 +41,15 @@ class InMemoryStore:
             item = self.blobs.get(name)
         return item[0] if item else None
 
-    def list(self, *, prefix: str) -> list[str]:
+    def list_page(
+        self, *, prefix: str, limit: int, after: str | None
+    ) -> tuple[list[str], str | None]:
         with self._lock:
-            return sorted(name for name in self.blobs if name.startswith(prefix))
+            names = sorted(name for name in self.blobs if name.startswith(prefix))
+        start = names.index(after) + 1 if after in names else 0
+        page = names[start : start + limit]
+        more = start + limit < len(names)
+        return page, (page[-1] if more and page else None)
 
     def read_link(self, *, name: str, ttl_s: int) -> str:
         if not isinstance(name, str) or not name:
