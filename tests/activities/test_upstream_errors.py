@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import httpx
 import pytest
@@ -12,7 +13,7 @@ from rules.outcome import FailureKind, Layer
 from rules.retry import RetryPolicy, decide
 
 
-def body(error: dict[str, object]) -> bytes:
+def body(error: Mapping[str, object]) -> bytes:
     return json.dumps({"error": error}).encode()
 
 
