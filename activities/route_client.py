@@ -65,6 +65,18 @@ class CallResult:
     # Retries a gateway says it made on its own (None: it said nothing).
     gateway_retries: int | None = None
 
+    def redact(self, secrets: upstream_errors.Secrets) -> None:
+        """Take the attempt's key and prompt out of everything that came from upstream."""
+        if self.failure is not None:
+            self.failure = upstream_errors.redact_failure(self.failure, secrets)
+        if self.request_id is not None:
+            self.request_id = upstream_errors.redact(self.request_id, secrets)
+        self.rate_limit = {
+            name: upstream_errors.redact(value, secrets) for name, value in self.rate_limit.items()
+        }
+        if self.usage is not None:
+            self.usage = upstream_errors.redact_json(self.usage, secrets)
+
 
 def build_call(
     route: RouteSettings,

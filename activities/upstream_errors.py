@@ -10,6 +10,7 @@ nowhere else; tests/activities/test_upstream_errors.py holds one case per row.
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import math
 import re
@@ -341,8 +342,8 @@ MESSAGE_MAX = 500
 KEY_MARK = "[redacted key]"
 PROMPT_MARK = "[redacted prompt]"
 # A key piece this long is the key's, wherever it appears; a head or tail piece this long is,
-# next to a mask (``*``, ``...``, ``…``), a masked echo. Prompt pieces: a head or tail this long
-# is a truncated echo; any piece this long is an echo.
+# next to a mask (``*``, ``...``, ``…``), a masked echo, and so is a tail ending a word. Prompt
+# pieces: a head or tail this long is a truncated echo; any piece this long is an echo.
 _KEY_PIECE = 8
 _KEY_EDGE = 4
 _PROMPT_EDGE = 8
@@ -351,6 +352,7 @@ _KEY_LIKE = re.compile(r"\b(sk-|sess-|key-)[\w*.\u2026\-]{4,}")
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[\w\-.~+/=]{8,}")
 # A key and what a route wraps it in when it shows it masked.
 _TOKEN = re.compile(r"[\w\-*.\u2026~+/=]+")
+_KEY_CHAR = re.compile(r"[\w\-]")
 _MASK = re.compile(r"\*|\.\.\.|\u2026")
 
 
@@ -379,7 +381,8 @@ def redact(text: str, secrets: Secrets) -> str:
 
     The rule, for the key: the whole key anywhere; any piece of it of 8 characters or more;
     its first or last 4 characters or more where a mask (``*``, ``...``, ``…``) sits in the same
-    word, as routes show keys (``sk-...abcd``); the whole word such a piece sits in is replaced.
+    word, as routes show keys (``sk-...abcd``), and its last 4 or more at the end of any word
+    (``ending in abcd``); the whole word such a piece sits in is replaced.
     For the prompt (compared without case, any run of white space as one space): the whole
     prompt; its first or last 8 characters or more (an echo cut short); any piece of 16 or
     more. A key or prompt shorter than those lengths counts only whole, as a word of its own.
@@ -457,7 +460,7 @@ def _key_word(text: str, start: int, end: int) -> tuple[int, int]:
 def _pieces(text: str, secret: str, *, piece: int, edge: int, fold: bool) -> list[tuple[int, int]]:
     """Where in ``text`` pieces of ``secret`` stand that count as an echo (see ``redact``)."""
     norm_text, where = _normalized(text, fold=fold)
-    norm_secret = _normalized(secret.strip(), fold=fold)[0]
+    norm_secret = _normalized_secret(secret, fold)
     if not norm_secret:
         return []
     found: list[tuple[int, int]] = []
@@ -466,7 +469,7 @@ def _pieces(text: str, secret: str, *, piece: int, edge: int, fold: bool) -> lis
         word = re.compile(rf"(?<!\w){re.escape(norm_secret)}(?!\w)")
         found = [m.span() for m in word.finditer(norm_text)]
     else:
-        grams = {norm_secret[i : i + edge] for i in range(len(norm_secret) - edge + 1)}
+        grams = _grams(norm_secret, edge)
         i = 0
         while i < len(norm_text):
             if norm_text[i : i + edge] not in grams:
@@ -476,15 +479,32 @@ def _pieces(text: str, secret: str, *, piece: int, edge: int, fold: bool) -> lis
             if length < piece and norm_text[i : i + length] != norm_secret:
                 # Not long enough to be the secret's wherever it stands: a head or tail of it,
                 # where the rule takes one (a prompt always, a key next to a mask).
-                length = _edge_piece_at(norm_text, i, norm_secret, edge, length)
-                if length and not fold:
-                    length = length if _masked(text, where[i], where[i + length - 1] + 1) else 0
+                head, tail = _edge_pieces_at(norm_text, i, norm_secret, edge, length)
+                if not fold:
+                    # A key's head is mostly its public prefix (``sk-proj-``): it counts next
+                    # to a mask only; its tail (what routes show) also at the end of a word.
+                    masked = _masked(text, where[i], where[i] + max(head, tail, 1))
+                    ends_word = tail and not _KEY_CHAR.match(text, where[i] + tail)
+                    head = head if masked else 0
+                    tail = tail if masked or ends_word else 0
+                length = max(head, tail)
             if length:
                 found.append((i, i + length))
                 i += length
             else:
                 i += 1
     return [(where[a], where[b - 1] + 1) for a, b in found]
+
+
+# A job's secrets are looked for in several texts of one attempt: prepared once.
+@functools.lru_cache(maxsize=16)
+def _normalized_secret(secret: str, fold: bool) -> str:
+    return _normalized(secret.strip(), fold=fold)[0]
+
+
+@functools.lru_cache(maxsize=16)
+def _grams(secret: str, length: int) -> frozenset[str]:
+    return frozenset(secret[i : i + length] for i in range(len(secret) - length + 1))
 
 
 def _longest_piece_at(text: str, start: int, secret: str) -> int:
@@ -500,17 +520,16 @@ def _longest_piece_at(text: str, start: int, secret: str) -> int:
     return low
 
 
-def _edge_piece_at(text: str, start: int, secret: str, edge: int, longest: int) -> int:
-    """The length of the longest head or tail of ``secret`` (``edge`` long or more) that
-    ``text`` has from ``start``; 0 when there is none. ``longest`` bounds it."""
+def _edge_pieces_at(text: str, start: int, secret: str, edge: int, longest: int) -> tuple[int, int]:
+    """The lengths of the longest head and the longest tail of ``secret`` (``edge`` long or
+    more, else 0) that ``text`` has from ``start``; ``longest`` bounds both."""
     head = 0
     while head < longest and text[start + head] == secret[head]:
         head += 1
     tail = next(
         (n for n in range(longest, edge - 1, -1) if secret.endswith(text[start : start + n])), 0
     )
-    best = max(head, tail)
-    return best if best >= edge else 0
+    return (head if head >= edge else 0), tail
 
 
 def _masked(text: str, start: int, end: int) -> bool:

@@ -406,6 +406,8 @@ SECRETS = upstream_errors.Secrets.of(("authorization", f"Bearer {KEY}"), PROMPT)
         "Incorrect API key provided: sk-proj-Q7vT\u2026wXyZ",
         f"the key '{KEY[:14]}' is not active",
         f"the key ending {KEY[-10:]} is not active",
+        f"the key ending in {KEY[-4:]} is not active",
+        f"request req_{KEY[-6:]} failed",
         f"Authorization: Bearer {KEY}",
         f"Your prompt '{PROMPT}' was rejected by the safety system.",
         f"Your prompt '{PROMPT[:20]}...' was rejected by the safety system.",
