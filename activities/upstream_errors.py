@@ -345,6 +345,8 @@ PROMPT_MARK = "[redacted prompt]"
 # next to a mask (``*``, ``...``, ``…``), a masked echo, and so is a tail ending a word. Prompt
 # pieces: a head or tail this long is a truncated echo; any piece this long is an echo.
 _KEY_PIECE = 8
+# A key or prompt shorter than this is not looked for.
+_SHORTEST = 3
 _KEY_EDGE = 4
 _PROMPT_EDGE = 8
 _PROMPT_PIECE = 16
@@ -385,9 +387,10 @@ def redact(text: str, secrets: Secrets) -> str:
     (``ending in abcd``); the whole word such a piece sits in is replaced.
     For the prompt (compared without case, any run of white space as one space): the whole
     prompt; its first or last 8 characters or more (an echo cut short); any piece of 16 or
-    more. A key or prompt shorter than those lengths counts only whole, as a word of its own.
-    Then anything key-like (``sk-...``, ``Bearer ...``) goes too. Text past 4000 characters is
-    not looked at, and the result is cut to 500.
+    more. A key or prompt shorter than those lengths counts only whole, as a word of its own;
+    one of 1 or 2 characters is not looked for. Then anything key-like (``sk-...``,
+    ``Bearer ...``) goes too. Text past 4000 characters is not looked at, and the result is
+    cut to 500.
     """
     text = text[:UPSTREAM_TEXT_MAX]
     spans: list[tuple[int, int, str]] = []
@@ -461,8 +464,8 @@ def _pieces(text: str, secret: str, *, piece: int, edge: int, fold: bool) -> lis
     """Where in ``text`` pieces of ``secret`` stand that count as an echo (see ``redact``)."""
     norm_text, where = _normalized(text, fold=fold)
     norm_secret = _normalized_secret(secret, fold)
-    if not norm_secret:
-        return []
+    if len(norm_secret) < _SHORTEST:
+        return []  # "a", "ok": nothing to tell from chance, nothing to hide
     found: list[tuple[int, int]] = []
     if len(norm_secret) < edge:
         # Too short to tell a piece from chance: only the whole of it, as a word.

@@ -441,10 +441,13 @@ def test_redact_leaves_text_without_the_key_or_the_prompt_as_it_is(text):
 
 
 def test_a_short_key_or_prompt_counts_only_as_a_whole_word():
-    secrets = upstream_errors.Secrets.of(("api-key", "k"), "cat")
-    assert upstream_errors.redact("key k: a cat, category", secrets) == (
-        "key [redacted key]: a [redacted prompt], category"
+    secrets = upstream_errors.Secrets.of(("api-key", "k9z"), "cat")
+    assert upstream_errors.redact("key k9z: a cat, category, k9zz", secrets) == (
+        "key [redacted key]: a [redacted prompt], category, k9zz"
     )
+    # One or two characters: nothing to tell from chance, nothing to hide.
+    tiny = upstream_errors.Secrets.of(("api-key", "k"), "a")
+    assert upstream_errors.redact("a key k", tiny) == "a key k"
 
 
 def test_redact_failure_covers_every_field_copied_from_upstream():
