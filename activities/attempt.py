@@ -24,16 +24,17 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
 from activities import upstream_errors
 from activities.background_writes import BackgroundWrites
-from activities.blob_io import AsyncBlobs, upload_within_budget
+from activities.blob_io import AsyncBlobs, upload_within_budget, within_budget
 from activities.image_check import check_image
 from activities.rerun import earlier_run, same_job
 from activities.route_client import CallResult, build_call, call_route
-from rules.cost import cost_usd
+from rules.cost import AttemptCost, attempt_cost
 from rules.job_records import AttemptInput, CancelMarker, ProgressRecord
 from rules.outcome import (
     AttemptResult,
@@ -93,6 +94,10 @@ async def run_attempt(job: AttemptInput, settings: AppSettings, seams: Seams) ->
         log.exception("attempt %s of job %s failed inside the activity", job.attempt, job.job_id)
         if attempt.progress.images is not None:
             # Every image is stored: the fault came after, and must not cost a new generation.
+            try:  # the usage is not at hand here: estimated, and said to be
+                cost = attempt.cost(None, None)
+            except Exception:  # the fault may be in pricing itself
+                cost = AttemptCost(None)
             return AttemptResult(
                 attempt=job.attempt,
                 ok=True,
@@ -100,6 +105,8 @@ async def run_attempt(job: AttemptInput, settings: AppSettings, seams: Seams) ->
                 images=attempt.progress.images,
                 previews=attempt.previews(),
                 request_sent_as=attempt.sent_as,
+                cost_usd=cost.usd,
+                cost_estimated=cost.estimated,
             )
         failure = Failure(
             kind=FailureKind.INTERNAL_ERROR,
@@ -142,12 +149,21 @@ class _Attempt:
 
     async def run(self) -> AttemptResult:
         job, request = self.job, self.job.request
-        earlier = await earlier_run(self.blobs, self.progress_blob, job)
+        # Storage gets the activity's spare time to come back before the send: an outage here
+        # delays the attempt, and never turns it into a possible send that spends a resend.
+        storage_budget_s = self.settings.timeouts.pre_send_storage_s
+        earlier = await earlier_run(
+            self.blobs,
+            self.progress_blob,
+            job,
+            cost=self.cost,
+            budget_s=storage_budget_s,
+            sleep=self.seams.sleep,
+            monotonic=self.seams.monotonic,
+        )
         if earlier is not None:
             await self.writes.drain(0)
             return earlier
-        if await self.cancel_requested():
-            return await self.finish(upstream_errors.cancelled(sent=False), None, ())
 
         auth = await asyncio.to_thread(self.seams.auth)  # an Entra token fetch blocks
         call = build_call(
@@ -161,17 +177,27 @@ class _Attempt:
         # knows the route may already be generating this attempt. Without the mark, no send.
         self.progress.sent = True
         self.progress.sent_at = iso_utc(self.seams.now())
+        mark = _encode(self.progress)
         try:
-            await self.blobs.put(self.progress_blob, _encode(self.progress), JSON)
-        except Exception as exc:
-            self.progress.sent = False
-            failure = Failure(
-                kind=FailureKind.STORAGE_FAILED,
-                layer=Layer.STORAGE,
-                message=f"could not record the attempt before sending it: {type(exc).__name__}",
-                sent=False,
+            await within_budget(
+                lambda: self.blobs.put(self.progress_blob, mark, JSON),
+                budget_s=storage_budget_s,
+                sleep=self.seams.sleep,
+                monotonic=self.seams.monotonic,
             )
-            return await self.finish(failure, None, ())
+        except Exception as exc:
+            return await self.not_sent(
+                Failure(
+                    kind=FailureKind.STORAGE_FAILED,
+                    layer=Layer.STORAGE,
+                    message=f"could not record the attempt before sending it: {type(exc).__name__}",
+                    sent=False,
+                )
+            )
+        # Checked last thing before the send, so a cancel that came while the attempt waited
+        # for a worker (queued) never reaches the route.
+        if await self.cancel_requested():
+            return await self.not_sent(upstream_errors.cancelled(sent=False))
         timeouts = self.settings.timeouts
         if job.send.read_idle_s is not None:  # the plan raised it for a long silence
             timeouts = replace(timeouts, read_idle_s=job.send.read_idle_s)
@@ -210,6 +236,12 @@ class _Attempt:
                 return await self.finish(failure, result, ())
             checked.append((data, verdict[0], verdict[1]))
         return await self.store_images(checked, result)
+
+    async def not_sent(self, failure: Failure) -> AttemptResult:
+        """End the attempt before its send: its record says it was never sent."""
+        self.progress.sent = False
+        self.progress.sent_at = None
+        return await self.finish(failure, None, ())
 
     async def upload(self, name: str, data: bytes, content_type: str) -> str | None:
         return await upload_within_budget(
@@ -296,6 +328,16 @@ class _Attempt:
         self.progress.final_received = True
         self.writes.progress(self.progress)
 
+    def cost(self, failure: Failure | None, usage: dict[str, Any] | None) -> AttemptCost:
+        return attempt_cost(
+            self.route.model,
+            self.job.request,
+            stream=self.job.send.stream,
+            partial_images=self.job.send.partial_images,
+            failure=failure,
+            usage=usage,
+        )
+
     def result_of(
         self, failure: Failure | None, call: CallResult | None, images: tuple[StoredImage, ...]
     ) -> AttemptResult:
@@ -310,6 +352,8 @@ class _Attempt:
                 partials_received=call.partials,
                 gateway_retries=call.gateway_retries,
             )
+        usage = call.usage if call else None
+        cost = self.cost(failure, usage)
         return AttemptResult(
             attempt=self.job.attempt,
             ok=failure is None,
@@ -317,8 +361,9 @@ class _Attempt:
             failure=failure,
             images=images,
             previews=self.previews(),
-            usage=call.usage if call else None,
-            cost_usd=cost_usd(self.route.model, call.usage) if call else None,
+            usage=usage,
+            cost_usd=cost.usd,
+            cost_estimated=cost.estimated,
             request_sent_as=self.sent_as,
             kept_images=tuple(self.kept_images),
         )

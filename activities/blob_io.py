@@ -1,16 +1,21 @@
 """Blob access from the event loop: every call runs in a thread, so a slow store never blocks
-the stream being read on the same loop; and the one upload that must not give up early."""
+the stream being read on the same loop; and storage calls that must outlast an outage, retried
+until a time budget is spent (not for a number of tries: an outage lasts what it lasts)."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from storage.protocol import ImageStore
 
-# Waits between upload tries, in seconds.
-UPLOAD_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+T = TypeVar("T")
+
+# Waits between tries, in seconds; the last one repeats until the budget is spent.
+BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
 
 class AsyncBlobs:
@@ -26,6 +31,28 @@ class AsyncBlobs:
         return await asyncio.to_thread(self.store.get, name=name)
 
 
+async def within_budget(
+    call: Callable[[], Awaitable[T]],
+    *,
+    budget_s: float,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> T:
+    """``call()``'s result, retrying every error with backoff while the next try can still
+    start within ``budget_s`` seconds; the last error once the budget is spent. The waits are
+    capped so that the last try starts at the deadline, not past it."""
+    deadline = monotonic() + budget_s
+    waits = itertools.chain(BACKOFF_S, itertools.repeat(BACKOFF_S[-1]))
+    while True:
+        try:
+            return await call()
+        except Exception:  # every storage error is retried the same way
+            left = deadline - monotonic()
+            if left <= 0:
+                raise
+            await sleep(min(next(waits), left))
+
+
 async def upload_within_budget(
     blobs: AsyncBlobs,
     name: str,
@@ -36,20 +63,16 @@ async def upload_within_budget(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> str | None:
-    """Store ``data`` under ``name``, retrying every error with the backoff above while the
-    next try still fits in ``budget_s`` seconds: an image that arrived was paid for. None once
-    stored; else the last error's type name."""
-    deadline = monotonic() + budget_s
-    last = ""
-    for wait in (0.0, *UPLOAD_BACKOFF_S):
-        if wait:
-            if monotonic() + wait > deadline:
-                break
-            await sleep(wait)
-        try:
-            await blobs.put(name, data, content_type)
-        except Exception as exc:  # every storage error is retried the same way
-            last = type(exc).__name__
-            continue
-        return None
-    return last or "upload budget spent"
+    """Store ``data`` under ``name`` within ``budget_s`` seconds (an image that arrived was paid
+    for: storage gets the whole budget to come back). None once stored; else the last error's
+    type name."""
+    try:
+        await within_budget(
+            lambda: blobs.put(name, data, content_type),
+            budget_s=budget_s,
+            sleep=sleep,
+            monotonic=monotonic,
+        )
+    except Exception as exc:
+        return type(exc).__name__
+    return None

@@ -61,6 +61,7 @@ def build_metadata(
         "gateway_retry_count": sum(a.result.timings.gateway_retries or 0 for a in attempts),
         "usage": outcome.usage,
         "cost_usd": outcome.cost_usd,
+        "cost_estimated": outcome.cost_estimated,
         "images": [image.to_json() for image in outcome.images],
         "previews": [preview.to_json() for preview in outcome.previews],
         "send_notes": list(first_sent.notes) if first_sent else [],
@@ -88,6 +89,7 @@ def _attempt_entry(record: AttemptRecord) -> dict[str, Any]:
         "kept_images": [kept.to_json() for kept in attempt.kept_images],
         "usage": attempt.usage,
         "cost_usd": attempt.cost_usd,
+        "cost_estimated": attempt.cost_estimated,
         "decision": record.decision.to_json() if record.decision else None,
     }
 
@@ -115,6 +117,7 @@ def log_fields(metadata: dict[str, Any]) -> dict[str, Any]:
             "post_send_resends",
             "gateway_retry_count",
             "cost_usd",
+            "cost_estimated",
         )
     }
     error = metadata["error"]  # build_metadata made it: status_error's keys, or None

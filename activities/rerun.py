@@ -10,20 +10,35 @@ runs as new). A record that cannot be read counts as a possible send.
 
 from __future__ import annotations
 
-from activities.blob_io import AsyncBlobs
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from activities.blob_io import AsyncBlobs, within_budget
+from rules.cost import AttemptCost
 from rules.job_records import AttemptInput, ProgressRecord
 from rules.outcome import AttemptResult, Failure, FailureKind, Layer, SentAs, Timings
 
 
 async def earlier_run(
-    blobs: AsyncBlobs, progress_blob: str, job: AttemptInput
+    blobs: AsyncBlobs,
+    progress_blob: str,
+    job: AttemptInput,
+    *,
+    cost: Callable[[Failure | None, dict[str, Any] | None], AttemptCost],
+    budget_s: float,
+    sleep: Callable[[float], Awaitable[None]],
+    monotonic: Callable[[], float],
 ) -> AttemptResult | None:
     """What an earlier run of this very attempt came to, or None when there was none (or it
-    never sent the request, or it belonged to an earlier job under the same id)."""
+    never sent the request, or it belonged to an earlier job under the same id). ``cost``
+    prices an attempt that may have been billed (rules.cost.attempt_cost); the record is read
+    within ``budget_s`` seconds of storage outage."""
     try:
-        raw = await blobs.get(progress_blob)
+        raw = await within_budget(
+            lambda: blobs.get(progress_blob), budget_s=budget_s, sleep=sleep, monotonic=monotonic
+        )
         earlier = ProgressRecord.from_json(raw) if raw else None
-    except Exception as exc:  # storage down, or a record that is not readable (RecordUnreadable)
+    except Exception as exc:  # storage down past the budget, or a record that is unreadable
         # Cannot tell whether an earlier run sent it: say so, and let the policy decide.
         return AttemptResult(
             attempt=job.attempt,
@@ -43,13 +58,16 @@ async def earlier_run(
     sent_as = SentAs(stream=job.send.stream, partial_images=job.send.partial_images)
     timings = Timings(request_started_at=earlier.started_at)
     if earlier.images:
-        # It stored every image, then stopped before its final record.
+        # It stored every image, then stopped before its final record (and its usage).
+        billed = cost(None, None)
         return AttemptResult(
             attempt=job.attempt,
             ok=True,
             timings=timings,
             images=earlier.images,
             previews=tuple(earlier.previews),
+            cost_usd=billed.usd,
+            cost_estimated=billed.estimated,
             request_sent_as=sent_as,
         )
     if not earlier.sent:
@@ -63,6 +81,7 @@ async def earlier_run(
         ),
         sent=True,
     )
+    billed = cost(failure, None)
     # The earlier run's previews are this attempt's: listed, so none is left unaccounted.
     return AttemptResult(
         attempt=job.attempt,
@@ -70,6 +89,8 @@ async def earlier_run(
         timings=timings,
         failure=failure,
         previews=tuple(earlier.previews),
+        cost_usd=billed.usd,
+        cost_estimated=billed.estimated,
         request_sent_as=sent_as,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import azure.functions as func
 
@@ -19,9 +20,20 @@ def json_answer(
     )
 
 
-def status_url(req: func.HttpRequest, job_id: str) -> str:
-    """The job's status URL, from the URL this request came to: POST /api/images,
-    GET /api/images/{id} and POST /api/images/{id}/cancel all sit under /api/images."""
-    base = str(req.url).split("?", 1)[0].rstrip("/")
-    images = base[: base.rindex("/images") + len("/images")] if "/images" in base else base
-    return f"{images}/{job_id}"
+def status_url(req: func.HttpRequest, job_id: str, public_base_url: str | None) -> str:
+    """The job's status URL, usable at once by the caller who gets it.
+
+    Built on ``public_base_url`` (IMAGE_PUBLIC_BASE_URL, e.g. ``https://host/api``) when set,
+    never on a client-supplied Host alone; else on the URL this request came to (POST
+    /api/images, GET /api/images/{id} and POST /api/images/{id}/cancel all sit under
+    /api/images). A caller that sent its function key as ``?code=`` gets it back on the URL,
+    in the same form, so the link works for it as it is.
+    """
+    if public_base_url:
+        images = f"{public_base_url.rstrip('/')}/images"
+    else:
+        base = str(req.url).split("?", 1)[0].rstrip("/")
+        images = base[: base.rindex("/images") + len("/images")] if "/images" in base else base
+    url = f"{images}/{quote(job_id, safe='')}"
+    code = req.params.get("code")
+    return f"{url}?{urlencode({'code': code})}" if code else url

@@ -53,3 +53,17 @@ async def cancel_image_job(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     return await answer(handlers.cancel_job, req, client)
+
+
+# Lowest priority (a catch-all): what no route above takes gets a JSON 404 or 405 instead of the
+# host's empty answer. Anonymous, so an unknown path says "no such route" to anyone alike.
+@bp.route(
+    route="{*path}",
+    methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+    auth_level=func.AuthLevel.ANONYMOUS,
+)
+async def unmatched_request(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        return await handlers.unmatched(req)
+    except Exception as exc:
+        return answer_for(exc)

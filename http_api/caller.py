@@ -9,12 +9,33 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from rules.errors import RequestInvalid
 from rules.settings import AppSettings
 
 PRINCIPAL_HEADER = "x-ms-client-principal-id"
 
 
+MAX_PRINCIPAL_CHARS = 256
+
+
 def caller_of(req: func.HttpRequest, settings: AppSettings) -> str:
-    if settings.trust_principal_header:
-        return req.headers.get(PRINCIPAL_HEADER) or settings.default_caller
-    return settings.default_caller
+    """The caller's identity. Raises RequestInvalid (400) for a principal header that is not
+    one: Easy Auth sets a short printable id, so anything else did not come from it."""
+    if not settings.trust_principal_header:
+        return settings.default_caller
+    principal = str(req.headers.get(PRINCIPAL_HEADER) or "")
+    if not principal:
+        return settings.default_caller
+    if not _is_principal(principal):
+        raise RequestInvalid(
+            PRINCIPAL_HEADER, "invalid_value", "the principal header is not a principal id"
+        )
+    return principal
+
+
+def _is_principal(text: str) -> bool:
+    try:
+        text.encode("utf-8")  # a raw byte that is not UTF-8 arrives as a lone surrogate
+    except UnicodeEncodeError:
+        return False
+    return text.isprintable() and len(text) <= MAX_PRINCIPAL_CHARS

@@ -6,7 +6,10 @@
     ├── RecordUnreadable (rules.records)  503 record_unreadable (a newer deployment's record)
     └── EdgeError                         raised by the HTTP edge itself
         ├── JobNotFound                   404: unknown id, or another caller's job
+        ├── NoSuchRoute                   404: a path the API does not have
+        ├── MethodNotAllowed              405 + Allow: a path of the API, another method
         ├── KeyConflict                   409: an Idempotency-Key reused for another body
+        ├── UnsupportedMediaType          415: a body declared as something other than JSON
         ├── StoreUnavailable              503 + Retry-After: the job store or Blob failed
         └── NoFreeJobId                   500: every generation under an id base is taken
     TimeoutError                          503 + Retry-After: the work took longer than its bound
@@ -44,6 +47,31 @@ class JobNotFound(EdgeError):
         super().__init__("no such image job", job_id=job_id)
 
 
+class NoSuchRoute(EdgeError):
+    """No route of the API has this path."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"no such route: {path}")
+
+
+class MethodNotAllowed(EdgeError):
+    """A route of the API with other methods."""
+
+    def __init__(self, method: str, allowed: tuple[str, ...]) -> None:
+        self.method = method
+        self.allowed = allowed
+        super().__init__(f"{method} is not allowed here")
+
+
+class UnsupportedMediaType(EdgeError):
+    """A request body declared as something other than JSON."""
+
+    def __init__(self, content_type: str) -> None:
+        self.content_type = content_type
+        super().__init__(f"a JSON body is expected, not {content_type}")
+
+
 class KeyConflict(EdgeError):
     """The Idempotency-Key was used before with a different request body."""
 
@@ -73,6 +101,28 @@ def answer_for(exc: BaseException) -> func.HttpResponse:
             return error_answer(400, exc.code, exc.message, exc.field)
         case JobNotFound():
             return error_answer(404, "not_found", f"no image job {exc.job_id}", "id")
+        case NoSuchRoute():
+            return error_answer(404, "no_such_route", "no such route; see POST /api/images", "path")
+        case MethodNotAllowed():
+            return json_answer(
+                {
+                    "error": {
+                        "code": "method_not_allowed",
+                        "message": f"{exc.method[:16]} is not allowed here; use "
+                        + " or ".join(exc.allowed),
+                        "field": "method",
+                    }
+                },
+                405,
+                headers={"Allow": ", ".join(exc.allowed)},
+            )
+        case UnsupportedMediaType():
+            return error_answer(
+                415,
+                "unsupported_media_type",
+                "the body must be JSON (Content-Type: application/json)",
+                "Content-Type",
+            )
         case KeyConflict():
             return error_answer(
                 409,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -20,13 +21,19 @@ import azure.functions as func
 from http_api.answers import json_answer, status_url
 from http_api.caller import caller_of
 from http_api.durable_jobs import DurableJobs, JobInstance
-from http_api.errors import JobNotFound, StoreUnavailable
+from http_api.errors import (
+    JobNotFound,
+    MethodNotAllowed,
+    NoSuchRoute,
+    StoreUnavailable,
+    UnsupportedMediaType,
+)
 from http_api.job_ids import JobIds
-from http_api.status_view import JobView, job_state, read_job, status_answer
+from http_api.status_view import JobView, job_state, read_job, read_progress, status_answer
 from orchestrators.image_job import CANCEL_EVENT, ORCHESTRATOR
 from rules.dedup import caller_digest, check_key, fingerprint, is_job_id, job_id_for
 from rules.errors import RequestInvalid
-from rules.job_records import TERMINAL_STATES, CancelMarker, JobInput, JobState
+from rules.job_records import TERMINAL_STATES, CancelMarker, JobInput, JobState, Phase
 from rules.request import parse_job_request
 from rules.send_plan import plans
 from rules.settings import AppSettings
@@ -37,6 +44,8 @@ from storage.protocol import JSON, ImageStore, cancel_name
 log = logging.getLogger("imagejobs.http")
 
 Clock = Callable[[], datetime]
+# How long a status poll waits for the job store and Blob before answering 503 (seconds).
+STATUS_READ_S = 5.0
 
 
 def _utc_now() -> datetime:
@@ -52,6 +61,7 @@ async def start_job(
 ) -> func.HttpResponse:
     """POST /api/images: 202 with the job's id, Location and Retry-After; a duplicate submit
     gets the existing job (``Idempotent-Replayed: true``)."""
+    _check_content_type(req)
     request = parse_job_request(_json_body(req), settings)
     raw_key = req.headers.get("idempotency-key")
     key = check_key(raw_key) if raw_key is not None else None
@@ -82,7 +92,7 @@ async def start_job(
         log.info("image job %s returned again for a duplicate submit", allocation.job_id)
     else:
         log.info("image job %s started on route %s", allocation.job_id, request.route)
-    url = status_url(req, allocation.job_id)
+    url = status_url(req, allocation.job_id, settings.public_base_url)
     headers = {"Location": url, "Retry-After": str(settings.status_retry_after_s)}
     if allocation.replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -101,9 +111,10 @@ async def get_job(
 ) -> func.HttpResponse:
     """GET /api/images/{id}: 202 with Retry-After while the job runs, 200 once it has ended."""
     job_id = _path_job_id(req)
-    view = await read_job(
-        jobs, store, job_id, caller_digest(settings.job_id_secret, caller_of(req, settings))
-    )
+    caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
+    # A poll answers promptly: storage that does not answer within this is a 503, not a hang.
+    async with asyncio.timeout(STATUS_READ_S):
+        view = await read_job(jobs, store, job_id, caller)
     include_prompt = req.params.get("includePrompt", "").lower() == "true"
 
     def link(blob: str) -> str:
@@ -126,30 +137,39 @@ async def cancel_job(
     """POST /api/images/{id}/cancel: 202 (``cancelling``) or 200 with the job's final state."""
     job_id = _path_job_id(req)
     caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
-    instance = await jobs.look(job_id)
-    if instance is None or instance.job.caller != caller:
-        raise JobNotFound(job_id)
-    if instance.runtime_status in RUNNING_STATUSES:
-        instance = await _request_cancel(jobs, store, instance, now)
+    async with asyncio.timeout(settings.timeouts.http_starter_s):
+        instance = await jobs.look(job_id)
+        if instance is None or instance.job.caller != caller:
+            raise JobNotFound(job_id)
+        before_send: bool | None = None
+        if instance.runtime_status in RUNNING_STATUSES:
+            instance, before_send = await _request_cancel(jobs, store, instance, now)
     state = job_state(JobView(instance, None))
     if instance.runtime_status in RUNNING_STATUSES and state not in (
         *TERMINAL_STATES,
         JobState.FINALIZING,
     ):
         state = JobState.CANCELLING
-    url = status_url(req, job_id)
-    answer = {"id": job_id, "state": state.value, "statusUrl": url}
+    url = status_url(req, job_id, settings.public_base_url)
+    answer: dict[str, object] = {"id": job_id, "state": state.value, "statusUrl": url}
     if state in TERMINAL_STATES:
         return json_answer(answer, 200)
+    if before_send is not None:
+        answer["beforeSend"] = before_send
     return json_answer(answer, 202, headers={"Location": url})
 
 
 async def _request_cancel(
     jobs: DurableJobs, store: ImageStore, instance: JobInstance, now: Clock
-) -> JobInstance:
+) -> tuple[JobInstance, bool | None]:
     """The marker first: the running attempt watches it and closes its stream; then the event,
     which wakes the orchestrator wherever it waits (queued, generating, waiting to retry).
-    Returns the instance as it is after the event."""
+
+    Returns the instance as it is after the event, and whether the cancel came before the
+    current attempt's send (None: cannot tell). The attempt writes its sent mark, then reads the
+    marker, then sends; here the marker is written, then the sent mark read. So when no sent
+    mark is seen, the attempt will see the marker and never reach the route.
+    """
     job_id = instance.instance_id
     marker = CancelMarker(requested_at=iso_utc(now()), job_created_at=instance.job.created_at)
     data = json.dumps(marker.to_json()).encode()
@@ -157,13 +177,37 @@ async def _request_cancel(
         await asyncio.to_thread(store.put, name=cancel_name(job_id), data=data, content_type=JSON)
     except Exception as exc:
         raise StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id) from exc
+    before_send = await _before_send(store, instance)
     if await jobs.raise_event(job_id, CANCEL_EVENT):
-        return instance
+        return instance, before_send
     # Fine only if it ended between our look and the event: its own end stands.
     after = await jobs.look(job_id)
     if after is None or after.runtime_status in RUNNING_STATUSES:
         raise StoreUnavailable("the cancel event was refused", job_id=job_id)
-    return after
+    return after, None
+
+
+async def _before_send(store: ImageStore, instance: JobInstance) -> bool | None:
+    """Whether the current attempt had not written its sent mark (read after the marker)."""
+    custom = instance.custom_status
+    if custom is not None and custom.phase is not Phase.GENERATING:
+        # Waiting to retry, cancelling or finishing: no request is on its way now.
+        return custom.phase is Phase.WAITING_TO_RETRY
+    attempt = custom.attempt if custom is not None else 1
+    try:
+        progress = await asyncio.to_thread(read_progress, store, instance.instance_id, attempt)
+    except StoreUnavailable:
+        return None
+    mine = progress is not None and progress.job_created_at == instance.job.created_at
+    return not (mine and progress is not None and progress.sent)
+
+
+def _check_content_type(req: func.HttpRequest) -> None:
+    """A body declared as something other than JSON is refused (415); an undeclared one is read
+    as JSON, as clients that send JSON without saying so expect."""
+    declared = req.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if declared and declared != JSON and not declared.endswith("+json"):
+        raise UnsupportedMediaType(declared)
 
 
 def _json_body(req: func.HttpRequest) -> object:
@@ -178,3 +222,21 @@ def _path_job_id(req: func.HttpRequest) -> str:
     if not is_job_id(job_id):
         raise JobNotFound(job_id)
     return job_id
+
+
+# The API's routes (under the host's /api prefix) and their methods, for unmatched requests.
+ROUTES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
+    (re.compile(r"images/?"), ("POST",)),
+    (re.compile(r"images/[^/]+/?"), ("GET",)),
+    (re.compile(r"images/[^/]+/cancel/?"), ("POST",)),
+)
+
+
+async def unmatched(req: func.HttpRequest) -> func.HttpResponse:
+    """Any request no route of the API took: 405 (with Allow) for a path of the API asked with
+    another method, else 404; both with the JSON envelope, as every other answer."""
+    path = str(req.route_params.get("path") or "")
+    for pattern, methods in ROUTES:
+        if pattern.fullmatch(path):
+            raise MethodNotAllowed(str(req.method), methods)
+    raise NoSuchRoute(path)

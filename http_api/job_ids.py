@@ -7,6 +7,8 @@ base: a finished job stays where it is, the next distinct job takes the next gen
 finished job's status or images are ever overwritten.
 
 A new id costs one status look (with the folder check beside it, concurrently) plus the start.
+A keyed submit also reads the key's record (``keys/{id base}.json``, beside the first look) and
+writes it after a new start: the key's answer outlives a purge of the durable history.
 An id base with history is searched by doubling then bisecting: ≤ ~2·log2(n) looks, each
 generation looked at once at most.
 """
@@ -14,15 +16,20 @@ generation looked at once at most.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from http_api.durable_jobs import DurableJobs, JobInstance
 from http_api.errors import KeyConflict, NoFreeJobId, StoreUnavailable
-from rules.job_records import JobInput, JobState
+from rules.job_records import JobInput, JobState, KeyRecord
+from rules.records import as_object
 from rules.status import RUNNING_STATUSES, derive_state
-from storage.protocol import ImageStore, metadata_name
+from storage.protocol import JSON, ImageStore, key_record_name, metadata_name
+
+log = logging.getLogger("imagejobs.http")
 
 # How many ids past the latest generation the starter tries (purged records in the way).
 MAX_GENERATIONS = 100
@@ -73,6 +80,36 @@ class JobIds:
 
         Raises KeyConflict (the key's job has another body), StoreUnavailable, NoFreeJobId.
         """
+        if self._window_s is not None:
+            # A keyed submit: the key's own record first (beside the first look), since the
+            # durable history of the job it answered may have been purged.
+            record, _ = await asyncio.gather(
+                asyncio.to_thread(self._read_key_record), self._look(1)
+            )
+            if record is not None and self._within(record.created_at):
+                answered = await self._answered(record, job)
+                if answered is not None:
+                    return answered
+        allocation = await self._allocate(orchestrator, job)
+        if self._window_s is not None and not allocation.replayed:
+            await asyncio.to_thread(self._write_key_record, allocation.job_id, job)
+        return allocation
+
+    async def _answered(self, record: KeyRecord, job: JobInput) -> Allocation | None:
+        """The job the key's record names, as a replay; None when that job left no trace (it
+        never finished and its history is gone): the key then starts a job as if new."""
+        if record.fingerprint != job.fingerprint:
+            raise KeyConflict(record.job_id)
+        instance = await self._jobs.look(record.job_id)
+        if instance is not None:
+            state = derive_state(
+                instance.runtime_status, instance.custom_status, None, instance.output
+            )
+            return Allocation(record.job_id, state, replayed=True)
+        ended = await asyncio.to_thread(self._ended_state, record.job_id)
+        return Allocation(record.job_id, ended, replayed=True) if ended else None
+
+    async def _allocate(self, orchestrator: str, job: JobInput) -> Allocation:
         first = max(1, await self._latest_generation())
         for generation in range(first, first + MAX_GENERATIONS):
             instance_id = self._candidate(generation)
@@ -140,3 +177,41 @@ class JobIds:
         if self._window_s is None or instance.created_at is None:
             return False
         return (self._now() - instance.created_at).total_seconds() <= self._window_s
+
+    def _within(self, created_at: str) -> bool:
+        if self._window_s is None:
+            return False
+        created = datetime.fromisoformat(created_at)
+        return (self._now() - created).total_seconds() <= self._window_s
+
+    def _key_blob(self) -> str:
+        return key_record_name(self._candidate(1).rsplit("-", 1)[0])
+
+    def _read_key_record(self) -> KeyRecord | None:
+        try:
+            raw = self._store.get(name=self._key_blob())
+        except Exception as exc:
+            raise StoreUnavailable(f"Blob failed: {type(exc).__name__}") from exc
+        # An unreadable record is refused (RecordUnreadable: a 503), never taken for absent.
+        return KeyRecord.from_json(raw) if raw is not None else None
+
+    def _write_key_record(self, job_id: str, job: JobInput) -> None:
+        record = KeyRecord(job_id=job_id, fingerprint=job.fingerprint, created_at=job.created_at)
+        try:
+            self._store.put(
+                name=self._key_blob(), data=json.dumps(record.to_json()).encode(), content_type=JSON
+            )
+        except Exception as exc:  # the job stands; its durable status still answers the key
+            log.warning("job %s: key record not written (%s)", job_id, type(exc).__name__)
+
+    def _ended_state(self, job_id: str) -> JobState | None:
+        """A purged job's final state, from its metadata.json; None when it has none."""
+        try:
+            raw = self._store.get(name=metadata_name(job_id))
+        except Exception as exc:
+            raise StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id) from exc
+        if raw is None:
+            return None
+        state = as_object(raw, "metadata").get("state")
+        known = {member.value for member in JobState}
+        return JobState(state) if isinstance(state, str) and state in known else None

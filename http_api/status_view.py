@@ -33,7 +33,7 @@ async def read_job(
     """The job and its current progress. Raises JobNotFound for an unknown id or another
     caller's job (the same answer, so ids cannot be probed), StoreUnavailable."""
     instance, first_progress = await asyncio.gather(
-        jobs.look(job_id), asyncio.to_thread(_progress, store, job_id, 1)
+        jobs.look(job_id), asyncio.to_thread(read_progress, store, job_id, 1)
     )
     if instance is None or instance.job.caller != caller_digest:
         raise JobNotFound(job_id)
@@ -43,14 +43,15 @@ async def read_job(
         if custom.attempt == 1:
             progress = first_progress
         else:
-            progress = await asyncio.to_thread(_progress, store, job_id, custom.attempt)
+            progress = await asyncio.to_thread(read_progress, store, job_id, custom.attempt)
     # A record an earlier job under this id left behind is not this job's progress.
     if progress is not None and progress.job_created_at != instance.job.created_at:
         progress = None
     return JobView(instance, progress)
 
 
-def _progress(store: ImageStore, job_id: str, attempt: int) -> ProgressRecord | None:
+def read_progress(store: ImageStore, job_id: str, attempt: int) -> ProgressRecord | None:
+    """The attempt's progress record; None when absent or unreadable; StoreUnavailable."""
     try:
         raw = store.get(name=progress_name(job_id, attempt))
     except Exception as exc:
@@ -116,6 +117,7 @@ def status_answer(
         "error": status_error(result.error) if result and result.error else None,
         "retryCount": result.retry_count if result else None,
         "costUsd": result.cost_usd if result else None,
+        "costEstimated": result.cost_estimated if result else None,
         "createdAt": instance.created_iso,
         "updatedAt": instance.updated_iso,
     }

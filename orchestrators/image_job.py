@@ -166,7 +166,7 @@ def _outcome(
 ) -> Outcome:
     """The orchestration's output: what the status endpoint shows once the job has ended."""
     retried = [a.decision.reason for a in attempts if a.decision and a.decision.retry]
-    costs = [a.result.cost_usd for a in attempts if a.result.cost_usd is not None]
+    costed = [a.result for a in attempts if a.result.cost_usd is not None]
     return Outcome(
         state=state,
         attempt=last.attempt,
@@ -178,6 +178,7 @@ def _outcome(
         previews=last.previews,
         timings=last.timings,
         usage=last.usage,
-        cost_usd=round(sum(costs), 6) if costs else None,
+        cost_usd=round(sum(r.cost_usd or 0.0 for r in costed), 6) if costed else None,
+        cost_estimated=any(result.cost_estimated for result in costed),
         metadata_blob=metadata_name(job_id),
     )

@@ -211,7 +211,8 @@ class Outcome:
     ``failure`` is the category of a failed job (returned_error, local_timeout,
     internal_error); ``error`` the failure that ended it. ``metadata_blob`` is None when
     metadata.json could not be written (the outcome stands without it; ``metadata_error`` says
-    so). Cost is the sum over attempts, in USD, None when no attempt reported usage.
+    so). Cost is the sum over every attempt that may have been billed, in USD (None when none
+    may have been), ``cost_estimated`` when any part of it is an estimate from the shape.
     """
 
     state: JobState
@@ -225,6 +226,8 @@ class Outcome:
     timings: Timings = field(default_factory=Timings)
     usage: dict[str, Any] | None = None
     cost_usd: float | None = None
+    # True when any attempt's cost is an estimate (rules.cost.attempt_cost).
+    cost_estimated: bool = False
     metadata_blob: str | None = None
     metadata_error: str | None = None
 
@@ -242,6 +245,7 @@ class Outcome:
             "timings": self.timings.to_json(),
             "usage": self.usage,
             "cost_usd": self.cost_usd,
+            "cost_estimated": self.cost_estimated,
             "metadata_blob": self.metadata_blob,
             "metadata_error": self.metadata_error,
         }
@@ -266,6 +270,7 @@ class Outcome:
             timings=Timings.from_json(data.get("timings")),
             usage=data.get("usage"),
             cost_usd=data.get("cost_usd"),
+            cost_estimated=data.get("cost_estimated", False),
             metadata_blob=data.get("metadata_blob"),
             metadata_error=data.get("metadata_error"),
         )
@@ -400,4 +405,33 @@ class CancelMarker:
         return cls(
             requested_at=required(data, "requested_at", "cancel marker"),
             job_created_at=data.get("job_created_at"),
+        )
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """``keys/{id base}.json``: the job an Idempotency-Key answered, kept in Blob so that a
+    purge of the durable history cannot turn a repeated key into a second, billable job within
+    the idempotency window. ``fingerprint`` tells a repeat from a reuse with another body."""
+
+    job_id: str
+    fingerprint: str
+    created_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": SCHEMA_VERSION,
+            "job_id": self.job_id,
+            "fingerprint": self.fingerprint,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> KeyRecord:
+        data = as_object(value, "key record")
+        checked_version(data, "key record", SCHEMA_VERSION)
+        return cls(
+            job_id=required(data, "job_id", "key record"),
+            fingerprint=required(data, "fingerprint", "key record"),
+            created_at=required(data, "created_at", "key record"),
         )

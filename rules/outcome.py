@@ -265,6 +265,8 @@ class AttemptResult:
     previews: tuple[Preview, ...] = ()
     usage: dict[str, Any] | None = None
     cost_usd: float | None = None
+    # True when cost_usd is estimated from the shape: no usage arrived, yet it may be billed.
+    cost_estimated: bool = False
     request_sent_as: SentAs | None = None
     # Images a failed attempt received and kept (n > 1, a later image failed): stored under
     # attempt-{k}-image-{i}, listed in metadata.json, never dropped.
@@ -280,6 +282,7 @@ class AttemptResult:
             "previews": [preview.to_json() for preview in self.previews],
             "usage": self.usage,
             "cost_usd": self.cost_usd,
+            "cost_estimated": self.cost_estimated,
             "request_sent_as": self.request_sent_as.to_json() if self.request_sent_as else None,
             "kept_images": [kept.to_json() for kept in self.kept_images],
         }
@@ -296,6 +299,7 @@ class AttemptResult:
             previews=tuple(Preview.from_json(p) for p in data.get("previews") or ()),
             usage=data.get("usage"),
             cost_usd=data.get("cost_usd"),
+            cost_estimated=data.get("cost_estimated", False),
             request_sent_as=SentAs.from_json(data.get("request_sent_as")),
             kept_images=tuple(KeptImage.from_json(k) for k in data.get("kept_images") or ()),
         )

@@ -109,9 +109,20 @@ def parse_job_request(body: object, settings: AppSettings) -> ImageJobRequest:
     size = _string(body, "size", defaults.size)
     check_size(size, rules.sizes, rules.name)
     quality = _choice(body, "quality", defaults.quality, rules.qualities)
-    output_format = _choice(
-        body, "output_format", defaults.output_format, rules.formats_for(route.owner)
-    )
+    output_format = _string(body, "output_format", defaults.output_format)
+    accepted = rules.formats_for(route.owner)
+    if output_format not in accepted:
+        elsewhere = sorted(
+            name
+            for name, other in settings.routes.items()
+            if output_format in rules_for(other.model).formats_for(other.owner)
+        )
+        where = f"; route {' or '.join(elsewhere)} accepts {output_format}" if elsewhere else ""
+        raise RequestInvalid(
+            "output_format",
+            "invalid_value",
+            f"route {route_name} takes output_format {', '.join(sorted(accepted))}{where}",
+        )
     background = _choice(body, "background", defaults.background, rules.backgrounds)
     if background == "transparent" and output_format not in rules.transparent_formats:
         raise RequestInvalid(

@@ -84,6 +84,12 @@ class Timeouts:
     client_http_s: float = 30.0
     client_poll_s: float = 3600.0
 
+    @property
+    def pre_send_storage_s(self) -> float:
+        """How long an attempt waits for storage before its send (to read its record and write
+        its sent mark): the activity's time that the request and the upload leave over."""
+        return max(0.0, self.activity_s - self.request_s - self.upload_s)
+
 
 TIMEOUT_SETTINGS = {
     "connect_s": "IMAGE_CONNECT_TIMEOUT_S",
@@ -134,6 +140,9 @@ class AppSettings:
     # by it, to match a simulator running at the same time scale. Already applied to
     # ``timeouts``, ``routes`` and ``retry``; 1 in Azure.
     time_scale: float = 1.0
+    # The API's public base URL (e.g. https://jobs.example.com/api): the URLs answers hand out
+    # are built on it, never on a client-supplied Host alone. None: the request's own URL.
+    public_base_url: str | None = None
 
     def route(self, name: str) -> RouteSettings:
         try:
@@ -201,6 +210,7 @@ class AppSettings:
             trust_principal_header=_trust_principal(env),
             job_id_secret=_job_id_secret(env),
             time_scale=scale,
+            public_base_url=_public_base_url(env),
         )
         check_silence(settings)
         return settings
@@ -227,6 +237,15 @@ SCALED_WAITS = (
     "max_server_wait_s",
     "post_send_wait_s",
 )
+
+
+def _public_base_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("IMAGE_PUBLIC_BASE_URL", "").strip().rstrip("/")
+    if not raw:
+        return None
+    if not raw.startswith(("http://", "https://")) or "?" in raw or "#" in raw:
+        raise SettingsInvalid("IMAGE_PUBLIC_BASE_URL", "must be an http(s) URL without query")
+    return raw
 
 
 def _time_scale(env: Mapping[str, str]) -> float:

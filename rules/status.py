@@ -70,11 +70,14 @@ def derive_state(
         return JobState.WAITING_TO_RETRY
     if phase is Phase.CANCELLING:
         return JobState.CANCELLING
-    if progress is not None and progress.attempt == custom_status.attempt:
-        if progress.final_received:
-            return JobState.FINALIZING
-        if progress.previews:
-            return JobState.PREVIEW_AVAILABLE
+    # The orchestrator has scheduled the attempt; until its request is about to leave (the
+    # attempt's record says so, written just before the send) it waits for a worker: queued.
+    if progress is None or progress.attempt != custom_status.attempt or not progress.sent:
+        return JobState.QUEUED
+    if progress.final_received:
+        return JobState.FINALIZING
+    if progress.previews:
+        return JobState.PREVIEW_AVAILABLE
     return JobState.GENERATING
 
 

@@ -53,3 +53,8 @@ def cancel_name(job_id: str) -> str:
 
 def metadata_name(job_id: str) -> str:
     return f"{job_id}/metadata.json"
+
+
+def key_record_name(id_base: str) -> str:
+    """Where an Idempotency-Key's answer is kept: named by the HMAC id base, never the key."""
+    return f"keys/{id_base}.json"

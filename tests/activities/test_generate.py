@@ -6,10 +6,13 @@ import asyncio
 import base64
 import io
 import json
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import httpx
+import pytest
 from PIL import Image
 
 from activities.attempt import Seams, run_attempt
@@ -83,7 +86,7 @@ def stream_of(final: bytes, partials: int = 2) -> bytes:
     return sse(*events)
 
 
-def serving(content: bytes) -> Any:
+def serving(content: bytes) -> Callable[[httpx.Request], httpx.Response]:
     """A route that answers every request with this event stream."""
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -96,19 +99,40 @@ async def _no_sleep(seconds: float) -> None:
     return None
 
 
-def seams_for(handler: Any, store: InMemoryStore) -> Seams:
+class SkippingClock:
+    """Real monotonic time plus every sleep, which returns at once: budgets of minutes pass in
+    no time, while timings stay real."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return time.monotonic() + sum(self.slept)
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+def seams_for(handler: Any, store: InMemoryStore, clock: SkippingClock | None = None) -> Seams:
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    clock = clock or SkippingClock()
     return Seams(
         client=client,
         store=store,
         auth=lambda: ("api-key", "k"),
-        sleep=_no_sleep,
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
         cancel_poll_s=0.01,
     )
 
 
-def attempt(job_input: AttemptInput, store: InMemoryStore, handler: Any) -> AttemptResult:
-    return asyncio.run(run_attempt(job_input, SETTINGS, seams_for(handler, store)))
+def attempt(
+    job_input: AttemptInput,
+    store: InMemoryStore,
+    handler: Any,
+    clock: SkippingClock | None = None,
+) -> AttemptResult:
+    return asyncio.run(run_attempt(job_input, SETTINGS, seams_for(handler, store, clock)))
 
 
 def test_a_streamed_attempt_stores_previews_then_the_checked_image():
@@ -228,12 +252,33 @@ def test_storage_down_past_the_upload_budget_is_a_storage_failure():
     handler = serving(stream_of(png(1024, 1024), partials=0))
 
     store = InMemoryStore()
-    store.fail("image.png", times=1000)
-    result = attempt(job(), store, handler)
+    store.fail("image.png", times=100_000)
+    clock = SkippingClock()
+    result = attempt(job(), store, handler, clock)
     assert result.failure is not None
     assert result.failure.kind is FailureKind.STORAGE_FAILED
     assert "ConnectionError" in result.failure.message
-    assert 1 < store.put_calls.count("job-1/image.png") <= 8
+    # Tried until the upload budget was spent, not for a number of tries.
+    budget = SETTINGS.timeouts.upload_s
+    assert sum(clock.slept) == pytest.approx(budget, abs=1.0)
+    assert store.put_calls.count("job-1/image.png") > 8
+
+
+def test_storage_down_for_minutes_during_the_upload_saves_the_image_billed_once():
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return serving(stream_of(png(1024, 1024), partials=0))(request)
+
+    store = InMemoryStore()
+    store.fail("image.png", times=12)  # about 200 s of backoff
+    clock = SkippingClock()
+    result = attempt(job(), store, handler, clock)
+    assert result.ok, result.failure
+    assert len(calls) == 1
+    assert 150 < sum(clock.slept) < SETTINGS.timeouts.upload_s
+    assert store.get(name="job-1/image.png") is not None
 
 
 def test_a_job_cancelled_before_the_send_never_reaches_the_route():
@@ -368,12 +413,42 @@ def test_without_the_sent_mark_nothing_is_sent():
         return httpx.Response(500)
 
     store = InMemoryStore()
-    store.fail("progress-1.json", times=1)
-    result = attempt(job(), store, handler)
+    store.fail("progress-1.json", times=100_000)
+    clock = SkippingClock()
+    result = attempt(job(), store, handler, clock)
     assert calls == []
     assert result.failure is not None
     assert result.failure.kind is FailureKind.STORAGE_FAILED
-    assert result.failure.sent is False
+    assert result.failure.sent is False  # never a possible send: no resend is spent on it
+    # Storage had the activity's spare time (activity - request - upload) to come back.
+    assert sum(clock.slept) == pytest.approx(SETTINGS.timeouts.pre_send_storage_s, abs=1.0)
+
+
+def test_a_storage_outage_before_the_send_delays_the_attempt_and_it_is_sent_once():
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return serving(stream_of(png(1024, 1024), partials=0))(request)
+
+    class ReadsFailFirst(InMemoryStore):
+        """Every call fails for the first ``n`` reads, as storage stopped for a while does."""
+
+        def __init__(self, n: int) -> None:
+            super().__init__()
+            self.left = n
+
+        def get(self, *, name: str) -> bytes | None:
+            if self.left > 0:
+                self.left -= 1
+                raise ConnectionError("storage is down")
+            return super().get(name=name)
+
+    store = ReadsFailFirst(5)
+    store.fail("progress-1.json", times=3)
+    result = attempt(job(), store, handler)
+    assert result.ok, result.failure
+    assert len(calls) == 1
 
 
 def test_an_unreadable_answer_is_a_protocol_error_not_a_crash():
@@ -494,10 +569,10 @@ def test_an_unreadable_attempt_record_is_a_possible_send_for_the_policy():
 def test_a_fault_after_every_image_was_stored_keeps_the_attempt_a_success(monkeypatch):
     handler = serving(stream_of(png(1024, 1024), partials=0))
 
-    def broken_cost(model: str, usage: object) -> float:
+    def broken_cost(*args: object, **kwargs: object) -> float:
         raise RuntimeError("a fault of ours after the image was stored")
 
-    monkeypatch.setattr("activities.attempt.cost_usd", broken_cost)
+    monkeypatch.setattr("activities.attempt.attempt_cost", broken_cost)
     store = InMemoryStore()
     result = attempt(job(), store, handler)
     assert result.ok, result.failure

@@ -11,8 +11,11 @@ import pytest
 from http_api.errors import (
     JobNotFound,
     KeyConflict,
+    MethodNotAllowed,
     NoFreeJobId,
+    NoSuchRoute,
     StoreUnavailable,
+    UnsupportedMediaType,
     answer_for,
 )
 from rules.errors import ImageJobError, RequestInvalid, SettingsInvalid
@@ -23,6 +26,9 @@ CASES: list[tuple[BaseException, int, str, str]] = [
     (RequestInvalid("size", "invalid_value", "bad size"), 400, "invalid_value", "size"),
     (JobNotFound("img-1"), 404, "not_found", "id"),
     (KeyConflict("img-1"), 409, "idempotency_key_reused", "Idempotency-Key"),
+    (NoSuchRoute("nope"), 404, "no_such_route", "path"),
+    (MethodNotAllowed("PUT", ("POST",)), 405, "method_not_allowed", "method"),
+    (UnsupportedMediaType("text/plain"), 415, "unsupported_media_type", "Content-Type"),
     (StoreUnavailable("down", job_id="img-1"), 503, "store_error", "service"),
     (
         RecordUnreadable("outcome", "schema version 9 is newer than 1"),

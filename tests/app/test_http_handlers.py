@@ -88,7 +88,8 @@ class World:
     def finish(self, job_id: str, output: dict[str, Any], status: str = "Completed") -> None:
         """End the job as the orchestrator does: its record in Blob, then the output."""
         if output.get("metadata_blob"):
-            self.store.put(name=output["metadata_blob"], data=b"{}", content_type="j")
+            metadata = json.dumps({"v": 1, "id": job_id, "state": output["state"]}).encode()
+            self.store.put(name=output["metadata_blob"], data=metadata, content_type="j")
         self.client.instances[job_id]["runtimeStatus"] = status
         self.client.instances[job_id]["output"] = output
 
@@ -339,7 +340,7 @@ def test_a_later_attempts_progress_is_read_and_an_earlier_jobs_is_ignored():
         name=f"{job_id}/progress-2.json", data=json.dumps(stale).encode(), content_type="j"
     )
     _, body, _ = world.status(job_id)
-    assert body["state"] == "generating"  # not the earlier job's "final received"
+    assert body["state"] == "queued"  # not the earlier job's "final received"
     assert f"{job_id}/progress-2.json" in world.store.get_calls
 
 
@@ -435,7 +436,12 @@ def test_a_running_job_is_cancelled_marker_first_then_the_event():
     _, job, _ = world.start()
     status, body, headers = world.cancel(job["id"])
     assert status == 202
-    assert body == {"id": job["id"], "state": "cancelling", "statusUrl": f"{BASE}/{job['id']}"}
+    assert body == {
+        "id": job["id"],
+        "state": "cancelling",
+        "statusUrl": f"{BASE}/{job['id']}",
+        "beforeSend": True,  # no sent mark yet: the attempt will see the marker and stop
+    }
     assert headers["Location"] == f"{BASE}/{job['id']}"
     marker = json.loads(world.store.blobs[f"{job['id']}/cancel.json"][0])
     assert marker["job_created_at"] == world.client.instances[job["id"]]["input"]["created_at"]
@@ -486,3 +492,135 @@ def test_the_caller_digest_not_the_caller_is_kept_on_the_job():
     kept = world.client.instances[job["id"]]["input"]["caller"]
     assert kept == caller_digest(world.settings.job_id_secret, "alice@example.com")
     assert "alice" not in json.dumps(world.client.instances[job["id"]]["input"])
+
+
+def test_a_cancel_after_the_sent_mark_says_the_request_may_be_at_the_route():
+    world = World()
+    _, job, _ = world.start()
+    job_id = job["id"]
+    created = world.client.instances[job_id]["input"]["created_at"]
+    world.client.instances[job_id]["customStatus"] = {"phase": "generating", "attempt": 1}
+    sent = {"v": 1, "attempt": 1, "job_created_at": created, "started_at": None, "sent": True}
+    world.store.put(
+        name=f"{job_id}/progress-1.json", data=json.dumps(sent).encode(), content_type="j"
+    )
+    status, body, _ = world.cancel(job_id)
+    assert (status, body["state"], body["beforeSend"]) == (202, "cancelling", False)
+
+
+def test_a_keys_answer_outlives_a_purge_of_the_durable_history():
+    world = World()
+    key = {"Idempotency-Key": "order-7"}
+    _, first, _ = world.start(headers=key)
+    world.finish(first["id"], saved_output(first["id"]))
+    del world.client.instances[first["id"]]  # history purged; metadata.json and the key stay
+    status, again, headers = world.start(headers=key)
+    assert (status, again["id"], again["state"]) == (202, first["id"], "saved")
+    assert headers["Idempotent-Replayed"] == "true"
+    assert world.client.count("start_new") == 1
+    status, body, _ = world.start({**BODY, "quality": "high"}, headers=key)
+    assert status == 409
+    assert_envelope(body, "idempotency_key_reused", "Idempotency-Key")
+
+
+def test_a_keyed_start_reads_and_writes_the_keys_record_and_nothing_names_the_key():
+    world = World()
+    _, job, _ = world.start(headers={"Idempotency-Key": "order-secret-42"})
+    records = [name for name in world.store.blobs if name.startswith("keys/")]
+    assert records == [f"keys/{job['id'].rsplit('-', 1)[0]}.json"]
+    assert b"order-secret-42" not in world.store.blobs[records[0]][0]
+    assert world.client.count("get_status") == 1
+    assert world.client.count("start_new") == 1
+
+
+def test_a_keys_record_of_a_newer_version_is_a_503_not_a_second_job():
+    world = World()
+    key = {"Idempotency-Key": "order-8"}
+    world.start(headers=key)
+    name = next(n for n in world.store.blobs if n.startswith("keys/"))
+    world.store.put(name=name, data=b'{"v": 9}', content_type="j")
+    status, body, _ = world.start(headers=key)
+    assert status == 503
+    assert_envelope(body, "record_unreadable", "service")
+
+
+def test_a_keys_record_past_the_window_starts_a_new_job():
+    world = World()
+    key = {"Idempotency-Key": "order-9"}
+    _, first, _ = world.start(headers=key)
+    world.finish(first["id"], saved_output(first["id"]))
+    del world.client.instances[first["id"]]
+    world.now = NOW + timedelta(days=2)
+    status, later, _ = world.start(headers=key)
+    assert status == 202
+    assert later["id"] != first["id"]
+    assert world.client.count("start_new") == 2
+
+
+def test_a_body_declared_as_something_other_than_json_is_a_415():
+    world = World()
+    req = request("POST", BASE, body=BODY, headers={"Content-Type": "text/plain"})
+    status, body, _ = world.call(handlers.start_job, req)
+    assert status == 415
+    assert_envelope(body, "unsupported_media_type", "Content-Type")
+    charset = request(
+        "POST", BASE, body=BODY, headers={"Content-Type": "application/json; charset=utf-8"}
+    )
+    assert world.call(handlers.start_job, charset)[0] == 202
+
+
+@pytest.mark.parametrize("principal", ["a\udcff", "tab\there", "x" * 300])
+def test_a_principal_header_that_is_no_principal_is_a_400_on_every_endpoint(principal):
+    world = World(IMAGE_TRUST_PRINCIPAL_HEADER="true")
+    _, job, _ = world.start(headers={"x-ms-client-principal-id": "alice"})
+    headers = {"x-ms-client-principal-id": principal}
+    for status, body, _ in (
+        world.start(headers=headers),
+        world.status(job["id"], headers=headers),
+        world.cancel(job["id"], headers=headers),
+    ):
+        assert status == 400
+        assert_envelope(body, "invalid_value", "x-ms-client-principal-id")
+
+
+def test_urls_keep_the_callers_code_and_follow_the_public_base_url():
+    world = World()
+    _, body, headers = world.start(params={"code": "key/with+odd=chars"})
+    assert body["statusUrl"] == f"{BASE}/{body['id']}?code=key%2Fwith%2Bodd%3Dchars"
+    assert headers["Location"] == body["statusUrl"]
+    public = World(IMAGE_PUBLIC_BASE_URL="https://jobs.example.com/api/")
+    req = request("POST", "http://internal-host:7071/api/images", body=BODY)
+    _, body, _ = public.call(handlers.start_job, req)
+    assert body["statusUrl"] == f"https://jobs.example.com/api/images/{body['id']}"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "allow"),
+    [
+        ("GET", "images", 405, "POST"),
+        ("DELETE", "images/img-x-1", 405, "GET"),
+        ("GET", "images/img-x-1/cancel", 405, "POST"),
+        ("GET", "nothing/here", 404, None),
+        ("POST", "", 404, None),
+    ],
+)
+def test_what_no_route_takes_is_a_json_404_or_405(method, path, status, allow):
+    req = func.HttpRequest(
+        method=method,
+        url=f"http://127.0.0.1:7071/api/{path}",
+        headers={},
+        params={},
+        route_params={"path": path},
+        body=b"",
+    )
+
+    async def run() -> func.HttpResponse:
+        try:
+            return await handlers.unmatched(req)
+        except Exception as exc:
+            return answer_for(exc)
+
+    response = asyncio.run(run())
+    assert response.status_code == status
+    assert json.loads(response.get_body())["error"]["code"]
+    assert response.headers.get("Allow") == allow

@@ -1,7 +1,7 @@
 """The whole product end to end: devhost running function_app.py, the simulator, Azurite.
 
 One stack per test module (child processes on free ports, scaled time). A missing Azurite is a
-failure under CI=true (tests.support.missing_service), a skip with instructions elsewhere.
+failure under CI=true (loopserver.testing.missing_service), a skip with instructions elsewhere.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 
 from localrun.azurite import azurite_bin
 from localrun.stack import LocalStack
+from loopserver.testing import missing_service
 from rules.settings import StorageSettings
-from tests.support import missing_service
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "a red apple on a white background, studio light"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import wait_until
+from loopserver.testing import wait_until
 
 from .conftest import PROMPT, Api
 
@@ -141,9 +141,30 @@ def test_a_queued_job_is_cancelled_before_it_reaches_the_route(api: Api):
     ]
     wait_until(lambda: len(api.ledger(mark)) == 10, timeout=30, what="ten requests in flight")
     queued = api.start(prompt=PROMPT + " queued", route="openai", **SMALL).json()["id"]
-    assert api.cancel(queued).status_code == 202
+    # Scheduled by its orchestrator, but no slot yet: honestly queued, with no clock started.
+    wait_until(
+        lambda: api.status(queued).json()["attempt"] == 1, timeout=30, what="the attempt scheduled"
+    )
+    waiting = api.status(queued).json()
+    assert waiting["state"] == "queued", waiting
+    assert waiting["timings"]["request_started_at"] is None
+    cancelled = api.cancel(queued)
+    assert cancelled.status_code == 202
+    assert cancelled.json()["beforeSend"] is True
     final = api.poll(queued, timeout_s=60)[-1]
     assert final["state"] == "cancelled"
     for job in slow:
         assert api.poll(job)[-1]["state"] == "saved"
     assert len(api.ledger(mark)) == 10  # the cancelled job never reached the route
+
+
+def test_a_cancel_right_after_the_202_reaches_the_route_only_if_the_send_came_first(api: Api):
+    """The attempt writes its sent mark, reads the cancel marker, sends; the cancel writes the
+    marker, reads the sent mark. A cancel that saw no sent mark is one whose job never sends."""
+    mark = api.ledger_mark()
+    jobs = [api.start(prompt=f"{PROMPT} at once {i}", **SMALL).json()["id"] for i in range(6)]
+    answers = [api.cancel(job).json() for job in jobs]
+    for job in jobs:
+        assert api.poll(job, timeout_s=60)[-1]["state"] == "cancelled"
+    may_have_sent = sum(1 for answer in answers if answer.get("beforeSend") is not True)
+    assert len(api.ledger(mark)) <= may_have_sent, answers

@@ -144,6 +144,11 @@ def test_the_gateway_idle_kill_is_a_post_send_failure_resent_once(api: Api):
     assert first["decision"]["post_send_resend"] is True
     assert metadata["post_send_resends"] == 1
     assert ledger[0]["outcome"] == "gateway_timeout"
+    # Both generations were billed: the killed one is counted too, estimated from its shape.
+    billed = sum(e["cost_usd"] for e in ledger if e["billable"])
+    assert first["cost_estimated"] is True
+    assert final["costEstimated"] is True
+    assert final["costUsd"] == pytest.approx(billed, rel=0.05)
 
 
 def test_a_connection_reset_after_the_send_is_a_post_send_resend(api: Api):

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import wait_until
+from loopserver.testing import wait_until
 
 from .conftest import PROMPT, Api
 from .faults import check_case

@@ -81,3 +81,14 @@ def test_accepted_sizes_satisfy_every_rule(w16, h16):
         assert max(width, height) <= 3840
         assert max(width, height) <= 3 * min(width, height)
         assert 655_360 <= width * height <= 8_294_400
+
+
+def test_a_refused_output_format_says_which_route_takes_it(settings):
+    with pytest.raises(RequestInvalid) as caught:
+        parse_job_request({"prompt": "p", "output_format": "webp"}, settings)
+    assert caught.value.field == "output_format"
+    assert "route azure takes output_format jpeg, png" in caught.value.message
+    assert "route openai accepts webp" in caught.value.message
+    with pytest.raises(RequestInvalid) as caught:
+        parse_job_request({"prompt": "p", "output_format": "gif"}, settings)
+    assert "accepts" not in caught.value.message  # no route takes gif

@@ -15,7 +15,22 @@ def progress(**fields: object) -> ProgressRecord:
     [
         ("Pending", None, None, None, JobState.QUEUED),
         ("Running", None, None, None, JobState.QUEUED),
-        ("Running", {"phase": "generating", "attempt": 1}, None, None, JobState.GENERATING),
+        # Scheduled, but its request not about to leave yet: waiting for a worker.
+        ("Running", {"phase": "generating", "attempt": 1}, None, None, JobState.QUEUED),
+        (
+            "Running",
+            {"phase": "generating", "attempt": 1},
+            {"attempt": 1, "sent": False},
+            None,
+            JobState.QUEUED,
+        ),
+        (
+            "Running",
+            {"phase": "generating", "attempt": 1},
+            {"attempt": 1, "sent": True},
+            None,
+            JobState.GENERATING,
+        ),
         (
             "Running",
             {"phase": "generating", "attempt": 1},
@@ -28,7 +43,7 @@ def progress(**fields: object) -> ProgressRecord:
             {"phase": "generating", "attempt": 2},
             {"attempt": 1, "previews": [PREVIEW]},
             None,
-            JobState.GENERATING,
+            JobState.QUEUED,
         ),
         (
             "Running",
