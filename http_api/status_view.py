@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from http_api.answers import camel_keys
 from http_api.durable_jobs import DurableJobs, JobInstance
 from http_api.errors import JobNotFound, StoreUnavailable
 from rules.job_records import JobState, ProgressRecord
@@ -106,9 +107,9 @@ def status_answer(
         "failure": failure if state is JobState.FAILED else None,
         "attempt": (result.attempt if result else None) or (custom.attempt if custom else 0),
         "route": request.route,
-        "request": shape,
+        "request": camel_keys(shape),
         "sentAs": list(instance.job.send.notes),
-        "timings": timings.to_json(),
+        "timings": camel_keys(timings.to_json()),
         "previews": [{"index": p.index, "url": link(p.blob)} for p in previews if p.stored],
         "image": images[0] if images else None,
         "images": images,

@@ -318,7 +318,7 @@ def test_a_running_job_reads_its_status_and_progress_in_one_round_each():
     assert headers["Retry-After"] == "2"
     assert body["state"] == "preview_available"
     assert body["previews"] == [{"index": 0, "url": f"memory://{job_id}/p.png?ttl=3600"}]
-    assert body["timings"]["request_started_at"] == "2026-05-07T13:46:13.000Z"
+    assert body["timings"]["requestStartedAt"] == "2026-05-07T13:46:13.000Z"
     assert body["createdAt"] == "2026-05-07T13:46:12.000Z"
     assert "prompt" not in body["request"]
     assert world.client.calls == [("get_status", job_id)]

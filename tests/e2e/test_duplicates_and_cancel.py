@@ -147,7 +147,7 @@ def test_a_queued_job_is_cancelled_before_it_reaches_the_route(api: Api):
     )
     waiting = api.status(queued).json()
     assert waiting["state"] == "queued", waiting
-    assert waiting["timings"]["request_started_at"] is None
+    assert waiting["timings"]["requestStartedAt"] is None
     cancelled = api.cancel(queued)
     assert cancelled.status_code == 202
     assert cancelled.json()["beforeSend"] is True
