@@ -381,7 +381,7 @@ def _trust_principal(env: Mapping[str, str]) -> bool:
 
 
 # The sample settings' secret: public, so ids made with it can be computed from a guessed prompt.
-SAMPLE_JOB_ID_SECRET = "local-only-job-id-secret-change-me"
+SAMPLE_JOB_ID_SECRET = "local-only-job-id-secret-change-me"  # noqa: S105 - public by design
 
 
 def _job_id_secret(env: Mapping[str, str]) -> bytes:
