@@ -42,7 +42,7 @@ from rules.status import RUNNING_STATUSES
 from rules.timing import iso_utc
 from storage.protocol import (
     JSON,
-    ImageStore,
+    AsyncImageStore,
     caller_index_prefix,
     cancel_name,
     job_of_index_name,
@@ -63,7 +63,7 @@ async def start_job(
     req: func.HttpRequest,
     jobs: DurableJobs,
     settings: AppSettings,
-    store: ImageStore,
+    store: AsyncImageStore,
     now: Clock = _utc_now,
 ) -> func.HttpResponse:
     """POST /api/images: 202 with the job's id, Location and Retry-After; a duplicate submit
@@ -114,7 +114,7 @@ async def start_job(
 
 
 async def get_job(
-    req: func.HttpRequest, jobs: DurableJobs, settings: AppSettings, store: ImageStore
+    req: func.HttpRequest, jobs: DurableJobs, settings: AppSettings, store: AsyncImageStore
 ) -> func.HttpResponse:
     """GET /api/images/{id}: 202 with Retry-After while the job runs, 200 once it has ended."""
     job_id = _path_job_id(req)
@@ -127,8 +127,10 @@ async def get_job(
     def link(blob: str) -> str:
         return store.read_link(name=blob, ttl_s=settings.storage.link_ttl_s)
 
-    # Links may need a user-delegation key (a network call): off the event loop.
-    answer = await asyncio.to_thread(status_answer, view, link, include_prompt=include_prompt)
+    if store.links_are_local:
+        answer = status_answer(view, link, include_prompt=include_prompt)
+    else:  # a user-delegation key may need fetching (a network call): off the event loop
+        answer = await asyncio.to_thread(status_answer, view, link, include_prompt=include_prompt)
     running = JobState(answer["state"]) not in TERMINAL_STATES
     headers = {"Retry-After": str(settings.status_retry_after_s)} if running else {}
     return json_answer(answer, 202 if running else 200, headers=headers)
@@ -138,7 +140,7 @@ MAX_PAGE = 100
 
 
 async def list_jobs(
-    req: func.HttpRequest, jobs: DurableJobs, settings: AppSettings, store: ImageStore
+    req: func.HttpRequest, jobs: DurableJobs, settings: AppSettings, store: AsyncImageStore
 ) -> func.HttpResponse:
     """GET /api/images?limit=N&after=TOKEN: the caller's jobs, newest first, a page at a time
     (``limit`` 1-100, default 20), each with its state; ``next`` is the next page's URL."""
@@ -146,9 +148,7 @@ async def list_jobs(
     limit = _limit(req.params.get("limit"))
     after = req.params.get("after") or None
     async with asyncio.timeout(STATUS_READ_S):
-        names, token = await asyncio.to_thread(
-            _list_page, store, caller_index_prefix(caller), limit, after
-        )
+        names, token = await _list_page(store, caller_index_prefix(caller), limit, after)
         instances = await asyncio.gather(*(jobs.look(job_of_index_name(n)) for n in names))
     items = []
     for instance in instances:
@@ -168,11 +168,11 @@ async def list_jobs(
     return json_answer(answer, 200)
 
 
-def _list_page(
-    store: ImageStore, prefix: str, limit: int, after: str | None
+async def _list_page(
+    store: AsyncImageStore, prefix: str, limit: int, after: str | None
 ) -> tuple[list[str], str | None]:
     try:
-        return store.list_page(prefix=prefix, limit=limit, after=after)
+        return await store.list_page(prefix=prefix, limit=limit, after=after)
     except Exception as exc:
         if type(exc).__name__ in ("HttpResponseError", "ResourceNotFoundError") and after:
             raise RequestInvalid(
@@ -201,7 +201,7 @@ async def cancel_job(
     req: func.HttpRequest,
     jobs: DurableJobs,
     settings: AppSettings,
-    store: ImageStore,
+    store: AsyncImageStore,
     now: Clock = _utc_now,
 ) -> func.HttpResponse:
     """POST /api/images/{id}/cancel: 202 (``cancelling``) or 200 with the job's final state."""
@@ -230,7 +230,7 @@ async def cancel_job(
 
 
 async def _request_cancel(
-    jobs: DurableJobs, store: ImageStore, instance: JobInstance, now: Clock
+    jobs: DurableJobs, store: AsyncImageStore, instance: JobInstance, now: Clock
 ) -> tuple[JobInstance, bool | None]:
     """The marker first: the running attempt watches it and closes its stream; then the event,
     which wakes the orchestrator wherever it waits (queued, generating, waiting to retry).
@@ -244,7 +244,7 @@ async def _request_cancel(
     marker = CancelMarker(requested_at=iso_utc(now()), job_created_at=instance.job.created_at)
     data = json.dumps(marker.to_json()).encode()
     try:
-        await asyncio.to_thread(store.put, name=cancel_name(job_id), data=data, content_type=JSON)
+        await store.put(name=cancel_name(job_id), data=data, content_type=JSON)
     except Exception as exc:
         raise StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id) from exc
     before_send = await _before_send(store, instance)
@@ -257,7 +257,7 @@ async def _request_cancel(
     return after, None
 
 
-async def _before_send(store: ImageStore, instance: JobInstance) -> bool | None:
+async def _before_send(store: AsyncImageStore, instance: JobInstance) -> bool | None:
     """Whether the current attempt had not written its sent mark (read after the marker)."""
     custom = instance.custom_status
     if custom is not None and custom.phase is not Phase.GENERATING:
@@ -265,7 +265,7 @@ async def _before_send(store: ImageStore, instance: JobInstance) -> bool | None:
         return custom.phase is Phase.WAITING_TO_RETRY
     attempt = custom.attempt if custom is not None else 1
     try:
-        progress = await asyncio.to_thread(read_progress, store, instance.instance_id, attempt)
+        progress = await read_progress(store, instance.instance_id, attempt)
     except StoreUnavailable:
         return None
     mine = progress is not None and progress.job_created_at == instance.job.created_at

@@ -26,6 +26,28 @@ class ImageStore(Protocol):
         ...
 
 
+class AsyncImageStore(Protocol):
+    """The same store, for code on an event loop (the HTTP edge): no thread per call."""
+
+    async def put(self, *, name: str, data: bytes, content_type: str) -> None: ...
+
+    async def get(self, *, name: str) -> bytes | None: ...
+
+    async def list_page(
+        self, *, prefix: str, limit: int, after: str | None
+    ) -> tuple[list[str], str | None]: ...
+
+    def read_link(self, *, name: str, ttl_s: int) -> str:
+        """As ImageStore.read_link; may block (a user-delegation key): call it off the loop
+        unless ``links_are_local``."""
+        ...
+
+    @property
+    def links_are_local(self) -> bool:
+        """True when read_link signs with a key at hand (no network call)."""
+        ...
+
+
 JSON = "application/json"
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}

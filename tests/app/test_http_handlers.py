@@ -17,7 +17,7 @@ from http_api.durable_jobs import DurableJobs
 from http_api.errors import answer_for
 from rules.dedup import caller_digest
 from rules.settings import AppSettings
-from tests.fakes import InMemoryStore
+from tests.fakes import AsyncInMemoryStore, InMemoryStore
 from tests.rules.conftest import ENV
 
 from .fake_durable import FakeDurableClient
@@ -61,12 +61,13 @@ class World:
     def call(self, handler: Any, req: func.HttpRequest) -> tuple[int, dict[str, Any], Any]:
         async def run() -> func.HttpResponse:
             jobs = DurableJobs(self.client)
+            store = AsyncInMemoryStore(self.store)
             answer: func.HttpResponse
             try:
                 if handler in (handlers.get_job, handlers.list_jobs):
-                    answer = await handler(req, jobs, self.settings, self.store)
+                    answer = await handler(req, jobs, self.settings, store)
                 else:
-                    answer = await handler(req, jobs, self.settings, self.store, lambda: self.now)
+                    answer = await handler(req, jobs, self.settings, store, lambda: self.now)
             except Exception as exc:
                 return answer_for(exc)
             return answer
