@@ -45,6 +45,7 @@ from storage.protocol import (
     AsyncImageStore,
     caller_index_prefix,
     cancel_name,
+    index_created_ms,
     job_of_index_name,
 )
 
@@ -151,9 +152,11 @@ async def list_jobs(
         names, token = await _list_page(store, caller_index_prefix(caller), limit, after)
         instances = await asyncio.gather(*(jobs.look(job_of_index_name(n)) for n in names))
     items = []
-    for instance in instances:
+    for name, instance in zip(names, instances, strict=True):
         if instance is None or instance.job.caller != caller:
             continue  # purged, or never started: no longer a job to list
+        if index_created_ms(name) != _epoch_ms(instance.job.created_at):
+            continue  # left by a start that lost a race to this job's own start
         items.append(
             {
                 "id": instance.instance_id,
@@ -179,6 +182,10 @@ async def _list_page(
                 "after", "invalid_value", "not a page token of this list"
             ) from None
         raise StoreUnavailable(f"Blob failed: {type(exc).__name__}") from exc
+
+
+def _epoch_ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso).timestamp() * 1000)
 
 
 def _limit(raw: str | None) -> int:

@@ -94,15 +94,15 @@ class JobIds:
                 answered = await self._answered(record, job)
                 if answered is not None:
                     return answered
-        allocation = await self._allocate(orchestrator, job)
-        if not allocation.replayed:
-            await self._write_records(allocation.job_id, job)
-        return allocation
+        return await self._allocate(orchestrator, job)
 
     async def _write_records(self, job_id: str, job: JobInput) -> None:
         """What a new job leaves beside its start: its entry in the caller's list and, for a
         keyed submit, the key's record. Best effort: the job stands without them (its durable
-        status still answers), so a failure is logged, never answered."""
+        status still answers), so a failure is logged, never answered. Written as the start
+        is made: a key record naming a job whose start then lost the race names the winner's
+        id all the same (the same id), with the loser's fingerprint, which a replay compares
+        as for any key."""
         created = datetime.fromisoformat(job.created_at)
         index = caller_index_name(job.caller, int(created.timestamp() * 1000), job_id)
         writes = [(index, b"")]
@@ -140,7 +140,13 @@ class JobIds:
             if instance is None and look.folder_taken:
                 continue
             if instance is None:
-                if await self._jobs.start(orchestrator, instance_id, job):
+                # The job's records go beside its start, not after it: a start that loses a
+                # race leaves an entry that the list skips (its created_at is not the job's).
+                started, _ = await asyncio.gather(
+                    self._jobs.start(orchestrator, instance_id, job),
+                    self._write_records(instance_id, job),
+                )
+                if started:
                     return Allocation(instance_id, JobState.QUEUED, replayed=False)
                 # Someone started it between our look and our start: it is theirs and ours.
                 instance = await self._jobs.look(instance_id)

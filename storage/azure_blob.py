@@ -15,8 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
-from azure.storage.blob.aio import ExponentialRetry as AsyncExponentialRetry
 from azure.storage.blob import (
     BlobSasPermissions,
     BlobServiceClient,
@@ -25,6 +23,8 @@ from azure.storage.blob import (
     UserDelegationKey,
     generate_blob_sas,
 )
+from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
+from azure.storage.blob.aio import ExponentialRetry as AsyncExponentialRetry
 
 from rules.settings import StorageSettings
 
@@ -153,7 +153,7 @@ class AzureBlobAsyncStore:
     def from_settings(
         cls, settings: StorageSettings, links: AzureBlobImageStore, *, credential: Any | None = None
     ) -> AzureBlobAsyncStore:
-        """``credential``: an async TokenCredential for the account URL form (azure.identity.aio)."""
+        """``credential``: an async TokenCredential (azure.identity.aio), for an account URL."""
         options: dict[str, Any] = {
             "retry_policy": AsyncExponentialRetry(
                 initial_backoff=1, increment_base=2, retry_total=2
@@ -166,7 +166,8 @@ class AzureBlobAsyncStore:
                 settings.connection_string, **options
             )
         else:
-            assert settings.account_url and credential is not None
+            assert settings.account_url  # AppSettings.from_env guarantees one of the two
+            assert credential is not None
             service = AsyncBlobServiceClient(settings.account_url, credential=credential, **options)
         return cls(service, settings.container, links)
 

@@ -105,3 +105,8 @@ def caller_index_prefix(caller: str) -> str:
 
 def job_of_index_name(name: str) -> str:
     return name.rsplit("/", 1)[-1].split("-", 1)[1]
+
+
+def index_created_ms(name: str) -> int:
+    """The job's created_at (epoch ms) a caller index entry was written with."""
+    return _INVERTED_EPOCH_MS - int(name.rsplit("/", 1)[-1].split("-", 1)[0])
