@@ -28,6 +28,16 @@ from rules.retry import Decision, RetryPolicy
 from rules.send_plan import SendPlan
 
 SCHEMA_VERSION = 1
+# Version 2 of the records that carry the request (JobInput, AttemptInput, FinishInput) added an
+# edit's input images. A record whose request has none is still written as version 1, which the
+# previous deployment reads as before; an edit's is version 2, which that deployment refuses
+# (RecordUnreadable) instead of running the edit as a generation without its images.
+REQUEST_SCHEMA_VERSION = 2
+
+
+def request_version(request: ImageJobRequest) -> int:
+    """The schema version a record carrying ``request`` is written with."""
+    return REQUEST_SCHEMA_VERSION if request.is_edit else SCHEMA_VERSION
 
 
 class JobState(StrEnum):
@@ -69,7 +79,7 @@ class JobInput:
     def to_json(self) -> dict[str, Any]:
         after = self.send_after_silence
         return {
-            "v": SCHEMA_VERSION,
+            "v": request_version(self.request),
             "request": self.request.to_json(),
             "send": self.send.to_json(),
             "send_after_silence": after.to_json() if after else None,
@@ -83,7 +93,7 @@ class JobInput:
     def from_json(cls, value: object) -> JobInput:
         """Version 0 had the same fields without ``v`` and ``send_after_silence``."""
         data = as_object(value, "job input")
-        checked_version(data, "job input", SCHEMA_VERSION)
+        checked_version(data, "job input", REQUEST_SCHEMA_VERSION)
         after = data.get("send_after_silence")
         return cls(
             request=ImageJobRequest.from_json(required(data, "request", "job input")),
@@ -160,7 +170,7 @@ class AttemptInput:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "v": SCHEMA_VERSION,
+            "v": request_version(self.request),
             "job_id": self.job_id,
             "attempt": self.attempt,
             "request": self.request.to_json(),
@@ -172,7 +182,7 @@ class AttemptInput:
     def from_json(cls, value: object) -> AttemptInput:
         """Version 0 had the send plan's fields flat beside the others."""
         data = as_object(value, "attempt input")
-        version = checked_version(data, "attempt input", SCHEMA_VERSION)
+        version = checked_version(data, "attempt input", REQUEST_SCHEMA_VERSION)
         send = data if version == 0 else required(data, "send", "attempt input")
         return cls(
             job_id=required(data, "job_id", "attempt input"),
@@ -304,7 +314,7 @@ class FinishInput:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "v": SCHEMA_VERSION,
+            "v": request_version(self.request),
             "job_id": self.job_id,
             "request": self.request.to_json(),
             "outcome": self.outcome.to_json(),
@@ -314,7 +324,7 @@ class FinishInput:
     @classmethod
     def from_json(cls, value: object) -> FinishInput:
         data = as_object(value, "finish input")
-        checked_version(data, "finish input", SCHEMA_VERSION)
+        checked_version(data, "finish input", REQUEST_SCHEMA_VERSION)
         return cls(
             job_id=required(data, "job_id", "finish input"),
             request=ImageJobRequest.from_json(required(data, "request", "finish input")),

@@ -106,7 +106,11 @@ class Silence:
 def expected_silence(
     rules: ModelRules, request: ImageJobRequest, shape: Shape, *, time_scale: float = 1.0
 ) -> Silence:
-    total = rules.expected_generation_s(request.quality, request.size) / time_scale
+    # An edit's input images add to the time before anything comes back.
+    total = (
+        rules.expected_generation_s(request.quality, request.size, input_images=request.input_count)
+        / time_scale
+    )
     if not (shape.stream and shape.partial_images > 0):
         return Silence(total, total)
     count = shape.partial_images

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from rules.inputs import InputRef
 from rules.job_records import (
+    REQUEST_SCHEMA_VERSION,
     AttemptInput,
     AttemptRecord,
     CancelMarker,
@@ -47,6 +49,22 @@ REQUEST = ImageJobRequest(
     n=1,
     partial_images=1,
     route="azure",
+)
+EDIT = ImageJobRequest(
+    prompt="a red apple in a basket",
+    size="1024x1024",
+    quality="low",
+    output_format="png",
+    background="auto",
+    moderation="auto",
+    n=1,
+    partial_images=1,
+    route="azure",
+    images=(
+        InputRef("ab" * 32, "png", 2048, 1024, 1024),
+        InputRef("cd" * 32, "jpeg", 1024, 512, 768),
+    ),
+    mask=InputRef("ef" * 32, "png", 512, 1024, 1024),
 )
 SEND = SendPlan(stream=True, partial_images=1, notes=("sent with partial_images 1",))
 CREATED = "2026-05-07T13:46:12.000Z"
@@ -113,6 +131,9 @@ RECORDS: list[Any] = [
     ProgressRecord(CREATED, 1, CREATED, previews=[PREVIEW], sent=True, sent_at=CREATED),
     ProgressRecord(CREATED, 2, CREATED, done=True, images=(IMAGE,), result=RESULT),
     CancelMarker(requested_at=CREATED, job_created_at=CREATED),
+    JobInput(EDIT, SEND, RetryPolicy(max_attempts=3), "digest", "fingerprint", CREATED),
+    AttemptInput("img-2", 1, EDIT, SEND, CREATED),
+    FinishInput("img-2", EDIT, OUTCOME, (AttemptRecord(RESULT),)),
 ]
 
 
@@ -134,14 +155,57 @@ STORED = [JobInput, AttemptInput, Outcome, FinishInput, ProgressRecord, CancelMa
 @pytest.mark.parametrize("kind", STORED, ids=lambda k: k.__name__)
 def test_every_stored_record_carries_its_schema_version(kind):
     record = next(r for r in RECORDS if type(r) is kind)
-    assert record.to_json()["v"] == 1
+    assert record.to_json()["v"] == 1  # a generation's records: what the last deployment reads
 
 
 @pytest.mark.parametrize("kind", STORED, ids=lambda k: k.__name__)
 def test_a_newer_version_is_refused_not_guessed(kind):
     record = next(r for r in RECORDS if type(r) is kind)
     with pytest.raises(RecordUnreadable, match="newer"):
-        kind.from_json({**record.to_json(), "v": 2})
+        kind.from_json({**record.to_json(), "v": REQUEST_SCHEMA_VERSION + 1})
+
+
+@pytest.mark.parametrize("kind", [JobInput, AttemptInput, FinishInput], ids=lambda k: k.__name__)
+def test_an_edit_is_version_2_which_the_previous_deployment_refuses(kind):
+    """An older worker refuses the record (its newest is 1) instead of dropping the inputs."""
+    record = next(r for r in RECORDS if type(r) is kind and r.request.is_edit)
+    data = record.to_json()
+    assert data["v"] == 2
+    assert kind.from_json(data) == record
+    from rules import records
+
+    with pytest.raises(RecordUnreadable, match="newer"):
+        records.checked_version(data, kind.__name__, 1)
+
+
+def test_an_edit_request_keeps_hashes_and_a_generation_keeps_its_old_layout():
+    assert "images" not in REQUEST.to_json()
+    assert "mask" not in REQUEST.to_json()
+    assert ImageJobRequest.from_json(REQUEST.to_json()) == REQUEST
+    data = EDIT.to_json()
+    assert data["images"][0] == {
+        "sha256": "ab" * 32,
+        "format": "png",
+        "bytes": 2048,
+        "width": 1024,
+        "height": 1024,
+    }
+    assert data["mask"]["sha256"] == "ef" * 32
+    assert ImageJobRequest.from_json(data) == EDIT
+
+
+def test_an_edit_shape_describes_inputs_without_hashes():
+    shape = EDIT.shape()
+    assert shape["images"] == [
+        {"format": "png", "bytes": 2048, "width": 1024, "height": 1024},
+        {"format": "jpeg", "bytes": 1024, "width": 512, "height": 768},
+    ]
+    assert shape["mask"] == {"format": "png", "bytes": 512, "width": 1024, "height": 1024}
+    text = json.dumps(shape)
+    assert "ab" * 32 not in text
+    assert "sha256" not in text
+    assert "apple" not in text
+    assert "images" not in REQUEST.shape()
 
 
 @pytest.mark.parametrize("kind", [*STORED, CustomStatus], ids=lambda k: k.__name__)
