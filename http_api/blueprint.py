@@ -9,7 +9,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 import wiring
-from http_api import handlers
+from http_api import handlers, uploads
 from http_api.durable_jobs import DurableJobs
 from http_api.errors import answer_for
 from rules.settings import AppSettings
@@ -61,6 +61,14 @@ async def cancel_image_job(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     return await answer(handlers.cancel_job, req, client)
+
+
+@bp.route(route="uploads", methods=["POST"])
+async def create_upload(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        return await uploads.create_upload(req, wiring.settings(), wiring.edge_store())
+    except Exception as exc:
+        return answer_for(exc)
 
 
 # Lowest priority (a catch-all): what no route above takes gets a JSON 404 or 405 instead of the

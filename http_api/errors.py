@@ -9,7 +9,7 @@
         ├── NoSuchRoute                   404: a path the API does not have
         ├── MethodNotAllowed              405 + Allow: a path of the API, another method
         ├── KeyConflict                   409: an Idempotency-Key reused for another body
-        ├── UnsupportedMediaType          415: a body declared as something other than JSON
+        ├── UnsupportedMediaType          415: a body declared as neither JSON nor multipart
         ├── StoreUnavailable              503 + Retry-After: the job store or Blob failed
         └── NoFreeJobId                   500: every generation under an id base is taken
     azure.core AzureError                 503 + Retry-After: Blob failed where no wrapper caught it
@@ -122,7 +122,8 @@ def answer_for(exc: BaseException) -> func.HttpResponse:
             return error_answer(
                 415,
                 "unsupported_media_type",
-                "the body must be JSON (Content-Type: application/json)",
+                "the body must be JSON (Content-Type: application/json), or multipart/form-data "
+                "for an edit's input images",
                 "Content-Type",
             )
         case KeyConflict():

@@ -29,6 +29,7 @@ from http_api.errors import (
     StoreUnavailable,
     UnsupportedMediaType,
 )
+from http_api.inputs import Parts, is_multipart, multipart_body, with_inputs
 from http_api.job_ids import JobIds
 from http_api.status_view import JobView, job_state, read_job, read_progress, status_answer
 from orchestrators.image_job import CANCEL_EVENT, ORCHESTRATOR
@@ -69,11 +70,20 @@ async def start_job(
 ) -> func.HttpResponse:
     """POST /api/images: 202 with the job's id, Location and Retry-After; a duplicate submit
     gets the existing job (``Idempotent-Replayed: true``)."""
-    _check_content_type(req)
-    request = parse_job_request(_json_body(req), settings)
+    body: object
+    parts: Parts | None = None
+    if is_multipart(req):  # an edit's input images as file parts (http_api.inputs)
+        body, parts = multipart_body(req)
+    else:
+        _check_content_type(req)
+        body = _json_body(req)
+    request = parse_job_request(body, settings)
     raw_key = req.headers.get("idempotency-key")
     key = check_key(raw_key) if raw_key is not None else None
     caller = caller_of(req, settings)
+    if isinstance(body, dict):  # an edit: its inputs checked and stored, the request by hash
+        digest = caller_digest(settings.job_id_secret, caller)
+        request = await with_inputs(request, body, parts, settings, store, digest)
     request_fingerprint = fingerprint(request)
     send, send_after_silence = plans(request, settings)
     job = JobInput(
@@ -306,6 +316,7 @@ ROUTES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
     (re.compile(r"images/?"), ("GET", "POST")),
     (re.compile(r"images/[^/]+/?"), ("GET",)),
     (re.compile(r"images/[^/]+/cancel/?"), ("POST",)),
+    (re.compile(r"uploads/?"), ("POST",)),
 )
 
 

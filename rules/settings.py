@@ -13,6 +13,7 @@ Vault reference in Azure), or uses Entra ID. A storage connection string is kept
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal, cast
@@ -143,6 +144,10 @@ class AppSettings:
     # The API's public base URL (e.g. https://jobs.example.com/api): the URLs answers hand out
     # are built on it, never on a client-supplied Host alone. None: the request's own URL.
     public_base_url: str | None = None
+    # Blob containers (of the images account) from which a start request may name an edit's
+    # input images as ``container/name`` (IMAGE_INPUT_CONTAINERS); every caller may read every
+    # blob in them through a job. Uploads (POST /api/uploads) need none.
+    input_containers: tuple[str, ...] = ()
 
     def route(self, name: str) -> RouteSettings:
         try:
@@ -211,6 +216,7 @@ class AppSettings:
             job_id_secret=_job_id_secret(env),
             time_scale=scale,
             public_base_url=_public_base_url(env),
+            input_containers=_input_containers(env, storage.container),
         )
         check_silence(settings)
         return settings
@@ -246,6 +252,19 @@ def _public_base_url(env: Mapping[str, str]) -> str | None:
     if not raw.startswith(("http://", "https://")) or "?" in raw or "#" in raw:
         raise SettingsInvalid("IMAGE_PUBLIC_BASE_URL", "must be an http(s) URL without query")
     return raw
+
+
+def _input_containers(env: Mapping[str, str], own: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in env.get("IMAGE_INPUT_CONTAINERS", "").split(",") if n.strip())
+    for name in names:
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", name):
+            raise SettingsInvalid("IMAGE_INPUT_CONTAINERS", f"{name!r} is not a container name")
+        if name == own:
+            # It holds every job's images: a caller could edit another caller's image.
+            raise SettingsInvalid(
+                "IMAGE_INPUT_CONTAINERS", "must not name the images container itself"
+            )
+    return names
 
 
 def _time_scale(env: Mapping[str, str]) -> float:

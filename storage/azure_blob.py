@@ -27,6 +27,7 @@ from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
 from azure.storage.blob.aio import ExponentialRetry as AsyncExponentialRetry
 
 from rules.settings import StorageSettings
+from storage.protocol import BlobTooLarge
 
 
 class AzureBlobImageStore:
@@ -98,6 +99,13 @@ class AzureBlobImageStore:
         return names, token or None
 
     def read_link(self, *, name: str, ttl_s: int) -> str:
+        return self._link(name, ttl_s, BlobSasPermissions(read=True))
+
+    def write_link(self, *, name: str, ttl_s: int) -> str:
+        """Create and write on this one blob only: no read, list or delete."""
+        return self._link(name, ttl_s, BlobSasPermissions(create=True, write=True))
+
+    def _link(self, name: str, ttl_s: int, permission: BlobSasPermissions) -> str:
         now = datetime.now(UTC)
         expiry = now + timedelta(seconds=ttl_s)
         account = self._service.account_name
@@ -110,7 +118,7 @@ class AzureBlobImageStore:
                 container_name=self._container_name,
                 blob_name=name,
                 account_key=account_key,
-                permission=BlobSasPermissions(read=True),
+                permission=permission,
                 expiry=expiry,
                 start=now - timedelta(minutes=5),
             )
@@ -120,7 +128,7 @@ class AzureBlobImageStore:
                 container_name=self._container_name,
                 blob_name=name,
                 user_delegation_key=self._user_delegation_key(now, expiry),
-                permission=BlobSasPermissions(read=True),
+                permission=permission,
                 expiry=expiry,
                 start=now - timedelta(minutes=5),
             )
@@ -202,3 +210,35 @@ class AzureBlobAsyncStore:
 
     def read_link(self, *, name: str, ttl_s: int) -> str:
         return self._links.read_link(name=name, ttl_s=ttl_s)
+
+    def write_link(self, *, name: str, ttl_s: int) -> str:
+        return self._links.write_link(name=name, ttl_s=ttl_s)
+
+    async def get_bounded(
+        self, *, name: str, max_bytes: int, container: str | None = None
+    ) -> bytes | None:
+        client = (
+            self._service.get_container_client(container) if container else self._container
+        )
+        try:
+            # The first response carries the blob's size: a blob past the bound is refused
+            # before the rest of it is read.
+            downloader = await client.download_blob(name)
+        except ResourceNotFoundError:
+            return None
+        if downloader.size > max_bytes:
+            raise BlobTooLarge(downloader.size)
+        data: bytes = await downloader.readall()
+        return data
+
+    async def put_new(self, *, name: str, data: bytes, content_type: str) -> bool:
+        try:
+            await self._container.upload_blob(
+                name,
+                data,
+                overwrite=False,
+                content_settings=ContentSettings(content_type=content_type),
+            )
+        except ResourceExistsError:
+            return False
+        return True

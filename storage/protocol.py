@@ -47,6 +47,30 @@ class AsyncImageStore(Protocol):
         """True when read_link signs with a key at hand (no network call)."""
         ...
 
+    async def get_bounded(
+        self, *, name: str, max_bytes: int, container: str | None = None
+    ) -> bytes | None:
+        """The blob's bytes (in ``container``, default the store's own), None when it does not
+        exist; BlobTooLarge, before its bytes are read, when it has more than ``max_bytes``."""
+        ...
+
+    async def put_new(self, *, name: str, data: bytes, content_type: str) -> bool:
+        """Write the blob unless it exists (one round trip); False when it already did."""
+        ...
+
+    def write_link(self, *, name: str, ttl_s: int) -> str:
+        """A link that may create or overwrite this one blob, and do nothing else, until it
+        expires after ``ttl_s`` seconds; may block as read_link does."""
+        ...
+
+
+class BlobTooLarge(Exception):
+    """A blob read with a bound has more bytes than the bound."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        super().__init__(f"the blob has {size} bytes")
+
 
 JSON = "application/json"
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -82,6 +106,19 @@ def cancel_name(job_id: str) -> str:
 
 def metadata_name(job_id: str) -> str:
     return f"{job_id}/metadata.json"
+
+
+def input_name(sha256: str, image_format: str) -> str:
+    """``inputs/{sha256}.{ext}``: an edit's input image, stored once by its content hash and
+    shared by every job that uses it."""
+    return f"inputs/{sha256}.{EXTENSIONS[image_format]}"
+
+
+def upload_name(caller: str, upload_id: str) -> str:
+    """``uploads/{caller digest}/{upload id}``: where a caller's upload link writes (a caller
+    can only reference its own uploads). Uploads are read, never deleted, by the app: a
+    lifecycle rule on ``uploads/`` removes them (docs/job-contract.md)."""
+    return f"uploads/{caller}/{upload_id}"
 
 
 def key_record_name(id_base: str) -> str:

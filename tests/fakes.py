@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from storage.protocol import BlobTooLarge
+
 
 class InMemoryStore:
     """ImageStore in a dict. ``fail(suffix, times)`` makes the next writes of blobs whose name
@@ -11,6 +13,8 @@ class InMemoryStore:
 
     def __init__(self) -> None:
         self.blobs: dict[str, tuple[bytes, str]] = {}
+        # Blobs of other containers (edit inputs referenced by container/name), by container.
+        self.containers: dict[str, dict[str, bytes]] = {}
         self.put_calls: list[str] = []
         self.get_calls: list[str] = []
         # Every call raises, as with the storage emulator stopped.
@@ -79,3 +83,27 @@ class AsyncInMemoryStore:
 
     def read_link(self, *, name: str, ttl_s: int) -> str:
         return self.sync.read_link(name=name, ttl_s=ttl_s)
+
+    def write_link(self, *, name: str, ttl_s: int) -> str:
+        return f"memory-write://{name}?ttl={ttl_s}"
+
+    async def get_bounded(
+        self, *, name: str, max_bytes: int, container: str | None = None
+    ) -> bytes | None:
+        if container is not None:
+            self.sync.get_calls.append(f"{container}/{name}")
+            if self.sync.down:
+                raise ConnectionError("storage is down")
+            data = self.sync.containers.get(container, {}).get(name)
+        else:
+            data = self.sync.get(name=name)
+        if data is not None and len(data) > max_bytes:
+            raise BlobTooLarge(len(data))
+        return data
+
+    async def put_new(self, *, name: str, data: bytes, content_type: str) -> bool:
+        if name in self.sync.blobs:
+            self.sync.put_calls.append(name)
+            return False
+        self.sync.put(name=name, data=data, content_type=content_type)
+        return True
