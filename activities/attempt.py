@@ -32,6 +32,7 @@ from activities import upstream_errors
 from activities.background_writes import BackgroundWrites
 from activities.blob_io import AsyncBlobs, upload_within_budget, within_budget
 from activities.image_check import check_image
+from activities.inputs import InputFile, InputsUnavailable, read_inputs
 from activities.rerun import earlier_run, same_job
 from activities.route_client import CallResult, build_call, call_route
 from rules.cost import AttemptCost, attempt_cost
@@ -165,6 +166,20 @@ class _Attempt:
             await self.writes.drain(0)
             return earlier
 
+        inputs: list[InputFile] = []
+        if request.is_edit:  # its images, by hash from Blob: without them, no send
+            try:
+                inputs = await read_inputs(
+                    self.blobs,
+                    request,
+                    clocks=self.clocks,
+                    budget_s=storage_budget_s,
+                    sleep=self.seams.sleep,
+                    monotonic=self.seams.monotonic,
+                )
+            except InputsUnavailable as exc:
+                failure = Failure(FailureKind.STORAGE_FAILED, Layer.STORAGE, str(exc), sent=False)
+                return await self.not_sent(failure)
         auth = await asyncio.to_thread(self.seams.auth)  # an Entra token fetch blocks
         call = build_call(
             self.route,
@@ -172,6 +187,7 @@ class _Attempt:
             stream=job.send.stream,
             partial_images=job.send.partial_images,
             auth=auth,
+            inputs=inputs,
         )
         # Written, and waited for, before the send: if this worker dies from here on, a re-run
         # knows the route may already be generating this attempt. Without the mark, no send.

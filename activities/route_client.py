@@ -15,7 +15,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ import httpx
 from httpx_sse import EventSource
 
 from activities import upstream_errors
+from activities.inputs import InputFile
 from rules.outcome import Failure
 from rules.request import ImageJobRequest
 from rules.settings import RouteSettings, Timeouts
@@ -48,6 +49,19 @@ class RouteCall:
     body: dict[str, Any] = field(repr=False)  # carries the prompt
     # The body as sent, encoded here: an encoding problem shows before anything is sent.
     content: bytes = field(repr=False, default=b"")
+    # An edit: ``body`` goes as multipart form fields (text, as the SDK sends them) and these
+    # as its file parts, after the fields; ``content`` is then empty.
+    files: tuple[InputFile, ...] = field(repr=False, default=())
+
+    def payload(self) -> dict[str, Any]:
+        """What httpx sends: the encoded JSON, or the multipart fields and files (httpx writes
+        the boundary into the content type, as for the SDK)."""
+        if not self.files:
+            return {"content": self.content}
+        return {
+            "data": self.body,
+            "files": [(f.part, (f.filename, f.data, f.content_type)) for f in self.files],
+        }
 
 
 @dataclass
@@ -85,8 +99,12 @@ def build_call(
     stream: bool,
     partial_images: int,
     auth: tuple[str, str] | None,
+    inputs: Sequence[InputFile] = (),
 ) -> RouteCall:
-    """The URL, headers and JSON body for one attempt at ``request`` on ``route``."""
+    """The URL, headers and body for one attempt at ``request`` on ``route``: a JSON body to
+    ``/images/generations``, or for an edit (``inputs``: its images and mask, read by
+    activities.inputs) multipart form data to ``/images/edits``, shaped as the SDK shapes it."""
+    edit = request.is_edit
     body: dict[str, Any] = {
         "prompt": request.prompt,
         "n": request.n,
@@ -94,28 +112,43 @@ def build_call(
         "quality": request.quality,
         "output_format": request.output_format,
         "background": request.background,
-        "moderation": request.moderation,
     }
+    if not edit:  # the edits endpoint has no moderation field
+        body["moderation"] = request.moderation
     if request.output_compression is not None:
         body["output_compression"] = request.output_compression
     if stream:
         body["stream"] = True
         body["partial_images"] = partial_images
+    endpoint = "edits" if edit else "generations"
     if route.owner == "azure":
         url = (
-            f"{route.base_url}/openai/deployments/{route.deployment}/images/generations"
+            f"{route.base_url}/openai/deployments/{route.deployment}/images/{endpoint}"
             f"?api-version={route.api_version}"
         )
     else:
-        url = f"{route.base_url}/images/generations"
+        url = f"{route.base_url}/images/{endpoint}"
         body["model"] = route.model
-    headers = {"content-type": JSON}
+    headers = {} if edit else {"content-type": JSON}
     if stream:
         headers["accept"] = "text/event-stream"
     if auth:
         headers[auth[0]] = auth[1]
+    if edit:
+        if len(inputs) != request.input_count:
+            raise ValueError(f"an edit needs its {request.input_count} inputs, got {len(inputs)}")
+        return RouteCall(url=url, headers=headers, body=form_fields(body), files=tuple(inputs))
     content = json.dumps(body, ensure_ascii=False).encode("utf-8")
     return RouteCall(url=url, headers=headers, body=body, content=content)
+
+
+def form_fields(body: Mapping[str, Any]) -> dict[str, str]:
+    """Multipart form fields are text: booleans as ``true``/``false`` and numbers in decimal,
+    as the official SDK writes them (its query-string encoder)."""
+    return {
+        name: ("true" if value else "false") if isinstance(value, bool) else str(value)
+        for name, value in body.items()
+    }
 
 
 async def call_route(
@@ -146,16 +179,20 @@ async def call_route(
     async def trace(event: str, info: Mapping[str, Any]) -> None:
         if event == "connection.connect_tcp.complete":
             clocks.connected = monotonic()
+        elif event.endswith("send_request_body.started") and call.files:
+            clocks.inputs_send_started = monotonic()
         elif event.endswith("send_request_body.complete"):
             progress.sent = True
+            if call.files:
+                clocks.inputs_sent = monotonic()
 
     request = client.build_request(
         "POST",
         call.url,
         headers=call.headers,
-        content=call.content,
         timeout=timeout,
         extensions={"trace": trace},
+        **call.payload(),
     )
 
     async def exchange() -> None:

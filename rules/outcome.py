@@ -122,6 +122,10 @@ class Timings:
     final_image_ms: int | None = None
     download_ms: int | None = None
     upload_ms: int | None = None
+    # An edit's input images: read from Blob (before the send), and sent as the request body
+    # (from its first byte to its last; the generation's clocks count on from the send).
+    read_inputs_ms: int | None = None
+    upload_inputs_ms: int | None = None
     partial_images_ms: list[int | None] = field(default_factory=list)
     http_status: int | None = None
     request_id: str | None = None

@@ -76,6 +76,20 @@ class ImageJobRequest:
             shape["mask"] = self.mask.describe() if self.mask else None
         return shape
 
+    def inputs_summary(self) -> dict[str, Any] | None:
+        """An edit's inputs for metadata.json and the log event: count, formats, sizes and
+        bytes, the mask's too; never a hash. None for a generation."""
+        if not self.is_edit:
+            return None
+        every = [*self.images, *([self.mask] if self.mask else [])]
+        return {
+            "images": len(self.images),
+            "mask": self.mask is not None,
+            "formats": [ref.format for ref in every],
+            "sizes": [f"{ref.width}x{ref.height}" for ref in every],
+            "bytes": sum(ref.bytes for ref in every),
+        }
+
     def to_json(self) -> dict[str, Any]:
         """The orchestration input (the prompt included: the activity needs it). A
         generation's has no ``images`` or ``mask`` key, as before edits existed: its
