@@ -217,9 +217,7 @@ class AzureBlobAsyncStore:
     async def get_bounded(
         self, *, name: str, max_bytes: int, container: str | None = None
     ) -> bytes | None:
-        client = (
-            self._service.get_container_client(container) if container else self._container
-        )
+        client = self._service.get_container_client(container) if container else self._container
         try:
             # The first response carries the blob's size: a blob past the bound is refused
             # before the rest of it is read.

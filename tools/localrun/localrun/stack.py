@@ -94,7 +94,10 @@ class LocalStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        env.update(self.extra_env)
+        # A value may name where the simulator listens (a route of one's own on it).
+        env.update(
+            {k: v.replace("{simulator_url}", self.simulator_url) for k, v in self.extra_env.items()}
+        )
         return env
 
     def start(self) -> LocalStack:
