@@ -237,3 +237,15 @@ def test_an_edit_is_expected_to_take_longer_by_its_inputs(settings: AppSettings)
     edit = replace(REQUEST, images=(REF, REF, REF), mask=REF)
     longer = expected_silence(GPT_IMAGE_2, edit, shape).longest_s
     assert longer == pytest.approx(plain + 4 * GPT_IMAGE_2.expected_s_per_input_image)
+
+
+def test_input_containers_are_container_names_and_never_the_images_container():
+    from rules.errors import SettingsInvalid
+    from tests.rules.conftest import ENV
+
+    assert AppSettings.from_env(ENV).input_containers == ()
+    found = AppSettings.from_env({**ENV, "IMAGE_INPUT_CONTAINERS": "refs, brand-kit"})
+    assert found.input_containers == ("refs", "brand-kit")
+    for bad in ("images", "Refs", "a", "x/y"):
+        with pytest.raises(SettingsInvalid, match="IMAGE_INPUT_CONTAINERS"):
+            AppSettings.from_env({**ENV, "IMAGE_INPUT_CONTAINERS": bad})
