@@ -76,8 +76,9 @@ def multipart_body(req: func.HttpRequest) -> tuple[dict[str, object], Parts]:
             "body", "invalid_multipart", "the multipart body is unreadable"
         ) from None
     names = {name for name, _ in files.items(multi=True)}
-    for name in sorted(names - set(_FILE_PARTS)):
-        raise RequestInvalid(name, "unknown_field", f"unknown file part {name!r}")
+    unknown = sorted(names - set(_FILE_PARTS))
+    if unknown:
+        raise RequestInvalid(unknown[0], "unknown_field", f"unknown file part {unknown[0]!r}")
     if "image" in names and "image[]" in names:
         raise RequestInvalid("images", "invalid_value", "send image or image[] parts, not both")
     images = [part.read() for part in files.getlist("image") + files.getlist("image[]")]
