@@ -46,16 +46,6 @@ class JobClient:
     def start(self, request: dict[str, Any]) -> httpx.Response:
         return self._http.post(f"{self._base}/api/images", json=request, headers=self._headers)
 
-    def upload(self, data: bytes) -> str:
-        """An input image written to the link POST /api/uploads gives; its upload id."""
-        link = self._http.post(f"{self._base}/api/uploads", headers=self._headers)
-        link.raise_for_status()
-        answer = link.json()
-        put = self._http.put(answer["url"], content=data, headers=answer["headers"])
-        put.raise_for_status()
-        upload_id: str = answer["upload"]
-        return upload_id
-
     def status(self, job_id: str) -> httpx.Response:
         return self._http.get(f"{self._base}/api/images/{job_id}", headers=self._headers)
 
@@ -169,13 +159,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         generate.add_argument(f"--{name.replace('_', '-')}", dest=name)
     for name in ("n", "partial_images", "output_compression"):
         generate.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int)
-    generate.add_argument(
-        "--image",
-        action="append",
-        default=[],
-        help="an input image file (repeat for up to 16): the job is an edit",
-    )
-    generate.add_argument("--mask", help="with --image: a PNG mask with alpha, for the first image")
     generate.add_argument("--wait", action="store_true", help="poll until the job ends")
     generate.add_argument("--out", help="with --wait: save the image to this file")
     generate.add_argument(
@@ -197,10 +180,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("n", "partial_images", "output_compression"):
         if getattr(args, name) is not None:
             request[name] = getattr(args, name)
-    if args.image:  # an edit: each input uploaded, then named by its upload id
-        request["images"] = [{"upload": client.upload(_read(path))} for path in args.image]
-        if args.mask:
-            request["mask"] = {"upload": client.upload(_read(args.mask))}
     started = time.monotonic()
     response = client.start(request)
     if response.status_code != 202:
@@ -221,11 +200,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             out.write(client.download(final["image"]["url"]))
         console.print(f"saved to {args.out}")
     return 0
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as file:
-        return file.read()
 
 
 if __name__ == "__main__":
