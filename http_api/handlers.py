@@ -43,6 +43,7 @@ from rules.timing import iso_utc
 from storage.protocol import (
     JSON,
     AsyncImageStore,
+    PageTokenInvalid,
     caller_index_prefix,
     cancel_name,
     index_created_ms,
@@ -176,11 +177,9 @@ async def _list_page(
 ) -> tuple[list[str], str | None]:
     try:
         return await store.list_page(prefix=prefix, limit=limit, after=after)
+    except PageTokenInvalid:
+        raise RequestInvalid("after", "invalid_value", "not a page token of this list") from None
     except Exception as exc:
-        if type(exc).__name__ in ("HttpResponseError", "ResourceNotFoundError") and after:
-            raise RequestInvalid(
-                "after", "invalid_value", "not a page token of this list"
-            ) from None
         raise StoreUnavailable(f"Blob failed: {type(exc).__name__}") from exc
 
 
@@ -191,7 +190,7 @@ def _epoch_ms(iso: str) -> int:
 def _limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return 20
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    if not (raw.isascii() and raw.isdecimal()) or not 1 <= int(raw) <= MAX_PAGE:
         raise RequestInvalid("limit", "invalid_value", f"limit must be 1 to {MAX_PAGE}")
     return int(raw)
 

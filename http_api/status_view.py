@@ -52,17 +52,16 @@ async def read_job(
 
 
 async def read_progress(store: AsyncImageStore, job_id: str, attempt: int) -> ProgressRecord | None:
-    """The attempt's progress record; None when absent or unreadable; StoreUnavailable."""
+    """The attempt's progress record; None when absent; StoreUnavailable, RecordUnreadable."""
     try:
         raw = await store.get(name=progress_name(job_id, attempt))
     except Exception as exc:
         raise StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id) from exc
     if raw is None:
         return None
-    try:
-        return ProgressRecord.from_json(raw)
-    except Exception:  # a half-written or newer record: the durable status alone still answers
-        return None
+    # Blob writes land whole: a record that does not read is a newer version or a bug, and
+    # RecordUnreadable (a 503) says so rather than guessing from the durable status alone.
+    return ProgressRecord.from_json(raw)
 
 
 def job_state(view: JobView) -> JobState:

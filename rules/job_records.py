@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from rules.outcome import AttemptResult, Failure, Preview, StoredImage, Timings
-from rules.records import RecordUnreadable, as_object, checked_version, required
+from rules.records import RecordUnreadable, as_object, checked_version, reading, required
 from rules.request import ImageJobRequest
 from rules.retry import Decision, RetryPolicy
 from rules.send_plan import SendPlan
@@ -80,6 +80,7 @@ class JobInput:
         }
 
     @classmethod
+    @reading("job input")
     def from_json(cls, value: object) -> JobInput:
         """Version 0 had the same fields without ``v`` and ``send_after_silence``."""
         data = as_object(value, "job input")
@@ -129,6 +130,7 @@ class CustomStatus:
         return data
 
     @classmethod
+    @reading("custom status")
     def from_json(cls, value: object) -> CustomStatus | None:
         """None when the orchestrator has set none yet (the host hands over null or "")."""
         if value is None or value == "":
@@ -169,6 +171,7 @@ class AttemptInput:
         }
 
     @classmethod
+    @reading("attempt input")
     def from_json(cls, value: object) -> AttemptInput:
         """Version 0 had the send plan's fields flat beside the others."""
         data = as_object(value, "attempt input")
@@ -196,6 +199,7 @@ class AttemptRecord:
         return {**self.result.to_json(), "decision": decision}
 
     @classmethod
+    @reading("attempt record")
     def from_json(cls, data: Mapping[str, Any]) -> AttemptRecord:
         decision = data.get("decision")
         return cls(
@@ -251,6 +255,7 @@ class Outcome:
         }
 
     @classmethod
+    @reading("outcome")
     def from_json(cls, value: object) -> Outcome:
         """Version 0 kept ``error`` as the status answer's object (camelCase, no ``sent``)."""
         data = as_object(value, "outcome")
@@ -312,6 +317,7 @@ class FinishInput:
         }
 
     @classmethod
+    @reading("finish input")
     def from_json(cls, value: object) -> FinishInput:
         data = as_object(value, "finish input")
         checked_version(data, "finish input", SCHEMA_VERSION)
@@ -363,6 +369,7 @@ class ProgressRecord:
         }
 
     @classmethod
+    @reading("progress")
     def from_json(cls, value: object) -> ProgressRecord:
         """Version 0 had the same fields without ``v``; a missing ``sent`` reads as sent."""
         data = as_object(value, "progress")
@@ -399,6 +406,7 @@ class CancelMarker:
         }
 
     @classmethod
+    @reading("cancel marker")
     def from_json(cls, value: object) -> CancelMarker:
         data = as_object(value, "cancel marker")
         checked_version(data, "cancel marker", SCHEMA_VERSION)
@@ -427,6 +435,7 @@ class KeyRecord:
         }
 
     @classmethod
+    @reading("key record")
     def from_json(cls, value: object) -> KeyRecord:
         data = as_object(value, "key record")
         checked_version(data, "key record", SCHEMA_VERSION)

@@ -14,7 +14,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import (
     BlobSasPermissions,
     BlobServiceClient,
@@ -27,6 +27,10 @@ from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
 from azure.storage.blob.aio import ExponentialRetry as AsyncExponentialRetry
 
 from rules.settings import StorageSettings
+from storage.protocol import PageTokenInvalid
+
+# The error code of a missing blob (a missing container has its own, and is an error).
+BLOB_NOT_FOUND = "BlobNotFound"
 
 
 class AzureBlobImageStore:
@@ -84,7 +88,9 @@ class AzureBlobImageStore:
     def get(self, *, name: str) -> bytes | None:
         try:
             return self._container.download_blob(name).readall()
-        except ResourceNotFoundError:
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) != BLOB_NOT_FOUND:  # a container: an error
+                raise
             return None
 
     def list_page(
@@ -184,7 +190,9 @@ class AzureBlobAsyncStore:
         try:
             downloader = await self._container.download_blob(name)
             data: bytes = await downloader.readall()
-        except ResourceNotFoundError:
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) != BLOB_NOT_FOUND:  # a container: an error
+                raise
             return None
         return data
 
@@ -194,9 +202,14 @@ class AzureBlobAsyncStore:
         blobs = self._container.list_blobs(name_starts_with=prefix, results_per_page=limit)
         pager = blobs.by_page(continuation_token=after)
         names: list[str] = []
-        async for page in pager:
-            names = [blob.name async for blob in page]
-            break
+        try:
+            async for page in pager:
+                names = [blob.name async for blob in page]
+                break
+        except HttpResponseError as exc:
+            if after is not None and exc.status_code == 400:
+                raise PageTokenInvalid(after) from None  # the service refused the marker
+            raise
         token: str | None = getattr(pager, "continuation_token", None)
         return names, token or None
 

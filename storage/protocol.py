@@ -26,6 +26,14 @@ class ImageStore(Protocol):
         ...
 
 
+class PageTokenInvalid(Exception):
+    """A list page token the store refuses (not one it handed out, or expired)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__("not a page token of this list")
+        self.token = token
+
+
 class AsyncImageStore(Protocol):
     """The same store, for code on an event loop (the HTTP edge): no thread per call."""
 

@@ -30,6 +30,8 @@ class FakeDurableClient:
         self.slow_s = 0.0  # every call takes this long
         self.refuse_events = False
         self.refuse_starts = False
+        # get_status hands back a status built from this body instead (an odd error answer).
+        self.answer_override: Any = None
         # Called with the instance id just before a start or an event is handled: a race.
         self.before_start: Callable[[str], None] | None = None
         self.before_event: Callable[[str], None] | None = None
@@ -75,6 +77,8 @@ class FakeDurableClient:
         await self._call("get_status", instance_id)
         if self.error_answers:
             return DurableOrchestrationStatus.from_json({"Message": "Something went wrong"})
+        if self.answer_override is not None:
+            return DurableOrchestrationStatus.from_json(self.answer_override)
         body = self.instances.get(instance_id)
         if body is None:
             return DurableOrchestrationStatus.from_json("")

@@ -660,3 +660,32 @@ def test_a_bad_page_size_is_a_400(limit):
     status, body, _ = world.call(handlers.list_jobs, request("GET", BASE, params={"limit": limit}))
     assert status == 400
     assert_envelope(body, "invalid_value", "limit")
+
+
+def test_a_progress_record_of_a_newer_version_is_a_503_not_queued():
+    world = World()
+    _, job, _ = world.start()
+    job_id = job["id"]
+    world.client.instances[job_id]["customStatus"] = {"phase": "generating", "attempt": 1}
+    world.store.put(name=f"{job_id}/progress-1.json", data=b'{"v": 7}', content_type="j")
+    status, body, _ = world.status(job_id)
+    assert status == 503
+    assert_envelope(body, "record_unreadable", "service")
+
+
+@pytest.mark.parametrize("body", [{"message": "Internal error"}, "an error page", {"x": 1}])
+def test_a_status_answer_that_is_not_an_empty_404_is_never_taken_for_absent(body):
+    world = World()
+    world.client.answer_override = body
+    status, answer, _ = world.start()
+    assert status == 503
+    assert_envelope(answer, "store_error", "service")
+    assert world.client.count("start_new") == 0
+
+
+@pytest.mark.parametrize("limit", ["\u00b2", "\u0661"])
+def test_a_page_size_in_other_digits_is_a_400_not_a_500(limit):
+    world = World()
+    status, body, _ = world.call(handlers.list_jobs, request("GET", BASE, params={"limit": limit}))
+    assert status == 400
+    assert_envelope(body, "invalid_value", "limit")
