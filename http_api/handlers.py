@@ -34,7 +34,8 @@ from http_api.status_view import JobView, job_state, read_job, read_progress, st
 from orchestrators.image_job import CANCEL_EVENT, ORCHESTRATOR
 from rules.dedup import caller_digest, check_key, fingerprint, is_job_id, job_id_for
 from rules.errors import RequestInvalid
-from rules.job_records import TERMINAL_STATES, CancelMarker, JobInput, JobState, Phase
+from rules.job_records import TERMINAL_STATES, CancelMarker, JobInput, JobState
+from rules.records import RecordUnreadable
 from rules.request import parse_job_request
 from rules.send_plan import plans
 from rules.settings import AppSettings
@@ -253,7 +254,7 @@ async def _request_cancel(
         await store.put(name=cancel_name(job_id), data=data, content_type=JSON)
     except Exception as exc:
         raise StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id) from exc
-    before_send = await _before_send(store, instance)
+    before_send = await _before_send(jobs, store, instance)
     if await jobs.raise_event(job_id, CANCEL_EVENT):
         return instance, before_send
     # Fine only if it ended between our look and the event: its own end stands.
@@ -263,19 +264,32 @@ async def _request_cancel(
     return after, None
 
 
-async def _before_send(store: AsyncImageStore, instance: JobInstance) -> bool | None:
-    """Whether the current attempt had not written its sent mark (read after the marker)."""
-    custom = instance.custom_status
-    if custom is not None and custom.phase is not Phase.GENERATING:
-        # Waiting to retry, cancelling or finishing: no request is on its way now.
-        return custom.phase is Phase.WAITING_TO_RETRY
-    attempt = custom.attempt if custom is not None else 1
+async def _before_send(
+    jobs: DurableJobs, store: AsyncImageStore, instance: JobInstance
+) -> bool | None:
+    """Whether no attempt of the job had written its sent mark when the marker was in place.
+
+    Read after the marker write, from a fresh look: the attempt the job is at now, and the next
+    one (a retry's timer may have just fired). Any attempt with its mark, or a record that cannot
+    be read, means a request may be at the route (False); None when the store cannot tell.
+    """
     try:
-        progress = await read_progress(store, instance.instance_id, attempt)
+        now = await jobs.look(instance.instance_id) or instance
     except StoreUnavailable:
         return None
-    mine = progress is not None and progress.job_created_at == instance.job.created_at
-    return not (mine and progress is not None and progress.sent)
+    custom = now.custom_status
+    current = custom.attempt if custom is not None else 1
+    for attempt in {current, current + 1}:
+        try:
+            progress = await read_progress(store, instance.instance_id, attempt)
+        except StoreUnavailable:
+            return None
+        except RecordUnreadable:
+            return False
+        mine = progress is not None and progress.job_created_at == instance.job.created_at
+        if mine and progress is not None and progress.sent and not progress.done:
+            return False  # this attempt's request has left, and the attempt has not ended
+    return True
 
 
 def _check_content_type(req: func.HttpRequest) -> None:
