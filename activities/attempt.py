@@ -133,6 +133,7 @@ class _Attempt:
             notes=job.send.notes,
         )
         self.kept_images: list[KeptImage] = []
+        self.upload_deadline: float | None = None
         # The one record of how far the attempt came: pollers read it, a re-run trusts it.
         self.progress = ProgressRecord(
             job_created_at=job.job_created_at,
@@ -149,15 +150,20 @@ class _Attempt:
 
     async def run(self) -> AttemptResult:
         job, request = self.job, self.job.request
-        # Storage gets the activity's spare time to come back before the send: an outage here
-        # delays the attempt, and never turns it into a possible send that spends a resend.
-        storage_budget_s = self.settings.timeouts.pre_send_storage_s
+        # Storage gets the activity's spare time (activity - request - upload limits), shared by
+        # every wait before the send, to come back: an outage here delays the attempt, never
+        # turns it into a possible send, and never eats into the request's or upload's time.
+        pre_send_deadline = self.seams.monotonic() + self.settings.timeouts.pre_send_storage_s
+
+        def storage_budget_s() -> float:
+            return max(0.0, pre_send_deadline - self.seams.monotonic())
+
         earlier = await earlier_run(
             self.blobs,
             self.progress_blob,
             job,
             cost=self.cost,
-            budget_s=storage_budget_s,
+            budget_s=storage_budget_s(),
             sleep=self.seams.sleep,
             monotonic=self.seams.monotonic,
         )
@@ -181,7 +187,7 @@ class _Attempt:
         try:
             await within_budget(
                 lambda: self.blobs.put(self.progress_blob, mark, JSON),
-                budget_s=storage_budget_s,
+                budget_s=storage_budget_s(),
                 sleep=self.seams.sleep,
                 monotonic=self.seams.monotonic,
             )
@@ -201,6 +207,12 @@ class _Attempt:
         timeouts = self.settings.timeouts
         if job.send.read_idle_s is not None:  # the plan raised it for a long silence
             timeouts = replace(timeouts, read_idle_s=job.send.read_idle_s)
+        # The clocks start at the send: the waits before it are not the request's time, and
+        # the whole-request limit counts from here.
+        self.clocks = Clocks(
+            started_at_iso=iso_utc(self.seams.now()), started=self.seams.monotonic()
+        )
+        self.progress.started_at = self.clocks.started_at_iso
         result = await call_route(
             self.seams.client,
             call,
@@ -244,12 +256,16 @@ class _Attempt:
         return await self.finish(failure, None, ())
 
     async def upload(self, name: str, data: bytes, content_type: str) -> str | None:
+        """Store one image within the attempt's one upload budget, shared by all its images
+        (kept ones too), so that n images never take n times IMAGE_UPLOAD_TIMEOUT_S."""
+        if self.upload_deadline is None:
+            self.upload_deadline = self.seams.monotonic() + self.settings.timeouts.upload_s
         return await upload_within_budget(
             self.blobs,
             name,
             data,
             content_type,
-            budget_s=self.settings.timeouts.upload_s,
+            budget_s=max(0.0, self.upload_deadline - self.seams.monotonic()),
             sleep=self.seams.sleep,
             monotonic=self.seams.monotonic,
         )
