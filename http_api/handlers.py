@@ -77,11 +77,12 @@ async def start_job(
     key = check_key(raw_key) if raw_key is not None else None
     caller = caller_of(req, settings)
     request_fingerprint = fingerprint(request)
-    send, send_after_silence = plans(request, settings)
+    planned = plans(request, settings)
     job = JobInput(
         request=request,
-        send=send,
-        send_after_silence=send_after_silence,
+        send=planned.first,
+        send_after_gateway_kill=planned.after_gateway_kill,
+        send_after_read_idle=planned.after_read_idle,
         policy=settings.retry,
         caller=caller_digest(settings.job_id_secret, caller),
         fingerprint=request_fingerprint,

@@ -63,16 +63,19 @@ class JobInput:
     caller: str
     fingerprint: str
     created_at: str
-    # The shape of a resend after a silence kill (rules.send_plan); None: no other shape fits.
-    send_after_silence: SendPlan | None = None
+    # The shapes of a resend after a gateway gave up on silence, and after our read-idle limit
+    # did (rules.send_plan.Plans); None: nothing else fits, so no resend.
+    send_after_gateway_kill: SendPlan | None = None
+    send_after_read_idle: SendPlan | None = None
 
     def to_json(self) -> dict[str, Any]:
-        after = self.send_after_silence
+        gateway, read_idle = self.send_after_gateway_kill, self.send_after_read_idle
         return {
             "v": SCHEMA_VERSION,
             "request": self.request.to_json(),
             "send": self.send.to_json(),
-            "send_after_silence": after.to_json() if after else None,
+            "send_after_gateway_kill": gateway.to_json() if gateway else None,
+            "send_after_read_idle": read_idle.to_json() if read_idle else None,
             "policy": self.policy.to_json(),
             "caller": self.caller,
             "fingerprint": self.fingerprint,
@@ -82,10 +85,10 @@ class JobInput:
     @classmethod
     @reading("job input")
     def from_json(cls, value: object) -> JobInput:
-        """Version 0 had the same fields without ``v`` and ``send_after_silence``."""
+        """Version 0 had the same fields without ``v`` and the resend shapes."""
         data = as_object(value, "job input")
         checked_version(data, "job input", SCHEMA_VERSION)
-        after = data.get("send_after_silence")
+        gateway, read_idle = data.get("send_after_gateway_kill"), data.get("send_after_read_idle")
         return cls(
             request=ImageJobRequest.from_json(required(data, "request", "job input")),
             send=SendPlan.from_json(required(data, "send", "job input")),
@@ -93,7 +96,8 @@ class JobInput:
             caller=required(data, "caller", "job input"),
             fingerprint=required(data, "fingerprint", "job input"),
             created_at=required(data, "created_at", "job input"),
-            send_after_silence=SendPlan.from_json(after) if after else None,
+            send_after_gateway_kill=SendPlan.from_json(gateway) if gateway else None,
+            send_after_read_idle=SendPlan.from_json(read_idle) if read_idle else None,
         )
 
 

@@ -22,9 +22,9 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 from rules.errors import ImageJobError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class RecordUnreadable(ImageJobError):
