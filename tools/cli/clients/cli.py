@@ -14,8 +14,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -69,6 +68,8 @@ class Runtime:
     transport: httpx.BaseTransport | None = None
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
+    # The SIGINT handler before the first Ctrl-C set it aside; main puts it back.
+    sigint_handler: Any = None
 
 
 @dataclass
@@ -289,12 +290,12 @@ def generate(ctx: click.Context, /, **kwargs: Any) -> int:
         try:
             answer = client.start(request, idempotency_key=idempotency_key)
         except KeyboardInterrupt:
-            with _no_second_interrupt():
-                screen.error(
-                    "interrupted before the service answered: a job may have started; run the "
-                    "same command again to get that job (the service returns a running job for "
-                    "the same request instead of starting another)"
-                )
+            _ignore_further_interrupts(settings.runtime)
+            screen.error(
+                "interrupted before the service answered: a job may have started; run the "
+                "same command again to get that job (the service returns a running job for "
+                "the same request instead of starting another)"
+            )
             return ExitCode.INTERRUPTED
         job_id = str(answer.body.get("id"))
         _show_started(screen, settings, answer, following=wait)
@@ -480,13 +481,12 @@ def _follow_and_finish(
                 monotonic=runtime.monotonic,
             )
     except KeyboardInterrupt:
-        with _no_second_interrupt():
-            screen.err.print()
-            screen.error(
-                f"stopped following job {job_id}; it goes on. Follow it again: "
-                f"{settings.command('wait', job_id)} · stop it: "
-                f"{settings.command('cancel', job_id)}"
-            )
+        _ignore_further_interrupts(runtime)
+        screen.error(
+            f"stopped following job {job_id}; it goes on. Follow it again: "
+            f"{settings.command('wait', job_id)} · stop it: "
+            f"{settings.command('cancel', job_id)}"
+        )
         return ExitCode.INTERRUPTED
     except Problem as problem:
         if problem.exit_code in (ExitCode.TIMEOUT, ExitCode.UNREACHABLE, ExitCode.SERVICE_ERROR):
@@ -641,24 +641,30 @@ def _write(path: Path, data: bytes) -> None:
         raise SaveFailed(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-@contextmanager
-def _no_second_interrupt() -> Iterator[None]:
-    """While the first Ctrl-C's message is printed, a second one is ignored (no traceback)."""
+def _ignore_further_interrupts(runtime: Runtime) -> None:
+    """After the first Ctrl-C, the others are ignored until ``main`` returns: the message of
+    the first is printed whole, and no second one ends in a traceback."""
     try:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread: nothing to guard
-        yield
+    except ValueError:  # not the main thread: there is no handler to change
         return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    if runtime.sigint_handler is None:
+        runtime.sigint_handler = previous
 
 
 def main(argv: Sequence[str] | None = None, *, runtime: Runtime | None = None) -> int:
     """Run the CLI and return its exit code (``ExitCode``); never raises, never a traceback
     for a failure of the service, the network or the user's input."""
     runtime = runtime or Runtime()
+    try:
+        return _main(argv, runtime)
+    finally:
+        if runtime.sigint_handler is not None:
+            signal.signal(signal.SIGINT, runtime.sigint_handler)
+            runtime.sigint_handler = None
+
+
+def _main(argv: Sequence[str] | None, runtime: Runtime) -> int:
     try:
         result = cli.main(
             args=list(sys.argv[1:] if argv is None else argv),
@@ -673,12 +679,12 @@ def main(argv: Sequence[str] | None = None, *, runtime: Runtime | None = None) -
         exc.show(file=runtime.err.file)
         return exc.exit_code
     except (click.Abort, KeyboardInterrupt):
-        with _no_second_interrupt():
-            Screen(runtime.out, runtime.err).error("interrupted")
+        _ignore_further_interrupts(runtime)
+        Screen(runtime.out, runtime.err).error("interrupted")
         return ExitCode.INTERRUPTED
     if isinstance(result, int):
         return result
-    return ExitCode.OK  # --help, or a group called without a command
+    return ExitCode.OK  # --help
 
 
 if __name__ == "__main__":
