@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from types import FrameType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -68,7 +69,7 @@ class Runtime:
     transport: httpx.BaseTransport | None = None
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
-    # The SIGINT handler before the first Ctrl-C set it aside; main puts it back.
+    # The SIGINT handler main found (it handles Ctrl-C its own way while it runs).
     sigint_handler: Any = None
 
 
@@ -290,11 +291,11 @@ def generate(ctx: click.Context, /, **kwargs: Any) -> int:
         try:
             answer = client.start(request, idempotency_key=idempotency_key)
         except KeyboardInterrupt:
-            _ignore_further_interrupts(settings.runtime)
             screen.error(
-                "interrupted before the service answered: a job may have started; run the "
-                "same command again to get that job (the service returns a running job for "
-                "the same request instead of starting another)"
+                "before the service answered: a job may have started; run the same command "
+                "again to get that job (the service returns a running job for the same request "
+                "instead of starting another)",
+                label="interrupted",
             )
             return ExitCode.INTERRUPTED
         job_id = str(answer.body.get("id"))
@@ -419,8 +420,7 @@ def _print_json(runtime: Runtime, body: dict[str, Any]) -> None:
 def _show_started(screen: Screen, settings: Settings, answer: Answer, *, following: bool) -> None:
     body = answer.body
     replayed = answer.headers.get("idempotent-replayed", "").lower() == "true"
-    what = "is already running for this request (no second job started)" if replayed else ""
-    what = what or "accepted"
+    what = "already started for this request, no second job" if replayed else "accepted"
     screen.line(f"job {body.get('id')} {what}: {body.get('state')}")
     for note in body.get("notes") or []:
         screen.line(f"  note: {note}")
@@ -481,11 +481,11 @@ def _follow_and_finish(
                 monotonic=runtime.monotonic,
             )
     except KeyboardInterrupt:
-        _ignore_further_interrupts(runtime)
         screen.error(
             f"stopped following job {job_id}; it goes on. Follow it again: "
             f"{settings.command('wait', job_id)} · stop it: "
-            f"{settings.command('cancel', job_id)}"
+            f"{settings.command('cancel', job_id)}",
+            label="interrupted",
         )
         return ExitCode.INTERRUPTED
     except Problem as problem:
@@ -641,12 +641,18 @@ def _write(path: Path, data: bytes) -> None:
         raise SaveFailed(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def _ignore_further_interrupts(runtime: Runtime) -> None:
-    """After the first Ctrl-C, the others are ignored until ``main`` returns: the message of
-    the first is printed whole, and no second one ends in a traceback."""
+def _first_interrupt_only(runtime: Runtime) -> None:
+    """The first Ctrl-C raises KeyboardInterrupt and sets SIGINT aside, so the presses after it
+    are ignored until ``main`` returns: the first one's clean-up (the live line cleared) and
+    message run whole, and no second one ends in a traceback."""
+
+    def on_interrupt(_signum: int, _frame: FrameType | None) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
     try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread: there is no handler to change
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+    except ValueError:  # not the main thread: signals are not ours to handle
         return
     if runtime.sigint_handler is None:
         runtime.sigint_handler = previous
@@ -665,6 +671,7 @@ def main(argv: Sequence[str] | None = None, *, runtime: Runtime | None = None) -
 
 
 def _main(argv: Sequence[str] | None, runtime: Runtime) -> int:
+    _first_interrupt_only(runtime)
     try:
         result = cli.main(
             args=list(sys.argv[1:] if argv is None else argv),
@@ -679,8 +686,7 @@ def _main(argv: Sequence[str] | None, runtime: Runtime) -> int:
         exc.show(file=runtime.err.file)
         return exc.exit_code
     except (click.Abort, KeyboardInterrupt):
-        _ignore_further_interrupts(runtime)
-        Screen(runtime.out, runtime.err).error("interrupted")
+        Screen(runtime.out, runtime.err).error("stopped", label="interrupted")
         return ExitCode.INTERRUPTED
     if isinstance(result, int):
         return result

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Console, RenderableType
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.live import Live
 from rich.spinner import Spinner
 from rich.table import Table
@@ -204,10 +204,15 @@ class LiveLine:
             line.append(f" · {self.status['stateText']}")
         return line
 
-    def __rich__(self) -> RenderableType:
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        # One line, cut short of the terminal's width: a wrapped live line leaves copies behind,
+        # and the terminal's own "^C" echo must fit on it, or it pushes the line out of reach of
+        # the clean-up on Ctrl-C.
         grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(no_wrap=True, overflow="ellipsis")
         grid.add_row(Spinner("dots"), self.text())
-        return grid
+        yield from console.render(grid, options.update_width(max(10, options.max_width - 4)))
 
 
 class Screen:
@@ -228,8 +233,9 @@ class Screen:
     def warn(self, message: str) -> None:
         self.err.print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
 
-    def error(self, message: str) -> None:
-        self.err.print(Text(f"error: {message}", style="red"), soft_wrap=True)
+    def error(self, message: str, *, label: str = "error") -> None:
+        """One line on stderr, never wrapped: ``error: what went wrong; what to do``."""
+        self.err.print(Text(f"{label}: {message}", style="red"), soft_wrap=True)
 
     def print(self, renderable: RenderableType) -> None:
         self.out.print(renderable)

@@ -29,11 +29,11 @@ from clients_tests.fakes import (
 GENERATE = ("generate", "--prompt", "a red apple")
 
 
-def one_error_line(err: str) -> str:
+def one_error_line(err: str, label: str = "error") -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
     assert "Traceback" not in err
-    assert lines[0].startswith("error: ")
+    assert lines[0].startswith(f"{label}: ")
     return lines[0]
 
 
@@ -411,7 +411,7 @@ def test_ctrl_c_while_following_stops_following_and_says_how_to_resume():
     clock.on_sleep = interrupt
     run = run_cli(service, *GENERATE, "--wait", clock=clock)
     assert run.code == ExitCode.INTERRUPTED
-    line = one_error_line(run.err)
+    line = one_error_line(run.err, "interrupted")
     assert f"stopped following job {JOB}; it goes on" in line
     assert f"python -m clients.cli --url {SERVICE} wait {JOB}" in line
     assert f"python -m clients.cli --url {SERVICE} cancel {JOB}" in line
@@ -425,7 +425,8 @@ def test_ctrl_c_before_the_start_answer_says_a_job_may_exist():
 
     run = run_cli(Service(start=[interrupted]), *GENERATE, "--wait")
     assert run.code == ExitCode.INTERRUPTED
-    assert "a job may have started; run the same command again" in one_error_line(run.err)
+    line = one_error_line(run.err, "interrupted")
+    assert "a job may have started; run the same command again" in line
 
 
 # --- the other commands ------------------------------------------------------------------------
@@ -445,7 +446,7 @@ def test_generate_without_wait_prints_the_id_and_how_to_follow():
 def test_a_replayed_start_says_no_second_job_was_started():
     service = Service(start=[started(**{"idempotent-replayed": "true"})])
     run = run_cli(service, *GENERATE, "--idempotency-key", "order-7")
-    assert "already running for this request (no second job started)" in run.out
+    assert f"job {JOB} already started for this request, no second job: queued" in run.out
     assert service.requests("POST")[0].headers["idempotency-key"] == "order-7"
 
 
@@ -543,3 +544,27 @@ def test_image_paths_keep_the_extension_of_each_image():
         Path(f"d/{JOB}.jpeg"),
         Path(f"d/{JOB}-1.jpeg"),
     ]
+
+
+def test_on_a_terminal_the_live_line_runs_and_the_log_is_kept():
+    import io
+
+    from rich.console import Console
+
+    from clients.cli import Runtime, main
+    from clients_tests.fakes import Clock
+
+    service = Service(polls=[status("generating"), status("finalizing"), saved()])
+    clock = Clock()
+    out = io.StringIO()
+    terminal = Console(file=out, width=80, force_terminal=True, color_system=None)
+    runtime = Runtime(
+        out=terminal,
+        err=Console(file=io.StringIO(), width=80),
+        transport=service.transport(),
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+    )
+    assert main(["--url", SERVICE, *GENERATE, "--wait"], runtime=runtime) == ExitCode.OK
+    for state in ("generating", "finalizing", "saved"):
+        assert state in out.getvalue()

@@ -76,10 +76,11 @@ def cli(
     )
 
 
-def one_error_line(stderr: str) -> str:
+def one_error_line(stderr: str, label: str = "error") -> str:
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1, stderr
     assert "Traceback" not in stderr
+    assert lines[0].startswith(f"{label}: ")
     return lines[0]
 
 
@@ -247,7 +248,7 @@ def test_ctrl_c_stops_following_cleanly_and_the_job_goes_on(stack, key, presses)
             proc.kill()
             proc.wait()
     assert proc.returncode == ExitCode.INTERRUPTED, stderr
-    line = one_error_line(stderr)
+    line = one_error_line(stderr, "interrupted")
     assert f"stopped following job {job_id}; it goes on" in line
     assert f"wait {job_id}" in line
     assert f"cancel {job_id}" in line
