@@ -568,3 +568,9 @@ def test_on_a_terminal_the_live_line_runs_and_the_log_is_kept():
     assert main(["--url", SERVICE, *GENERATE, "--wait"], runtime=runtime) == ExitCode.OK
     for state in ("generating", "finalizing", "saved"):
         assert state in out.getvalue()
+
+
+def test_the_readme_lists_every_exit_code():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    listed = {int(code) for code in re.findall(r"^\| (\d+) \|", readme, flags=re.MULTILINE)}
+    assert listed == {int(code) for code in ExitCode}
