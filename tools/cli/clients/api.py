@@ -166,7 +166,21 @@ class JobClient:
         """POST /api/images: 202 with the job's id. Sent once, never again by this client."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         url = f"{self.base_url}/api/images"
-        return self._call("POST", url, expect=(202,), json_body=request, headers=headers)
+        answer = self._call(
+            "POST",
+            url,
+            expect=(202,),
+            json_body=request,
+            headers=headers,
+            if_unsure="; a job may have started: the same command again returns that job while "
+            "it runs, never a second one",
+        )
+        if not isinstance(answer.body.get("id"), str):
+            raise BadAnswer(
+                f"HTTP 202 to POST /api/images has no job id: is --url ({self.base_url}) the "
+                "image job service?"
+            )
+        return answer
 
     def status(self, job_id: str) -> Answer:
         """GET /api/images/{id}: 202 while the job runs, 200 once it has ended."""
@@ -207,13 +221,22 @@ class JobClient:
         expect: tuple[int, ...],
         json_body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        if_unsure: str = "",
     ) -> Answer:
+        """One call; ``if_unsure`` is added to the message when the request may have arrived
+        although no answer came (a timeout or a broken connection after connecting)."""
         try:
             response = self._api.request(method, url, json=json_body, headers=headers)
+        except httpx.ConnectTimeout:
+            raise NoAnswer(
+                f"cannot connect to {self.base_url} within {self.timeout_s:g}s: is the stack "
+                "running? `make run` starts it; or point --url / IMAGEJOBS_URL at the service"
+            ) from None
         except httpx.TimeoutException:
             raise NoAnswer(
                 f"no answer from {self.base_url} within {self.timeout_s:g}s "
-                f"({method} {_path(url)}); try again, or give it longer with --http-timeout"
+                f"({method} {_path(url)}){if_unsure}; try again, or give it longer with "
+                "--http-timeout"
             ) from None
         except httpx.ConnectError as exc:
             raise Unreachable(
@@ -223,7 +246,7 @@ class JobClient:
         except httpx.TransportError as exc:
             raise Unreachable(
                 f"the connection to {self.base_url} broke ({_reason(exc)}) during {method} "
-                f"{_path(url)}; is the service still running? try again"
+                f"{_path(url)}{if_unsure}; is the service still running? try again"
             ) from None
         return self._answer(method, url, response, expect)
 

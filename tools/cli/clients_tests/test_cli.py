@@ -574,3 +574,27 @@ def test_the_readme_lists_every_exit_code():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     listed = {int(code) for code in re.findall(r"^\| (\d+) \|", readme, flags=re.MULTILINE)}
     assert listed == {int(code) for code in ExitCode}
+
+
+def test_no_answer_to_a_start_says_the_same_command_returns_the_job_if_it_started():
+    service = Service(start=[httpx.ReadTimeout("timed out")])
+    run = run_cli(service, *GENERATE, "--wait")
+    assert run.code == ExitCode.TIMEOUT
+    assert "a job may have started: the same command again returns that job" in one_error_line(
+        run.err
+    )
+    assert len(service.requests("POST")) == 1
+
+
+def test_a_start_answer_without_an_id_is_not_the_service():
+    service = Service(start=[httpx.Response(202, json={"state": "queued"})])
+    run = run_cli(service, *GENERATE, "--wait")
+    assert run.code == ExitCode.BAD_ANSWER
+    assert "has no job id" in one_error_line(run.err)
+    assert not service.requests("GET")
+
+
+def test_a_connect_timeout_is_a_timeout_that_asks_whether_the_stack_runs():
+    run = run_cli(Service(polls=[httpx.ConnectTimeout("timed out")]), "status", JOB)
+    assert run.code == ExitCode.TIMEOUT
+    assert "is the stack running?" in one_error_line(run.err)
