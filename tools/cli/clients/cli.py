@@ -26,7 +26,15 @@ import httpx
 from rich.console import Console
 from rich.text import Text
 
-from clients.api import DEFAULT_URL, Answer, ExitCode, JobClient, Problem, SaveFailed
+from clients.api import (
+    DEFAULT_URL,
+    Answer,
+    ExitCode,
+    JobClient,
+    Problem,
+    SaveFailed,
+    WaitTimedOut,
+)
 from clients.follow import follow, poll_delay
 from clients.render import (
     LiveLine,
@@ -489,9 +497,12 @@ def _follow_and_finish(
         )
         return ExitCode.INTERRUPTED
     except Problem as problem:
-        if problem.exit_code in (ExitCode.TIMEOUT, ExitCode.UNREACHABLE, ExitCode.SERVICE_ERROR):
+        if problem.transient or isinstance(problem, WaitTimedOut):
+            # The service (or the waiting) gave out, not the job: say how to pick it up again.
+            subject = "it" if isinstance(problem, WaitTimedOut) else f"job {job_id}"
             problem.message += (
-                f"; job {job_id} goes on: {settings.command('wait', job_id)} follows it again"
+                f"; {subject} goes on: {settings.command('wait', job_id)} follows it again, "
+                f"{settings.command('cancel', job_id)} stops it"
             )
         raise
     return _finish(screen, settings, client, final, options, runtime.monotonic() - started, live)
