@@ -214,6 +214,8 @@ class _Attempt:
             images_expected=request.n,
             monotonic=self.seams.monotonic,
         )
+        # Before anything of the answer is stored, shown or logged: no key, no prompt in it.
+        result.redact(upstream_errors.Secrets.of(auth, request.prompt))
         if result.failure is not None:
             if result.images:
                 await self.keep_images(result)

@@ -80,6 +80,7 @@ def _attempt_entry(record: AttemptRecord) -> dict[str, Any]:
         "http_status": attempt.timings.http_status,
         "error_type": failure.error_type if failure else None,
         "code": failure.code if failure else None,
+        "param": failure.param if failure else None,
         "message": failure.message if failure else None,
         "request_id": attempt.timings.request_id or (failure.request_id if failure else None),
         "timings": attempt.timings.to_json(),

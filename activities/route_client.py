@@ -65,6 +65,18 @@ class CallResult:
     # Retries a gateway says it made on its own (None: it said nothing).
     gateway_retries: int | None = None
 
+    def redact(self, secrets: upstream_errors.Secrets) -> None:
+        """Take the attempt's key and prompt out of everything that came from upstream."""
+        if self.failure is not None:
+            self.failure = upstream_errors.redact_failure(self.failure, secrets)
+        if self.request_id is not None:
+            self.request_id = upstream_errors.redact(self.request_id, secrets)
+        self.rate_limit = {
+            name: upstream_errors.redact(value, secrets) for name, value in self.rate_limit.items()
+        }
+        if self.usage is not None:
+            self.usage = upstream_errors.redact_json(self.usage, secrets)
+
 
 def build_call(
     route: RouteSettings,
@@ -234,6 +246,30 @@ async def _watch(
             return
 
 
+# What an image stream's events are, named without their ``image_generation.`` or
+# ``image_edit.`` prefix; every other event is ignored.
+PARTIAL, COMPLETED, ERROR = "partial_image", "completed", "error"
+_PREFIXES = ("image_generation.", "image_edit.")
+# The SDK's end-of-stream marker (``data: [DONE]``), sent by some compatible gateways.
+DONE = "[DONE]"
+
+
+def event_kind(name: str, data: object) -> str | None:
+    """What one SSE event is, read as the official SDK reads image streams: an event whose JSON
+    holds an ``error`` is an error; else its JSON ``type`` says what it is, and only without one
+    its ``event:`` name (httpx-sse names an event without that line ``message``). Either may
+    carry the prefix or not. None for anything else (ignored: keep-alives, other events)."""
+    if isinstance(data, Mapping):
+        if data.get("error"):
+            return ERROR
+        typed = data.get("type")
+        if isinstance(typed, str) and typed:
+            name = typed
+    for prefix in _PREFIXES:
+        name = name.removeprefix(prefix)
+    return name if name in (PARTIAL, COMPLETED, ERROR) else None
+
+
 async def _read_stream(
     response: httpx.Response,
     result: CallResult,
@@ -243,24 +279,38 @@ async def _read_stream(
     monotonic: Callable[[], float],
     images_expected: int,
 ) -> None:
+    """Read image events in every dialect seen: ``event:`` + ``data:`` lines (OpenAI, Azure) or
+    ``data:`` lines alone whose JSON names the event (compatible gateways), CRLF or LF, comment
+    lines, ``data: [DONE]`` (the end), unknown events (ignored)."""
     events = 0
     async for event in EventSource(response).aiter_sse():
         events += 1
-        name = event.event
-        if name.endswith(".partial_image"):
-            data = json.loads(event.data)
+        raw = event.data  # one image can be 21 MB of it: not copied
+        if raw.startswith(DONE):
+            break
+        if not raw or raw.isspace():
+            continue  # an event without data: a keep-alive of some kind
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            if event_kind(event.event, None) is None:
+                continue  # not JSON, and not named as one of ours: nothing of the image
+            raise
+        kind = event_kind(event.event, data)
+        if kind in (PARTIAL, COMPLETED) and not isinstance(data, Mapping):
+            raise TypeError(f"a {kind} event that is not a JSON object")
+        if kind == PARTIAL:
             now = monotonic()
             clocks.partials.append(now)
             if clocks.first_partial is None:
                 clocks.first_partial = now
             result.partials += 1
             await on_partial(int(data.get("partial_image_index", result.partials - 1)), _b64(data))
-        elif name.endswith(".completed"):
+        elif kind == COMPLETED:
             # The whole final event is one line: it has fully arrived when we see it.
             if clocks.final_image is None:
                 clocks.final_image = monotonic()
                 await on_final()
-            data = json.loads(event.data)
             result.images.append(_b64(data))
             result.usage = data.get("usage") or result.usage
             clocks.body_done = monotonic()
@@ -268,8 +318,9 @@ async def _read_stream(
                 # Every image is here: stop reading, so that nothing after it (a reset, a
                 # limit) can turn a delivered image into a failure.
                 return
-        elif name == "error" or '"error"' in event.data[:200]:
-            result.failure = upstream_errors.from_stream_error(event.data, response.headers)
+        elif kind == ERROR:
+            error = data if isinstance(data, Mapping) else {"error": str(data)}
+            result.failure = upstream_errors.from_stream_error(error, response.headers)
             return
     if not result.images:
         result.failure = upstream_errors.stream_incomplete(response.headers, events)

@@ -13,12 +13,12 @@ from http_api import handlers
 from http_api.durable_jobs import DurableJobs
 from http_api.errors import answer_for
 from rules.settings import AppSettings
-from storage.protocol import ImageStore
+from storage.protocol import AsyncImageStore
 
 bp = df.Blueprint()
 
 Handler = Callable[
-    [func.HttpRequest, DurableJobs, AppSettings, ImageStore], Awaitable[func.HttpResponse]
+    [func.HttpRequest, DurableJobs, AppSettings, AsyncImageStore], Awaitable[func.HttpResponse]
 ]
 
 
@@ -26,7 +26,7 @@ async def answer(
     handler: Handler, req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     try:
-        return await handler(req, DurableJobs(client), wiring.settings(), wiring.store())
+        return await handler(req, DurableJobs(client), wiring.settings(), wiring.edge_store())
     except Exception as exc:
         return answer_for(exc)
 
@@ -37,6 +37,14 @@ async def start_image_job(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     return await answer(handlers.start_job, req, client)
+
+
+@bp.route(route="images", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def list_image_jobs(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await answer(handlers.list_jobs, req, client)
 
 
 @bp.route(route="images/{id}", methods=["GET"])

@@ -12,6 +12,7 @@
         ├── UnsupportedMediaType          415: a body declared as something other than JSON
         ├── StoreUnavailable              503 + Retry-After: the job store or Blob failed
         └── NoFreeJobId                   500: every generation under an id base is taken
+    azure.core AzureError                 503 + Retry-After: Blob failed where no wrapper caught it
     TimeoutError                          503 + Retry-After: the work took longer than its bound
     any other Exception                   500 internal_error (a bug: logged with its traceback)
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import logging
 
 import azure.functions as func
+from azure.core.exceptions import AzureError
 
 from http_api.answers import json_answer
 from rules.errors import ImageJobError, RequestInvalid, SettingsInvalid
@@ -138,6 +140,17 @@ def answer_for(exc: BaseException) -> func.HttpResponse:
             return _unavailable(
                 "record_unreadable", "the job's record could not be read; try again"
             )
+        case AzureError():
+            # Blob failed outside our own wrappers (the store's first use, say). Azurite older
+            # than the Blob SDK refuses its API version: say how to start it.
+            hint = (
+                " (the storage emulator refuses this API version: start Azurite with "
+                "--skipApiVersionCheck, as make run does)"
+                if "api version" in str(exc).lower() or "x-ms-version" in str(exc).lower()
+                else ""
+            )
+            log.error("Blob Storage failed: %s%s", type(exc).__name__, hint)
+            return _unavailable("store_error", "the image store failed; try again")
         case TimeoutError():
             log.error("the job store did not answer in time")
             return _unavailable("store_timeout", "the job store did not answer in time; try again")

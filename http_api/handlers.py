@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 import azure.functions as func
 
@@ -39,7 +40,14 @@ from rules.send_plan import plans
 from rules.settings import AppSettings
 from rules.status import RUNNING_STATUSES
 from rules.timing import iso_utc
-from storage.protocol import JSON, ImageStore, cancel_name
+from storage.protocol import (
+    JSON,
+    AsyncImageStore,
+    caller_index_prefix,
+    cancel_name,
+    index_created_ms,
+    job_of_index_name,
+)
 
 log = logging.getLogger("imagejobs.http")
 
@@ -56,7 +64,7 @@ async def start_job(
     req: func.HttpRequest,
     jobs: DurableJobs,
     settings: AppSettings,
-    store: ImageStore,
+    store: AsyncImageStore,
     now: Clock = _utc_now,
 ) -> func.HttpResponse:
     """POST /api/images: 202 with the job's id, Location and Retry-After; a duplicate submit
@@ -107,7 +115,7 @@ async def start_job(
 
 
 async def get_job(
-    req: func.HttpRequest, jobs: DurableJobs, settings: AppSettings, store: ImageStore
+    req: func.HttpRequest, jobs: DurableJobs, settings: AppSettings, store: AsyncImageStore
 ) -> func.HttpResponse:
     """GET /api/images/{id}: 202 with Retry-After while the job runs, 200 once it has ended."""
     job_id = _path_job_id(req)
@@ -120,18 +128,87 @@ async def get_job(
     def link(blob: str) -> str:
         return store.read_link(name=blob, ttl_s=settings.storage.link_ttl_s)
 
-    # Links may need a user-delegation key (a network call): off the event loop.
-    answer = await asyncio.to_thread(status_answer, view, link, include_prompt=include_prompt)
+    if store.links_are_local:
+        answer = status_answer(view, link, include_prompt=include_prompt)
+    else:  # a user-delegation key may need fetching (a network call): off the event loop
+        answer = await asyncio.to_thread(status_answer, view, link, include_prompt=include_prompt)
     running = JobState(answer["state"]) not in TERMINAL_STATES
     headers = {"Retry-After": str(settings.status_retry_after_s)} if running else {}
     return json_answer(answer, 202 if running else 200, headers=headers)
+
+
+MAX_PAGE = 100
+
+
+async def list_jobs(
+    req: func.HttpRequest, jobs: DurableJobs, settings: AppSettings, store: AsyncImageStore
+) -> func.HttpResponse:
+    """GET /api/images?limit=N&after=TOKEN: the caller's jobs, newest first, a page at a time
+    (``limit`` 1-100, default 20), each with its state; ``next`` is the next page's URL."""
+    caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
+    limit = _limit(req.params.get("limit"))
+    after = req.params.get("after") or None
+    async with asyncio.timeout(STATUS_READ_S):
+        names, token = await _list_page(store, caller_index_prefix(caller), limit, after)
+        instances = await asyncio.gather(*(jobs.look(job_of_index_name(n)) for n in names))
+    items = []
+    for name, instance in zip(names, instances, strict=True):
+        if instance is None or instance.job.caller != caller:
+            continue  # purged, or never started: no longer a job to list
+        if index_created_ms(name) != _epoch_ms(instance.job.created_at):
+            continue  # left by a start that lost a race to this job's own start
+        items.append(
+            {
+                "id": instance.instance_id,
+                "state": job_state(JobView(instance, None)).value,
+                "createdAt": instance.created_iso,
+                "statusUrl": status_url(req, instance.instance_id, settings.public_base_url),
+            }
+        )
+    answer: dict[str, object] = {"items": items, "next": None}
+    if token:
+        answer["next"] = _page_url(req, settings, limit, token)
+    return json_answer(answer, 200)
+
+
+async def _list_page(
+    store: AsyncImageStore, prefix: str, limit: int, after: str | None
+) -> tuple[list[str], str | None]:
+    try:
+        return await store.list_page(prefix=prefix, limit=limit, after=after)
+    except Exception as exc:
+        if type(exc).__name__ in ("HttpResponseError", "ResourceNotFoundError") and after:
+            raise RequestInvalid(
+                "after", "invalid_value", "not a page token of this list"
+            ) from None
+        raise StoreUnavailable(f"Blob failed: {type(exc).__name__}") from exc
+
+
+def _epoch_ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso).timestamp() * 1000)
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 20
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise RequestInvalid("limit", "invalid_value", f"limit must be 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+def _page_url(req: func.HttpRequest, settings: AppSettings, limit: int, token: str) -> str:
+    base = status_url(req, "x", settings.public_base_url).split("?", 1)[0].rsplit("/", 1)[0]
+    query = {"limit": str(limit), "after": token}
+    if req.params.get("code"):
+        query["code"] = req.params["code"]
+    return f"{base}?{urlencode(query)}"
 
 
 async def cancel_job(
     req: func.HttpRequest,
     jobs: DurableJobs,
     settings: AppSettings,
-    store: ImageStore,
+    store: AsyncImageStore,
     now: Clock = _utc_now,
 ) -> func.HttpResponse:
     """POST /api/images/{id}/cancel: 202 (``cancelling``) or 200 with the job's final state."""
@@ -160,7 +237,7 @@ async def cancel_job(
 
 
 async def _request_cancel(
-    jobs: DurableJobs, store: ImageStore, instance: JobInstance, now: Clock
+    jobs: DurableJobs, store: AsyncImageStore, instance: JobInstance, now: Clock
 ) -> tuple[JobInstance, bool | None]:
     """The marker first: the running attempt watches it and closes its stream; then the event,
     which wakes the orchestrator wherever it waits (queued, generating, waiting to retry).
@@ -174,7 +251,7 @@ async def _request_cancel(
     marker = CancelMarker(requested_at=iso_utc(now()), job_created_at=instance.job.created_at)
     data = json.dumps(marker.to_json()).encode()
     try:
-        await asyncio.to_thread(store.put, name=cancel_name(job_id), data=data, content_type=JSON)
+        await store.put(name=cancel_name(job_id), data=data, content_type=JSON)
     except Exception as exc:
         raise StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id) from exc
     before_send = await _before_send(store, instance)
@@ -187,7 +264,7 @@ async def _request_cancel(
     return after, None
 
 
-async def _before_send(store: ImageStore, instance: JobInstance) -> bool | None:
+async def _before_send(store: AsyncImageStore, instance: JobInstance) -> bool | None:
     """Whether the current attempt had not written its sent mark (read after the marker)."""
     custom = instance.custom_status
     if custom is not None and custom.phase is not Phase.GENERATING:
@@ -195,7 +272,7 @@ async def _before_send(store: ImageStore, instance: JobInstance) -> bool | None:
         return custom.phase is Phase.WAITING_TO_RETRY
     attempt = custom.attempt if custom is not None else 1
     try:
-        progress = await asyncio.to_thread(read_progress, store, instance.instance_id, attempt)
+        progress = await read_progress(store, instance.instance_id, attempt)
     except StoreUnavailable:
         return None
     mine = progress is not None and progress.job_created_at == instance.job.created_at
@@ -226,7 +303,7 @@ def _path_job_id(req: func.HttpRequest) -> str:
 
 # The API's routes (under the host's /api prefix) and their methods, for unmatched requests.
 ROUTES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
-    (re.compile(r"images/?"), ("POST",)),
+    (re.compile(r"images/?"), ("GET", "POST")),
     (re.compile(r"images/[^/]+/?"), ("GET",)),
     (re.compile(r"images/[^/]+/cancel/?"), ("POST",)),
 )

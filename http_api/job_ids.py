@@ -27,7 +27,13 @@ from http_api.errors import KeyConflict, NoFreeJobId, StoreUnavailable
 from rules.job_records import JobInput, JobState, KeyRecord
 from rules.records import as_object
 from rules.status import RUNNING_STATUSES, derive_state
-from storage.protocol import JSON, ImageStore, key_record_name, metadata_name
+from storage.protocol import (
+    JSON,
+    AsyncImageStore,
+    caller_index_name,
+    key_record_name,
+    metadata_name,
+)
 
 log = logging.getLogger("imagejobs.http")
 
@@ -61,7 +67,7 @@ class JobIds:
     def __init__(
         self,
         jobs: DurableJobs,
-        store: ImageStore,
+        store: AsyncImageStore,
         candidate: Callable[[int], str],
         *,
         idempotency_window_s: float | None,
@@ -83,17 +89,33 @@ class JobIds:
         if self._window_s is not None:
             # A keyed submit: the key's own record first (beside the first look), since the
             # durable history of the job it answered may have been purged.
-            record, _ = await asyncio.gather(
-                asyncio.to_thread(self._read_key_record), self._look(1)
-            )
+            record, _ = await asyncio.gather(self._read_key_record(), self._look(1))
             if record is not None and self._within(record.created_at):
                 answered = await self._answered(record, job)
                 if answered is not None:
                     return answered
-        allocation = await self._allocate(orchestrator, job)
-        if self._window_s is not None and not allocation.replayed:
-            await asyncio.to_thread(self._write_key_record, allocation.job_id, job)
-        return allocation
+        return await self._allocate(orchestrator, job)
+
+    async def _write_records(self, job_id: str, job: JobInput) -> None:
+        """What a new job leaves beside its start: its entry in the caller's list and, for a
+        keyed submit, the key's record. Best effort: the job stands without them (its durable
+        status still answers), so a failure is logged, never answered. Written as the start
+        is made: a key record naming a job whose start then lost the race names the winner's
+        id all the same (the same id), with the loser's fingerprint, which a replay compares
+        as for any key."""
+        created = datetime.fromisoformat(job.created_at)
+        index = caller_index_name(job.caller, int(created.timestamp() * 1000), job_id)
+        writes = [(index, b"")]
+        if self._window_s is not None:
+            record = KeyRecord(
+                job_id=job_id, fingerprint=job.fingerprint, created_at=job.created_at
+            )
+            writes.append((self._key_blob(), json.dumps(record.to_json()).encode()))
+        for name, data in writes:
+            try:
+                await self._store.put(name=name, data=data, content_type=JSON)
+            except Exception as exc:
+                log.warning("job %s: %s not written (%s)", job_id, name, type(exc).__name__)
 
     async def _answered(self, record: KeyRecord, job: JobInput) -> Allocation | None:
         """The job the key's record names, as a replay; None when that job left no trace (it
@@ -106,7 +128,7 @@ class JobIds:
                 instance.runtime_status, instance.custom_status, None, instance.output
             )
             return Allocation(record.job_id, state, replayed=True)
-        ended = await asyncio.to_thread(self._ended_state, record.job_id)
+        ended = await self._ended_state(record.job_id)
         return Allocation(record.job_id, ended, replayed=True) if ended else None
 
     async def _allocate(self, orchestrator: str, job: JobInput) -> Allocation:
@@ -118,7 +140,13 @@ class JobIds:
             if instance is None and look.folder_taken:
                 continue
             if instance is None:
-                if await self._jobs.start(orchestrator, instance_id, job):
+                # The job's records go beside its start, not after it: a start that loses a
+                # race leaves an entry that the list skips (its created_at is not the job's).
+                started, _ = await asyncio.gather(
+                    self._jobs.start(orchestrator, instance_id, job),
+                    self._write_records(instance_id, job),
+                )
+                if started:
                     return Allocation(instance_id, JobState.QUEUED, replayed=False)
                 # Someone started it between our look and our start: it is theirs and ours.
                 instance = await self._jobs.look(instance_id)
@@ -137,17 +165,17 @@ class JobIds:
         if generation not in self._looks:
             instance_id = self._candidate(generation)
             instance, folder = await asyncio.gather(
-                self._jobs.look(instance_id), asyncio.to_thread(self._folder_taken, instance_id)
+                self._jobs.look(instance_id), self._folder_taken(instance_id)
             )
             self._looks[generation] = _Look(instance, folder)
         return self._looks[generation]
 
-    def _folder_taken(self, instance_id: str) -> bool:
+    async def _folder_taken(self, instance_id: str) -> bool:
         """Nothing is deleted: a concurrent submit may have started the job a moment ago and be
         writing there; what an unfinished earlier job left behind is older than the new job's
         ``created_at`` and ignored by its activity."""
         try:
-            return self._store.get(name=metadata_name(instance_id)) is not None
+            return await self._store.get(name=metadata_name(instance_id)) is not None
         except Exception as exc:
             raise StoreUnavailable(
                 f"Blob failed: {type(exc).__name__}", job_id=instance_id
@@ -187,27 +215,18 @@ class JobIds:
     def _key_blob(self) -> str:
         return key_record_name(self._candidate(1).rsplit("-", 1)[0])
 
-    def _read_key_record(self) -> KeyRecord | None:
+    async def _read_key_record(self) -> KeyRecord | None:
         try:
-            raw = self._store.get(name=self._key_blob())
+            raw = await self._store.get(name=self._key_blob())
         except Exception as exc:
             raise StoreUnavailable(f"Blob failed: {type(exc).__name__}") from exc
         # An unreadable record is refused (RecordUnreadable: a 503), never taken for absent.
         return KeyRecord.from_json(raw) if raw is not None else None
 
-    def _write_key_record(self, job_id: str, job: JobInput) -> None:
-        record = KeyRecord(job_id=job_id, fingerprint=job.fingerprint, created_at=job.created_at)
-        try:
-            self._store.put(
-                name=self._key_blob(), data=json.dumps(record.to_json()).encode(), content_type=JSON
-            )
-        except Exception as exc:  # the job stands; its durable status still answers the key
-            log.warning("job %s: key record not written (%s)", job_id, type(exc).__name__)
-
-    def _ended_state(self, job_id: str) -> JobState | None:
+    async def _ended_state(self, job_id: str) -> JobState | None:
         """A purged job's final state, from its metadata.json; None when it has none."""
         try:
-            raw = self._store.get(name=metadata_name(job_id))
+            raw = await self._store.get(name=metadata_name(job_id))
         except Exception as exc:
             raise StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id) from exc
         if raw is None:

@@ -286,6 +286,7 @@ def _error_v0(error: Mapping[str, Any]) -> Failure:
             "http_status": error.get("httpStatus"),
             "error_type": error.get("type"),
             "code": error.get("code"),
+            "param": error.get("param"),
             "request_id": error.get("requestId"),
             "timeout": error.get("timeout"),
         }

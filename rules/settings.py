@@ -380,8 +380,17 @@ def _trust_principal(env: Mapping[str, str]) -> bool:
     raise SettingsInvalid("IMAGE_TRUST_PRINCIPAL_HEADER", "must be auto, true or false")
 
 
+# The sample settings' secret: public, so ids made with it can be computed from a guessed prompt.
+SAMPLE_JOB_ID_SECRET = "local-only-job-id-secret-change-me"  # noqa: S105 - public by design
+
+
 def _job_id_secret(env: Mapping[str, str]) -> bytes:
     secret = env.get("IMAGE_JOB_ID_SECRET", "")
+    if secret == SAMPLE_JOB_ID_SECRET and env.get("WEBSITE_INSTANCE_ID"):
+        # App Service sets WEBSITE_INSTANCE_ID: the sample's secret is for local runs only.
+        raise SettingsInvalid(
+            "IMAGE_JOB_ID_SECRET", "is the sample's public value; set a secret of your own"
+        )
     if len(secret) < 16:
         raise SettingsInvalid(
             "IMAGE_JOB_ID_SECRET",

@@ -18,6 +18,35 @@ class ImageStore(Protocol):
         """A read-only link to the blob that expires after ``ttl_s`` seconds."""
         ...
 
+    def list_page(
+        self, *, prefix: str, limit: int, after: str | None
+    ) -> tuple[list[str], str | None]:
+        """Up to ``limit`` blob names under ``prefix`` in name order, from where ``after`` (a
+        token this call returned) left off; and the token for the next page, None at the end."""
+        ...
+
+
+class AsyncImageStore(Protocol):
+    """The same store, for code on an event loop (the HTTP edge): no thread per call."""
+
+    async def put(self, *, name: str, data: bytes, content_type: str) -> None: ...
+
+    async def get(self, *, name: str) -> bytes | None: ...
+
+    async def list_page(
+        self, *, prefix: str, limit: int, after: str | None
+    ) -> tuple[list[str], str | None]: ...
+
+    def read_link(self, *, name: str, ttl_s: int) -> str:
+        """As ImageStore.read_link; may block (a user-delegation key): call it off the loop
+        unless ``links_are_local``."""
+        ...
+
+    @property
+    def links_are_local(self) -> bool:
+        """True when read_link signs with a key at hand (no network call)."""
+        ...
+
 
 JSON = "application/json"
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -58,3 +87,26 @@ def metadata_name(job_id: str) -> str:
 def key_record_name(id_base: str) -> str:
     """Where an Idempotency-Key's answer is kept: named by the HMAC id base, never the key."""
     return f"keys/{id_base}.json"
+
+
+# Newest first in name order: a name's time part counts down.
+_INVERTED_EPOCH_MS = 10**14
+
+
+def caller_index_name(caller: str, created_ms: int, job_id: str) -> str:
+    """``callers/{caller digest}/{inverted ms}-{id}``: one empty blob per job a caller started,
+    so the caller's jobs list newest first by name, a page at a time."""
+    return f"callers/{caller}/{_INVERTED_EPOCH_MS - created_ms:014d}-{job_id}"
+
+
+def caller_index_prefix(caller: str) -> str:
+    return f"callers/{caller}/"
+
+
+def job_of_index_name(name: str) -> str:
+    return name.rsplit("/", 1)[-1].split("-", 1)[1]
+
+
+def index_created_ms(name: str) -> int:
+    """The job's created_at (epoch ms) a caller index entry was written with."""
+    return _INVERTED_EPOCH_MS - int(name.rsplit("/", 1)[-1].split("-", 1)[0])

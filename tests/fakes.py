@@ -41,11 +41,41 @@ class InMemoryStore:
             item = self.blobs.get(name)
         return item[0] if item else None
 
-    def list(self, *, prefix: str) -> list[str]:
+    def list_page(
+        self, *, prefix: str, limit: int, after: str | None
+    ) -> tuple[list[str], str | None]:
         with self._lock:
-            return sorted(name for name in self.blobs if name.startswith(prefix))
+            names = sorted(name for name in self.blobs if name.startswith(prefix))
+        start = names.index(after) + 1 if after in names else 0
+        page = names[start : start + limit]
+        more = start + limit < len(names)
+        return page, (page[-1] if more and page else None)
 
     def read_link(self, *, name: str, ttl_s: int) -> str:
         if not isinstance(name, str) or not name:
             raise TypeError(f"a blob name is needed, got {name!r}")  # as the Blob SDK fails
         return f"memory://{name}?ttl={ttl_s}"
+
+
+class AsyncInMemoryStore:
+    """AsyncImageStore over an InMemoryStore (``sync``), which keeps the blobs, counts the calls
+    and fails on cue for both."""
+
+    links_are_local = True
+
+    def __init__(self, sync: InMemoryStore | None = None) -> None:
+        self.sync = sync or InMemoryStore()
+
+    async def put(self, *, name: str, data: bytes, content_type: str) -> None:
+        self.sync.put(name=name, data=data, content_type=content_type)
+
+    async def get(self, *, name: str) -> bytes | None:
+        return self.sync.get(name=name)
+
+    async def list_page(
+        self, *, prefix: str, limit: int, after: str | None
+    ) -> tuple[list[str], str | None]:
+        return self.sync.list_page(prefix=prefix, limit=limit, after=after)
+
+    def read_link(self, *, name: str, ttl_s: int) -> str:
+        return self.sync.read_link(name=name, ttl_s=ttl_s)

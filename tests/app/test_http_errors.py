@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from azure.core.exceptions import ServiceRequestError
 
 from http_api.errors import (
     JobNotFound,
@@ -37,6 +38,7 @@ CASES: list[tuple[BaseException, int, str, str]] = [
         "service",
     ),
     (TimeoutError(), 503, "store_timeout", "service"),
+    (ServiceRequestError("connection refused"), 503, "store_error", "service"),
     (SettingsInvalid("IMAGE_ROUTES", "empty"), 500, "settings_invalid", "settings"),
     (NoFreeJobId("img-1", 100), 500, "no_free_job_id", "Idempotency-Key"),
     (ZeroDivisionError("a bug"), 500, "internal_error", "service"),

@@ -7,6 +7,7 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import azure.functions as func
 import pytest
@@ -16,7 +17,7 @@ from http_api.durable_jobs import DurableJobs
 from http_api.errors import answer_for
 from rules.dedup import caller_digest
 from rules.settings import AppSettings
-from tests.fakes import InMemoryStore
+from tests.fakes import AsyncInMemoryStore, InMemoryStore
 from tests.rules.conftest import ENV
 
 from .fake_durable import FakeDurableClient
@@ -60,12 +61,13 @@ class World:
     def call(self, handler: Any, req: func.HttpRequest) -> tuple[int, dict[str, Any], Any]:
         async def run() -> func.HttpResponse:
             jobs = DurableJobs(self.client)
+            store = AsyncInMemoryStore(self.store)
             answer: func.HttpResponse
             try:
-                if handler is handlers.get_job:
-                    answer = await handlers.get_job(req, jobs, self.settings, self.store)
+                if handler in (handlers.get_job, handlers.list_jobs):
+                    answer = await handler(req, jobs, self.settings, store)
                 else:
-                    answer = await handler(req, jobs, self.settings, self.store, lambda: self.now)
+                    answer = await handler(req, jobs, self.settings, store, lambda: self.now)
             except Exception as exc:
                 return answer_for(exc)
             return answer
@@ -317,7 +319,7 @@ def test_a_running_job_reads_its_status_and_progress_in_one_round_each():
     assert headers["Retry-After"] == "2"
     assert body["state"] == "preview_available"
     assert body["previews"] == [{"index": 0, "url": f"memory://{job_id}/p.png?ttl=3600"}]
-    assert body["timings"]["request_started_at"] == "2026-05-07T13:46:13.000Z"
+    assert body["timings"]["requestStartedAt"] == "2026-05-07T13:46:13.000Z"
     assert body["createdAt"] == "2026-05-07T13:46:12.000Z"
     assert "prompt" not in body["request"]
     assert world.client.calls == [("get_status", job_id)]
@@ -597,7 +599,7 @@ def test_urls_keep_the_callers_code_and_follow_the_public_base_url():
 @pytest.mark.parametrize(
     ("method", "path", "status", "allow"),
     [
-        ("GET", "images", 405, "POST"),
+        ("DELETE", "images", 405, "GET, POST"),
         ("DELETE", "images/img-x-1", 405, "GET"),
         ("GET", "images/img-x-1/cancel", 405, "POST"),
         ("GET", "nothing/here", 404, None),
@@ -624,3 +626,37 @@ def test_what_no_route_takes_is_a_json_404_or_405(method, path, status, allow):
     assert response.status_code == status
     assert json.loads(response.get_body())["error"]["code"]
     assert response.headers.get("Allow") == allow
+
+
+def test_a_callers_jobs_are_listed_newest_first_a_page_at_a_time():
+    world = World(IMAGE_TRUST_PRINCIPAL_HEADER="true")
+    alice = {"x-ms-client-principal-id": "alice"}
+    started = []
+    for minute, quality in enumerate(("low", "medium", "high")):
+        world.now = NOW + timedelta(minutes=minute)
+        started.append(world.start({**BODY, "quality": quality}, headers=alice)[1]["id"])
+    world.start(headers={"x-ms-client-principal-id": "bob"})
+
+    def page(**params: str) -> tuple[int, dict[str, Any]]:
+        req = request("GET", BASE, headers=alice, params=params)
+        status, body, _ = world.call(handlers.list_jobs, req)
+        return status, body
+
+    status, first = page(limit="2")
+    assert status == 200
+    assert [item["id"] for item in first["items"]] == started[::-1][:2]
+    assert first["items"][0]["state"] == "queued"
+    assert first["items"][0]["statusUrl"] == f"{BASE}/{started[2]}"
+    assert first["next"].startswith(f"{BASE}?limit=2&after=")
+    token = first["next"].split("after=", 1)[1]
+    _, second = page(limit="2", after=unquote(token))
+    assert [item["id"] for item in second["items"]] == [started[0]]
+    assert second["next"] is None
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "-1", "ten", "1e3"])
+def test_a_bad_page_size_is_a_400(limit):
+    world = World()
+    status, body, _ = world.call(handlers.list_jobs, request("GET", BASE, params={"limit": limit}))
+    assert status == 400
+    assert_envelope(body, "invalid_value", "limit")

@@ -30,6 +30,7 @@ from rules.outcome import (
     SentAs,
     StoredImage,
     Timings,
+    status_error,
 )
 from rules.records import RecordUnreadable
 from rules.request import ImageJobRequest
@@ -57,6 +58,16 @@ FAILURE = Failure(
     http_status=429,
     retry_after_s=12.0,
     retry_after_source="retry-after",
+)
+REJECTED = Failure(
+    kind=FailureKind.REJECTED,
+    layer=Layer.ROUTE,
+    message="Invalid value: '1000x1000'.",
+    sent=True,
+    http_status=400,
+    error_type="invalid_request_error",
+    code="invalid_value",
+    param="size",
 )
 IMAGE = StoredImage("img/image.png", "image/png", 3, 1024, 1024)
 PREVIEW = Preview(index=0, partial_image_index=0, blob="img/preview-1-0.png", bytes=2, stored=True)
@@ -95,6 +106,7 @@ RECORDS: list[Any] = [
     AttemptRecord(FAILED, Decision(retry=True, wait_s=12.3456, reason="rate limited")),
     OUTCOME,
     Outcome(state=JobState.FAILED, attempt=1, failure="returned_error", error=FAILURE),
+    Outcome(state=JobState.FAILED, attempt=1, failure="returned_error", error=REJECTED),
     FinishInput(
         "img-1", REQUEST, OUTCOME, (AttemptRecord(FAILED, DECISION), AttemptRecord(RESULT))
     ),
@@ -205,6 +217,30 @@ def test_version_0_outcome_kept_the_error_as_the_status_answer_shows_it():
     assert outcome.error.sent is True  # not recorded then: the cautious reading
     assert outcome.previews[0].stored is True  # version 0 listed a preview once stored
     assert outcome.timings.first_byte_ms == 4
+
+
+def test_a_failure_recorded_before_param_existed_reads_without_it():
+    """Records written before ``param`` was kept (any version) still read: param is None."""
+    old = {k: v for k, v in REJECTED.to_json().items() if k != "param"}
+    assert Failure.from_json(old) == Failure(**{**vars(REJECTED), "param": None})
+    outcome = Outcome(state=JobState.FAILED, attempt=1, failure="returned_error", error=REJECTED)
+    data = outcome.to_json()
+    del data["error"]["param"]
+    again = Outcome.from_json(data)
+    assert again.error is not None
+    assert again.error.param is None
+    assert again.error.code == "invalid_value"
+
+
+def test_the_status_error_carries_the_routes_type_code_and_param():
+    error = status_error(REJECTED)
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "invalid_value"
+    assert error["param"] == "size"
+    # Named as the service's own 400 answers name the field at fault.
+    assert error["field"] == "size"
+    assert error["httpStatus"] == 400
+    assert error["kind"] == "rejected"
 
 
 def test_version_0_progress_without_sent_reads_as_sent():
