@@ -20,17 +20,18 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-# The clocks of one attempt, in the order they happen (the status answer's ``timings``).
+# The clocks of one attempt, in the order they happen: the status answer's ``timings`` names
+# (camelCase), the record's names (snake_case, as answers had them before), the label.
 CLOCKS = (
-    ("connect_ms", "connect"),
-    ("first_byte_ms", "first byte"),
-    ("first_partial_image_ms", "first partial image"),
-    ("final_image_ms", "final image"),
-    ("download_ms", "download"),
-    ("upload_ms", "upload"),
+    ("connectMs", "connect_ms", "connect"),
+    ("firstByteMs", "first_byte_ms", "first byte"),
+    ("firstPartialImageMs", "first_partial_image_ms", "first partial image"),
+    ("finalImageMs", "final_image_ms", "final image"),
+    ("downloadMs", "download_ms", "download"),
+    ("uploadMs", "upload_ms", "upload"),
 )
 # These are durations of their own; the others are moments, in ms from the send.
-DURATIONS = frozenset({"download_ms", "upload_ms"})
+DURATIONS = frozenset({"downloadMs", "uploadMs"})
 MIN_BAR_WIDTH, MAX_BAR_WIDTH = 8, 40
 STATE_STYLE = {
     "saved": "bold green",
@@ -59,8 +60,8 @@ def waterfall(timings: Mapping[str, Any] | None) -> list[Segment]:
     timings = timings or {}
     segments: list[Segment] = []
     last_moment = 0
-    for key, label in CLOCKS:
-        value = timings.get(key)
+    for key, old_key, label in CLOCKS:
+        value = timings.get(key, timings.get(old_key))
         if not isinstance(value, int):
             continue
         if key in DURATIONS:
@@ -147,6 +148,9 @@ def error_text(error: Mapping[str, Any]) -> str:
     for key in ("type", "code"):
         if error.get(key):
             parts.append(str(error[key]))
+    for key in ("param", "field"):
+        if error.get(key):
+            parts.append(f"({key} {error[key]})")
     text = " ".join(parts)
     if error.get("message"):
         text += f": {' '.join(str(error['message']).split())}"

@@ -60,13 +60,13 @@ def image(k: int, n: int = 1, ext: str = "png") -> dict[str, Any]:
 def saved(n: int = 1, **extra: Any) -> httpx.Response:
     images = [image(k, n) for k in range(n)]
     timings = {
-        "request_started_at": "2026-01-01T00:00:00.000Z",
-        "connect_ms": 30,
-        "first_byte_ms": 400,
-        "first_partial_image_ms": 900,
-        "final_image_ms": 2400,
-        "download_ms": 5,
-        "upload_ms": 12,
+        "requestStartedAt": "2026-01-01T00:00:00.000Z",
+        "connectMs": 30,
+        "firstByteMs": 400,
+        "firstPartialImageMs": 900,
+        "finalImageMs": 2400,
+        "downloadMs": 5,
+        "uploadMs": 12,
     }
     return status(
         "saved",

@@ -14,12 +14,12 @@ from clients.render import LiveLine, Segment, retry_text, waterfall, waterfall_t
 
 def test_the_waterfall_places_moments_from_the_send_and_durations_after_them():
     timings = {
-        "connect_ms": 30,
-        "first_byte_ms": 400,
-        "first_partial_image_ms": None,  # never came: no row
-        "final_image_ms": 2400,
-        "download_ms": 5,
-        "upload_ms": 12,
+        "connectMs": 30,
+        "firstByteMs": 400,
+        "firstPartialImageMs": None,  # never came: no row
+        "finalImageMs": 2400,
+        "downloadMs": 5,
+        "uploadMs": 12,
     }
     assert waterfall(timings) == [
         Segment("connect", 0, 30, 30, False),
@@ -29,13 +29,18 @@ def test_the_waterfall_places_moments_from_the_send_and_durations_after_them():
         Segment("upload", 2405, 2417, 12, True),
     ]
     assert waterfall({}) == []
+    # The names answers had before they were camelCase are read too.
+    assert waterfall({"connect_ms": 30, "upload_ms": 12}) == [
+        Segment("connect", 0, 30, 30, False),
+        Segment("upload", 30, 42, 12, True),
+    ]
     assert waterfall_table(None, title="t") is None
 
 
 def test_the_waterfall_fits_a_narrow_terminal():
     out = io.StringIO()
     console = Console(file=out, width=50, color_system=None)
-    timings = {"connect_ms": 30, "first_byte_ms": 400, "final_image_ms": 2400, "upload_ms": 9}
+    timings = {"connectMs": 30, "firstByteMs": 400, "finalImageMs": 2400, "uploadMs": 9}
     table = waterfall_table(timings, title="clocks", width=50)
     assert table is not None
     console.print(table)
@@ -86,3 +91,21 @@ def test_retry_after_reads_seconds_and_http_dates():
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds(None) is None
     assert retry_after_seconds("nan") is None
+
+
+def test_a_jobs_error_names_its_param_and_field():
+    from clients.render import error_text
+
+    failure = {
+        "layer": "model",
+        "httpStatus": 400,
+        "type": "invalid_request_error",
+        "code": "invalid_value",
+        "param": "size",
+        "field": "size",
+        "message": "bad  size\n here",
+    }
+    assert error_text(failure) == (
+        "model HTTP 400 invalid_request_error invalid_value (param size) (field size): "
+        "bad size here"
+    )
