@@ -20,9 +20,10 @@ from urllib.parse import urlencode
 import azure.functions as func
 
 from http_api.answers import json_answer, status_url
-from http_api.caller import caller_of
+from http_api.caller import caller_of, has_own_identity
 from http_api.durable_jobs import DurableJobs, JobInstance
 from http_api.errors import (
+    IdentityRequired,
     JobNotFound,
     MethodNotAllowed,
     NoSuchRoute,
@@ -30,7 +31,7 @@ from http_api.errors import (
     UnsupportedMediaType,
 )
 from http_api.job_ids import JobIds
-from http_api.status_view import JobView, job_state, read_job, read_progress, status_answer
+from http_api.status_view import current_state, read_job, read_progress, status_answer
 from orchestrators.image_job import CANCEL_EVENT, ORCHESTRATOR
 from rules.dedup import caller_digest, check_key, fingerprint, is_job_id, job_id_for
 from rules.errors import RequestInvalid
@@ -149,21 +150,28 @@ async def list_jobs(
     """GET /api/images?limit=N&after=TOKEN: the caller's jobs, newest first, a page at a time
     (``limit`` 1-100, default 20), each with its state; ``next`` is the next page's URL."""
     caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
+    if not (has_own_identity(req, settings) or settings.shared_caller_may_list):
+        raise IdentityRequired
     limit = _limit(req.params.get("limit"))
     after = req.params.get("after") or None
     async with asyncio.timeout(STATUS_READ_S):
         names, token = await _list_page(store, caller_index_prefix(caller), limit, after)
         instances = await asyncio.gather(*(jobs.look(job_of_index_name(n)) for n in names))
+        listed = [
+            instance
+            for name, instance in zip(names, instances, strict=True)
+            # Purged or never started; or left by a start that lost a race to this job's own.
+            if instance is not None
+            and instance.job.caller == caller
+            and index_created_ms(name) == _epoch_ms(instance.job.created_at)
+        ]
+        states = await asyncio.gather(*(current_state(store, i) for i in listed))
     items = []
-    for name, instance in zip(names, instances, strict=True):
-        if instance is None or instance.job.caller != caller:
-            continue  # purged, or never started: no longer a job to list
-        if index_created_ms(name) != _epoch_ms(instance.job.created_at):
-            continue  # left by a start that lost a race to this job's own start
+    for instance, state in zip(listed, states, strict=True):
         items.append(
             {
                 "id": instance.instance_id,
-                "state": job_state(JobView(instance, None)).value,
+                "state": state.value,
                 "createdAt": instance.created_iso,
                 "statusUrl": status_url(req, instance.instance_id, settings.public_base_url),
             }
@@ -222,7 +230,7 @@ async def cancel_job(
         before_send: bool | None = None
         if instance.runtime_status in RUNNING_STATUSES:
             instance, before_send = await _request_cancel(jobs, store, instance, now)
-    state = job_state(JobView(instance, None))
+    state = await current_state(store, instance)
     if instance.runtime_status in RUNNING_STATUSES and state not in (
         *TERMINAL_STATES,
         JobState.FINALIZING,

@@ -24,9 +24,10 @@ from datetime import UTC, datetime
 
 from http_api.durable_jobs import DurableJobs, JobInstance
 from http_api.errors import KeyConflict, NoFreeJobId, StoreUnavailable
+from http_api.status_view import current_state
 from rules.job_records import JobInput, JobState, KeyRecord
 from rules.records import as_object
-from rules.status import RUNNING_STATUSES, derive_state
+from rules.status import RUNNING_STATUSES
 from storage.protocol import (
     JSON,
     AsyncImageStore,
@@ -131,9 +132,7 @@ class JobIds:
         if instance is not None and instance.job.fingerprint != job.fingerprint:
             raise KeyConflict(record.job_id)  # the record and its job disagree: never guess
         if instance is not None:
-            state = derive_state(
-                instance.runtime_status, instance.custom_status, None, instance.output
-            )
+            state = await current_state(self._store, instance)
             return Allocation(record.job_id, state, replayed=True)
         ended = await self._ended_state(record.job_id)
         return Allocation(record.job_id, ended, replayed=True) if ended else None
@@ -169,9 +168,7 @@ class JobIds:
             if instance.runtime_status in RUNNING_STATUSES or self._within_window(instance):
                 if instance.job.fingerprint != job.fingerprint:
                     raise KeyConflict(instance_id)
-                state = derive_state(
-                    instance.runtime_status, instance.custom_status, None, instance.output
-                )
+                state = await current_state(self._store, instance)
                 return Allocation(instance_id, state, replayed=True)
         raise NoFreeJobId(self._candidate(first), MAX_GENERATIONS)
 

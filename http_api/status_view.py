@@ -64,6 +64,18 @@ async def read_progress(store: AsyncImageStore, job_id: str, attempt: int) -> Pr
     return ProgressRecord.from_json(raw)
 
 
+async def current_state(store: AsyncImageStore, instance: JobInstance) -> JobState:
+    """The job's state as a poll would see it, for answers that show only the state (the list,
+    a replayed start, a cancel): the durable status with the current attempt's progress."""
+    custom = instance.custom_status
+    progress = None
+    if instance.output is None and custom is not None:
+        progress = await read_progress(store, instance.instance_id, custom.attempt)
+        if progress is not None and progress.job_created_at != instance.job.created_at:
+            progress = None
+    return job_state(JobView(instance, progress))
+
+
 def job_state(view: JobView) -> JobState:
     instance = view.instance
     return derive_state(

@@ -143,6 +143,9 @@ class AppSettings:
     # The API's public base URL (e.g. https://jobs.example.com/api): the URLs answers hand out
     # are built on it, never on a client-supplied Host alone. None: the request's own URL.
     public_base_url: str | None = None
+    # Whether the shared default caller (no trusted principal: every key holder alike) may list
+    # jobs; off, the list is for callers with an identity of their own (Easy Auth).
+    shared_caller_may_list: bool = False
 
     def route(self, name: str) -> RouteSettings:
         try:
@@ -211,6 +214,7 @@ class AppSettings:
             job_id_secret=_job_id_secret(env),
             time_scale=scale,
             public_base_url=_public_base_url(env),
+            shared_caller_may_list=_bool(env, "IMAGE_SHARED_CALLER_MAY_LIST", False),
         )
         check_silence(settings)
         return settings

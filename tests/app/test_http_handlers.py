@@ -658,7 +658,7 @@ def test_a_callers_jobs_are_listed_newest_first_a_page_at_a_time():
 
 @pytest.mark.parametrize("limit", ["0", "101", "-1", "ten", "1e3"])
 def test_a_bad_page_size_is_a_400(limit):
-    world = World()
+    world = World(IMAGE_SHARED_CALLER_MAY_LIST="true")
     status, body, _ = world.call(handlers.list_jobs, request("GET", BASE, params={"limit": limit}))
     assert status == 400
     assert_envelope(body, "invalid_value", "limit")
@@ -687,7 +687,7 @@ def test_a_status_answer_that_is_not_an_empty_404_is_never_taken_for_absent(body
 
 @pytest.mark.parametrize("limit", ["\u00b2", "\u0661"])
 def test_a_page_size_in_other_digits_is_a_400_not_a_500(limit):
-    world = World()
+    world = World(IMAGE_SHARED_CALLER_MAY_LIST="true")
     status, body, _ = world.call(handlers.list_jobs, request("GET", BASE, params={"limit": limit}))
     assert status == 400
     assert_envelope(body, "invalid_value", "limit")
@@ -713,3 +713,16 @@ def test_a_keyed_start_that_silently_lost_a_race_answers_the_winner_or_a_409():
     assert status == 409  # the job under the key runs another body: never answered as ours
     assert_envelope(body, "idempotency_key_reused", "Idempotency-Key")
     assert not [n for n in world.store.blobs if n.startswith("keys/")]  # no record for a loser
+
+
+def test_the_shared_default_caller_may_not_list_unless_a_setting_says_so():
+    world = World()
+    world.start()
+    status, body, _ = world.call(handlers.list_jobs, request("GET", BASE))
+    assert status == 403
+    assert_envelope(body, "identity_required", "x-ms-client-principal-id")
+    allowed = World(IMAGE_SHARED_CALLER_MAY_LIST="true")
+    _, job, _ = allowed.start()
+    status, body, _ = allowed.call(handlers.list_jobs, request("GET", BASE))
+    assert status == 200
+    assert [item["id"] for item in body["items"]] == [job["id"]]
