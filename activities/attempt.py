@@ -235,7 +235,10 @@ class _Attempt:
 
         checked: list[tuple[bytes, int, int]] = []
         for data in result.images:
-            verdict = check_image(data, output_format=request.output_format, size=request.size)
+            # Decoding a 4K image takes a while: off the event loop, which streams and polls share.
+            verdict = await asyncio.to_thread(
+                check_image, data, output_format=request.output_format, size=request.size
+            )
             if isinstance(verdict, str):
                 failure = Failure(
                     kind=FailureKind.IMAGE_INVALID,
@@ -303,7 +306,10 @@ class _Attempt:
         request = self.job.request
         content_type = CONTENT_TYPES[request.output_format]
         for index, data in enumerate(result.images):
-            verdict = check_image(data, output_format=request.output_format, size=request.size)
+            # Decoding a 4K image takes a while: off the event loop, which streams and polls share.
+            verdict = await asyncio.to_thread(
+                check_image, data, output_format=request.output_format, size=request.size
+            )
             if isinstance(verdict, str):
                 continue
             name = kept_image_name(self.job.job_id, request.output_format, self.job.attempt, index)

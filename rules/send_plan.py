@@ -128,11 +128,6 @@ class _Fit:
     read_idle_s: float | None
 
 
-def plan_send(request: ImageJobRequest, settings: AppSettings) -> SendPlan:
-    """The plan for the first attempt (``plans`` gives the resends' too)."""
-    return plans(request, settings).first
-
-
 def silence_kill(failure: Failure) -> str | None:
     """Which layer gave up on silence: ``gateway`` (a gateway's 408 or 504) or ``read_idle``
     (our own read-idle limit); None for any other failure."""

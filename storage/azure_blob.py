@@ -93,16 +93,6 @@ class AzureBlobImageStore:
                 raise
             return None
 
-    def list_page(
-        self, *, prefix: str, limit: int, after: str | None
-    ) -> tuple[list[str], str | None]:
-        blobs = self._container.list_blobs(name_starts_with=prefix, results_per_page=limit)
-        pager = blobs.by_page(continuation_token=after)
-        page = next(pager, None)
-        names = [blob.name for blob in page] if page is not None else []
-        token: str | None = getattr(pager, "continuation_token", None)
-        return names, token or None
-
     def read_link(self, *, name: str, ttl_s: int) -> str:
         now = datetime.now(UTC)
         expiry = now + timedelta(seconds=ttl_s)

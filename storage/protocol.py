@@ -18,13 +18,6 @@ class ImageStore(Protocol):
         """A read-only link to the blob that expires after ``ttl_s`` seconds."""
         ...
 
-    def list_page(
-        self, *, prefix: str, limit: int, after: str | None
-    ) -> tuple[list[str], str | None]:
-        """Up to ``limit`` blob names under ``prefix`` in name order, from where ``after`` (a
-        token this call returned) left off; and the token for the next page, None at the end."""
-        ...
-
 
 class PageTokenInvalid(Exception):
     """A list page token the store refuses (not one it handed out, or expired)."""
@@ -47,7 +40,11 @@ class AsyncImageStore(Protocol):
 
     async def list_page(
         self, *, prefix: str, limit: int, after: str | None
-    ) -> tuple[list[str], str | None]: ...
+    ) -> tuple[list[str], str | None]:
+        """Up to ``limit`` blob names under ``prefix`` in name order, from where ``after`` (a
+        token this call returned) left off; and the token for the next page, None at the end.
+        Raises PageTokenInvalid for a token the store refuses."""
+        ...
 
     def read_link(self, *, name: str, ttl_s: int) -> str:
         """As ImageStore.read_link; may block (a user-delegation key): call it off the loop
