@@ -49,17 +49,19 @@ _edge_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AzureBlobAsyn
 )
 
 
-def edge_store() -> AzureBlobAsyncStore:
-    """The store for code on the running event loop (the HTTP edge)."""
+async def edge_store() -> AzureBlobAsyncStore:
+    """The store for code on the running event loop (the HTTP edge). Its first use on a loop
+    builds the sync store off the loop (it makes sure the container exists and may fetch a
+    token: network calls that would stall every request and stream on the loop)."""
     loop = asyncio.get_running_loop()
     found = _edge_stores.get(loop)
     if found is None:
-        links = store()  # also makes sure the container exists
+        links = await asyncio.to_thread(store)
         storage = settings().storage
         credential = None if storage.connection_string else _async_credential()
         found = AzureBlobAsyncStore.from_settings(storage, links, credential=credential)
-        _edge_stores[loop] = found
-    return found
+        _edge_stores.setdefault(loop, found)
+    return _edge_stores[loop]
 
 
 @functools.cache

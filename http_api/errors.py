@@ -6,6 +6,7 @@
     ├── RecordUnreadable (rules.records)  503 record_unreadable (a newer deployment's record)
     └── EdgeError                         raised by the HTTP edge itself
         ├── JobNotFound                   404: unknown id, or another caller's job
+        ├── IdentityRequired              403: the list asked by the shared default caller
         ├── NoSuchRoute                   404: a path the API does not have
         ├── MethodNotAllowed              405 + Allow: a path of the API, another method
         ├── KeyConflict                   409: an Idempotency-Key reused for another body
@@ -18,7 +19,7 @@
 
 Every answer is the JSON error envelope ``{"error": {"code", "message", "field"}}``: never an
 empty body, never a traceback, never a setting's value or a key. ``answer_for`` is used by all
-handlers (through http_api.edge), and tests/app/test_http_errors.py proves every kind is mapped.
+handlers (through http_api.blueprint); tests/app/test_http_errors.py proves every kind is mapped.
 """
 
 from __future__ import annotations
@@ -47,6 +48,14 @@ class JobNotFound(EdgeError):
 
     def __init__(self, job_id: str) -> None:
         super().__init__("no such image job", job_id=job_id)
+
+
+class IdentityRequired(EdgeError):
+    """What only a caller with an identity of its own may ask (the list of its jobs): the
+    shared default caller would see every key holder's jobs."""
+
+    def __init__(self) -> None:
+        super().__init__("an identity of the caller's own is required")
 
 
 class NoSuchRoute(EdgeError):
@@ -103,6 +112,14 @@ def answer_for(exc: BaseException) -> func.HttpResponse:
             return error_answer(400, exc.code, exc.message, exc.field)
         case JobNotFound():
             return error_answer(404, "not_found", f"no image job {exc.job_id}", "id")
+        case IdentityRequired():
+            return error_answer(
+                403,
+                "identity_required",
+                "listing jobs needs a caller identity (Easy Auth); without one every key "
+                "holder is the same caller",
+                "x-ms-client-principal-id",
+            )
         case NoSuchRoute():
             return error_answer(404, "no_such_route", "no such route; see POST /api/images", "path")
         case MethodNotAllowed():

@@ -24,9 +24,10 @@ from datetime import UTC, datetime
 
 from http_api.durable_jobs import DurableJobs, JobInstance
 from http_api.errors import KeyConflict, NoFreeJobId, StoreUnavailable
+from http_api.status_view import current_state
 from rules.job_records import JobInput, JobState, KeyRecord
 from rules.records import as_object
-from rules.status import RUNNING_STATUSES, derive_state
+from rules.status import RUNNING_STATUSES
 from storage.protocol import (
     JSON,
     AsyncImageStore,
@@ -96,26 +97,31 @@ class JobIds:
                     return answered
         return await self._allocate(orchestrator, job)
 
-    async def _write_records(self, job_id: str, job: JobInput) -> None:
-        """What a new job leaves beside its start: its entry in the caller's list and, for a
-        keyed submit, the key's record. Best effort: the job stands without them (its durable
-        status still answers), so a failure is logged, never answered. Written as the start
-        is made: a key record naming a job whose start then lost the race names the winner's
-        id all the same (the same id), with the loser's fingerprint, which a replay compares
-        as for any key."""
+    async def _write_index(self, job_id: str, job: JobInput) -> None:
+        """The job's entry in its caller's list, written beside its start: a start that loses a
+        race leaves an entry the list skips (its created_at is not the job's). Best effort: the
+        job stands without it, so a failure is logged, never answered."""
         created = datetime.fromisoformat(job.created_at)
         index = caller_index_name(job.caller, int(created.timestamp() * 1000), job_id)
-        writes = [(index, b"")]
-        if self._window_s is not None:
-            record = KeyRecord(
-                job_id=job_id, fingerprint=job.fingerprint, created_at=job.created_at
-            )
-            writes.append((self._key_blob(), json.dumps(record.to_json()).encode()))
-        for name, data in writes:
-            try:
-                await self._store.put(name=name, data=data, content_type=JSON)
-            except Exception as exc:
-                log.warning("job %s: %s not written (%s)", job_id, name, type(exc).__name__)
+        try:
+            await self._store.put(name=index, data=b"", content_type=JSON)
+        except Exception as exc:
+            log.warning("job %s: list entry not written (%s)", job_id, type(exc).__name__)
+
+    async def _write_key_record(self, job_id: str, job: JobInput) -> None:
+        """The key's record, once the job's start is confirmed: created if absent, or replacing
+        a record whose window has passed; never replacing a live one (a concurrent submit with
+        the same key). Best effort, as the list entry."""
+        record = KeyRecord(job_id=job_id, fingerprint=job.fingerprint, created_at=job.created_at)
+        data = json.dumps(record.to_json()).encode()
+        try:
+            if await self._store.put_if_absent(name=self._key_blob(), data=data, content_type=JSON):
+                return
+            existing = await self._read_key_record()
+            if existing is None or not self._within(existing.created_at):
+                await self._store.put(name=self._key_blob(), data=data, content_type=JSON)
+        except Exception as exc:
+            log.warning("job %s: key record not written (%s)", job_id, type(exc).__name__)
 
     async def _answered(self, record: KeyRecord, job: JobInput) -> Allocation | None:
         """The job the key's record names, as a replay; None when that job left no trace (it
@@ -123,10 +129,10 @@ class JobIds:
         if record.fingerprint != job.fingerprint:
             raise KeyConflict(record.job_id)
         instance = await self._jobs.look(record.job_id)
+        if instance is not None and instance.job.fingerprint != job.fingerprint:
+            raise KeyConflict(record.job_id)  # the record and its job disagree: never guess
         if instance is not None:
-            state = derive_state(
-                instance.runtime_status, instance.custom_status, None, instance.output
-            )
+            state = await current_state(self._store, instance)
             return Allocation(record.job_id, state, replayed=True)
         ended = await self._ended_state(record.job_id)
         return Allocation(record.job_id, ended, replayed=True) if ended else None
@@ -144,20 +150,25 @@ class JobIds:
                 # race leaves an entry that the list skips (its created_at is not the job's).
                 started, _ = await asyncio.gather(
                     self._jobs.start(orchestrator, instance_id, job),
-                    self._write_records(instance_id, job),
+                    self._write_index(instance_id, job),
                 )
-                if started:
+                if started and self._window_s is None:
                     return Allocation(instance_id, JobState.QUEUED, replayed=False)
+                if started:
+                    # Keyed: on Azure's backend two concurrent starts of one id can both
+                    # report success while one runs; the job's own created_at tells whose.
+                    instance = await self._jobs.look(instance_id)
+                    if instance is not None and instance.job.created_at == job.created_at:
+                        await self._write_key_record(instance_id, job)
+                        return Allocation(instance_id, JobState.QUEUED, replayed=False)
                 # Someone started it between our look and our start: it is theirs and ours.
-                instance = await self._jobs.look(instance_id)
+                instance = instance or await self._jobs.look(instance_id)
                 if instance is None:
                     raise StoreUnavailable("the start was refused", job_id=instance_id)
             if instance.runtime_status in RUNNING_STATUSES or self._within_window(instance):
                 if instance.job.fingerprint != job.fingerprint:
                     raise KeyConflict(instance_id)
-                state = derive_state(
-                    instance.runtime_status, instance.custom_status, None, instance.output
-                )
+                state = await current_state(self._store, instance)
                 return Allocation(instance_id, state, replayed=True)
         raise NoFreeJobId(self._candidate(first), MAX_GENERATIONS)
 

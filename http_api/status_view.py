@@ -52,17 +52,28 @@ async def read_job(
 
 
 async def read_progress(store: AsyncImageStore, job_id: str, attempt: int) -> ProgressRecord | None:
-    """The attempt's progress record; None when absent or unreadable; StoreUnavailable."""
+    """The attempt's progress record; None when absent; StoreUnavailable, RecordUnreadable."""
     try:
         raw = await store.get(name=progress_name(job_id, attempt))
     except Exception as exc:
         raise StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id) from exc
     if raw is None:
         return None
-    try:
-        return ProgressRecord.from_json(raw)
-    except Exception:  # a half-written or newer record: the durable status alone still answers
-        return None
+    # Blob writes land whole: a record that does not read is a newer version or a bug, and
+    # RecordUnreadable (a 503) says so rather than guessing from the durable status alone.
+    return ProgressRecord.from_json(raw)
+
+
+async def current_state(store: AsyncImageStore, instance: JobInstance) -> JobState:
+    """The job's state as a poll would see it, for answers that show only the state (the list,
+    a replayed start, a cancel): the durable status with the current attempt's progress."""
+    custom = instance.custom_status
+    progress = None
+    if instance.output is None and custom is not None:
+        progress = await read_progress(store, instance.instance_id, custom.attempt)
+        if progress is not None and progress.job_created_at != instance.job.created_at:
+            progress = None
+    return job_state(JobView(instance, progress))
 
 
 def job_state(view: JobView) -> JobState:

@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from rules.outcome import AttemptResult, Failure, Preview, StoredImage, Timings
-from rules.records import RecordUnreadable, as_object, checked_version, required
+from rules.records import RecordUnreadable, as_object, checked_version, reading, required
 from rules.request import ImageJobRequest
 from rules.retry import Decision, RetryPolicy
 from rules.send_plan import SendPlan
@@ -73,16 +73,19 @@ class JobInput:
     caller: str
     fingerprint: str
     created_at: str
-    # The shape of a resend after a silence kill (rules.send_plan); None: no other shape fits.
-    send_after_silence: SendPlan | None = None
+    # The shapes of a resend after a gateway gave up on silence, and after our read-idle limit
+    # did (rules.send_plan.Plans); None: nothing else fits, so no resend.
+    send_after_gateway_kill: SendPlan | None = None
+    send_after_read_idle: SendPlan | None = None
 
     def to_json(self) -> dict[str, Any]:
-        after = self.send_after_silence
+        gateway, read_idle = self.send_after_gateway_kill, self.send_after_read_idle
         return {
             "v": request_version(self.request),
             "request": self.request.to_json(),
             "send": self.send.to_json(),
-            "send_after_silence": after.to_json() if after else None,
+            "send_after_gateway_kill": gateway.to_json() if gateway else None,
+            "send_after_read_idle": read_idle.to_json() if read_idle else None,
             "policy": self.policy.to_json(),
             "caller": self.caller,
             "fingerprint": self.fingerprint,
@@ -90,11 +93,12 @@ class JobInput:
         }
 
     @classmethod
+    @reading("job input")
     def from_json(cls, value: object) -> JobInput:
-        """Version 0 had the same fields without ``v`` and ``send_after_silence``."""
+        """Version 0 had the same fields without ``v`` and the resend shapes."""
         data = as_object(value, "job input")
         checked_version(data, "job input", REQUEST_SCHEMA_VERSION)
-        after = data.get("send_after_silence")
+        gateway, read_idle = data.get("send_after_gateway_kill"), data.get("send_after_read_idle")
         return cls(
             request=ImageJobRequest.from_json(required(data, "request", "job input")),
             send=SendPlan.from_json(required(data, "send", "job input")),
@@ -102,7 +106,8 @@ class JobInput:
             caller=required(data, "caller", "job input"),
             fingerprint=required(data, "fingerprint", "job input"),
             created_at=required(data, "created_at", "job input"),
-            send_after_silence=SendPlan.from_json(after) if after else None,
+            send_after_gateway_kill=SendPlan.from_json(gateway) if gateway else None,
+            send_after_read_idle=SendPlan.from_json(read_idle) if read_idle else None,
         )
 
 
@@ -139,6 +144,7 @@ class CustomStatus:
         return data
 
     @classmethod
+    @reading("custom status")
     def from_json(cls, value: object) -> CustomStatus | None:
         """None when the orchestrator has set none yet (the host hands over null or "")."""
         if value is None or value == "":
@@ -179,6 +185,7 @@ class AttemptInput:
         }
 
     @classmethod
+    @reading("attempt input")
     def from_json(cls, value: object) -> AttemptInput:
         """Version 0 had the send plan's fields flat beside the others."""
         data = as_object(value, "attempt input")
@@ -206,6 +213,7 @@ class AttemptRecord:
         return {**self.result.to_json(), "decision": decision}
 
     @classmethod
+    @reading("attempt record")
     def from_json(cls, data: Mapping[str, Any]) -> AttemptRecord:
         decision = data.get("decision")
         return cls(
@@ -261,6 +269,7 @@ class Outcome:
         }
 
     @classmethod
+    @reading("outcome")
     def from_json(cls, value: object) -> Outcome:
         """Version 0 kept ``error`` as the status answer's object (camelCase, no ``sent``)."""
         data = as_object(value, "outcome")
@@ -322,6 +331,7 @@ class FinishInput:
         }
 
     @classmethod
+    @reading("finish input")
     def from_json(cls, value: object) -> FinishInput:
         data = as_object(value, "finish input")
         checked_version(data, "finish input", REQUEST_SCHEMA_VERSION)
@@ -373,6 +383,7 @@ class ProgressRecord:
         }
 
     @classmethod
+    @reading("progress")
     def from_json(cls, value: object) -> ProgressRecord:
         """Version 0 had the same fields without ``v``; a missing ``sent`` reads as sent."""
         data = as_object(value, "progress")
@@ -409,6 +420,7 @@ class CancelMarker:
         }
 
     @classmethod
+    @reading("cancel marker")
     def from_json(cls, value: object) -> CancelMarker:
         data = as_object(value, "cancel marker")
         checked_version(data, "cancel marker", SCHEMA_VERSION)
@@ -437,6 +449,7 @@ class KeyRecord:
         }
 
     @classmethod
+    @reading("key record")
     def from_json(cls, value: object) -> KeyRecord:
         data = as_object(value, "key record")
         checked_version(data, "key record", SCHEMA_VERSION)

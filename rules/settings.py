@@ -148,6 +148,9 @@ class AppSettings:
     # input images as ``container/name`` (IMAGE_INPUT_CONTAINERS); every caller may read every
     # blob in them through a job. Uploads (POST /api/uploads) need none.
     input_containers: tuple[str, ...] = ()
+    # Whether the shared default caller (no trusted principal: every key holder alike) may list
+    # jobs; off, the list is for callers with an identity of their own (Easy Auth).
+    shared_caller_may_list: bool = False
 
     def route(self, name: str) -> RouteSettings:
         try:
@@ -217,6 +220,7 @@ class AppSettings:
             time_scale=scale,
             public_base_url=_public_base_url(env),
             input_containers=_input_containers(env, storage.container),
+            shared_caller_may_list=_bool(env, "IMAGE_SHARED_CALLER_MAY_LIST", False),
         )
         check_silence(settings)
         return settings

@@ -14,7 +14,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import (
     BlobSasPermissions,
     BlobServiceClient,
@@ -27,7 +27,10 @@ from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
 from azure.storage.blob.aio import ExponentialRetry as AsyncExponentialRetry
 
 from rules.settings import StorageSettings
-from storage.protocol import BlobTooLarge
+from storage.protocol import BlobTooLarge, PageTokenInvalid
+
+# The error code of a missing blob (a missing container has its own, and is an error).
+BLOB_NOT_FOUND = "BlobNotFound"
 
 
 class AzureBlobImageStore:
@@ -85,18 +88,10 @@ class AzureBlobImageStore:
     def get(self, *, name: str) -> bytes | None:
         try:
             return self._container.download_blob(name).readall()
-        except ResourceNotFoundError:
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) != BLOB_NOT_FOUND:  # a container: an error
+                raise
             return None
-
-    def list_page(
-        self, *, prefix: str, limit: int, after: str | None
-    ) -> tuple[list[str], str | None]:
-        blobs = self._container.list_blobs(name_starts_with=prefix, results_per_page=limit)
-        pager = blobs.by_page(continuation_token=after)
-        page = next(pager, None)
-        names = [blob.name for blob in page] if page is not None else []
-        token: str | None = getattr(pager, "continuation_token", None)
-        return names, token or None
 
     def read_link(self, *, name: str, ttl_s: int) -> str:
         return self._link(name, ttl_s, BlobSasPermissions(read=True))
@@ -188,11 +183,25 @@ class AzureBlobAsyncStore:
             name, data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
         )
 
+    async def put_if_absent(self, *, name: str, data: bytes, content_type: str) -> bool:
+        try:
+            await self._container.upload_blob(
+                name,
+                data,
+                overwrite=False,
+                content_settings=ContentSettings(content_type=content_type),
+            )
+        except ResourceExistsError:
+            return False
+        return True
+
     async def get(self, *, name: str) -> bytes | None:
         try:
             downloader = await self._container.download_blob(name)
             data: bytes = await downloader.readall()
-        except ResourceNotFoundError:
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) != BLOB_NOT_FOUND:  # a container: an error
+                raise
             return None
         return data
 
@@ -202,9 +211,14 @@ class AzureBlobAsyncStore:
         blobs = self._container.list_blobs(name_starts_with=prefix, results_per_page=limit)
         pager = blobs.by_page(continuation_token=after)
         names: list[str] = []
-        async for page in pager:
-            names = [blob.name async for blob in page]
-            break
+        try:
+            async for page in pager:
+                names = [blob.name async for blob in page]
+                break
+        except HttpResponseError as exc:
+            if after is not None and exc.status_code == 400:
+                raise PageTokenInvalid(after) from None  # the service refused the marker
+            raise
         token: str | None = getattr(pager, "continuation_token", None)
         return names, token or None
 
@@ -222,7 +236,9 @@ class AzureBlobAsyncStore:
             # The first response carries the blob's size: a blob past the bound is refused
             # before the rest of it is read.
             downloader = await client.download_blob(name)
-        except ResourceNotFoundError:
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) != BLOB_NOT_FOUND:  # a container: an error
+                raise
             return None
         if downloader.size > max_bytes:
             raise BlobTooLarge(downloader.size)

@@ -18,12 +18,13 @@ class ImageStore(Protocol):
         """A read-only link to the blob that expires after ``ttl_s`` seconds."""
         ...
 
-    def list_page(
-        self, *, prefix: str, limit: int, after: str | None
-    ) -> tuple[list[str], str | None]:
-        """Up to ``limit`` blob names under ``prefix`` in name order, from where ``after`` (a
-        token this call returned) left off; and the token for the next page, None at the end."""
-        ...
+
+class PageTokenInvalid(Exception):
+    """A list page token the store refuses (not one it handed out, or expired)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__("not a page token of this list")
+        self.token = token
 
 
 class AsyncImageStore(Protocol):
@@ -33,9 +34,17 @@ class AsyncImageStore(Protocol):
 
     async def get(self, *, name: str) -> bytes | None: ...
 
+    async def put_if_absent(self, *, name: str, data: bytes, content_type: str) -> bool:
+        """Create the blob unless one exists: True when this call created it."""
+        ...
+
     async def list_page(
         self, *, prefix: str, limit: int, after: str | None
-    ) -> tuple[list[str], str | None]: ...
+    ) -> tuple[list[str], str | None]:
+        """Up to ``limit`` blob names under ``prefix`` in name order, from where ``after`` (a
+        token this call returned) left off; and the token for the next page, None at the end.
+        Raises PageTokenInvalid for a token the store refuses."""
+        ...
 
     def read_link(self, *, name: str, ttl_s: int) -> str:
         """As ImageStore.read_link; may block (a user-delegation key): call it off the loop

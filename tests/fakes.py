@@ -76,6 +76,12 @@ class AsyncInMemoryStore:
     async def get(self, *, name: str) -> bytes | None:
         return self.sync.get(name=name)
 
+    async def put_if_absent(self, *, name: str, data: bytes, content_type: str) -> bool:
+        if self.sync.get(name=name) is not None:
+            return False
+        self.sync.put(name=name, data=data, content_type=content_type)
+        return True
+
     async def list_page(
         self, *, prefix: str, limit: int, after: str | None
     ) -> tuple[list[str], str | None]:

@@ -10,6 +10,7 @@ import pytest
 from azure.core.exceptions import ServiceRequestError
 
 from http_api.errors import (
+    IdentityRequired,
     JobNotFound,
     KeyConflict,
     MethodNotAllowed,
@@ -27,6 +28,7 @@ CASES: list[tuple[BaseException, int, str, str]] = [
     (RequestInvalid("size", "invalid_value", "bad size"), 400, "invalid_value", "size"),
     (JobNotFound("img-1"), 404, "not_found", "id"),
     (KeyConflict("img-1"), 409, "idempotency_key_reused", "Idempotency-Key"),
+    (IdentityRequired(), 403, "identity_required", "x-ms-client-principal-id"),
     (NoSuchRoute("nope"), 404, "no_such_route", "path"),
     (MethodNotAllowed("PUT", ("POST",)), 405, "method_not_allowed", "method"),
     (UnsupportedMediaType("text/plain"), 415, "unsupported_media_type", "Content-Type"),

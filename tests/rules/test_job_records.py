@@ -319,3 +319,22 @@ def test_records_carry_no_prompt_outside_the_request():
         data = record.to_json()
         data.pop("request", None)
         assert "a red apple" not in json.dumps(data), type(record).__name__
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        (Outcome, {"v": 1, "state": "exploded", "attempt": 1}),
+        (
+            Outcome,
+            {"v": 1, "state": "failed", "attempt": 1, "error": {"kind": "??", "layer": "route"}},
+        ),
+        (Outcome, {"state": "failed", "attempt": 1, "error": {"message": "v0 without kind"}}),
+        (ProgressRecord, {"v": 1, "attempt": 1, "previews": [{"index": 0}]}),
+        (CustomStatus, {"phase": "generating"}),
+        (JobInput, {**RECORDS[0].to_json(), "request": "not an object"}),
+    ],
+)
+def test_a_record_that_breaks_its_own_shape_is_unreadable_not_a_crash(kind, value):
+    with pytest.raises(RecordUnreadable):
+        kind.from_json(value)
