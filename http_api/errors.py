@@ -19,7 +19,7 @@
 
 Every answer is the JSON error envelope ``{"error": {"code", "message", "field"}}``: never an
 empty body, never a traceback, never a setting's value or a key. ``answer_for`` is used by all
-handlers (through http_api.blueprint), and tests/app/test_http_errors.py proves every kind is mapped.
+handlers (through http_api.blueprint); tests/app/test_http_errors.py proves every kind is mapped.
 """
 
 from __future__ import annotations
