@@ -32,6 +32,7 @@ from activities import upstream_errors
 from activities.background_writes import BackgroundWrites
 from activities.blob_io import AsyncBlobs, upload_within_budget, within_budget
 from activities.image_check import check_image
+from activities.inputs import InputFile, InputsUnavailable, read_inputs
 from activities.rerun import earlier_run, same_job
 from activities.route_client import CallResult, build_call, call_route
 from rules.cost import AttemptCost, attempt_cost
@@ -133,6 +134,7 @@ class _Attempt:
             notes=job.send.notes,
         )
         self.kept_images: list[KeptImage] = []
+        self.upload_deadline: float | None = None
         # The one record of how far the attempt came: pollers read it, a re-run trusts it.
         self.progress = ProgressRecord(
             job_created_at=job.job_created_at,
@@ -149,15 +151,20 @@ class _Attempt:
 
     async def run(self) -> AttemptResult:
         job, request = self.job, self.job.request
-        # Storage gets the activity's spare time to come back before the send: an outage here
-        # delays the attempt, and never turns it into a possible send that spends a resend.
-        storage_budget_s = self.settings.timeouts.pre_send_storage_s
+        # Storage gets the activity's spare time (activity - request - upload limits), shared by
+        # every wait before the send, to come back: an outage here delays the attempt, never
+        # turns it into a possible send, and never eats into the request's or upload's time.
+        pre_send_deadline = self.seams.monotonic() + self.settings.timeouts.pre_send_storage_s
+
+        def storage_budget_s() -> float:
+            return max(0.0, pre_send_deadline - self.seams.monotonic())
+
         earlier = await earlier_run(
             self.blobs,
             self.progress_blob,
             job,
             cost=self.cost,
-            budget_s=storage_budget_s,
+            budget_s=storage_budget_s(),
             sleep=self.seams.sleep,
             monotonic=self.seams.monotonic,
         )
@@ -165,6 +172,20 @@ class _Attempt:
             await self.writes.drain(0)
             return earlier
 
+        inputs: list[InputFile] = []
+        if request.is_edit:  # its images, by hash from Blob: without them, no send
+            try:
+                inputs = await read_inputs(
+                    self.blobs,
+                    request,
+                    clocks=self.clocks,
+                    budget_s=storage_budget_s(),
+                    sleep=self.seams.sleep,
+                    monotonic=self.seams.monotonic,
+                )
+            except InputsUnavailable as exc:
+                failure = Failure(FailureKind.STORAGE_FAILED, Layer.STORAGE, str(exc), sent=False)
+                return await self.not_sent(failure)
         auth = await asyncio.to_thread(self.seams.auth)  # an Entra token fetch blocks
         call = build_call(
             self.route,
@@ -172,6 +193,7 @@ class _Attempt:
             stream=job.send.stream,
             partial_images=job.send.partial_images,
             auth=auth,
+            inputs=inputs,
         )
         # Written, and waited for, before the send: if this worker dies from here on, a re-run
         # knows the route may already be generating this attempt. Without the mark, no send.
@@ -181,7 +203,7 @@ class _Attempt:
         try:
             await within_budget(
                 lambda: self.blobs.put(self.progress_blob, mark, JSON),
-                budget_s=storage_budget_s,
+                budget_s=storage_budget_s(),
                 sleep=self.seams.sleep,
                 monotonic=self.seams.monotonic,
             )
@@ -201,6 +223,16 @@ class _Attempt:
         timeouts = self.settings.timeouts
         if job.send.read_idle_s is not None:  # the plan raised it for a long silence
             timeouts = replace(timeouts, read_idle_s=job.send.read_idle_s)
+        # The clocks start at the send: the waits before it are not the request's time, and
+        # the whole-request limit counts from here.
+        read = self.clocks  # an edit's inputs were read on these clocks, before the send
+        self.clocks = Clocks(
+            started_at_iso=iso_utc(self.seams.now()), started=self.seams.monotonic()
+        )
+        self.progress.started_at = self.clocks.started_at_iso
+        # The read of an edit's inputs is kept, apart from the send's clocks.
+        self.clocks.inputs_read_started = read.inputs_read_started
+        self.clocks.inputs_read_done = read.inputs_read_done
         result = await call_route(
             self.seams.client,
             call,
@@ -214,6 +246,8 @@ class _Attempt:
             images_expected=request.n,
             monotonic=self.seams.monotonic,
         )
+        # Before anything of the answer is stored, shown or logged: no key, no prompt in it.
+        result.redact(upstream_errors.Secrets.of(auth, request.prompt))
         if result.failure is not None:
             if result.images:
                 await self.keep_images(result)
@@ -221,7 +255,10 @@ class _Attempt:
 
         checked: list[tuple[bytes, int, int]] = []
         for data in result.images:
-            verdict = check_image(data, output_format=request.output_format, size=request.size)
+            # Decoding a 4K image takes a while: off the event loop, which streams and polls share.
+            verdict = await asyncio.to_thread(
+                check_image, data, output_format=request.output_format, size=request.size
+            )
             if isinstance(verdict, str):
                 failure = Failure(
                     kind=FailureKind.IMAGE_INVALID,
@@ -242,12 +279,16 @@ class _Attempt:
         return await self.finish(failure, None, ())
 
     async def upload(self, name: str, data: bytes, content_type: str) -> str | None:
+        """Store one image within the attempt's one upload budget, shared by all its images
+        (kept ones too), so that n images never take n times IMAGE_UPLOAD_TIMEOUT_S."""
+        if self.upload_deadline is None:
+            self.upload_deadline = self.seams.monotonic() + self.settings.timeouts.upload_s
         return await upload_within_budget(
             self.blobs,
             name,
             data,
             content_type,
-            budget_s=self.settings.timeouts.upload_s,
+            budget_s=max(0.0, self.upload_deadline - self.seams.monotonic()),
             sleep=self.seams.sleep,
             monotonic=self.seams.monotonic,
         )
@@ -285,7 +326,10 @@ class _Attempt:
         request = self.job.request
         content_type = CONTENT_TYPES[request.output_format]
         for index, data in enumerate(result.images):
-            verdict = check_image(data, output_format=request.output_format, size=request.size)
+            # Decoding a 4K image takes a while: off the event loop, which streams and polls share.
+            verdict = await asyncio.to_thread(
+                check_image, data, output_format=request.output_format, size=request.size
+            )
             if isinstance(verdict, str):
                 continue
             name = kept_image_name(self.job.job_id, request.output_format, self.job.attempt, index)

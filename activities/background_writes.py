@@ -83,4 +83,7 @@ class BackgroundWrites:
         self._writer.cancel()
         await asyncio.gather(self._writer, return_exceptions=True)
         if self._inflight is not None and not self._inflight.done():
-            await asyncio.wait({self._inflight}, timeout=max(0.1, deadline - loop.time()))
+            # Waited for to the end (the store's own timeouts bound it): a put in a thread
+            # cannot be cancelled, and landing after the attempt's final record it would undo
+            # it (a re-run would then take a finished attempt for a possible send).
+            await asyncio.wait({self._inflight})

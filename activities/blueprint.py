@@ -23,7 +23,7 @@ async def generate_image(job: dict[str, Any]) -> dict[str, Any]:
     route = settings.route(attempt.request.route)
     # One client per attempt: an attempt lasts seconds to minutes, so pooling saves little, and
     # a client never outlives the event loop it was made on.
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(verify=wiring.ssl_context()) as client:
         seams = Seams(client=client, store=wiring.store(), auth=lambda: wiring.auth_header(route))
         result = await run_attempt(attempt, settings, seams)
     return result.to_json()

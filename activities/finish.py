@@ -43,6 +43,9 @@ def build_metadata(
         "error": status_error(outcome.error) if outcome.error else None,
         "finished_at": iso_utc(finished_at),
         "request": request,
+        "endpoint": "edits" if job.request.is_edit else "generations",
+        # An edit's inputs by count, formats, sizes and bytes (the request lists each).
+        "inputs": job.request.inputs_summary(),
         "model": route.model,
         "route": route.name,
         "route_owner": route.owner,
@@ -80,6 +83,7 @@ def _attempt_entry(record: AttemptRecord) -> dict[str, Any]:
         "http_status": attempt.timings.http_status,
         "error_type": failure.error_type if failure else None,
         "code": failure.code if failure else None,
+        "param": failure.param if failure else None,
         "message": failure.message if failure else None,
         "request_id": attempt.timings.request_id or (failure.request_id if failure else None),
         "timings": attempt.timings.to_json(),
@@ -104,6 +108,7 @@ def log_fields(metadata: dict[str, Any]) -> dict[str, Any]:
             "model",
             "route",
             "route_owner",
+            "endpoint",
             "quality",
             "size",
             "format",
@@ -124,6 +129,9 @@ def log_fields(metadata: dict[str, Any]) -> dict[str, Any]:
     fields["error_code"] = error["code"] if error else None
     fields["timeout_layer"] = error["timeout"] if error else None
     fields["attempts"] = len(metadata["attempts"])
+    inputs = metadata["inputs"]
+    fields["input_images"] = inputs["images"] if inputs else 0
+    fields["input_bytes"] = inputs["bytes"] if inputs else 0
     return fields
 
 

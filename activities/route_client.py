@@ -15,7 +15,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ import httpx
 from httpx_sse import EventSource
 
 from activities import upstream_errors
+from activities.inputs import InputFile
 from rules.outcome import Failure
 from rules.request import ImageJobRequest
 from rules.settings import RouteSettings, Timeouts
@@ -48,6 +49,19 @@ class RouteCall:
     body: dict[str, Any] = field(repr=False)  # carries the prompt
     # The body as sent, encoded here: an encoding problem shows before anything is sent.
     content: bytes = field(repr=False, default=b"")
+    # An edit: ``body`` goes as multipart form fields (text, as the SDK sends them) and these
+    # as its file parts, after the fields; ``content`` is then empty.
+    files: tuple[InputFile, ...] = field(repr=False, default=())
+
+    def payload(self) -> dict[str, Any]:
+        """What httpx sends: the encoded JSON, or the multipart fields and files (httpx writes
+        the boundary into the content type, as for the SDK)."""
+        if not self.files:
+            return {"content": self.content}
+        return {
+            "data": self.body,
+            "files": [(f.part, (f.filename, f.data, f.content_type)) for f in self.files],
+        }
 
 
 @dataclass
@@ -65,6 +79,18 @@ class CallResult:
     # Retries a gateway says it made on its own (None: it said nothing).
     gateway_retries: int | None = None
 
+    def redact(self, secrets: upstream_errors.Secrets) -> None:
+        """Take the attempt's key and prompt out of everything that came from upstream."""
+        if self.failure is not None:
+            self.failure = upstream_errors.redact_failure(self.failure, secrets)
+        if self.request_id is not None:
+            self.request_id = upstream_errors.redact(self.request_id, secrets)
+        self.rate_limit = {
+            name: upstream_errors.redact(value, secrets) for name, value in self.rate_limit.items()
+        }
+        if self.usage is not None:
+            self.usage = upstream_errors.redact_json(self.usage, secrets)
+
 
 def build_call(
     route: RouteSettings,
@@ -73,8 +99,12 @@ def build_call(
     stream: bool,
     partial_images: int,
     auth: tuple[str, str] | None,
+    inputs: Sequence[InputFile] = (),
 ) -> RouteCall:
-    """The URL, headers and JSON body for one attempt at ``request`` on ``route``."""
+    """The URL, headers and body for one attempt at ``request`` on ``route``: a JSON body to
+    ``/images/generations``, or for an edit (``inputs``: its images and mask, read by
+    activities.inputs) multipart form data to ``/images/edits``, shaped as the SDK shapes it."""
+    edit = request.is_edit
     body: dict[str, Any] = {
         "prompt": request.prompt,
         "n": request.n,
@@ -82,28 +112,43 @@ def build_call(
         "quality": request.quality,
         "output_format": request.output_format,
         "background": request.background,
-        "moderation": request.moderation,
     }
+    if not edit:  # the edits endpoint has no moderation field
+        body["moderation"] = request.moderation
     if request.output_compression is not None:
         body["output_compression"] = request.output_compression
     if stream:
         body["stream"] = True
         body["partial_images"] = partial_images
+    endpoint = "edits" if edit else "generations"
     if route.owner == "azure":
         url = (
-            f"{route.base_url}/openai/deployments/{route.deployment}/images/generations"
+            f"{route.base_url}/openai/deployments/{route.deployment}/images/{endpoint}"
             f"?api-version={route.api_version}"
         )
     else:
-        url = f"{route.base_url}/images/generations"
+        url = f"{route.base_url}/images/{endpoint}"
         body["model"] = route.model
-    headers = {"content-type": JSON}
+    headers = {} if edit else {"content-type": JSON}
     if stream:
         headers["accept"] = "text/event-stream"
     if auth:
         headers[auth[0]] = auth[1]
+    if edit:
+        if len(inputs) != request.input_count:
+            raise ValueError(f"an edit needs its {request.input_count} inputs, got {len(inputs)}")
+        return RouteCall(url=url, headers=headers, body=form_fields(body), files=tuple(inputs))
     content = json.dumps(body, ensure_ascii=False).encode("utf-8")
     return RouteCall(url=url, headers=headers, body=body, content=content)
+
+
+def form_fields(body: Mapping[str, Any]) -> dict[str, str]:
+    """Multipart form fields are text: booleans as ``true``/``false`` and numbers in decimal,
+    as the official SDK writes them (its query-string encoder)."""
+    return {
+        name: ("true" if value else "false") if isinstance(value, bool) else str(value)
+        for name, value in body.items()
+    }
 
 
 async def call_route(
@@ -134,16 +179,20 @@ async def call_route(
     async def trace(event: str, info: Mapping[str, Any]) -> None:
         if event == "connection.connect_tcp.complete":
             clocks.connected = monotonic()
+        elif event.endswith("send_request_body.started") and call.files:
+            clocks.inputs_send_started = monotonic()
         elif event.endswith("send_request_body.complete"):
             progress.sent = True
+            if call.files:
+                clocks.inputs_sent = monotonic()
 
     request = client.build_request(
         "POST",
         call.url,
         headers=call.headers,
-        content=call.content,
         timeout=timeout,
         extensions={"trace": trace},
+        **call.payload(),
     )
 
     async def exchange() -> None:
@@ -234,6 +283,30 @@ async def _watch(
             return
 
 
+# What an image stream's events are, named without their ``image_generation.`` or
+# ``image_edit.`` prefix; every other event is ignored.
+PARTIAL, COMPLETED, ERROR = "partial_image", "completed", "error"
+_PREFIXES = ("image_generation.", "image_edit.")
+# The SDK's end-of-stream marker (``data: [DONE]``), sent by some compatible gateways.
+DONE = "[DONE]"
+
+
+def event_kind(name: str, data: object) -> str | None:
+    """What one SSE event is, read as the official SDK reads image streams: an event whose JSON
+    holds an ``error`` is an error; else its JSON ``type`` says what it is, and only without one
+    its ``event:`` name (httpx-sse names an event without that line ``message``). Either may
+    carry the prefix or not. None for anything else (ignored: keep-alives, other events)."""
+    if isinstance(data, Mapping):
+        if data.get("error"):
+            return ERROR
+        typed = data.get("type")
+        if isinstance(typed, str) and typed:
+            name = typed
+    for prefix in _PREFIXES:
+        name = name.removeprefix(prefix)
+    return name if name in (PARTIAL, COMPLETED, ERROR) else None
+
+
 async def _read_stream(
     response: httpx.Response,
     result: CallResult,
@@ -243,24 +316,38 @@ async def _read_stream(
     monotonic: Callable[[], float],
     images_expected: int,
 ) -> None:
+    """Read image events in every dialect seen: ``event:`` + ``data:`` lines (OpenAI, Azure) or
+    ``data:`` lines alone whose JSON names the event (compatible gateways), CRLF or LF, comment
+    lines, ``data: [DONE]`` (the end), unknown events (ignored)."""
     events = 0
     async for event in EventSource(response).aiter_sse():
         events += 1
-        name = event.event
-        if name.endswith(".partial_image"):
-            data = json.loads(event.data)
+        raw = event.data  # one image can be 21 MB of it: not copied
+        if raw.startswith(DONE):
+            break
+        if not raw or raw.isspace():
+            continue  # an event without data: a keep-alive of some kind
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            if event_kind(event.event, None) is None:
+                continue  # not JSON, and not named as one of ours: nothing of the image
+            raise
+        kind = event_kind(event.event, data)
+        if kind in (PARTIAL, COMPLETED) and not isinstance(data, Mapping):
+            raise TypeError(f"a {kind} event that is not a JSON object")
+        if kind == PARTIAL:
             now = monotonic()
             clocks.partials.append(now)
             if clocks.first_partial is None:
                 clocks.first_partial = now
             result.partials += 1
             await on_partial(int(data.get("partial_image_index", result.partials - 1)), _b64(data))
-        elif name.endswith(".completed"):
+        elif kind == COMPLETED:
             # The whole final event is one line: it has fully arrived when we see it.
             if clocks.final_image is None:
                 clocks.final_image = monotonic()
                 await on_final()
-            data = json.loads(event.data)
             result.images.append(_b64(data))
             result.usage = data.get("usage") or result.usage
             clocks.body_done = monotonic()
@@ -268,8 +355,9 @@ async def _read_stream(
                 # Every image is here: stop reading, so that nothing after it (a reset, a
                 # limit) can turn a delivered image into a failure.
                 return
-        elif name == "error" or '"error"' in event.data[:200]:
-            result.failure = upstream_errors.from_stream_error(event.data, response.headers)
+        elif kind == ERROR:
+            error = data if isinstance(data, Mapping) else {"error": str(data)}
+            result.failure = upstream_errors.from_stream_error(error, response.headers)
             return
     if not result.images:
         result.failure = upstream_errors.stream_incomplete(response.headers, events)

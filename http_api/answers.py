@@ -1,4 +1,9 @@
-"""JSON answers and the URLs the API hands out."""
+"""JSON answers and the URLs the API hands out.
+
+Answers are camelCase throughout (``stateText``, ``timings.firstByteMs``,
+``request.outputFormat``); what the service stores and logs (metadata.json, the job event) keeps
+the records' snake_case, the names KQL queries and the OpenAI API use.
+"""
 
 from __future__ import annotations
 
@@ -37,3 +42,13 @@ def status_url(req: func.HttpRequest, job_id: str, public_base_url: str | None) 
     url = f"{images}/{quote(job_id, safe='')}"
     code = req.params.get("code")
     return f"{url}?{urlencode({'code': code})}" if code else url
+
+
+def camel_keys(record: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` with its top-level keys in camelCase (``first_byte_ms`` -> ``firstByteMs``)."""
+    return {_camel(key): value for key, value in record.items()}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)

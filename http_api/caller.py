@@ -39,3 +39,9 @@ def _is_principal(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return text.isprintable() and len(text) <= MAX_PRINCIPAL_CHARS
+
+
+def has_own_identity(req: func.HttpRequest, settings: AppSettings) -> bool:
+    """Whether the caller is someone of its own (a trusted principal), not the shared default
+    caller that every holder of a function key is."""
+    return settings.trust_principal_header and bool(req.headers.get(PRINCIPAL_HEADER))

@@ -97,7 +97,9 @@ class DurableJobs:
                 created_at=_utc(status.created_time),
                 updated_at=_utc(status.last_updated_time),
             )
-        if getattr(status, "Message", None) or getattr(status, "ExceptionMessage", None):
+        if not _empty_answer(status):
+            # The SDK hides the status code (400, 404 and 500 alike become a status object):
+            # only an empty body is the host's 404; anything said is an error, not "absent".
             raise StoreUnavailable("the job store answered with an error", job_id=instance_id)
         return None
 
@@ -117,6 +119,14 @@ class DurableJobs:
         except Exception:  # refused, or no answer: the caller looks again to tell which
             return False
         return True
+
+
+def _empty_answer(status: Any) -> bool:
+    """Whether the SDK built ``status`` from an empty body: its own fields unset, nothing else."""
+    fields = vars(status)
+    return all(value is None for name, value in fields.items() if name.startswith("_")) and all(
+        not value for name, value in fields.items() if not name.startswith("_")
+    )
 
 
 def _utc(moment: datetime | None) -> datetime | None:

@@ -6,18 +6,20 @@
     ├── RecordUnreadable (rules.records)  503 record_unreadable (a newer deployment's record)
     └── EdgeError                         raised by the HTTP edge itself
         ├── JobNotFound                   404: unknown id, or another caller's job
+        ├── IdentityRequired              403: the list asked by the shared default caller
         ├── NoSuchRoute                   404: a path the API does not have
         ├── MethodNotAllowed              405 + Allow: a path of the API, another method
         ├── KeyConflict                   409: an Idempotency-Key reused for another body
-        ├── UnsupportedMediaType          415: a body declared as something other than JSON
+        ├── UnsupportedMediaType          415: a body declared as neither JSON nor multipart
         ├── StoreUnavailable              503 + Retry-After: the job store or Blob failed
         └── NoFreeJobId                   500: every generation under an id base is taken
+    azure.core AzureError                 503 + Retry-After: Blob failed where no wrapper caught it
     TimeoutError                          503 + Retry-After: the work took longer than its bound
     any other Exception                   500 internal_error (a bug: logged with its traceback)
 
 Every answer is the JSON error envelope ``{"error": {"code", "message", "field"}}``: never an
 empty body, never a traceback, never a setting's value or a key. ``answer_for`` is used by all
-handlers (through http_api.edge), and tests/app/test_http_errors.py proves every kind is mapped.
+handlers (through http_api.blueprint); tests/app/test_http_errors.py proves every kind is mapped.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import logging
 
 import azure.functions as func
+from azure.core.exceptions import AzureError
 
 from http_api.answers import json_answer
 from rules.errors import ImageJobError, RequestInvalid, SettingsInvalid
@@ -45,6 +48,14 @@ class JobNotFound(EdgeError):
 
     def __init__(self, job_id: str) -> None:
         super().__init__("no such image job", job_id=job_id)
+
+
+class IdentityRequired(EdgeError):
+    """What only a caller with an identity of its own may ask (the list of its jobs): the
+    shared default caller would see every key holder's jobs."""
+
+    def __init__(self) -> None:
+        super().__init__("an identity of the caller's own is required")
 
 
 class NoSuchRoute(EdgeError):
@@ -101,6 +112,14 @@ def answer_for(exc: BaseException) -> func.HttpResponse:
             return error_answer(400, exc.code, exc.message, exc.field)
         case JobNotFound():
             return error_answer(404, "not_found", f"no image job {exc.job_id}", "id")
+        case IdentityRequired():
+            return error_answer(
+                403,
+                "identity_required",
+                "listing jobs needs a caller identity (Easy Auth); without one every key "
+                "holder is the same caller",
+                "x-ms-client-principal-id",
+            )
         case NoSuchRoute():
             return error_answer(404, "no_such_route", "no such route; see POST /api/images", "path")
         case MethodNotAllowed():
@@ -120,7 +139,8 @@ def answer_for(exc: BaseException) -> func.HttpResponse:
             return error_answer(
                 415,
                 "unsupported_media_type",
-                "the body must be JSON (Content-Type: application/json)",
+                "the body must be JSON (Content-Type: application/json), or multipart/form-data "
+                "for an edit's input images",
                 "Content-Type",
             )
         case KeyConflict():
@@ -138,6 +158,17 @@ def answer_for(exc: BaseException) -> func.HttpResponse:
             return _unavailable(
                 "record_unreadable", "the job's record could not be read; try again"
             )
+        case AzureError():
+            # Blob failed outside our own wrappers (the store's first use, say). Azurite older
+            # than the Blob SDK refuses its API version: say how to start it.
+            hint = (
+                " (the storage emulator refuses this API version: start Azurite with "
+                "--skipApiVersionCheck, as make run does)"
+                if "api version" in str(exc).lower() or "x-ms-version" in str(exc).lower()
+                else ""
+            )
+            log.error("Blob Storage failed: %s%s", type(exc).__name__, hint)
+            return _unavailable("store_error", "the image store failed; try again")
         case TimeoutError():
             log.error("the job store did not answer in time")
             return _unavailable("store_timeout", "the job store did not answer in time; try again")

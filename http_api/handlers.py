@@ -15,31 +15,43 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 import azure.functions as func
 
 from http_api.answers import json_answer, status_url
-from http_api.caller import caller_of
+from http_api.caller import caller_of, has_own_identity
 from http_api.durable_jobs import DurableJobs, JobInstance
 from http_api.errors import (
+    IdentityRequired,
     JobNotFound,
     MethodNotAllowed,
     NoSuchRoute,
     StoreUnavailable,
     UnsupportedMediaType,
 )
+from http_api.inputs import Parts, is_multipart, multipart_body, with_inputs
 from http_api.job_ids import JobIds
-from http_api.status_view import JobView, job_state, read_job, read_progress, status_answer
+from http_api.status_view import current_state, read_job, read_progress, status_answer
 from orchestrators.image_job import CANCEL_EVENT, ORCHESTRATOR
 from rules.dedup import caller_digest, check_key, fingerprint, is_job_id, job_id_for
 from rules.errors import RequestInvalid
-from rules.job_records import TERMINAL_STATES, CancelMarker, JobInput, JobState, Phase
+from rules.job_records import TERMINAL_STATES, CancelMarker, JobInput, JobState
+from rules.records import RecordUnreadable
 from rules.request import parse_job_request
 from rules.send_plan import plans
 from rules.settings import AppSettings
 from rules.status import RUNNING_STATUSES
 from rules.timing import iso_utc
-from storage.protocol import JSON, ImageStore, cancel_name
+from storage.protocol import (
+    JSON,
+    AsyncImageStore,
+    PageTokenInvalid,
+    caller_index_prefix,
+    cancel_name,
+    index_created_ms,
+    job_of_index_name,
+)
 
 log = logging.getLogger("imagejobs.http")
 
@@ -56,22 +68,32 @@ async def start_job(
     req: func.HttpRequest,
     jobs: DurableJobs,
     settings: AppSettings,
-    store: ImageStore,
+    store: AsyncImageStore,
     now: Clock = _utc_now,
 ) -> func.HttpResponse:
     """POST /api/images: 202 with the job's id, Location and Retry-After; a duplicate submit
     gets the existing job (``Idempotent-Replayed: true``)."""
-    _check_content_type(req)
-    request = parse_job_request(_json_body(req), settings)
+    body: object
+    parts: Parts | None = None
+    if is_multipart(req):  # an edit's input images as file parts (http_api.inputs)
+        body, parts = multipart_body(req)
+    else:
+        _check_content_type(req)
+        body = _json_body(req)
+    request = parse_job_request(body, settings)
     raw_key = req.headers.get("idempotency-key")
     key = check_key(raw_key) if raw_key is not None else None
     caller = caller_of(req, settings)
+    if isinstance(body, dict):  # an edit: its inputs checked and stored, the request by hash
+        digest = caller_digest(settings.job_id_secret, caller)
+        request = await with_inputs(request, body, parts, settings, store, digest)
     request_fingerprint = fingerprint(request)
-    send, send_after_silence = plans(request, settings)
+    planned = plans(request, settings)
     job = JobInput(
         request=request,
-        send=send,
-        send_after_silence=send_after_silence,
+        send=planned.first,
+        send_after_gateway_kill=planned.after_gateway_kill,
+        send_after_read_idle=planned.after_read_idle,
         policy=settings.retry,
         caller=caller_digest(settings.job_id_secret, caller),
         fingerprint=request_fingerprint,
@@ -107,7 +129,7 @@ async def start_job(
 
 
 async def get_job(
-    req: func.HttpRequest, jobs: DurableJobs, settings: AppSettings, store: ImageStore
+    req: func.HttpRequest, jobs: DurableJobs, settings: AppSettings, store: AsyncImageStore
 ) -> func.HttpResponse:
     """GET /api/images/{id}: 202 with Retry-After while the job runs, 200 once it has ended."""
     job_id = _path_job_id(req)
@@ -120,18 +142,92 @@ async def get_job(
     def link(blob: str) -> str:
         return store.read_link(name=blob, ttl_s=settings.storage.link_ttl_s)
 
-    # Links may need a user-delegation key (a network call): off the event loop.
-    answer = await asyncio.to_thread(status_answer, view, link, include_prompt=include_prompt)
+    if store.links_are_local:
+        answer = status_answer(view, link, include_prompt=include_prompt)
+    else:  # a user-delegation key may need fetching (a network call): off the event loop
+        answer = await asyncio.to_thread(status_answer, view, link, include_prompt=include_prompt)
     running = JobState(answer["state"]) not in TERMINAL_STATES
     headers = {"Retry-After": str(settings.status_retry_after_s)} if running else {}
     return json_answer(answer, 202 if running else 200, headers=headers)
+
+
+MAX_PAGE = 100
+
+
+async def list_jobs(
+    req: func.HttpRequest, jobs: DurableJobs, settings: AppSettings, store: AsyncImageStore
+) -> func.HttpResponse:
+    """GET /api/images?limit=N&after=TOKEN: the caller's jobs, newest first, a page at a time
+    (``limit`` 1-100, default 20), each with its state; ``next`` is the next page's URL."""
+    caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
+    if not (has_own_identity(req, settings) or settings.shared_caller_may_list):
+        raise IdentityRequired
+    limit = _limit(req.params.get("limit"))
+    after = req.params.get("after") or None
+    async with asyncio.timeout(STATUS_READ_S):
+        names, token = await _list_page(store, caller_index_prefix(caller), limit, after)
+        instances = await asyncio.gather(*(jobs.look(job_of_index_name(n)) for n in names))
+        listed = [
+            instance
+            for name, instance in zip(names, instances, strict=True)
+            # Purged or never started; or left by a start that lost a race to this job's own.
+            if instance is not None
+            and instance.job.caller == caller
+            and index_created_ms(name) == _epoch_ms(instance.job.created_at)
+        ]
+        states = await asyncio.gather(*(current_state(store, i) for i in listed))
+    items = []
+    for instance, state in zip(listed, states, strict=True):
+        items.append(
+            {
+                "id": instance.instance_id,
+                "state": state.value,
+                "createdAt": instance.created_iso,
+                "statusUrl": status_url(req, instance.instance_id, settings.public_base_url),
+            }
+        )
+    answer: dict[str, object] = {"items": items, "next": None}
+    if token:
+        answer["next"] = _page_url(req, settings, limit, token)
+    return json_answer(answer, 200)
+
+
+async def _list_page(
+    store: AsyncImageStore, prefix: str, limit: int, after: str | None
+) -> tuple[list[str], str | None]:
+    try:
+        return await store.list_page(prefix=prefix, limit=limit, after=after)
+    except PageTokenInvalid:
+        raise RequestInvalid("after", "invalid_value", "not a page token of this list") from None
+    except Exception as exc:
+        raise StoreUnavailable(f"Blob failed: {type(exc).__name__}") from exc
+
+
+def _epoch_ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso).timestamp() * 1000)
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 20
+    if not (raw.isascii() and raw.isdecimal()) or not 1 <= int(raw) <= MAX_PAGE:
+        raise RequestInvalid("limit", "invalid_value", f"limit must be 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+def _page_url(req: func.HttpRequest, settings: AppSettings, limit: int, token: str) -> str:
+    base = status_url(req, "x", settings.public_base_url).split("?", 1)[0].rsplit("/", 1)[0]
+    query = {"limit": str(limit), "after": token}
+    if req.params.get("code"):
+        query["code"] = req.params["code"]
+    return f"{base}?{urlencode(query)}"
 
 
 async def cancel_job(
     req: func.HttpRequest,
     jobs: DurableJobs,
     settings: AppSettings,
-    store: ImageStore,
+    store: AsyncImageStore,
     now: Clock = _utc_now,
 ) -> func.HttpResponse:
     """POST /api/images/{id}/cancel: 202 (``cancelling``) or 200 with the job's final state."""
@@ -144,7 +240,7 @@ async def cancel_job(
         before_send: bool | None = None
         if instance.runtime_status in RUNNING_STATUSES:
             instance, before_send = await _request_cancel(jobs, store, instance, now)
-    state = job_state(JobView(instance, None))
+    state = await current_state(store, instance)
     if instance.runtime_status in RUNNING_STATUSES and state not in (
         *TERMINAL_STATES,
         JobState.FINALIZING,
@@ -160,7 +256,7 @@ async def cancel_job(
 
 
 async def _request_cancel(
-    jobs: DurableJobs, store: ImageStore, instance: JobInstance, now: Clock
+    jobs: DurableJobs, store: AsyncImageStore, instance: JobInstance, now: Clock
 ) -> tuple[JobInstance, bool | None]:
     """The marker first: the running attempt watches it and closes its stream; then the event,
     which wakes the orchestrator wherever it waits (queued, generating, waiting to retry).
@@ -174,10 +270,10 @@ async def _request_cancel(
     marker = CancelMarker(requested_at=iso_utc(now()), job_created_at=instance.job.created_at)
     data = json.dumps(marker.to_json()).encode()
     try:
-        await asyncio.to_thread(store.put, name=cancel_name(job_id), data=data, content_type=JSON)
+        await store.put(name=cancel_name(job_id), data=data, content_type=JSON)
     except Exception as exc:
         raise StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id) from exc
-    before_send = await _before_send(store, instance)
+    before_send = await _before_send(jobs, store, instance)
     if await jobs.raise_event(job_id, CANCEL_EVENT):
         return instance, before_send
     # Fine only if it ended between our look and the event: its own end stands.
@@ -187,19 +283,32 @@ async def _request_cancel(
     return after, None
 
 
-async def _before_send(store: ImageStore, instance: JobInstance) -> bool | None:
-    """Whether the current attempt had not written its sent mark (read after the marker)."""
-    custom = instance.custom_status
-    if custom is not None and custom.phase is not Phase.GENERATING:
-        # Waiting to retry, cancelling or finishing: no request is on its way now.
-        return custom.phase is Phase.WAITING_TO_RETRY
-    attempt = custom.attempt if custom is not None else 1
+async def _before_send(
+    jobs: DurableJobs, store: AsyncImageStore, instance: JobInstance
+) -> bool | None:
+    """Whether no attempt of the job had written its sent mark when the marker was in place.
+
+    Read after the marker write, from a fresh look: the attempt the job is at now, and the next
+    one (a retry's timer may have just fired). Any attempt with its mark, or a record that cannot
+    be read, means a request may be at the route (False); None when the store cannot tell.
+    """
     try:
-        progress = await asyncio.to_thread(read_progress, store, instance.instance_id, attempt)
+        now = await jobs.look(instance.instance_id) or instance
     except StoreUnavailable:
         return None
-    mine = progress is not None and progress.job_created_at == instance.job.created_at
-    return not (mine and progress is not None and progress.sent)
+    custom = now.custom_status
+    current = custom.attempt if custom is not None else 1
+    for attempt in {current, current + 1}:
+        try:
+            progress = await read_progress(store, instance.instance_id, attempt)
+        except StoreUnavailable:
+            return None
+        except RecordUnreadable:
+            return False
+        mine = progress is not None and progress.job_created_at == instance.job.created_at
+        if mine and progress is not None and progress.sent and not progress.done:
+            return False  # this attempt's request has left, and the attempt has not ended
+    return True
 
 
 def _check_content_type(req: func.HttpRequest) -> None:
@@ -226,9 +335,10 @@ def _path_job_id(req: func.HttpRequest) -> str:
 
 # The API's routes (under the host's /api prefix) and their methods, for unmatched requests.
 ROUTES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
-    (re.compile(r"images/?"), ("POST",)),
+    (re.compile(r"images/?"), ("GET", "POST")),
     (re.compile(r"images/[^/]+/?"), ("GET",)),
     (re.compile(r"images/[^/]+/cancel/?"), ("POST",)),
+    (re.compile(r"uploads/?"), ("POST",)),
 )
 
 

@@ -24,10 +24,17 @@ from datetime import UTC, datetime
 
 from http_api.durable_jobs import DurableJobs, JobInstance
 from http_api.errors import KeyConflict, NoFreeJobId, StoreUnavailable
+from http_api.status_view import current_state
 from rules.job_records import JobInput, JobState, KeyRecord
 from rules.records import as_object
-from rules.status import RUNNING_STATUSES, derive_state
-from storage.protocol import JSON, ImageStore, key_record_name, metadata_name
+from rules.status import RUNNING_STATUSES
+from storage.protocol import (
+    JSON,
+    AsyncImageStore,
+    caller_index_name,
+    key_record_name,
+    metadata_name,
+)
 
 log = logging.getLogger("imagejobs.http")
 
@@ -61,7 +68,7 @@ class JobIds:
     def __init__(
         self,
         jobs: DurableJobs,
-        store: ImageStore,
+        store: AsyncImageStore,
         candidate: Callable[[int], str],
         *,
         idempotency_window_s: float | None,
@@ -83,17 +90,38 @@ class JobIds:
         if self._window_s is not None:
             # A keyed submit: the key's own record first (beside the first look), since the
             # durable history of the job it answered may have been purged.
-            record, _ = await asyncio.gather(
-                asyncio.to_thread(self._read_key_record), self._look(1)
-            )
+            record, _ = await asyncio.gather(self._read_key_record(), self._look(1))
             if record is not None and self._within(record.created_at):
                 answered = await self._answered(record, job)
                 if answered is not None:
                     return answered
-        allocation = await self._allocate(orchestrator, job)
-        if self._window_s is not None and not allocation.replayed:
-            await asyncio.to_thread(self._write_key_record, allocation.job_id, job)
-        return allocation
+        return await self._allocate(orchestrator, job)
+
+    async def _write_index(self, job_id: str, job: JobInput) -> None:
+        """The job's entry in its caller's list, written beside its start: a start that loses a
+        race leaves an entry the list skips (its created_at is not the job's). Best effort: the
+        job stands without it, so a failure is logged, never answered."""
+        created = datetime.fromisoformat(job.created_at)
+        index = caller_index_name(job.caller, int(created.timestamp() * 1000), job_id)
+        try:
+            await self._store.put(name=index, data=b"", content_type=JSON)
+        except Exception as exc:
+            log.warning("job %s: list entry not written (%s)", job_id, type(exc).__name__)
+
+    async def _write_key_record(self, job_id: str, job: JobInput) -> None:
+        """The key's record, once the job's start is confirmed: created if absent, or replacing
+        a record whose window has passed; never replacing a live one (a concurrent submit with
+        the same key). Best effort, as the list entry."""
+        record = KeyRecord(job_id=job_id, fingerprint=job.fingerprint, created_at=job.created_at)
+        data = json.dumps(record.to_json()).encode()
+        try:
+            if await self._store.put_if_absent(name=self._key_blob(), data=data, content_type=JSON):
+                return
+            existing = await self._read_key_record()
+            if existing is None or not self._within(existing.created_at):
+                await self._store.put(name=self._key_blob(), data=data, content_type=JSON)
+        except Exception as exc:
+            log.warning("job %s: key record not written (%s)", job_id, type(exc).__name__)
 
     async def _answered(self, record: KeyRecord, job: JobInput) -> Allocation | None:
         """The job the key's record names, as a replay; None when that job left no trace (it
@@ -101,12 +129,12 @@ class JobIds:
         if record.fingerprint != job.fingerprint:
             raise KeyConflict(record.job_id)
         instance = await self._jobs.look(record.job_id)
+        if instance is not None and instance.job.fingerprint != job.fingerprint:
+            raise KeyConflict(record.job_id)  # the record and its job disagree: never guess
         if instance is not None:
-            state = derive_state(
-                instance.runtime_status, instance.custom_status, None, instance.output
-            )
+            state = await current_state(self._store, instance)
             return Allocation(record.job_id, state, replayed=True)
-        ended = await asyncio.to_thread(self._ended_state, record.job_id)
+        ended = await self._ended_state(record.job_id)
         return Allocation(record.job_id, ended, replayed=True) if ended else None
 
     async def _allocate(self, orchestrator: str, job: JobInput) -> Allocation:
@@ -118,18 +146,29 @@ class JobIds:
             if instance is None and look.folder_taken:
                 continue
             if instance is None:
-                if await self._jobs.start(orchestrator, instance_id, job):
+                # The job's records go beside its start, not after it: a start that loses a
+                # race leaves an entry that the list skips (its created_at is not the job's).
+                started, _ = await asyncio.gather(
+                    self._jobs.start(orchestrator, instance_id, job),
+                    self._write_index(instance_id, job),
+                )
+                if started and self._window_s is None:
                     return Allocation(instance_id, JobState.QUEUED, replayed=False)
+                if started:
+                    # Keyed: on Azure's backend two concurrent starts of one id can both
+                    # report success while one runs; the job's own created_at tells whose.
+                    instance = await self._jobs.look(instance_id)
+                    if instance is not None and instance.job.created_at == job.created_at:
+                        await self._write_key_record(instance_id, job)
+                        return Allocation(instance_id, JobState.QUEUED, replayed=False)
                 # Someone started it between our look and our start: it is theirs and ours.
-                instance = await self._jobs.look(instance_id)
+                instance = instance or await self._jobs.look(instance_id)
                 if instance is None:
                     raise StoreUnavailable("the start was refused", job_id=instance_id)
             if instance.runtime_status in RUNNING_STATUSES or self._within_window(instance):
                 if instance.job.fingerprint != job.fingerprint:
                     raise KeyConflict(instance_id)
-                state = derive_state(
-                    instance.runtime_status, instance.custom_status, None, instance.output
-                )
+                state = await current_state(self._store, instance)
                 return Allocation(instance_id, state, replayed=True)
         raise NoFreeJobId(self._candidate(first), MAX_GENERATIONS)
 
@@ -137,17 +176,17 @@ class JobIds:
         if generation not in self._looks:
             instance_id = self._candidate(generation)
             instance, folder = await asyncio.gather(
-                self._jobs.look(instance_id), asyncio.to_thread(self._folder_taken, instance_id)
+                self._jobs.look(instance_id), self._folder_taken(instance_id)
             )
             self._looks[generation] = _Look(instance, folder)
         return self._looks[generation]
 
-    def _folder_taken(self, instance_id: str) -> bool:
+    async def _folder_taken(self, instance_id: str) -> bool:
         """Nothing is deleted: a concurrent submit may have started the job a moment ago and be
         writing there; what an unfinished earlier job left behind is older than the new job's
         ``created_at`` and ignored by its activity."""
         try:
-            return self._store.get(name=metadata_name(instance_id)) is not None
+            return await self._store.get(name=metadata_name(instance_id)) is not None
         except Exception as exc:
             raise StoreUnavailable(
                 f"Blob failed: {type(exc).__name__}", job_id=instance_id
@@ -187,27 +226,18 @@ class JobIds:
     def _key_blob(self) -> str:
         return key_record_name(self._candidate(1).rsplit("-", 1)[0])
 
-    def _read_key_record(self) -> KeyRecord | None:
+    async def _read_key_record(self) -> KeyRecord | None:
         try:
-            raw = self._store.get(name=self._key_blob())
+            raw = await self._store.get(name=self._key_blob())
         except Exception as exc:
             raise StoreUnavailable(f"Blob failed: {type(exc).__name__}") from exc
         # An unreadable record is refused (RecordUnreadable: a 503), never taken for absent.
         return KeyRecord.from_json(raw) if raw is not None else None
 
-    def _write_key_record(self, job_id: str, job: JobInput) -> None:
-        record = KeyRecord(job_id=job_id, fingerprint=job.fingerprint, created_at=job.created_at)
-        try:
-            self._store.put(
-                name=self._key_blob(), data=json.dumps(record.to_json()).encode(), content_type=JSON
-            )
-        except Exception as exc:  # the job stands; its durable status still answers the key
-            log.warning("job %s: key record not written (%s)", job_id, type(exc).__name__)
-
-    def _ended_state(self, job_id: str) -> JobState | None:
+    async def _ended_state(self, job_id: str) -> JobState | None:
         """A purged job's final state, from its metadata.json; None when it has none."""
         try:
-            raw = self._store.get(name=metadata_name(job_id))
+            raw = await self._store.get(name=metadata_name(job_id))
         except Exception as exc:
             raise StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id) from exc
         if raw is None:

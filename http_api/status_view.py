@@ -13,12 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from http_api.answers import camel_keys
 from http_api.durable_jobs import DurableJobs, JobInstance
 from http_api.errors import JobNotFound, StoreUnavailable
 from rules.job_records import JobState, ProgressRecord
 from rules.outcome import Preview, Timings, status_error
 from rules.status import derive_state, state_text
-from storage.protocol import ImageStore, progress_name
+from storage.protocol import AsyncImageStore, progress_name
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,12 @@ class JobView:
 
 
 async def read_job(
-    jobs: DurableJobs, store: ImageStore, job_id: str, caller_digest: str
+    jobs: DurableJobs, store: AsyncImageStore, job_id: str, caller_digest: str
 ) -> JobView:
     """The job and its current progress. Raises JobNotFound for an unknown id or another
     caller's job (the same answer, so ids cannot be probed), StoreUnavailable."""
     instance, first_progress = await asyncio.gather(
-        jobs.look(job_id), asyncio.to_thread(read_progress, store, job_id, 1)
+        jobs.look(job_id), read_progress(store, job_id, 1)
     )
     if instance is None or instance.job.caller != caller_digest:
         raise JobNotFound(job_id)
@@ -43,25 +44,36 @@ async def read_job(
         if custom.attempt == 1:
             progress = first_progress
         else:
-            progress = await asyncio.to_thread(read_progress, store, job_id, custom.attempt)
+            progress = await read_progress(store, job_id, custom.attempt)
     # A record an earlier job under this id left behind is not this job's progress.
     if progress is not None and progress.job_created_at != instance.job.created_at:
         progress = None
     return JobView(instance, progress)
 
 
-def read_progress(store: ImageStore, job_id: str, attempt: int) -> ProgressRecord | None:
-    """The attempt's progress record; None when absent or unreadable; StoreUnavailable."""
+async def read_progress(store: AsyncImageStore, job_id: str, attempt: int) -> ProgressRecord | None:
+    """The attempt's progress record; None when absent; StoreUnavailable, RecordUnreadable."""
     try:
-        raw = store.get(name=progress_name(job_id, attempt))
+        raw = await store.get(name=progress_name(job_id, attempt))
     except Exception as exc:
         raise StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id) from exc
     if raw is None:
         return None
-    try:
-        return ProgressRecord.from_json(raw)
-    except Exception:  # a half-written or newer record: the durable status alone still answers
-        return None
+    # Blob writes land whole: a record that does not read is a newer version or a bug, and
+    # RecordUnreadable (a 503) says so rather than guessing from the durable status alone.
+    return ProgressRecord.from_json(raw)
+
+
+async def current_state(store: AsyncImageStore, instance: JobInstance) -> JobState:
+    """The job's state as a poll would see it, for answers that show only the state (the list,
+    a replayed start, a cancel): the durable status with the current attempt's progress."""
+    custom = instance.custom_status
+    progress = None
+    if instance.output is None and custom is not None:
+        progress = await read_progress(store, instance.instance_id, custom.attempt)
+        if progress is not None and progress.job_created_at != instance.job.created_at:
+            progress = None
+    return job_state(JobView(instance, progress))
 
 
 def job_state(view: JobView) -> JobState:
@@ -106,9 +118,9 @@ def status_answer(
         "failure": failure if state is JobState.FAILED else None,
         "attempt": (result.attempt if result else None) or (custom.attempt if custom else 0),
         "route": request.route,
-        "request": shape,
+        "request": camel_keys(shape),
         "sentAs": list(instance.job.send.notes),
-        "timings": timings.to_json(),
+        "timings": camel_keys(timings.to_json()),
         "previews": [{"index": p.index, "url": link(p.blob)} for p in previews if p.stored],
         "image": images[0] if images else None,
         "images": images,

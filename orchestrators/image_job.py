@@ -33,8 +33,8 @@ from rules.job_records import (
 )
 from rules.outcome import AttemptResult, Failure, FailureKind, Layer
 from rules.records import as_object
-from rules.retry import decide
-from rules.send_plan import is_silence_kill
+from rules.retry import Decision, decide, failure_category
+from rules.send_plan import silence_kill
 from rules.timing import iso_utc
 from storage.protocol import metadata_name
 
@@ -95,10 +95,24 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
             jitter=int(str(context.new_uuid()).replace("-", "")[:8], 16) / 2**32,
         )
         failures.append(result.failure)
+        killed_by = silence_kill(result.failure)
+        if killed_by is not None:
+            # Never the same silent request twice: the resend goes out in another shape, and
+            # where no other shape fits there is no resend.
+            other = (
+                job.send_after_gateway_kill if killed_by == "gateway" else job.send_after_read_idle
+            )
+            if other is not None:
+                send = other
+            elif decision.retry:
+                decision = Decision(
+                    False,
+                    0.0,
+                    f"the {killed_by} limit gave up on a silent request and no other request "
+                    "shape fits, so it is not sent again",
+                    failure=failure_category(result.failure),
+                )
         attempts.append(AttemptRecord(result, decision))
-        if is_silence_kill(result.failure) and job.send_after_silence is not None:
-            # Never the same silent request twice: the resend goes out in another shape.
-            send = job.send_after_silence
         if not decision.retry:
             outcome = _outcome(JobState.FAILED, job_id, attempts, result, failure=decision.failure)
             break

@@ -5,6 +5,11 @@ Prices per million tokens. Image output is gpt-image-2's published figure ($30 p
 docs/reference/gpt-image-2-api.md); text and image input prices are assumptions carried over from
 the gpt-image family and kept as data here, so a price change is one edit and every metadata file
 says which prices it used.
+
+An edit is priced like a generation, plus its input images: from the usage's
+``input_tokens_details.image_tokens`` when a usage came back; else estimated with the tokens an
+input image and a mask are assumed to take (no published figure: the same assumptions as the
+simulator's, tools/simulator/simulator/usage.py, and docs/reference/gpt-image-2-api.md, Prices).
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ class Prices:
         default_factory=lambda: MappingProxyType({"low": 0.005, "medium": 0.041, "high": 0.165})
     )
     partial_image_tokens: int = 100
+    # ASSUMED (no published figure): image input tokens of one edit input image, and of a mask.
+    input_image_tokens: int = 1_000
+    mask_tokens: int = 200
 
 
 PRICES: Mapping[str, Prices] = {
@@ -62,11 +70,19 @@ def cost_usd(model: str, usage: Mapping[str, Any] | None) -> float | None:
 
 
 def estimated_cost_usd(
-    model: str, *, size: str, quality: str, n: int, partial_images: int
+    model: str,
+    *,
+    size: str,
+    quality: str,
+    n: int,
+    partial_images: int,
+    input_images: int = 0,
+    mask: bool = False,
 ) -> float | None:
-    """What one generation of this shape is expected to cost, from the published per-image
-    prices (``auto`` size is priced as 1536x1024 and ``auto`` quality as high, the dearest
-    reading); None when there is no price for the model."""
+    """What one generation (or an edit with ``input_images`` and a ``mask``) of this shape is
+    expected to cost, from the published per-image prices (``auto`` size is priced as 1536x1024
+    and ``auto`` quality as high, the dearest reading) and the assumed input image tokens; None
+    when there is no price for the model."""
     if model not in PRICES:
         return None
     prices = PRICES[model]
@@ -76,7 +92,9 @@ def estimated_cost_usd(
     reference = 1024 * 1024 if square else 1536 * 1024
     per_image = row.get(quality, row["high"]) * width * height / reference
     partials = partial_images * prices.partial_image_tokens * prices.image_output_per_m / 1e6
-    return round(n * (per_image + partials), 6)
+    input_tokens = input_images * prices.input_image_tokens + (prices.mask_tokens if mask else 0)
+    inputs = input_tokens * prices.image_input_per_m / 1e6
+    return round(n * (per_image + partials) + inputs, 6)
 
 
 # Failures after which the route may have finished (and billed) the generation although no
@@ -127,5 +145,7 @@ def attempt_cost(
         quality=request.quality,
         n=request.n,
         partial_images=partial_images if stream else 0,
+        input_images=len(request.images),
+        mask=request.mask is not None,
     )
     return AttemptCost(estimate, estimated=estimate is not None)

@@ -30,10 +30,6 @@ class RequestInvalid(ImageJobError):
         self.code = code
         super().__init__(message, job_id=job_id)
 
-    def body(self) -> dict[str, dict[str, str]]:
-        """The 400 body the HTTP starter answers with."""
-        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
-
 
 class SettingsInvalid(ImageJobError):
     """An app setting is missing or malformed; ``setting`` names it (never its value)."""

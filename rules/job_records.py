@@ -22,12 +22,22 @@ from enum import StrEnum
 from typing import Any
 
 from rules.outcome import AttemptResult, Failure, Preview, StoredImage, Timings
-from rules.records import RecordUnreadable, as_object, checked_version, required
+from rules.records import RecordUnreadable, as_object, checked_version, reading, required
 from rules.request import ImageJobRequest
 from rules.retry import Decision, RetryPolicy
 from rules.send_plan import SendPlan
 
 SCHEMA_VERSION = 1
+# Version 2 of the records that carry the request (JobInput, AttemptInput, FinishInput) added an
+# edit's input images. A record whose request has none is still written as version 1, which the
+# previous deployment reads as before; an edit's is version 2, which that deployment refuses
+# (RecordUnreadable) instead of running the edit as a generation without its images.
+REQUEST_SCHEMA_VERSION = 2
+
+
+def request_version(request: ImageJobRequest) -> int:
+    """The schema version a record carrying ``request`` is written with."""
+    return REQUEST_SCHEMA_VERSION if request.is_edit else SCHEMA_VERSION
 
 
 class JobState(StrEnum):
@@ -63,16 +73,19 @@ class JobInput:
     caller: str
     fingerprint: str
     created_at: str
-    # The shape of a resend after a silence kill (rules.send_plan); None: no other shape fits.
-    send_after_silence: SendPlan | None = None
+    # The shapes of a resend after a gateway gave up on silence, and after our read-idle limit
+    # did (rules.send_plan.Plans); None: nothing else fits, so no resend.
+    send_after_gateway_kill: SendPlan | None = None
+    send_after_read_idle: SendPlan | None = None
 
     def to_json(self) -> dict[str, Any]:
-        after = self.send_after_silence
+        gateway, read_idle = self.send_after_gateway_kill, self.send_after_read_idle
         return {
-            "v": SCHEMA_VERSION,
+            "v": request_version(self.request),
             "request": self.request.to_json(),
             "send": self.send.to_json(),
-            "send_after_silence": after.to_json() if after else None,
+            "send_after_gateway_kill": gateway.to_json() if gateway else None,
+            "send_after_read_idle": read_idle.to_json() if read_idle else None,
             "policy": self.policy.to_json(),
             "caller": self.caller,
             "fingerprint": self.fingerprint,
@@ -80,11 +93,12 @@ class JobInput:
         }
 
     @classmethod
+    @reading("job input")
     def from_json(cls, value: object) -> JobInput:
-        """Version 0 had the same fields without ``v`` and ``send_after_silence``."""
+        """Version 0 had the same fields without ``v`` and the resend shapes."""
         data = as_object(value, "job input")
-        checked_version(data, "job input", SCHEMA_VERSION)
-        after = data.get("send_after_silence")
+        checked_version(data, "job input", REQUEST_SCHEMA_VERSION)
+        gateway, read_idle = data.get("send_after_gateway_kill"), data.get("send_after_read_idle")
         return cls(
             request=ImageJobRequest.from_json(required(data, "request", "job input")),
             send=SendPlan.from_json(required(data, "send", "job input")),
@@ -92,7 +106,8 @@ class JobInput:
             caller=required(data, "caller", "job input"),
             fingerprint=required(data, "fingerprint", "job input"),
             created_at=required(data, "created_at", "job input"),
-            send_after_silence=SendPlan.from_json(after) if after else None,
+            send_after_gateway_kill=SendPlan.from_json(gateway) if gateway else None,
+            send_after_read_idle=SendPlan.from_json(read_idle) if read_idle else None,
         )
 
 
@@ -129,6 +144,7 @@ class CustomStatus:
         return data
 
     @classmethod
+    @reading("custom status")
     def from_json(cls, value: object) -> CustomStatus | None:
         """None when the orchestrator has set none yet (the host hands over null or "")."""
         if value is None or value == "":
@@ -160,7 +176,7 @@ class AttemptInput:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "v": SCHEMA_VERSION,
+            "v": request_version(self.request),
             "job_id": self.job_id,
             "attempt": self.attempt,
             "request": self.request.to_json(),
@@ -169,10 +185,11 @@ class AttemptInput:
         }
 
     @classmethod
+    @reading("attempt input")
     def from_json(cls, value: object) -> AttemptInput:
         """Version 0 had the send plan's fields flat beside the others."""
         data = as_object(value, "attempt input")
-        version = checked_version(data, "attempt input", SCHEMA_VERSION)
+        version = checked_version(data, "attempt input", REQUEST_SCHEMA_VERSION)
         send = data if version == 0 else required(data, "send", "attempt input")
         return cls(
             job_id=required(data, "job_id", "attempt input"),
@@ -196,6 +213,7 @@ class AttemptRecord:
         return {**self.result.to_json(), "decision": decision}
 
     @classmethod
+    @reading("attempt record")
     def from_json(cls, data: Mapping[str, Any]) -> AttemptRecord:
         decision = data.get("decision")
         return cls(
@@ -251,6 +269,7 @@ class Outcome:
         }
 
     @classmethod
+    @reading("outcome")
     def from_json(cls, value: object) -> Outcome:
         """Version 0 kept ``error`` as the status answer's object (camelCase, no ``sent``)."""
         data = as_object(value, "outcome")
@@ -286,6 +305,7 @@ def _error_v0(error: Mapping[str, Any]) -> Failure:
             "http_status": error.get("httpStatus"),
             "error_type": error.get("type"),
             "code": error.get("code"),
+            "param": error.get("param"),
             "request_id": error.get("requestId"),
             "timeout": error.get("timeout"),
         }
@@ -303,7 +323,7 @@ class FinishInput:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "v": SCHEMA_VERSION,
+            "v": request_version(self.request),
             "job_id": self.job_id,
             "request": self.request.to_json(),
             "outcome": self.outcome.to_json(),
@@ -311,9 +331,10 @@ class FinishInput:
         }
 
     @classmethod
+    @reading("finish input")
     def from_json(cls, value: object) -> FinishInput:
         data = as_object(value, "finish input")
-        checked_version(data, "finish input", SCHEMA_VERSION)
+        checked_version(data, "finish input", REQUEST_SCHEMA_VERSION)
         return cls(
             job_id=required(data, "job_id", "finish input"),
             request=ImageJobRequest.from_json(required(data, "request", "finish input")),
@@ -362,6 +383,7 @@ class ProgressRecord:
         }
 
     @classmethod
+    @reading("progress")
     def from_json(cls, value: object) -> ProgressRecord:
         """Version 0 had the same fields without ``v``; a missing ``sent`` reads as sent."""
         data = as_object(value, "progress")
@@ -398,6 +420,7 @@ class CancelMarker:
         }
 
     @classmethod
+    @reading("cancel marker")
     def from_json(cls, value: object) -> CancelMarker:
         data = as_object(value, "cancel marker")
         checked_version(data, "cancel marker", SCHEMA_VERSION)
@@ -426,6 +449,7 @@ class KeyRecord:
         }
 
     @classmethod
+    @reading("key record")
     def from_json(cls, value: object) -> KeyRecord:
         data = as_object(value, "key record")
         checked_version(data, "key record", SCHEMA_VERSION)

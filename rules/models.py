@@ -32,6 +32,26 @@ class SizeRules:
 
 
 @dataclass(frozen=True)
+class InputRules:
+    """What an edit's input images must be (``/images/edits``): how many, which formats, how
+    large, and what a mask must be. gpt-image-2's: docs/reference/gpt-image-2-api.md, Edits."""
+
+    max_images: int
+    # PIL's format names in lower case: png, jpeg, webp.
+    image_formats: frozenset[str]
+    # Bytes of one input image, at most.
+    image_max_bytes: int
+    mask_formats: frozenset[str]
+    mask_max_bytes: int
+    # The mask applies to the first image: it must have that image's width and height.
+    mask_same_size: bool = True
+    # The mask's fully transparent pixels say where to edit: it needs an alpha channel.
+    mask_needs_alpha: bool = True
+    # Request fields of a generation that the edits endpoint does not take (400 naming them).
+    refused_fields: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
 class ModelRules:
     """Everything a request to one model must satisfy."""
 
@@ -52,13 +72,19 @@ class ModelRules:
     # a gateway's idle limit: seconds at 1024x1024 per quality, growing with pixels ** exponent.
     expected_s_at_1mp: Mapping[str, float] = field(default_factory=dict)
     expected_pixel_exponent: float = 0.66
+    # What an edit's input images must be; None: the model takes no edits.
+    inputs: InputRules | None = None
+    # Each input image (the mask included) adds this much to an edit's expected time.
+    expected_s_per_input_image: float = 0.0
 
-    def expected_generation_s(self, quality: str, size: str) -> float:
-        """How long a generation may take, erring long (field reports, not a promise)."""
+    def expected_generation_s(self, quality: str, size: str, *, input_images: int = 0) -> float:
+        """How long a generation (an edit with ``input_images`` inputs, mask included) may
+        take, erring long (field reports, not a promise)."""
         width, height = (1536, 1024) if size == "auto" else map(int, size.split("x"))
         # auto quality is treated as the slowest: Azure's default is high.
         base = self.expected_s_at_1mp.get(quality) or max(self.expected_s_at_1mp.values())
-        return float(base * ((width * height) / (1024 * 1024)) ** self.expected_pixel_exponent)
+        total = base * ((width * height) / (1024 * 1024)) ** self.expected_pixel_exponent
+        return float(total + self.expected_s_per_input_image * input_images)
 
     def formats_for(self, owner: str) -> frozenset[str]:
         return self.output_formats.get(owner, self.output_formats["openai"])
@@ -96,6 +122,20 @@ GPT_IMAGE_2 = ModelRules(
     # Field reports (docs/reference/gpt-image-2-api.md, Latency): Azure 1024x1024 low about 22 s;
     # complex prompts near 2 min; 2048x2048 high 200-250 s. These err long on purpose.
     expected_s_at_1mp=MappingProxyType({"low": 30.0, "medium": 60.0, "high": 100.0}),
+    # The edits endpoint (OpenAPI CreateImageEditRequest; the official SDK's images.edit): up
+    # to 16 png, webp or jpg images under 50 MB each; a mask is a PNG under 4 MB with the first
+    # image's size and an alpha channel. The edit request has no moderation field.
+    inputs=InputRules(
+        max_images=16,
+        image_formats=frozenset({"png", "jpeg", "webp"}),
+        image_max_bytes=50 * 1024 * 1024,
+        mask_formats=frozenset({"png"}),
+        mask_max_bytes=4 * 1024 * 1024,
+        refused_fields=frozenset({"moderation"}),
+    ),
+    # No published figure: the simulator assumes 2 s per input image (latency.py); this errs
+    # long, as the figures above do.
+    expected_s_per_input_image=3.0,
 )
 
 MODELS: Mapping[str, ModelRules] = MappingProxyType(

@@ -17,9 +17,16 @@ from typing import Any
 class FailureKind(StrEnum):
     RATE_LIMITED = "rate_limited"  # 429 rate_limit_exceeded
     QUOTA_EXHAUSTED = "quota_exhausted"  # 429 insufficient_quota
-    REJECTED = "rejected"  # 400 validation, moderation, content filter
-    AUTH_FAILED = "auth_failed"  # 401, 403
-    NOT_FOUND = "not_found"  # 404: unknown deployment or model
+    # The caller's request is at fault (validation, moderation, safety, content filter), as an
+    # answer or as an error event in the stream: the same request would be refused again.
+    REJECTED = "rejected"
+    # The route did not accept the credentials (401: a wrong, missing or expired key or token).
+    AUTH_FAILED = "auth_failed"
+    # The credentials were accepted, but this identity may not do this (403: the organization is
+    # not verified for the model, the principal lacks a role, the region is not served).
+    PERMISSION_DENIED = "permission_denied"
+    # The route has no such model, deployment or path (404): the route's settings are wrong.
+    NOT_FOUND = "not_found"
     SERVER_ERROR = "server_error"  # 5xx before any byte, or an error event mid-stream
     STREAM_INCOMPLETE = "stream_incomplete"  # the stream ended without a completed event
     PROTOCOL_ERROR = "protocol_error"  # a 2xx answer that could not be read
@@ -57,6 +64,9 @@ class Failure:
     error_type: str | None = None
     code: str | None = None
     request_id: str | None = None
+    # The request field the route's error names (its ``param``), e.g. ``size``; None when the
+    # route named none. Records written before it existed read as None.
+    param: str | None = None
     # Which of our limits fired, for LOCAL_TIMEOUT: connect, read_idle, request, upload.
     timeout: str | None = None
     # What the server asked us to wait, from retry-after-ms, retry-after, the reset header or the
@@ -79,13 +89,17 @@ class Failure:
 
 def status_error(failure: Failure) -> dict[str, Any]:
     """The ``error`` object of the status answer and metadata.json: the failure without
-    ``sent`` and the retry hints, in the answer's camelCase."""
+    ``sent`` and the retry hints, in the answer's camelCase. The route's ``type``, ``code`` and
+    ``param`` are carried as the route sent them; ``field`` is the same ``param`` under the name
+    the service's own 400 answers use for the request field at fault."""
     return {
         "layer": failure.layer.value,
         "kind": failure.kind.value,
         "httpStatus": failure.http_status,
         "type": failure.error_type,
         "code": failure.code,
+        "param": failure.param,
+        "field": failure.param,
         "message": failure.message,
         "requestId": failure.request_id,
         "timeout": failure.timeout,
@@ -108,6 +122,10 @@ class Timings:
     final_image_ms: int | None = None
     download_ms: int | None = None
     upload_ms: int | None = None
+    # An edit's input images: read from Blob (before the send), and sent as the request body
+    # (from its first byte to its last; the generation's clocks count on from the send).
+    read_inputs_ms: int | None = None
+    upload_inputs_ms: int | None = None
     partial_images_ms: list[int | None] = field(default_factory=list)
     http_status: int | None = None
     request_id: str | None = None

@@ -17,11 +17,14 @@ A record that is not a JSON object, or lacks a field it must have, is ``RecordUn
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from rules.errors import ImageJobError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class RecordUnreadable(ImageJobError):
@@ -59,3 +62,22 @@ def required(data: Mapping[str, Any], name: str, kind: str) -> Any:
     if name not in data:
         raise RecordUnreadable(kind, f"field {name!r} is missing")
     return data[name]
+
+
+def reading(kind: str) -> Callable[[F], F]:
+    """Decorate a ``from_json``: whatever a record that breaks its own shape raises (a missing
+    key, a wrong type, a value no enum has) becomes RecordUnreadable naming the record."""
+
+    def decorate(from_json: F) -> F:
+        @functools.wraps(from_json)
+        def read(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return from_json(*args, **kwargs)
+            except RecordUnreadable:
+                raise
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise RecordUnreadable(kind, f"malformed ({type(exc).__name__})") from None
+
+        return read  # type: ignore[return-value]
+
+    return decorate

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from rules.errors import RequestInvalid
+from rules.inputs import InputRef
 from rules.models import ModelRules, SizeRules, rules_for
 from rules.settings import AppSettings
 
@@ -29,6 +30,9 @@ FIELDS = (
     "n",
     "partial_images",
     "route",
+    # An edit's input images and mask (rules.inputs): resolved by the starter, not here.
+    "images",
+    "mask",
 )
 _SIZE = re.compile(r"^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})$")
 
@@ -48,21 +52,62 @@ class ImageJobRequest:
     partial_images: int
     route: str
     output_compression: int | None = None
+    # An edit's input images, by content hash (rules.inputs), and its mask; none: a generation.
+    images: tuple[InputRef, ...] = ()
+    mask: InputRef | None = None
+
+    @property
+    def is_edit(self) -> bool:
+        return bool(self.images)
+
+    @property
+    def input_count(self) -> int:
+        """Input images sent with the request, the mask included."""
+        return len(self.images) + (1 if self.mask is not None else 0)
 
     def shape(self) -> dict[str, Any]:
-        """The request without its prompt text: safe for status answers, logs and metadata."""
-        shape = asdict(self)
+        """The request without its prompt text: safe for status answers, logs and metadata.
+        An edit's inputs are described by format, size and bytes, never by hash."""
+        shape = self.to_json()
         del shape["prompt"]
         shape["prompt_chars"] = len(self.prompt)
+        if self.is_edit:
+            shape["images"] = [image.describe() for image in self.images]
+            shape["mask"] = self.mask.describe() if self.mask else None
         return shape
 
+    def inputs_summary(self) -> dict[str, Any] | None:
+        """An edit's inputs for metadata.json and the log event: count, formats, sizes and
+        bytes, the mask's too; never a hash. None for a generation."""
+        if not self.is_edit:
+            return None
+        every = [*self.images, *([self.mask] if self.mask else [])]
+        return {
+            "images": len(self.images),
+            "mask": self.mask is not None,
+            "formats": [ref.format for ref in every],
+            "sizes": [f"{ref.width}x{ref.height}" for ref in every],
+            "bytes": sum(ref.bytes for ref in every),
+        }
+
     def to_json(self) -> dict[str, Any]:
-        """The orchestration input (the prompt included: the activity needs it)."""
-        return asdict(self)
+        """The orchestration input (the prompt included: the activity needs it). A
+        generation's has no ``images`` or ``mask`` key, as before edits existed: its
+        fingerprint, and so its job id, stays what it was."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        del data["images"], data["mask"]
+        if self.is_edit:
+            data["images"] = [image.to_json() for image in self.images]
+            data["mask"] = self.mask.to_json() if self.mask else None
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ImageJobRequest:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        values["images"] = tuple(InputRef.from_json(i) for i in data.get("images") or ())
+        mask = data.get("mask")
+        values["mask"] = InputRef.from_json(mask) if mask else None
+        return cls(**values)
 
 
 def parse_job_request(body: object, settings: AppSettings) -> ImageJobRequest:

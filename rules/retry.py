@@ -7,7 +7,8 @@ field report B (docs/reference/field-reports.md):
 - 429 rate_limit_exceeded: wait what the server asked (retry-after-ms, retry-after, the reset
   header, "try again in Ns"), else exponential backoff; always with jitter added on top, never
   below the server's ask, never a fixed short interval.
-- insufficient_quota, validation, moderation, content filter, 401, 403, 404: never retried.
+- insufficient_quota, validation, moderation, content filter (any error of the user's family),
+  401, 403, 404: never retried.
 - 5xx, an error event mid-stream, a stream without its completed event: bounded, 5 s, 15 s, 30 s.
 - A local timeout, a gateway 408/504, a connection lost after the request was sent: the upstream
   may still be generating (and billing). Resending is a policy setting (``post_send``), recorded
@@ -27,6 +28,7 @@ NEVER_RETRIED = frozenset(
         FailureKind.QUOTA_EXHAUSTED,
         FailureKind.REJECTED,
         FailureKind.AUTH_FAILED,
+        FailureKind.PERMISSION_DENIED,
         FailureKind.NOT_FOUND,
         FailureKind.CANCELLED,
     }

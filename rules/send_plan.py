@@ -106,7 +106,11 @@ class Silence:
 def expected_silence(
     rules: ModelRules, request: ImageJobRequest, shape: Shape, *, time_scale: float = 1.0
 ) -> Silence:
-    total = rules.expected_generation_s(request.quality, request.size) / time_scale
+    # An edit's input images add to the time before anything comes back.
+    total = (
+        rules.expected_generation_s(request.quality, request.size, input_images=request.input_count)
+        / time_scale
+    )
     if not (shape.stream and shape.partial_images > 0):
         return Silence(total, total)
     count = shape.partial_images
@@ -128,17 +132,14 @@ class _Fit:
     read_idle_s: float | None
 
 
-def plan_send(request: ImageJobRequest, settings: AppSettings) -> SendPlan:
-    """The plan for the first attempt (``plans`` gives the one after a silence kill too)."""
-    return plans(request, settings)[0]
-
-
-def is_silence_kill(failure: Failure) -> bool:
-    """Whether ``failure`` is a layer giving up on silence: a gateway's 408 or 504, or our own
-    read-idle limit. The next attempt must not be the same silent request."""
+def silence_kill(failure: Failure) -> str | None:
+    """Which layer gave up on silence: ``gateway`` (a gateway's 408 or 504) or ``read_idle``
+    (our own read-idle limit); None for any other failure."""
     if failure.kind is FailureKind.GATEWAY_TIMEOUT:
-        return True
-    return failure.kind is FailureKind.LOCAL_TIMEOUT and failure.timeout == "read_idle"
+        return "gateway"
+    if failure.kind is FailureKind.LOCAL_TIMEOUT and failure.timeout == "read_idle":
+        return "read_idle"
+    return None
 
 
 def unfit_worst_case(route: RouteSettings, settings: AppSettings) -> str | None:
@@ -157,7 +158,7 @@ def unfit_worst_case(route: RouteSettings, settings: AppSettings) -> str | None:
         partial_images=0,
         route=route.name,
     )
-    plan, _ = plans(worst, settings)
+    plan = plans(worst, settings).first
     if not any(note.startswith(NO_SHAPE_FITS) for note in plan.notes):
         return None
     unstreamed = Shape(stream=False, partial_images=0)
@@ -172,9 +173,20 @@ def unfit_worst_case(route: RouteSettings, settings: AppSettings) -> str | None:
     )
 
 
-def plans(request: ImageJobRequest, settings: AppSettings) -> tuple[SendPlan, SendPlan | None]:
-    """(the first attempt's plan, the plan after a silence kill or None when no other shape
-    fits). Pure: the same inputs always give the same plans."""
+@dataclass(frozen=True)
+class Plans:
+    """The first attempt's plan, and the plans for a resend after a layer gave up on silence:
+    after a gateway's kill only another shape helps (a longer read limit of ours does not);
+    after our read-idle limit fired, a longer one may. None: nothing but the silent request
+    itself fits, so no resend (never the same silent request twice)."""
+
+    first: SendPlan
+    after_gateway_kill: SendPlan | None
+    after_read_idle: SendPlan | None
+
+
+def plans(request: ImageJobRequest, settings: AppSettings) -> Plans:
+    """Pure: the same inputs always give the same plans."""
     route, timeouts = settings.route(request.route), settings.timeouts
     silent_fix, scale = settings.silent_stream_fix, settings.time_scale
     rules = rules_for(route.model)
@@ -189,18 +201,22 @@ def plans(request: ImageJobRequest, settings: AppSettings) -> tuple[SendPlan, Se
     fits = [fit for shape in order if (fit := _fit(rules, request, route, timeouts, shape, scale))]
     if not fits:
         why = f"{NO_SHAPE_FITS}; sent as asked"
-        return SendPlan(True, request.partial_images, (*size_notes, why)), None
+        return Plans(SendPlan(True, request.partial_images, (*size_notes, why)), None, None)
     first = _plan(fits[0], asked, request, route, timeouts, size_notes, scale)
-    # After a silence kill: the next shape that fits; else the same shape with a longer read
-    # limit (the kill was ours, and our limit can still grow), else nothing.
-    for fit in fits[1:]:
-        after = _plan(fit, asked, request, route, timeouts, size_notes, scale)
-        if not after.same_shape(first):
-            return first, _after(after)
-    longer = min(timeouts.request_s, 2 * (first.read_idle_s or timeouts.read_idle_s))
-    if longer > (first.read_idle_s or timeouts.read_idle_s):
-        return first, _after(replace(first, read_idle_s=longer))
-    return first, None
+    other = next(
+        (
+            _after(_plan(fit, asked, request, route, timeouts, size_notes, scale))
+            for fit in fits[1:]
+            if fit.shape != fits[0].shape
+        ),
+        None,
+    )
+    limit = first.read_idle_s or timeouts.read_idle_s
+    longer = min(timeouts.request_s, 2 * limit)
+    after_read_idle = other or (
+        _after(replace(first, read_idle_s=longer)) if longer > limit else None
+    )
+    return Plans(first, other, after_read_idle)
 
 
 def _after(plan: SendPlan) -> SendPlan:

@@ -13,6 +13,7 @@ Vault reference in Azure), or uses Entra ID. A storage connection string is kept
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal, cast
@@ -143,6 +144,13 @@ class AppSettings:
     # The API's public base URL (e.g. https://jobs.example.com/api): the URLs answers hand out
     # are built on it, never on a client-supplied Host alone. None: the request's own URL.
     public_base_url: str | None = None
+    # Blob containers (of the images account) from which a start request may name an edit's
+    # input images as ``container/name`` (IMAGE_INPUT_CONTAINERS); every caller may read every
+    # blob in them through a job. Uploads (POST /api/uploads) need none.
+    input_containers: tuple[str, ...] = ()
+    # Whether the shared default caller (no trusted principal: every key holder alike) may list
+    # jobs; off, the list is for callers with an identity of their own (Easy Auth).
+    shared_caller_may_list: bool = False
 
     def route(self, name: str) -> RouteSettings:
         try:
@@ -211,6 +219,8 @@ class AppSettings:
             job_id_secret=_job_id_secret(env),
             time_scale=scale,
             public_base_url=_public_base_url(env),
+            input_containers=_input_containers(env, storage.container),
+            shared_caller_may_list=_bool(env, "IMAGE_SHARED_CALLER_MAY_LIST", False),
         )
         check_silence(settings)
         return settings
@@ -246,6 +256,19 @@ def _public_base_url(env: Mapping[str, str]) -> str | None:
     if not raw.startswith(("http://", "https://")) or "?" in raw or "#" in raw:
         raise SettingsInvalid("IMAGE_PUBLIC_BASE_URL", "must be an http(s) URL without query")
     return raw
+
+
+def _input_containers(env: Mapping[str, str], own: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in env.get("IMAGE_INPUT_CONTAINERS", "").split(",") if n.strip())
+    for name in names:
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", name):
+            raise SettingsInvalid("IMAGE_INPUT_CONTAINERS", f"{name!r} is not a container name")
+        if name == own:
+            # It holds every job's images: a caller could edit another caller's image.
+            raise SettingsInvalid(
+                "IMAGE_INPUT_CONTAINERS", "must not name the images container itself"
+            )
+    return names
 
 
 def _time_scale(env: Mapping[str, str]) -> float:
@@ -380,8 +403,17 @@ def _trust_principal(env: Mapping[str, str]) -> bool:
     raise SettingsInvalid("IMAGE_TRUST_PRINCIPAL_HEADER", "must be auto, true or false")
 
 
+# The sample settings' secret: public, so ids made with it can be computed from a guessed prompt.
+SAMPLE_JOB_ID_SECRET = "local-only-job-id-secret-change-me"  # noqa: S105 - public by design
+
+
 def _job_id_secret(env: Mapping[str, str]) -> bytes:
     secret = env.get("IMAGE_JOB_ID_SECRET", "")
+    if secret == SAMPLE_JOB_ID_SECRET and env.get("WEBSITE_INSTANCE_ID"):
+        # App Service sets WEBSITE_INSTANCE_ID: the sample's secret is for local runs only.
+        raise SettingsInvalid(
+            "IMAGE_JOB_ID_SECRET", "is the sample's public value; set a secret of your own"
+        )
     if len(secret) < 16:
         raise SettingsInvalid(
             "IMAGE_JOB_ID_SECRET",

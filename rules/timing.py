@@ -20,6 +20,8 @@ TIMING_FIELDS = (
     "final_image_ms",
     "download_ms",
     "upload_ms",
+    "read_inputs_ms",
+    "upload_inputs_ms",
 )
 
 
@@ -36,6 +38,11 @@ class Clocks:
     body_done: float | None = None
     upload_started: float | None = None
     upload_done: float | None = None
+    # An edit's input images: read from Blob before the send, then sent as the request body.
+    inputs_read_started: float | None = None
+    inputs_read_done: float | None = None
+    inputs_send_started: float | None = None
+    inputs_sent: float | None = None
     partials: list[float] = field(default_factory=list)
 
     def record(self) -> Timings:
@@ -50,6 +57,9 @@ class Clocks:
             # event's bytes arriving after the model finished).
             download_ms=_ms(self.final_image or self.first_byte, self.body_done),
             upload_ms=_ms(self.upload_started, self.upload_done),
+            read_inputs_ms=_ms(self.inputs_read_started, self.inputs_read_done),
+            # Sending an edit's inputs: the request body, apart from the generation after it.
+            upload_inputs_ms=_ms(self.inputs_send_started, self.inputs_sent),
             partial_images_ms=[_ms(self.started, mark) for mark in self.partials],
         )
 

@@ -19,6 +19,68 @@ class ImageStore(Protocol):
         ...
 
 
+class PageTokenInvalid(Exception):
+    """A list page token the store refuses (not one it handed out, or expired)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__("not a page token of this list")
+        self.token = token
+
+
+class AsyncImageStore(Protocol):
+    """The same store, for code on an event loop (the HTTP edge): no thread per call."""
+
+    async def put(self, *, name: str, data: bytes, content_type: str) -> None: ...
+
+    async def get(self, *, name: str) -> bytes | None: ...
+
+    async def put_if_absent(self, *, name: str, data: bytes, content_type: str) -> bool:
+        """Create the blob unless one exists: True when this call created it."""
+        ...
+
+    async def list_page(
+        self, *, prefix: str, limit: int, after: str | None
+    ) -> tuple[list[str], str | None]:
+        """Up to ``limit`` blob names under ``prefix`` in name order, from where ``after`` (a
+        token this call returned) left off; and the token for the next page, None at the end.
+        Raises PageTokenInvalid for a token the store refuses."""
+        ...
+
+    def read_link(self, *, name: str, ttl_s: int) -> str:
+        """As ImageStore.read_link; may block (a user-delegation key): call it off the loop
+        unless ``links_are_local``."""
+        ...
+
+    @property
+    def links_are_local(self) -> bool:
+        """True when read_link signs with a key at hand (no network call)."""
+        ...
+
+    async def get_bounded(
+        self, *, name: str, max_bytes: int, container: str | None = None
+    ) -> bytes | None:
+        """The blob's bytes (in ``container``, default the store's own), None when it does not
+        exist; BlobTooLarge, before its bytes are read, when it has more than ``max_bytes``."""
+        ...
+
+    async def put_new(self, *, name: str, data: bytes, content_type: str) -> bool:
+        """Write the blob unless it exists (one round trip); False when it already did."""
+        ...
+
+    def write_link(self, *, name: str, ttl_s: int) -> str:
+        """A link that may create or overwrite this one blob, and do nothing else, until it
+        expires after ``ttl_s`` seconds; may block as read_link does."""
+        ...
+
+
+class BlobTooLarge(Exception):
+    """A blob read with a bound has more bytes than the bound."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        super().__init__(f"the blob has {size} bytes")
+
+
 JSON = "application/json"
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
@@ -55,6 +117,42 @@ def metadata_name(job_id: str) -> str:
     return f"{job_id}/metadata.json"
 
 
+def input_name(sha256: str, image_format: str) -> str:
+    """``inputs/{sha256}.{ext}``: an edit's input image, stored once by its content hash and
+    shared by every job that uses it."""
+    return f"inputs/{sha256}.{EXTENSIONS[image_format]}"
+
+
+def upload_name(caller: str, upload_id: str) -> str:
+    """``uploads/{caller digest}/{upload id}``: where a caller's upload link writes (a caller
+    can only reference its own uploads). Uploads are read, never deleted, by the app: a
+    lifecycle rule on ``uploads/`` removes them (docs/job-contract.md)."""
+    return f"uploads/{caller}/{upload_id}"
+
+
 def key_record_name(id_base: str) -> str:
     """Where an Idempotency-Key's answer is kept: named by the HMAC id base, never the key."""
     return f"keys/{id_base}.json"
+
+
+# Newest first in name order: a name's time part counts down.
+_INVERTED_EPOCH_MS = 10**14
+
+
+def caller_index_name(caller: str, created_ms: int, job_id: str) -> str:
+    """``callers/{caller digest}/{inverted ms}-{id}``: one empty blob per job a caller started,
+    so the caller's jobs list newest first by name, a page at a time."""
+    return f"callers/{caller}/{_INVERTED_EPOCH_MS - created_ms:014d}-{job_id}"
+
+
+def caller_index_prefix(caller: str) -> str:
+    return f"callers/{caller}/"
+
+
+def job_of_index_name(name: str) -> str:
+    return name.rsplit("/", 1)[-1].split("-", 1)[1]
+
+
+def index_created_ms(name: str) -> int:
+    """The job's created_at (epoch ms) a caller index entry was written with."""
+    return _INVERTED_EPOCH_MS - int(name.rsplit("/", 1)[-1].split("-", 1)[0])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from storage.protocol import BlobTooLarge
+
 
 class InMemoryStore:
     """ImageStore in a dict. ``fail(suffix, times)`` makes the next writes of blobs whose name
@@ -11,6 +13,8 @@ class InMemoryStore:
 
     def __init__(self) -> None:
         self.blobs: dict[str, tuple[bytes, str]] = {}
+        # Blobs of other containers (edit inputs referenced by container/name), by container.
+        self.containers: dict[str, dict[str, bytes]] = {}
         self.put_calls: list[str] = []
         self.get_calls: list[str] = []
         # Every call raises, as with the storage emulator stopped.
@@ -41,11 +45,71 @@ class InMemoryStore:
             item = self.blobs.get(name)
         return item[0] if item else None
 
-    def list(self, *, prefix: str) -> list[str]:
+    def list_page(
+        self, *, prefix: str, limit: int, after: str | None
+    ) -> tuple[list[str], str | None]:
         with self._lock:
-            return sorted(name for name in self.blobs if name.startswith(prefix))
+            names = sorted(name for name in self.blobs if name.startswith(prefix))
+        start = names.index(after) + 1 if after in names else 0
+        page = names[start : start + limit]
+        more = start + limit < len(names)
+        return page, (page[-1] if more and page else None)
 
     def read_link(self, *, name: str, ttl_s: int) -> str:
         if not isinstance(name, str) or not name:
             raise TypeError(f"a blob name is needed, got {name!r}")  # as the Blob SDK fails
         return f"memory://{name}?ttl={ttl_s}"
+
+
+class AsyncInMemoryStore:
+    """AsyncImageStore over an InMemoryStore (``sync``), which keeps the blobs, counts the calls
+    and fails on cue for both."""
+
+    links_are_local = True
+
+    def __init__(self, sync: InMemoryStore | None = None) -> None:
+        self.sync = sync or InMemoryStore()
+
+    async def put(self, *, name: str, data: bytes, content_type: str) -> None:
+        self.sync.put(name=name, data=data, content_type=content_type)
+
+    async def get(self, *, name: str) -> bytes | None:
+        return self.sync.get(name=name)
+
+    async def put_if_absent(self, *, name: str, data: bytes, content_type: str) -> bool:
+        if self.sync.get(name=name) is not None:
+            return False
+        self.sync.put(name=name, data=data, content_type=content_type)
+        return True
+
+    async def list_page(
+        self, *, prefix: str, limit: int, after: str | None
+    ) -> tuple[list[str], str | None]:
+        return self.sync.list_page(prefix=prefix, limit=limit, after=after)
+
+    def read_link(self, *, name: str, ttl_s: int) -> str:
+        return self.sync.read_link(name=name, ttl_s=ttl_s)
+
+    def write_link(self, *, name: str, ttl_s: int) -> str:
+        return f"memory-write://{name}?ttl={ttl_s}"
+
+    async def get_bounded(
+        self, *, name: str, max_bytes: int, container: str | None = None
+    ) -> bytes | None:
+        if container is not None:
+            self.sync.get_calls.append(f"{container}/{name}")
+            if self.sync.down:
+                raise ConnectionError("storage is down")
+            data = self.sync.containers.get(container, {}).get(name)
+        else:
+            data = self.sync.get(name=name)
+        if data is not None and len(data) > max_bytes:
+            raise BlobTooLarge(len(data))
+        return data
+
+    async def put_new(self, *, name: str, data: bytes, content_type: str) -> bool:
+        if name in self.sync.blobs:
+            self.sync.put_calls.append(name)
+            return False
+        self.sync.put(name=name, data=data, content_type=content_type)
+        return True

@@ -595,3 +595,33 @@ def test_images_that_arrived_before_a_later_failure_are_kept():
     assert result.failure.kind is FailureKind.SERVER_ERROR
     assert [k.blob for k in result.kept_images] == ["job-1/attempt-1-image-0.png"]
     assert store.get(name="job-1/attempt-1-image-0.png") is not None
+
+
+def test_the_clocks_start_at_the_send_not_before_the_waits_for_storage():
+    """Minutes of waiting for storage before the send are neither request time (the whole
+    request limit counts from the send) nor part of the timings."""
+    store = InMemoryStore()
+    store.fail("progress-1.json", times=11)  # the sent mark waits out ~100 s of backoff
+    clock = SkippingClock()
+    result = attempt(job(), store, serving(stream_of(png(1024, 1024), partials=1)), clock)
+    assert result.ok, result.failure
+    assert sum(clock.slept) > 60
+    assert result.timings.first_byte_ms is not None
+    assert result.timings.first_byte_ms < 5_000
+
+
+def test_several_images_share_one_upload_budget():
+    b64 = base64.b64encode(png(1024, 1024)).decode()
+    completed = ("image_generation.completed", {"b64_json": b64})
+    content = sse(completed, completed, completed)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=content)
+
+    store = InMemoryStore()
+    store.fail(".png", times=100_000)
+    clock = SkippingClock()
+    result = attempt(job(n=3), store, handler, clock)
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.STORAGE_FAILED
+    assert sum(clock.slept) <= SETTINGS.timeouts.upload_s + 1

@@ -30,6 +30,10 @@ class FakeDurableClient:
         self.slow_s = 0.0  # every call takes this long
         self.refuse_events = False
         self.refuse_starts = False
+        # start_new reports success without creating anything (Azure's concurrent starts).
+        self.silent_starts = False
+        # get_status hands back a status built from this body instead (an odd error answer).
+        self.answer_override: Any = None
         # Called with the instance id just before a start or an event is handled: a race.
         self.before_start: Callable[[str], None] | None = None
         self.before_event: Callable[[str], None] | None = None
@@ -75,6 +79,8 @@ class FakeDurableClient:
         await self._call("get_status", instance_id)
         if self.error_answers:
             return DurableOrchestrationStatus.from_json({"Message": "Something went wrong"})
+        if self.answer_override is not None:
+            return DurableOrchestrationStatus.from_json(self.answer_override)
         body = self.instances.get(instance_id)
         if body is None:
             return DurableOrchestrationStatus.from_json("")
@@ -92,6 +98,8 @@ class FakeDurableClient:
         if self.before_start:
             self.before_start(instance_id)
         existing = self.instances.get(instance_id)
+        if self.silent_starts:
+            return instance_id
         if self.refuse_starts or (existing and existing["runtimeStatus"] in RUNNING):
             raise Exception(f"An instance with ID '{instance_id}' already exists.")
         self.put(instance_id, dict(client_input or {}), status="Pending")

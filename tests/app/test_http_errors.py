@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from azure.core.exceptions import ServiceRequestError
 
 from http_api.errors import (
+    IdentityRequired,
     JobNotFound,
     KeyConflict,
     MethodNotAllowed,
@@ -26,6 +28,7 @@ CASES: list[tuple[BaseException, int, str, str]] = [
     (RequestInvalid("size", "invalid_value", "bad size"), 400, "invalid_value", "size"),
     (JobNotFound("img-1"), 404, "not_found", "id"),
     (KeyConflict("img-1"), 409, "idempotency_key_reused", "Idempotency-Key"),
+    (IdentityRequired(), 403, "identity_required", "x-ms-client-principal-id"),
     (NoSuchRoute("nope"), 404, "no_such_route", "path"),
     (MethodNotAllowed("PUT", ("POST",)), 405, "method_not_allowed", "method"),
     (UnsupportedMediaType("text/plain"), 415, "unsupported_media_type", "Content-Type"),
@@ -37,6 +40,7 @@ CASES: list[tuple[BaseException, int, str, str]] = [
         "service",
     ),
     (TimeoutError(), 503, "store_timeout", "service"),
+    (ServiceRequestError("connection refused"), 503, "store_error", "service"),
     (SettingsInvalid("IMAGE_ROUTES", "empty"), 500, "settings_invalid", "settings"),
     (NoFreeJobId("img-1", 100), 500, "no_free_job_id", "Idempotency-Key"),
     (ZeroDivisionError("a bug"), 500, "internal_error", "service"),

@@ -7,6 +7,7 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import azure.functions as func
 import pytest
@@ -16,7 +17,7 @@ from http_api.durable_jobs import DurableJobs
 from http_api.errors import answer_for
 from rules.dedup import caller_digest
 from rules.settings import AppSettings
-from tests.fakes import InMemoryStore
+from tests.fakes import AsyncInMemoryStore, InMemoryStore
 from tests.rules.conftest import ENV
 
 from .fake_durable import FakeDurableClient
@@ -60,12 +61,13 @@ class World:
     def call(self, handler: Any, req: func.HttpRequest) -> tuple[int, dict[str, Any], Any]:
         async def run() -> func.HttpResponse:
             jobs = DurableJobs(self.client)
+            store = AsyncInMemoryStore(self.store)
             answer: func.HttpResponse
             try:
-                if handler is handlers.get_job:
-                    answer = await handlers.get_job(req, jobs, self.settings, self.store)
+                if handler in (handlers.get_job, handlers.list_jobs):
+                    answer = await handler(req, jobs, self.settings, store)
                 else:
-                    answer = await handler(req, jobs, self.settings, self.store, lambda: self.now)
+                    answer = await handler(req, jobs, self.settings, store, lambda: self.now)
             except Exception as exc:
                 return answer_for(exc)
             return answer
@@ -317,7 +319,7 @@ def test_a_running_job_reads_its_status_and_progress_in_one_round_each():
     assert headers["Retry-After"] == "2"
     assert body["state"] == "preview_available"
     assert body["previews"] == [{"index": 0, "url": f"memory://{job_id}/p.png?ttl=3600"}]
-    assert body["timings"]["request_started_at"] == "2026-05-07T13:46:13.000Z"
+    assert body["timings"]["requestStartedAt"] == "2026-05-07T13:46:13.000Z"
     assert body["createdAt"] == "2026-05-07T13:46:12.000Z"
     assert "prompt" not in body["request"]
     assert world.client.calls == [("get_status", job_id)]
@@ -529,7 +531,9 @@ def test_a_keyed_start_reads_and_writes_the_keys_record_and_nothing_names_the_ke
     records = [name for name in world.store.blobs if name.startswith("keys/")]
     assert records == [f"keys/{job['id'].rsplit('-', 1)[0]}.json"]
     assert b"order-secret-42" not in world.store.blobs[records[0]][0]
-    assert world.client.count("get_status") == 1
+    # A keyed start looks once more after its start: on Azure's backend a concurrent start of
+    # the same id can also report success while the other one runs.
+    assert world.client.count("get_status") == 2
     assert world.client.count("start_new") == 1
 
 
@@ -597,7 +601,7 @@ def test_urls_keep_the_callers_code_and_follow_the_public_base_url():
 @pytest.mark.parametrize(
     ("method", "path", "status", "allow"),
     [
-        ("GET", "images", 405, "POST"),
+        ("DELETE", "images", 405, "GET, POST"),
         ("DELETE", "images/img-x-1", 405, "GET"),
         ("GET", "images/img-x-1/cancel", 405, "POST"),
         ("GET", "nothing/here", 404, None),
@@ -624,3 +628,101 @@ def test_what_no_route_takes_is_a_json_404_or_405(method, path, status, allow):
     assert response.status_code == status
     assert json.loads(response.get_body())["error"]["code"]
     assert response.headers.get("Allow") == allow
+
+
+def test_a_callers_jobs_are_listed_newest_first_a_page_at_a_time():
+    world = World(IMAGE_TRUST_PRINCIPAL_HEADER="true")
+    alice = {"x-ms-client-principal-id": "alice"}
+    started = []
+    for minute, quality in enumerate(("low", "medium", "high")):
+        world.now = NOW + timedelta(minutes=minute)
+        started.append(world.start({**BODY, "quality": quality}, headers=alice)[1]["id"])
+    world.start(headers={"x-ms-client-principal-id": "bob"})
+
+    def page(**params: str) -> tuple[int, dict[str, Any]]:
+        req = request("GET", BASE, headers=alice, params=params)
+        status, body, _ = world.call(handlers.list_jobs, req)
+        return status, body
+
+    status, first = page(limit="2")
+    assert status == 200
+    assert [item["id"] for item in first["items"]] == started[::-1][:2]
+    assert first["items"][0]["state"] == "queued"
+    assert first["items"][0]["statusUrl"] == f"{BASE}/{started[2]}"
+    assert first["next"].startswith(f"{BASE}?limit=2&after=")
+    token = first["next"].split("after=", 1)[1]
+    _, second = page(limit="2", after=unquote(token))
+    assert [item["id"] for item in second["items"]] == [started[0]]
+    assert second["next"] is None
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "-1", "ten", "1e3"])
+def test_a_bad_page_size_is_a_400(limit):
+    world = World(IMAGE_SHARED_CALLER_MAY_LIST="true")
+    status, body, _ = world.call(handlers.list_jobs, request("GET", BASE, params={"limit": limit}))
+    assert status == 400
+    assert_envelope(body, "invalid_value", "limit")
+
+
+def test_a_progress_record_of_a_newer_version_is_a_503_not_queued():
+    world = World()
+    _, job, _ = world.start()
+    job_id = job["id"]
+    world.client.instances[job_id]["customStatus"] = {"phase": "generating", "attempt": 1}
+    world.store.put(name=f"{job_id}/progress-1.json", data=b'{"v": 7}', content_type="j")
+    status, body, _ = world.status(job_id)
+    assert status == 503
+    assert_envelope(body, "record_unreadable", "service")
+
+
+@pytest.mark.parametrize("body", [{"message": "Internal error"}, "an error page", {"x": 1}])
+def test_a_status_answer_that_is_not_an_empty_404_is_never_taken_for_absent(body):
+    world = World()
+    world.client.answer_override = body
+    status, answer, _ = world.start()
+    assert status == 503
+    assert_envelope(answer, "store_error", "service")
+    assert world.client.count("start_new") == 0
+
+
+@pytest.mark.parametrize("limit", ["\u00b2", "\u0661"])
+def test_a_page_size_in_other_digits_is_a_400_not_a_500(limit):
+    world = World(IMAGE_SHARED_CALLER_MAY_LIST="true")
+    status, body, _ = world.call(handlers.list_jobs, request("GET", BASE, params={"limit": limit}))
+    assert status == 400
+    assert_envelope(body, "invalid_value", "limit")
+
+
+def test_a_keyed_start_that_silently_lost_a_race_answers_the_winner_or_a_409():
+    world = World()
+    key = {"Idempotency-Key": "order-race"}
+    other = dict(BODY, quality="high")
+
+    def winner_runs(job_id: str) -> None:
+        # The backend accepted our start but runs the other submit's input.
+        world.client.silent_starts = True
+        world.client.put(job_id, winner_input[0], status="Running")
+
+    # The winner's input: what the same key with another body would have started.
+    probe = World()
+    probe.now = NOW - timedelta(milliseconds=3)  # the other submit, a moment earlier
+    probe.start(other, headers=key)
+    winner_input = [next(iter(probe.client.instances.values()))["input"]]
+    world.client.before_start = winner_runs
+    status, body, _ = world.start(headers=key)
+    assert status == 409  # the job under the key runs another body: never answered as ours
+    assert_envelope(body, "idempotency_key_reused", "Idempotency-Key")
+    assert not [n for n in world.store.blobs if n.startswith("keys/")]  # no record for a loser
+
+
+def test_the_shared_default_caller_may_not_list_unless_a_setting_says_so():
+    world = World()
+    world.start()
+    status, body, _ = world.call(handlers.list_jobs, request("GET", BASE))
+    assert status == 403
+    assert_envelope(body, "identity_required", "x-ms-client-principal-id")
+    allowed = World(IMAGE_SHARED_CALLER_MAY_LIST="true")
+    _, job, _ = allowed.start()
+    status, body, _ = allowed.call(handlers.list_jobs, request("GET", BASE))
+    assert status == 200
+    assert [item["id"] for item in body["items"]] == [job["id"]]

@@ -10,7 +10,7 @@ from rules.job_records import JobInput
 from rules.request import ImageJobRequest
 from rules.retry import RetryPolicy
 from rules.send_plan import SendPlan
-from tests.fakes import InMemoryStore
+from tests.fakes import AsyncInMemoryStore
 
 from .fake_durable import FakeDurableClient
 
@@ -29,7 +29,7 @@ def test_the_next_generation_after_300_finished_jobs_is_found_in_a_few_looks():
     for generation in range(1, 301):
         client.put(f"img-x-{generation}", JOB.to_json(), status="Completed")
     ids = JobIds(
-        DurableJobs(client), InMemoryStore(), lambda g: f"img-x-{g}", idempotency_window_s=None
+        DurableJobs(client), AsyncInMemoryStore(), lambda g: f"img-x-{g}", idempotency_window_s=None
     )
     allocation = asyncio.run(ids.allocate("image_job", JOB))
     assert allocation.job_id == "img-x-301"

@@ -36,7 +36,8 @@ def job_input(
     return JobInput(
         request=ImageJobRequest.from_json(REQUEST),
         send=send or SendPlan(stream=True, partial_images=1),
-        send_after_silence=after_silence,
+        send_after_gateway_kill=after_silence,
+        send_after_read_idle=after_silence,
         policy=RetryPolicy(),
         caller="caller-digest",
         fingerprint="fingerprint",
@@ -321,3 +322,23 @@ def test_other_failures_keep_the_planned_shape(handle):
     history.fire_timer(1, timer["fireAt"])
     retry = only(activities(new_actions(history.episode(), 2), GENERATE))
     assert retry["input"]["send"]["stream"] is True
+
+
+def test_a_gateway_kill_with_no_other_shape_is_not_sent_again(handle):
+    killed = Failure(
+        kind=FailureKind.GATEWAY_TIMEOUT,
+        layer=Layer.GATEWAY,
+        message="the gateway gave up on a silent request",
+        sent=True,
+        http_status=408,
+    )
+    history = History(handle, "job-1", job_input())  # no resend shapes
+    history.episode()
+    history.complete_activity(0, GENERATE, failed(1, killed), after_s=60)
+    state = history.episode()
+    assert timers(new_actions(state, 1)) == []
+    finish = only(activities(new_actions(state, 1), FINISH))
+    assert finish["input"]["outcome"]["state"] == "failed"
+    decision = finish["input"]["attempts"][0]["decision"]
+    assert decision["retry"] is False
+    assert "no other request shape" in decision["reason"]

@@ -88,6 +88,17 @@ class Api:
         with container:
             return sorted(container.list_blob_names(name_starts_with=f"{job_id}/"))
 
+    def blob_text(self, name: str) -> str:
+        """One blob of the images container as text (a test's look at what was stored)."""
+        from azure.storage.blob import ContainerClient
+
+        container = ContainerClient.from_connection_string(
+            self.stack.storage_connection_string, StorageSettings().container
+        )
+        with container:
+            data: bytes = container.download_blob(name).readall()
+        return data.decode(errors="replace")
+
     def poll(
         self, job_id: str, *, timeout_s: float = 120.0, headers: dict[str, str] | None = None
     ) -> list[dict[str, Any]]:

@@ -147,7 +147,7 @@ def test_a_queued_job_is_cancelled_before_it_reaches_the_route(api: Api):
     )
     waiting = api.status(queued).json()
     assert waiting["state"] == "queued", waiting
-    assert waiting["timings"]["request_started_at"] is None
+    assert waiting["timings"]["requestStartedAt"] is None
     cancelled = api.cancel(queued)
     assert cancelled.status_code == 202
     assert cancelled.json()["beforeSend"] is True
@@ -168,3 +168,19 @@ def test_a_cancel_right_after_the_202_reaches_the_route_only_if_the_send_came_fi
         assert api.poll(job, timeout_s=60)[-1]["state"] == "cancelled"
     may_have_sent = sum(1 for answer in answers if answer.get("beforeSend") is not True)
     assert len(api.ledger(mark)) <= may_have_sent, answers
+
+
+def test_a_callers_jobs_list_newest_first_in_pages(api: Api):
+    carol = {"x-ms-client-principal-id": "carol"}
+    ids = [
+        api.start(headers=carol, prompt=f"{PROMPT} for carol {i}", **SMALL).json()["id"]
+        for i in range(3)
+    ]
+    first = api.http.get("/api/images", params={"limit": 2}, headers=carol).json()
+    assert [item["id"] for item in first["items"]] == ids[::-1][:2]
+    assert first["next"]
+    second = api.http.get(first["next"], headers=carol).json()
+    assert [item["id"] for item in second["items"]] == [ids[0]]
+    assert second["next"] is None
+    others = api.http.get("/api/images", headers={"x-ms-client-principal-id": "dave"}).json()
+    assert others == {"items": [], "next": None}

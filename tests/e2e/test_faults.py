@@ -9,6 +9,7 @@ so that a slow first byte can outlast it. Settings below are in real seconds.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -18,9 +19,14 @@ from .faults import check_case, run_case
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.azurite]
 
+# Marker keys the routes are called with: a route that echoes one must not get it shown.
+OPENAI_KEY = "sk-marker-Q7vTzLmK2pX9aBcDeFgHiJkLmNoPwXyZ"
+AZURE_KEY = "azmarker0f3e9d2c1b0a99887766554433"
 STACK = {
     "virtual_time": True,
     "extra_env": {
+        "IMAGE_ROUTE_OPENAI_KEY": OPENAI_KEY,
+        "IMAGE_ROUTE_AZURE_KEY": AZURE_KEY,
         "IMAGE_ROUTE_AZURE_GATEWAY_IDLE_TIMEOUT_S": "60",
         "IMAGE_READ_IDLE_TIMEOUT_S": "100",
         "IMAGE_CONNECT_TIMEOUT_S": "2",
@@ -183,3 +189,152 @@ def test_a_local_timeout_twice_fails_as_a_local_timeout(api: Api):
     )
     assert final["error"]["timeout"] == "read_idle"
     assert "local timeout" in final["stateText"]
+
+
+def test_a_safety_rejection_mid_stream_is_failed_after_one_request(api: Api):
+    """OpenAI's style, before any partial image: the user's family, never retried."""
+    fault = {
+        "kind": "mid_stream_error",
+        "after_partials": 0,
+        "style": "openai",
+        "error_type": "image_generation_user_error",
+        "message": "Your request was rejected by the safety system. If you believe this is an "
+        "error, contact us at help.openai.com.",
+        "match": {"route": "openai"},
+    }
+    final, metadata, ledger = run_case(api, [fault], **SMALL, route="openai", partial_images=2)
+    check_case(
+        api,
+        final,
+        metadata,
+        ledger,
+        state="failed",
+        failure="returned_error",
+        attempts=1,
+        billable=0,
+    )
+    assert len(ledger) == 1
+    assert final["error"]["kind"] == "rejected"
+    assert final["error"]["type"] == "image_generation_user_error"
+    assert "safety system" in final["error"]["message"]
+    assert metadata["attempts"][0]["decision"]["retry"] is False
+
+
+def test_a_403_on_the_openai_route_keeps_the_routes_words(api: Api):
+    """Credentials accepted, access refused (the organization is not verified): said as the
+    route said it, not as "the credentials were refused", and not retried."""
+    fault = {"kind": "auth_error", "status": 403, "match": {"route": "openai"}}
+    final, metadata, ledger = run_case(api, [fault], **SMALL, route="openai")
+    check_case(
+        api,
+        final,
+        metadata,
+        ledger,
+        state="failed",
+        failure="returned_error",
+        attempts=1,
+        billable=0,
+    )
+    error = final["error"]
+    assert error["kind"] == "permission_denied"
+    assert error["httpStatus"] == 403
+    assert error["type"] == "invalid_request_error"
+    assert "organization must be verified" in error["message"]
+    assert metadata["attempts"][0]["outcome"] == "permission_denied"
+
+
+def test_a_400_from_the_route_names_the_field(api: Api):
+    fault = {
+        "kind": "http_error",
+        "status": 400,
+        "type": "invalid_request_error",
+        "code": "invalid_value",
+        "param": "size",
+        "message": "Invalid value for size.",
+    }
+    final, metadata, ledger = run_case(api, [fault], **SMALL)
+    check_case(
+        api,
+        final,
+        metadata,
+        ledger,
+        state="failed",
+        failure="returned_error",
+        attempts=1,
+        billable=0,
+    )
+    error = final["error"]
+    assert (error["type"], error["code"], error["param"], error["field"]) == (
+        "invalid_request_error",
+        "invalid_value",
+        "size",
+        "size",
+    )
+    assert metadata["error"]["field"] == "size"
+    assert metadata["attempts"][0]["param"] == "size"
+
+
+MARKER_PROMPT = "MARKER PROMPT violet giraffe reading a newspaper on the moon, oil on canvas"
+
+
+@pytest.mark.parametrize(
+    ("route", "key", "fault"),
+    [
+        (
+            "openai",
+            OPENAI_KEY,
+            {
+                "kind": "http_error",
+                "status": 400,
+                "type": "image_generation_user_error",
+                "code": "moderation_blocked",
+                "message": f"Your prompt '{MARKER_PROMPT[:30]}...' was rejected. Key in use: "
+                f"sk-marker-****{OPENAI_KEY[-4:]}; full key {OPENAI_KEY}.",
+            },
+        ),
+        (
+            "azure",
+            AZURE_KEY,
+            {
+                "kind": "mid_stream_error",
+                "after_partials": 1,
+                "error_type": "image_generation_user_error",
+                "message": f"rejected: {MARKER_PROMPT} (subscription key ...{AZURE_KEY[-6:]})",
+            },
+        ),
+    ],
+    ids=["openai-answer", "azure-stream"],
+)
+def test_a_route_echoing_the_key_and_the_prompt_leaves_no_trace(
+    api: Api, route: str, key: str, fault: dict[str, Any]
+):
+    log = api.stack.state_dir / "logs" / "devhost.log"
+    log_start = log.stat().st_size if log.exists() else 0
+    mark = api.ledger_mark()
+    api.fault(**fault, match={"route": route})
+    started = api.start(prompt=MARKER_PROMPT, size="1024x1024", quality="low", route=route)
+    assert started.status_code == 202, started.text
+    answers = api.poll(started.json()["id"], timeout_s=180)
+    final = answers[-1]
+    metadata = api.metadata(final)
+    check_case(
+        api,
+        final,
+        metadata,
+        api.ledger(mark),
+        state="failed",
+        failure="returned_error",
+        attempts=1,
+        billable=0,
+    )
+    assert "[redacted" in final["error"]["message"]
+    forbidden = [key, key[-4:], key[:14], MARKER_PROMPT[:12], MARKER_PROMPT[-12:]]
+    texts = {"status answers": json.dumps(answers), "metadata.json": json.dumps(metadata)}
+    for name in api.blobs(final["id"]):
+        if name.endswith(".json"):
+            texts[name] = api.blob_text(name)
+    texts["devhost log"] = log.read_bytes()[log_start:].decode(errors="replace")
+    assert "image_job_finished" in texts["devhost log"]  # the job's own log event is in it
+    for where, text in texts.items():
+        for piece in forbidden:
+            assert piece.lower() not in text.lower(), (where, piece)

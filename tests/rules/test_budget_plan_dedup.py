@@ -11,7 +11,7 @@ import pytest
 from rules.dedup import check_key, fingerprint, job_id_for
 from rules.errors import RequestInvalid, SettingsInvalid
 from rules.request import parse_job_request
-from rules.send_plan import plan_send
+from rules.send_plan import plans
 from rules.settings import AppSettings, Timeouts
 
 from .conftest import ENV
@@ -60,12 +60,12 @@ def test_partial_images_zero_behind_a_short_gateway_is_sent_with_one(settings):
     job = parse_job_request(
         {"prompt": "p", "size": "2048x2048", "quality": "high", "partial_images": 0}, settings
     )
-    plan = plan_send(job, settings)
+    plan = plans(job, settings).first
     assert plan.stream is True
     assert plan.partial_images == 1
     assert "60s gateway idle limit" in plan.notes[-1]
     assert "experimental" in plan.notes[0]  # 2048x2048 is above 2560x1440's pixel count
-    plan = plan_send(job, replace(settings, silent_stream_fix="non_streaming"))
+    plan = plans(job, replace(settings, silent_stream_fix="non_streaming")).first
     assert plan.stream is False
     assert "without streaming" in plan.notes[-1]
 
@@ -74,7 +74,7 @@ def test_partial_images_zero_stays_where_it_is_safe(settings):
     quick = parse_job_request(
         {"prompt": "p", "size": "1024x1024", "quality": "low", "partial_images": 0}, settings
     )
-    assert plan_send(quick, settings).partial_images == 0
+    assert plans(quick, settings).first.partial_images == 0
     slow = parse_job_request(
         {
             "prompt": "p",
@@ -85,7 +85,7 @@ def test_partial_images_zero_stays_where_it_is_safe(settings):
         },
         settings,
     )
-    plan = plan_send(slow, settings)
+    plan = plans(slow, settings).first
     assert plan.partial_images == 0  # no gateway declared on this route
     assert not any("gateway" in note for note in plan.notes)
 

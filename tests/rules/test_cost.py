@@ -70,6 +70,7 @@ ANSWERED_INSTEAD = [
     FailureKind.QUOTA_EXHAUSTED,
     FailureKind.REJECTED,
     FailureKind.AUTH_FAILED,
+    FailureKind.PERMISSION_DENIED,
     FailureKind.NOT_FOUND,
     FailureKind.SERVER_ERROR,
 ]

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from rules.inputs import InputRef
 from rules.job_records import (
+    REQUEST_SCHEMA_VERSION,
     AttemptInput,
     AttemptRecord,
     CancelMarker,
@@ -30,6 +32,7 @@ from rules.outcome import (
     SentAs,
     StoredImage,
     Timings,
+    status_error,
 )
 from rules.records import RecordUnreadable
 from rules.request import ImageJobRequest
@@ -47,6 +50,22 @@ REQUEST = ImageJobRequest(
     partial_images=1,
     route="azure",
 )
+EDIT = ImageJobRequest(
+    prompt="a red apple in a basket",
+    size="1024x1024",
+    quality="low",
+    output_format="png",
+    background="auto",
+    moderation="auto",
+    n=1,
+    partial_images=1,
+    route="azure",
+    images=(
+        InputRef("ab" * 32, "png", 2048, 1024, 1024),
+        InputRef("cd" * 32, "jpeg", 1024, 512, 768),
+    ),
+    mask=InputRef("ef" * 32, "png", 512, 1024, 1024),
+)
 SEND = SendPlan(stream=True, partial_images=1, notes=("sent with partial_images 1",))
 CREATED = "2026-05-07T13:46:12.000Z"
 FAILURE = Failure(
@@ -57,6 +76,16 @@ FAILURE = Failure(
     http_status=429,
     retry_after_s=12.0,
     retry_after_source="retry-after",
+)
+REJECTED = Failure(
+    kind=FailureKind.REJECTED,
+    layer=Layer.ROUTE,
+    message="Invalid value: '1000x1000'.",
+    sent=True,
+    http_status=400,
+    error_type="invalid_request_error",
+    code="invalid_value",
+    param="size",
 )
 IMAGE = StoredImage("img/image.png", "image/png", 3, 1024, 1024)
 PREVIEW = Preview(index=0, partial_image_index=0, blob="img/preview-1-0.png", bytes=2, stored=True)
@@ -95,12 +124,16 @@ RECORDS: list[Any] = [
     AttemptRecord(FAILED, Decision(retry=True, wait_s=12.3456, reason="rate limited")),
     OUTCOME,
     Outcome(state=JobState.FAILED, attempt=1, failure="returned_error", error=FAILURE),
+    Outcome(state=JobState.FAILED, attempt=1, failure="returned_error", error=REJECTED),
     FinishInput(
         "img-1", REQUEST, OUTCOME, (AttemptRecord(FAILED, DECISION), AttemptRecord(RESULT))
     ),
     ProgressRecord(CREATED, 1, CREATED, previews=[PREVIEW], sent=True, sent_at=CREATED),
     ProgressRecord(CREATED, 2, CREATED, done=True, images=(IMAGE,), result=RESULT),
     CancelMarker(requested_at=CREATED, job_created_at=CREATED),
+    JobInput(EDIT, SEND, RetryPolicy(max_attempts=3), "digest", "fingerprint", CREATED),
+    AttemptInput("img-2", 1, EDIT, SEND, CREATED),
+    FinishInput("img-2", EDIT, OUTCOME, (AttemptRecord(RESULT),)),
 ]
 
 
@@ -122,14 +155,57 @@ STORED = [JobInput, AttemptInput, Outcome, FinishInput, ProgressRecord, CancelMa
 @pytest.mark.parametrize("kind", STORED, ids=lambda k: k.__name__)
 def test_every_stored_record_carries_its_schema_version(kind):
     record = next(r for r in RECORDS if type(r) is kind)
-    assert record.to_json()["v"] == 1
+    assert record.to_json()["v"] == 1  # a generation's records: what the last deployment reads
 
 
 @pytest.mark.parametrize("kind", STORED, ids=lambda k: k.__name__)
 def test_a_newer_version_is_refused_not_guessed(kind):
     record = next(r for r in RECORDS if type(r) is kind)
     with pytest.raises(RecordUnreadable, match="newer"):
-        kind.from_json({**record.to_json(), "v": 2})
+        kind.from_json({**record.to_json(), "v": REQUEST_SCHEMA_VERSION + 1})
+
+
+@pytest.mark.parametrize("kind", [JobInput, AttemptInput, FinishInput], ids=lambda k: k.__name__)
+def test_an_edit_is_version_2_which_the_previous_deployment_refuses(kind):
+    """An older worker refuses the record (its newest is 1) instead of dropping the inputs."""
+    record = next(r for r in RECORDS if type(r) is kind and r.request.is_edit)
+    data = record.to_json()
+    assert data["v"] == 2
+    assert kind.from_json(data) == record
+    from rules import records
+
+    with pytest.raises(RecordUnreadable, match="newer"):
+        records.checked_version(data, kind.__name__, 1)
+
+
+def test_an_edit_request_keeps_hashes_and_a_generation_keeps_its_old_layout():
+    assert "images" not in REQUEST.to_json()
+    assert "mask" not in REQUEST.to_json()
+    assert ImageJobRequest.from_json(REQUEST.to_json()) == REQUEST
+    data = EDIT.to_json()
+    assert data["images"][0] == {
+        "sha256": "ab" * 32,
+        "format": "png",
+        "bytes": 2048,
+        "width": 1024,
+        "height": 1024,
+    }
+    assert data["mask"]["sha256"] == "ef" * 32
+    assert ImageJobRequest.from_json(data) == EDIT
+
+
+def test_an_edit_shape_describes_inputs_without_hashes():
+    shape = EDIT.shape()
+    assert shape["images"] == [
+        {"format": "png", "bytes": 2048, "width": 1024, "height": 1024},
+        {"format": "jpeg", "bytes": 1024, "width": 512, "height": 768},
+    ]
+    assert shape["mask"] == {"format": "png", "bytes": 512, "width": 1024, "height": 1024}
+    text = json.dumps(shape)
+    assert "ab" * 32 not in text
+    assert "sha256" not in text
+    assert "apple" not in text
+    assert "images" not in REQUEST.shape()
 
 
 @pytest.mark.parametrize("kind", [*STORED, CustomStatus], ids=lambda k: k.__name__)
@@ -207,6 +283,30 @@ def test_version_0_outcome_kept_the_error_as_the_status_answer_shows_it():
     assert outcome.timings.first_byte_ms == 4
 
 
+def test_a_failure_recorded_before_param_existed_reads_without_it():
+    """Records written before ``param`` was kept (any version) still read: param is None."""
+    old = {k: v for k, v in REJECTED.to_json().items() if k != "param"}
+    assert Failure.from_json(old) == Failure(**{**vars(REJECTED), "param": None})
+    outcome = Outcome(state=JobState.FAILED, attempt=1, failure="returned_error", error=REJECTED)
+    data = outcome.to_json()
+    del data["error"]["param"]
+    again = Outcome.from_json(data)
+    assert again.error is not None
+    assert again.error.param is None
+    assert again.error.code == "invalid_value"
+
+
+def test_the_status_error_carries_the_routes_type_code_and_param():
+    error = status_error(REJECTED)
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "invalid_value"
+    assert error["param"] == "size"
+    # Named as the service's own 400 answers name the field at fault.
+    assert error["field"] == "size"
+    assert error["httpStatus"] == 400
+    assert error["kind"] == "rejected"
+
+
 def test_version_0_progress_without_sent_reads_as_sent():
     progress = ProgressRecord.from_json({"attempt": 1, "job_created_at": CREATED})
     assert progress.sent is True
@@ -219,3 +319,22 @@ def test_records_carry_no_prompt_outside_the_request():
         data = record.to_json()
         data.pop("request", None)
         assert "a red apple" not in json.dumps(data), type(record).__name__
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        (Outcome, {"v": 1, "state": "exploded", "attempt": 1}),
+        (
+            Outcome,
+            {"v": 1, "state": "failed", "attempt": 1, "error": {"kind": "??", "layer": "route"}},
+        ),
+        (Outcome, {"state": "failed", "attempt": 1, "error": {"message": "v0 without kind"}}),
+        (ProgressRecord, {"v": 1, "attempt": 1, "previews": [{"index": 0}]}),
+        (CustomStatus, {"phase": "generating"}),
+        (JobInput, {**RECORDS[0].to_json(), "request": "not an object"}),
+    ],
+)
+def test_a_record_that_breaks_its_own_shape_is_unreadable_not_a_crash(kind, value):
+    with pytest.raises(RecordUnreadable):
+        kind.from_json(value)

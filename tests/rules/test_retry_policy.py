@@ -10,12 +10,14 @@ from rules.outcome import Failure, FailureKind, Layer
 from rules.retry import RetryPolicy, decide
 
 POLICY = RetryPolicy()
-# insufficient_quota, 400s (validation, moderation, content filter), 401, 403 are never
-# retried; nor is a 404 or a cancel. Written out here, not taken from the code under test.
+# insufficient_quota, 400s (validation, moderation, content filter), 401 (credentials), 403
+# (permission) are never retried; nor is a 404 or a cancel. Written out here, not taken from
+# the code under test.
 NEVER_RETRIED = {
     FailureKind.QUOTA_EXHAUSTED,
     FailureKind.REJECTED,
     FailureKind.AUTH_FAILED,
+    FailureKind.PERMISSION_DENIED,
     FailureKind.NOT_FOUND,
     FailureKind.CANCELLED,
 }

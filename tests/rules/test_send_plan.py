@@ -11,7 +11,7 @@ import pytest
 from rules.errors import SettingsInvalid
 from rules.outcome import Failure, FailureKind, Layer
 from rules.request import parse_job_request
-from rules.send_plan import SILENCE_MARGIN, SendPlan, is_silence_kill, plans
+from rules.send_plan import SILENCE_MARGIN, SendPlan, plans, silence_kill
 from rules.settings import AppSettings
 
 from .conftest import ENV
@@ -22,8 +22,15 @@ SETTINGS = AppSettings.from_env(ENV)
 def plan_for(
     body: dict[str, object], settings: AppSettings = SETTINGS, fix: str = "partial_images"
 ) -> tuple[SendPlan, SendPlan | None]:
+    """(the first plan, the plan after our read-idle limit fired)."""
     request = parse_job_request({"prompt": "p", **body}, settings)
-    return plans(request, replace(settings, silent_stream_fix=fix))
+    planned = plans(request, replace(settings, silent_stream_fix=fix))
+    return planned.first, planned.after_read_idle
+
+
+def gateway_plan_for(body: dict[str, object], fix: str = "partial_images") -> SendPlan | None:
+    request = parse_job_request({"prompt": "p", **body}, SETTINGS)
+    return plans(request, replace(SETTINGS, silent_stream_fix=fix)).after_gateway_kill
 
 
 def test_a_4k_high_job_behind_a_60s_gateway_is_not_streamed_and_waits_long_enough():
@@ -92,10 +99,10 @@ def test_silence_kills_are_a_gateway_timeout_or_our_read_idle_limit():
     def failure(kind: FailureKind, timeout: str | None = None) -> Failure:
         return Failure(kind=kind, layer=Layer.GATEWAY, message="m", sent=True, timeout=timeout)
 
-    assert is_silence_kill(failure(FailureKind.GATEWAY_TIMEOUT))
-    assert is_silence_kill(failure(FailureKind.LOCAL_TIMEOUT, "read_idle"))
-    assert not is_silence_kill(failure(FailureKind.LOCAL_TIMEOUT, "request"))
-    assert not is_silence_kill(failure(FailureKind.SERVER_ERROR))
+    assert silence_kill(failure(FailureKind.GATEWAY_TIMEOUT)) == "gateway"
+    assert silence_kill(failure(FailureKind.LOCAL_TIMEOUT, "read_idle")) == "read_idle"
+    assert silence_kill(failure(FailureKind.LOCAL_TIMEOUT, "request")) is None
+    assert silence_kill(failure(FailureKind.SERVER_ERROR)) is None
 
 
 def test_a_request_limit_too_short_for_the_slowest_silence_is_refused_at_start_up():
@@ -141,3 +148,19 @@ def test_a_silent_stream_is_judged_by_its_longest_gap_against_the_read_limit():
         {"size": "3840x2160", "quality": "high", "route": "openai", "partial_images": 3}
     )
     assert three.read_idle_s is None  # gaps of ~31 % fit the 360 s read limit
+
+
+def test_after_a_gateway_kill_only_another_shape_is_sent_never_a_longer_read_limit():
+    # 2048x2048 high asked with one partial fits behind the gateway; after a gateway kill the
+    # resend goes without streaming, a different shape.
+    after = gateway_plan_for({"size": "2048x2048", "quality": "high", "partial_images": 1})
+    assert after is not None
+    assert after.stream is False
+    # Where only one shape fits (4K high on Azure: not streamed), nothing else is sent after a
+    # gateway kill, while after our own read-idle limit a longer one may still help.
+    assert gateway_plan_for({"size": "3840x2160", "quality": "high"}) is None
+    first, after_read_idle = plan_for({"size": "3840x2160", "quality": "high"})
+    assert after_read_idle is not None
+    assert after_read_idle.read_idle_s is not None
+    assert first.read_idle_s is not None
+    assert after_read_idle.read_idle_s > first.read_idle_s

@@ -74,3 +74,12 @@ def test_the_principal_header_is_trusted_only_behind_easy_auth():
     forced = dict(ENV, IMAGE_TRUST_PRINCIPAL_HEADER="true")
     assert AppSettings.from_env(forced).trust_principal_header
     assert "test-only-secret" not in repr(AppSettings.from_env(ENV))
+
+
+def test_the_samples_public_job_id_secret_is_refused_in_azure():
+    sample = dict(ENV, IMAGE_JOB_ID_SECRET="local-only-job-id-secret-change-me")
+    AppSettings.from_env(sample)  # fine locally
+    with pytest.raises(SettingsInvalid) as caught:
+        AppSettings.from_env(dict(sample, WEBSITE_INSTANCE_ID="abc123"))
+    assert caught.value.setting == "IMAGE_JOB_ID_SECRET"
+    assert "change-me" not in str(caught.value)

@@ -1,205 +1,707 @@
-"""Start an image job and follow it: ``python -m clients.cli generate --prompt "..." --wait``.
+"""The image job CLI: ``python -m clients.cli generate --prompt "a red apple" --wait``.
 
-The CLI does what every client of the service should do: start the job, get its id at once, then
-poll the status URL at the pace the service asks (Retry-After), show each state change as it
-happens, and on the end say where the image is, how long each clock took, or what failed where.
-It never starts a second job because the first is slow.
-
-    python -m clients.cli generate --url http://127.0.0.1:7071 --key KEY \\
-        --prompt "a red apple" --size 1024x1024 --quality low --wait --out apple.png
-    python -m clients.cli status JOB_ID --url ... --key ...
+Commands: ``generate`` (start a job; with ``--wait`` follow it to the end), ``status ID``,
+``wait ID`` (follow a job already started) and ``cancel ID``. The function key comes from
+``--key`` or ``IMAGEJOBS_KEY`` and is never printed; the service from ``--url`` or
+``IMAGEJOBS_URL``. Every failure is one line on stderr saying what to do, with an exit code of
+its class (``clients.api.ExitCode``); none is a traceback. ``main(argv) -> int`` is the entry
+point (``make demo`` calls it).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from types import FrameType
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
+import click
 import httpx
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
-TIMING_ROWS = (
-    ("connect_ms", "connect"),
-    ("first_byte_ms", "first byte"),
-    ("first_partial_image_ms", "first partial image"),
-    ("final_image_ms", "final image"),
-    ("download_ms", "download"),
-    ("upload_ms", "upload"),
+from clients.api import (
+    DEFAULT_URL,
+    Answer,
+    ExitCode,
+    JobClient,
+    Problem,
+    SaveFailed,
+    WaitTimedOut,
+)
+from clients.follow import follow, poll_delay
+from clients.render import (
+    LiveLine,
+    Screen,
+    change_line,
+    error_text,
+    image_text,
+    request_text,
+    retry_text,
+    seconds,
+    waterfall_table,
 )
 
+PROG = "python -m clients.cli"
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp"}
 
-class JobClient:
-    """The service's HTTP API, with the function key sent as ``x-functions-key``."""
-
-    def __init__(self, base_url: str, key: str | None, client: httpx.Client | None = None):
-        self._base = base_url.rstrip("/")
-        headers = {"x-functions-key": key} if key else {}
-        self._http = client or httpx.Client(timeout=30.0)
-        self._headers = headers
-
-    def start(self, request: dict[str, Any]) -> httpx.Response:
-        return self._http.post(f"{self._base}/api/images", json=request, headers=self._headers)
-
-    def status(self, job_id: str) -> httpx.Response:
-        return self._http.get(f"{self._base}/api/images/{job_id}", headers=self._headers)
-
-    def download(self, url: str) -> bytes:
-        response = self._http.get(url)
-        response.raise_for_status()
-        return response.content
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0    done (generate --wait / wait: the job is saved and its images written)
+  1    the job ended failed
+  2    a wrong option or argument
+  3    the job ended cancelled
+  4    the function key is missing or wrong (HTTP 401/403)
+  5    cannot connect: the stack is not running, or --url is wrong
+  6    timed out: no answer within --http-timeout, or the job still running at --timeout
+  7    the answer is not the service's JSON (is --url the image job service?)
+  8    the service refused the request (a 4xx error: it names the code and field)
+  9    the service failed (a 5xx error); try again later
+  10   the job is saved, but an image could not be fetched or written here
+  130  Ctrl-C: stopped following; the job goes on (`wait ID` resumes, `cancel ID` stops it)
+"""
 
 
-def follow(
+@dataclass
+class Runtime:
+    """Where the CLI talks and writes; tests replace the transport, consoles and clock."""
+
+    out: Console = field(default_factory=lambda: Console(highlight=False))
+    err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
+    transport: httpx.BaseTransport | None = None
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
+    # The SIGINT handler main found (it handles Ctrl-C its own way while it runs).
+    sigint_handler: Any = None
+
+
+@dataclass
+class Settings:
+    """The group's options, as the commands see them."""
+
+    runtime: Runtime
+    url: str
+    key: str | None
+    http_timeout_s: float
+
+    def client(self) -> JobClient:
+        return JobClient(
+            self.url, self.key, timeout_s=self.http_timeout_s, transport=self.runtime.transport
+        )
+
+    def command(self, *words: str) -> str:
+        """How to run another command against the same service (never with the key)."""
+        url = f" --url {self.url}" if self.url.rstrip("/") != DEFAULT_URL else ""
+        return f"{PROG}{url} {' '.join(words)}"
+
+
+@dataclass(frozen=True)
+class FollowOptions:
+    out: Path | None
+    out_dir: Path | None
+    previews_dir: Path | None
+    poll_interval_s: float | None
+    timeout_s: float
+    patience_s: float
+    as_json: bool
+
+
+def _settings(ctx: click.Context, url: str | None, key: str | None) -> Settings:
+    """The group's settings, with a command's own --url / --key winning where given."""
+    settings = ctx.obj
+    assert isinstance(settings, Settings)
+    if url is not None:
+        settings.url = url
+    if key is not None:
+        settings.key = key
+    return settings
+
+
+# --url and --key are accepted after the command too (`status ID --url ... --key ...`).
+def _connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option(
+        "--key",
+        "command_key",
+        metavar="KEY",
+        help="The function key (same as the global --key; never printed).",
+    )(command)
+    return click.option(
+        "--url",
+        "command_url",
+        metavar="URL",
+        help="The service's base URL (same as the global --url).",
+    )(command)
+
+
+def _follow_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--out",
+            type=click.Path(dir_okay=False, path_type=Path),
+            metavar="FILE",
+            help="Save image 0 as FILE, and the others of an n > 1 job as FILE-1.ext, "
+            "FILE-2.ext, ...",
+        ),
+        click.option(
+            "--out-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            metavar="DIR",
+            help="Save every image in DIR as ID.ext, ID-1.ext, ... (created if missing).",
+        ),
+        click.option(
+            "--previews-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            metavar="DIR",
+            help="Save each partial preview in DIR as it appears (ID-preview-ATTEMPT-K.ext).",
+        ),
+        click.option(
+            "--poll-interval",
+            type=click.FloatRange(min=0.05),
+            metavar="SECONDS",
+            help="Poll at this pace instead of the service's Retry-After "
+            "(which is honoured, capped at 30s, by default).",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0),
+            default=3600.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="Stop following after this long (the job goes on; exit code 6).",
+        ),
+        click.option(
+            "--patience",
+            type=click.FloatRange(min=0),
+            default=60.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="Keep polling through failed polls (service down, 5xx) this long in a row "
+            "before giving up.",
+        ),
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            help="Print the final status answer as JSON on stdout (progress goes to stderr).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _follow_options_from(kwargs: dict[str, Any]) -> FollowOptions:
+    options = FollowOptions(
+        out=kwargs.pop("out"),
+        out_dir=kwargs.pop("out_dir"),
+        previews_dir=kwargs.pop("previews_dir"),
+        poll_interval_s=kwargs.pop("poll_interval"),
+        timeout_s=kwargs.pop("timeout"),
+        patience_s=kwargs.pop("patience"),
+        as_json=kwargs.pop("as_json"),
+    )
+    if options.out is not None and options.out_dir is not None:
+        raise click.UsageError("give --out or --out-dir, not both")
+    return options
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_CODES_HELP,
+)
+@click.option(
+    "--url",
+    envvar="IMAGEJOBS_URL",
+    show_envvar=True,
+    default=DEFAULT_URL,
+    show_default=True,
+    metavar="URL",
+    help="The service's base URL (the part before /api/images).",
+)
+@click.option(
+    "--key",
+    envvar="IMAGEJOBS_KEY",
+    show_envvar=True,
+    metavar="KEY",
+    help="The function key, sent as x-functions-key and never printed; locally "
+    "`python -m devhost keys` prints it. Prefer the environment variable: a command line "
+    "shows in `ps`.",
+)
+@click.option(
+    "--http-timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long one HTTP call may take before it counts as no answer.",
+)
+@click.pass_context
+def cli(ctx: click.Context, url: str, key: str | None, http_timeout: float) -> None:
+    """Start gpt-image-2 image jobs and follow them to the end.
+
+    A job runs in the service, not here: `generate` gets its id at once, and `--wait` (or
+    `wait ID` later) follows it at the pace the service asks. Stopping this command never
+    stops the job; `cancel ID` does. A slow job is never started a second time.
+    """
+    runtime = ctx.obj if isinstance(ctx.obj, Runtime) else Runtime()
+    ctx.obj = Settings(runtime=runtime, url=url, key=key or None, http_timeout_s=http_timeout)
+
+
+@cli.command()
+@click.option("--prompt", required=True, help="What the image should show.")
+@click.option("--size", metavar="WxH", help="e.g. 1024x1024, 1536x1024, or auto.")
+@click.option("--quality", metavar="Q", help="low, medium, high or auto.")
+@click.option("--output-format", metavar="FORMAT", help="png, jpeg or webp (per route).")
+@click.option(
+    "--output-compression", type=int, metavar="0-100", help="Compression of jpeg or webp."
+)
+@click.option("--background", metavar="B", help="transparent, opaque or auto.")
+@click.option("--moderation", metavar="M", help="auto or low.")
+@click.option("-n", "--n", "n", type=int, metavar="N", help="How many images (all are saved).")
+@click.option("--partial-images", type=int, metavar="K", help="Previews to stream (0-3).")
+@click.option("--route", metavar="NAME", help="The service's route (e.g. azure, openai).")
+@click.option(
+    "--idempotency-key",
+    metavar="TEXT",
+    help="Sent as Idempotency-Key: the same key returns the same job, never a second one.",
+)
+@click.option(
+    "--wait/--no-wait",
+    default=False,
+    show_default=True,
+    help="Follow the job to the end: live state, previews, clocks and images.",
+)
+@_follow_options
+@_connection_options
+@click.pass_context
+def generate(ctx: click.Context, /, **kwargs: Any) -> int:
+    """Start an image job (and with --wait, follow it to the end).
+
+    Unset options take the service's defaults; the service checks every value against the
+    model's rules and names the field it refuses (exit code 8).
+    """
+    settings = _settings(ctx, kwargs.pop("command_url"), kwargs.pop("command_key"))
+    wait = kwargs.pop("wait")
+    idempotency_key = kwargs.pop("idempotency_key")
+    options = _follow_options_from(kwargs)
+    if not wait and (options.out or options.out_dir or options.previews_dir):
+        raise click.UsageError("--out, --out-dir and --previews-dir need --wait")
+    request = {name: value for name, value in kwargs.items() if value is not None}
+    screen = _screen(settings.runtime, as_json=options.as_json)
+    started = settings.runtime.monotonic()
+    with settings.client() as client:
+        try:
+            answer = client.start(request, idempotency_key=idempotency_key)
+        except KeyboardInterrupt:
+            screen.error(
+                "before the service answered: a job may have started; run the same command "
+                "again to get that job (the service returns a running job for the same request "
+                "instead of starting another)",
+                label="interrupted",
+            )
+            return ExitCode.INTERRUPTED
+        job_id = str(answer.body.get("id"))
+        _show_started(screen, settings, answer, following=wait)
+        if not wait:
+            if options.as_json:
+                _print_json(settings.runtime, answer.body)
+            return ExitCode.OK
+        return _follow_and_finish(
+            screen,
+            settings,
+            client,
+            job_id,
+            options,
+            first_delay_s=poll_delay(answer.retry_after_s, options.poll_interval_s),
+            started=started,
+        )
+
+
+@cli.command()
+@click.argument("job_id", metavar="ID")
+@_follow_options
+@_connection_options
+@click.pass_context
+def wait(ctx: click.Context, /, job_id: str, **kwargs: Any) -> int:
+    """Follow a job until it ends; show its clocks, save its images.
+
+    The job was started before (by `generate`, or by another client). On a job that has
+    ended it returns at once (a way to fetch its images again).
+    """
+    settings = _settings(ctx, kwargs.pop("command_url"), kwargs.pop("command_key"))
+    options = _follow_options_from(kwargs)
+    screen = _screen(settings.runtime, as_json=options.as_json)
+    with settings.client() as client:
+        return _follow_and_finish(
+            screen,
+            settings,
+            client,
+            job_id,
+            options,
+            first_delay_s=0.0,
+            started=settings.runtime.monotonic(),
+        )
+
+
+@cli.command()
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the status answer as JSON.")
+@_connection_options
+@click.pass_context
+def status(
+    ctx: click.Context,
+    job_id: str,
+    as_json: bool,
+    command_url: str | None,
+    command_key: str | None,
+) -> int:
+    """Show a job's status once (or as JSON with --json).
+
+    State and its sentence, attempt, request, retry, clocks, previews, images, error.
+    """
+    settings = _settings(ctx, command_url, command_key)
+    with settings.client() as client:
+        answer = client.status(job_id)
+    if as_json:
+        _print_json(settings.runtime, answer.body)
+        return ExitCode.OK
+    screen = _screen(settings.runtime, as_json=False)
+    _show_status(screen, settings, answer.body, running=answer.status_code == 202)
+    return ExitCode.OK
+
+
+@cli.command()
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the cancel answer as JSON.")
+@_connection_options
+@click.pass_context
+def cancel(
+    ctx: click.Context,
+    job_id: str,
+    as_json: bool,
+    command_url: str | None,
+    command_key: str | None,
+) -> int:
+    """Cancel a job (it stops; its record stays).
+
+    A queued job never reaches the model, a running stream is closed. Exit code 0 once the
+    service has taken the cancel (or the job had already ended).
+    """
+    settings = _settings(ctx, command_url, command_key)
+    with settings.client() as client:
+        answer = client.cancel(job_id)
+    if as_json:
+        _print_json(settings.runtime, answer.body)
+        return ExitCode.OK
+    screen = _screen(settings.runtime, as_json=False)
+    state = answer.body.get("state")
+    if answer.status_code == 200:
+        screen.line(f"job {job_id} had already ended: {state}")
+        return ExitCode.OK
+    before = answer.body.get("beforeSend")
+    note = ""
+    if before is True:
+        note = " (before its request was sent: the model is not called)"
+    elif before is False:
+        note = " (its request was sent: the running stream is being closed)"
+    screen.line(f"job {job_id}: {state}{note}")
+    screen.line(f"follow it to the end: {settings.command('wait', job_id)}")
+    return ExitCode.OK
+
+
+def _screen(runtime: Runtime, *, as_json: bool) -> Screen:
+    # With --json, stdout carries the JSON alone: what a person reads goes to stderr.
+    return Screen(runtime.err if as_json else runtime.out, runtime.err)
+
+
+def _print_json(runtime: Runtime, body: dict[str, Any]) -> None:
+    runtime.out.file.write(json.dumps(body, indent=2) + "\n")
+    runtime.out.file.flush()
+
+
+def _show_started(screen: Screen, settings: Settings, answer: Answer, *, following: bool) -> None:
+    body = answer.body
+    replayed = answer.headers.get("idempotent-replayed", "").lower() == "true"
+    what = "already started for this request, no second job" if replayed else "accepted"
+    screen.line(f"job {body.get('id')} {what}: {body.get('state')}")
+    for note in body.get("notes") or []:
+        screen.line(f"  note: {note}")
+    if body.get("statusUrl"):
+        screen.link("status:", str(body["statusUrl"]))
+    if not following:
+        screen.line(f"follow it: {settings.command('wait', str(body.get('id')))}")
+
+
+def _follow_and_finish(
+    screen: Screen,
+    settings: Settings,
     client: JobClient,
     job_id: str,
+    options: FollowOptions,
     *,
-    on_change: Callable[[dict[str, Any]], None],
-    timeout_s: float = 3600.0,
-    sleep: Callable[[float], None] = time.sleep,
-    monotonic: Callable[[], float] = time.monotonic,
-) -> dict[str, Any]:
-    """Poll until the job ends; call ``on_change`` for every new state (and new preview).
+    first_delay_s: float,
+    started: float,
+) -> int:
+    runtime = settings.runtime
+    live = LiveLine(runtime.monotonic)
+    live.started = started
+    last: tuple[object, ...] | None = None
+    saved_previews: set[str] = set()
 
-    A poll that fails (a 5xx, a dropped connection) is not the job failing: it is tried again
-    at the same pace, up to the deadline. The job is never started again.
-    """
-    deadline = monotonic() + timeout_s
-    last: tuple[str, int, int] | None = None
-    while True:
-        try:
-            response = client.status(job_id)
-        except httpx.TransportError:
-            if monotonic() > deadline:
-                raise
-            sleep(2.0)
-            continue
-        if response.status_code == 404:
-            raise SystemExit(f"job {job_id}: not found")
-        if response.status_code >= 500 and monotonic() <= deadline:
-            sleep(_retry_after(response))
-            continue
-        response.raise_for_status()
-        status: dict[str, Any] = response.json()
-        seen = (status["state"], status.get("attempt") or 0, len(status.get("previews") or []))
+    def on_status(status: dict[str, Any], next_poll_s: float) -> None:
+        nonlocal last
+        live.update(status, next_poll_s)
+        seen = (
+            status.get("state"),
+            status.get("attempt"),
+            len(status.get("previews") or []),
+            json.dumps(status.get("retry"), sort_keys=True),
+        )
         if seen != last:
-            on_change(status)
+            screen.line(change_line(status, runtime.monotonic() - started))
             last = seen
-        if response.status_code == 200:
-            return status
-        if monotonic() > deadline:
-            raise SystemExit(f"job {job_id}: still {status['state']} after {timeout_s:g}s")
-        sleep(_retry_after(response))
+        if options.previews_dir is not None:
+            _save_previews(screen, client, job_id, status, options.previews_dir, saved_previews)
 
+    def on_trouble(problem: Problem, next_poll_s: float) -> None:
+        live.troubled(problem.message, next_poll_s)
+        if not screen.out.is_terminal:
+            screen.warn(f"poll failed, trying again in {seconds(next_poll_s)}: {problem.message}")
 
-def _retry_after(response: httpx.Response) -> float:
     try:
-        return max(0.05, min(float(response.headers.get("retry-after", "2")), 30.0))
-    except ValueError:
-        return 2.0
-
-
-def print_change(console: Console, started: float) -> Callable[[dict[str, Any]], None]:
-    def show(status: dict[str, Any]) -> None:
-        elapsed = time.monotonic() - started
-        extra = ""
-        if status.get("previews"):
-            extra = f" ({len(status['previews'])} preview(s))"
-        if status.get("retry"):
-            extra = f" (retry at {status['retry']['at']}: {status['retry']['reason']})"
-        console.print(
-            f"[dim]{elapsed:7.1f}s[/dim]  [bold]{status['state']}[/bold]"
-            f"  attempt {status.get('attempt') or '-'}  {status['stateText']}{extra}"
+        with screen.live(live):
+            final = follow(
+                client,
+                job_id,
+                on_status=on_status,
+                on_trouble=on_trouble,
+                poll_interval_s=options.poll_interval_s,
+                first_delay_s=first_delay_s,
+                timeout_s=options.timeout_s,
+                patience_s=options.patience_s,
+                sleep=runtime.sleep,
+                monotonic=runtime.monotonic,
+            )
+    except KeyboardInterrupt:
+        screen.error(
+            f"stopped following job {job_id}; it goes on. Follow it again: "
+            f"{settings.command('wait', job_id)} · stop it: "
+            f"{settings.command('cancel', job_id)}",
+            label="interrupted",
         )
+        return ExitCode.INTERRUPTED
+    except Problem as problem:
+        if problem.transient or isinstance(problem, WaitTimedOut):
+            # The service (or the waiting) gave out, not the job: say how to pick it up again.
+            subject = "it" if isinstance(problem, WaitTimedOut) else f"job {job_id}"
+            problem.message += (
+                f"; {subject} goes on: {settings.command('wait', job_id)} follows it again, "
+                f"{settings.command('cancel', job_id)} stops it"
+            )
+        raise
+    return _finish(screen, settings, client, final, options, runtime.monotonic() - started, live)
 
-    return show
+
+def _finish(
+    screen: Screen,
+    settings: Settings,
+    client: JobClient,
+    status: dict[str, Any],
+    options: FollowOptions,
+    elapsed_s: float,
+    live: LiveLine,
+) -> int:
+    job_id = str(status.get("id"))
+    state = status.get("state")
+    images = [i for i in status.get("images") or [] if isinstance(i, dict)]
+    if not images and isinstance(status.get("image"), dict):
+        images = [status["image"]]
+    saved_to: list[str | None] = [None] * len(images)
+    problem: SaveFailed | None = None
+    if state == "saved" and (options.out or options.out_dir):
+        try:
+            for index, path in enumerate(image_paths(job_id, images, options.out, options.out_dir)):
+                _write(path, client.download(str(images[index]["url"]), what=f"image {index}"))
+                saved_to[index] = str(path)
+        except SaveFailed as failed:
+            problem = failed
+    screen.line("")
+    summary = f"job {job_id} {state} after {seconds(elapsed_s)} (attempt {status.get('attempt')}"
+    summary += f", {live.polls} poll{'s' if live.polls != 1 else ''})"
+    if status.get("costUsd") is not None:
+        estimated = " estimated" if status.get("costEstimated") else ""
+        summary += f"; cost{estimated} ${status['costUsd']:.4f}"
+    screen.line(summary, style="bold")
+    _show_outcome(screen, status, images, saved_to)
+    if options.as_json:
+        _print_json(settings.runtime, status)
+    if problem is not None:
+        raise problem
+    if state == "saved":
+        return ExitCode.OK
+    if state == "cancelled":
+        return ExitCode.JOB_CANCELLED
+    return ExitCode.JOB_FAILED
 
 
-def print_result(console: Console, status: dict[str, Any]) -> None:
-    timings = status.get("timings") or {}
-    table = Table(title=f"job {status['id']}: {status['state']}")
-    table.add_column("clock")
-    table.add_column("ms from send", justify="right")
-    for key, label in TIMING_ROWS:
-        value = timings.get(key)
-        table.add_row(label, "-" if value is None else f"{value:,}")
-    console.print(table)
-    if status.get("image"):
-        image = status["image"]
-        console.print(
-            f"image: {image['width']}x{image['height']} {image['contentType']}, "
-            f"{image['bytes']:,} bytes"
-        )
-        console.print(f"image URL: {image['url']}")
+def _show_outcome(
+    screen: Screen,
+    status: dict[str, Any],
+    images: list[dict[str, Any]],
+    saved_to: Sequence[str | None],
+) -> None:
+    """The clocks, the images and their links, the metadata link, the error."""
+    table = waterfall_table(
+        status.get("timings"),
+        title=f"clocks of attempt {status.get('attempt')} (ms from the send)",
+        width=screen.out.width,
+    )
+    if table is not None:
+        screen.print(table)
+    for index, image in enumerate(images):
+        saved = saved_to[index] if index < len(saved_to) else None
+        screen.link(image_text(index, image, saved), str(image.get("url")))
     if status.get("metadataUrl"):
-        console.print(f"metadata: {status['metadataUrl']}")
+        screen.link("metadata (every clock, attempt and wait):", str(status["metadataUrl"]))
     if status.get("error"):
-        console.print(f"[red]error[/red]: {json.dumps(status['error'])}")
+        screen.line(f"error: {error_text(status['error'])}", style="red")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m clients.cli", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--url", default=os.environ.get("IMAGEJOBS_URL", "http://127.0.0.1:7071"))
-    parser.add_argument(
-        "--key",
-        default=os.environ.get("IMAGEJOBS_KEY"),
-        help="function key (default: $IMAGEJOBS_KEY)",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    generate = commands.add_parser("generate", help="start a job")
-    generate.add_argument("--prompt", required=True)
-    for name in ("size", "quality", "output_format", "background", "moderation", "route"):
-        generate.add_argument(f"--{name.replace('_', '-')}", dest=name)
-    for name in ("n", "partial_images", "output_compression"):
-        generate.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int)
-    generate.add_argument("--wait", action="store_true", help="poll until the job ends")
-    generate.add_argument("--out", help="with --wait: save the image to this file")
-    generate.add_argument(
-        "--timeout", type=float, default=3600.0, help="seconds to keep polling (default 3600)"
-    )
-    status = commands.add_parser("status", help="show a job's status")
-    status.add_argument("job_id")
-    args = parser.parse_args(argv)
+def _show_status(
+    screen: Screen, settings: Settings, status: dict[str, Any], *, running: bool
+) -> None:
+    job_id = str(status.get("id"))
+    screen.line(Text(f"job {job_id}: ") + change_line(status))
+    if status.get("request"):
+        screen.line(f"  request: {request_text(status['request'])}")
+    if status.get("route"):
+        screen.line(f"  route: {status['route']}")
+    for label, key in (("created", "createdAt"), ("updated", "updatedAt")):
+        if status.get(key):
+            screen.line(f"  {label}: {status[key]}")
+    if status.get("retry"):
+        screen.line(f"  {retry_text(status['retry'])}")
+    for preview in status.get("previews") or []:
+        screen.link(f"  preview {preview.get('index')}:", str(preview.get("url")))
+    images = [i for i in status.get("images") or [] if isinstance(i, dict)]
+    _show_outcome(screen, status, images, [None] * len(images))
+    if running:
+        screen.line(f"follow it: {settings.command('wait', job_id)}")
+    elif images:
+        screen.line(f"save its images: {settings.command('wait', job_id, '--out-dir', '.')}")
 
-    console = Console()
-    client = JobClient(args.url, args.key)
-    if args.command == "status":
-        response = client.status(args.job_id)
-        console.print_json(response.text)
-        return 0 if response.status_code in (200, 202) else 1
 
-    fields = ("prompt", "size", "quality", "output_format", "background", "moderation", "route")
-    request: dict[str, Any] = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
-    for name in ("n", "partial_images", "output_compression"):
-        if getattr(args, name) is not None:
-            request[name] = getattr(args, name)
-    started = time.monotonic()
-    response = client.start(request)
-    if response.status_code != 202:
-        console.print(f"[red]not started[/red] (HTTP {response.status_code}): {response.text}")
-        return 1
-    job = response.json()
-    console.print(f"job [bold]{job['id']}[/bold] accepted; status at {job['statusUrl']}")
-    if not args.wait:
-        return 0
-    final = follow(
-        client, job["id"], on_change=print_change(console, started), timeout_s=args.timeout
-    )
-    print_result(console, final)
-    if final["state"] != "saved":
-        return 2
-    if args.out and final.get("image"):
-        with open(args.out, "wb") as out:
-            out.write(client.download(final["image"]["url"]))
-        console.print(f"saved to {args.out}")
-    return 0
+def image_paths(
+    job_id: str, images: Sequence[dict[str, Any]], out: Path | None, out_dir: Path | None
+) -> list[Path]:
+    """Where each image goes: --out FILE is image 0, FILE-1.ext, FILE-2.ext the others;
+    --out-dir DIR holds ID.ext, ID-1.ext, ..."""
+    paths: list[Path] = []
+    for index, image in enumerate(images):
+        ext = _extension(image)
+        if out is not None:
+            suffix = out.suffix or f".{ext}"
+            paths.append(out if index == 0 else out.with_name(f"{out.stem}-{index}{suffix}"))
+        elif out_dir is not None:
+            name = job_id if index == 0 else f"{job_id}-{index}"
+            paths.append(out_dir / f"{name}.{ext}")
+    return paths
+
+
+def _extension(image: dict[str, Any]) -> str:
+    suffix = PurePosixPath(unquote(urlsplit(str(image.get("url") or "")).path)).suffix
+    if suffix and len(suffix) <= 6:
+        return suffix[1:]
+    return EXTENSIONS.get(str(image.get("contentType")), "png")
+
+
+def _save_previews(
+    screen: Screen,
+    client: JobClient,
+    job_id: str,
+    status: dict[str, Any],
+    folder: Path,
+    done: set[str],
+) -> None:
+    for preview in status.get("previews") or []:
+        url = str(preview.get("url") or "")
+        name = PurePosixPath(unquote(urlsplit(url).path)).name or f"preview-{preview.get('index')}"
+        if not url or name in done:
+            continue
+        done.add(name)  # tried once: a preview that cannot be fetched is a warning, not a loop
+        path = folder / f"{job_id}-{name}"
+        try:
+            _write(path, client.download(url, what=f"preview {preview.get('index')}"))
+        except SaveFailed as failed:
+            screen.warn(failed.message)
+            continue
+        screen.line(f"         preview {preview.get('index')} saved to {path}", style="dim")
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as exc:
+        raise SaveFailed(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _first_interrupt_only(runtime: Runtime) -> None:
+    """The first Ctrl-C raises KeyboardInterrupt and sets SIGINT aside, so the presses after it
+    are ignored until ``main`` returns: the first one's clean-up (the live line cleared) and
+    message run whole, and no second one ends in a traceback."""
+
+    def on_interrupt(_signum: int, _frame: FrameType | None) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        return
+    if runtime.sigint_handler is None:
+        runtime.sigint_handler = previous
+
+
+def main(argv: Sequence[str] | None = None, *, runtime: Runtime | None = None) -> int:
+    """Run the CLI and return its exit code (``ExitCode``); never raises, never a traceback
+    for a failure of the service, the network or the user's input."""
+    runtime = runtime or Runtime()
+    try:
+        return _main(argv, runtime)
+    finally:
+        if runtime.sigint_handler is not None:
+            signal.signal(signal.SIGINT, runtime.sigint_handler)
+            runtime.sigint_handler = None
+
+
+def _main(argv: Sequence[str] | None, runtime: Runtime) -> int:
+    _first_interrupt_only(runtime)
+    try:
+        result = cli.main(
+            args=list(sys.argv[1:] if argv is None else argv),
+            prog_name=PROG,
+            standalone_mode=False,
+            obj=runtime,
+        )
+    except Problem as problem:
+        Screen(runtime.out, runtime.err).error(problem.message)
+        return problem.exit_code
+    except click.ClickException as exc:
+        exc.show(file=runtime.err.file)
+        return exc.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        Screen(runtime.out, runtime.err).error("stopped", label="interrupted")
+        return ExitCode.INTERRUPTED
+    if isinstance(result, int):
+        return result
+    return ExitCode.OK  # --help
 
 
 if __name__ == "__main__":

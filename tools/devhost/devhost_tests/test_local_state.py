@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import subprocess
@@ -27,9 +28,12 @@ from devhost_tests.example_client import EXAMPLE, App
 
 
 def modes(root: Path) -> dict[str, int]:
+    """Every path under ``root`` with its mode; a file gone between the listing and its stat
+    (a timer's status written whole: its temporary file is moved into place) is left out."""
     found = {".": stat.S_IMODE(root.stat().st_mode)}
     for path in root.rglob("*"):
-        found[str(path.relative_to(root))] = stat.S_IMODE(path.stat().st_mode)
+        with contextlib.suppress(FileNotFoundError):
+            found[str(path.relative_to(root))] = stat.S_IMODE(path.stat().st_mode)
     return found
 
 

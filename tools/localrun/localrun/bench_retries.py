@@ -3,12 +3,13 @@
     python -m localrun.bench_retries        (make bench-retries)
 
 For each scenario the simulator's ledger is reset, the jobs are run one way, the ledger is read;
-then the same again the other way. Reported side by side: jobs saved, billable generations per
-saved image, and 429s received. The simulator runs at time scale 30 with a 6 requests/minute
-limit and Azure's 60 s gateway; the service's own waits (5/15/30 s after a 5xx, 120 s after a
-post-send failure, 10 s 429 backoff) are divided by the same factor (IMAGE_TIME_SCALE, which the
-stack sets), so both sides live on one clock. The plain loop is what many apps do: one SDK call
-per job, SDK defaults (2 retries, its own backoff), streaming with the request's partial_images.
+then the same again the other way. Reported side by side: jobs saved, requests that reached the
+route, billable generations per saved image, and 429s received. The simulator runs at time
+scale 30 with a 6 requests/minute limit and Azure's 60 s gateway; the service's own estimates,
+limits and waits (5/15/30 s after a 5xx, 120 s after a post-send failure, 10 s 429 backoff) are
+divided by the same factor (IMAGE_TIME_SCALE), so both sides live on one clock. The plain loop
+is what many apps do: one SDK call per job, SDK defaults (2 retries, its own backoff), streaming
+with the request's partial_images.
 """
 
 from __future__ import annotations
@@ -57,6 +58,27 @@ SCENARIOS = [
         {"size": "1024x1024", "quality": "low", "partial_images": 2},
         [{"kind": "mid_stream_error", "after_partials": 1, "count": 3}],
     ),
+    Scenario(
+        "4K high (3840x2160), Azure 60 s gateway",
+        2,
+        {"size": "3840x2160", "quality": "high", "partial_images": 1},
+        [],
+    ),
+    Scenario(
+        "safety rejection mid-stream on 3 of 6 streams",
+        6,
+        {"size": "1024x1024", "quality": "low", "partial_images": 1},
+        [
+            {
+                "kind": "mid_stream_error",
+                "after_partials": 0,
+                "error_type": "image_generation_user_error",
+                "code": "moderation_blocked",
+                "message": "Your request was rejected by the safety system.",
+                "count": 3,
+            }
+        ],
+    ),
 ]
 
 SIMULATOR_CONFIG = {
@@ -74,9 +96,8 @@ SIMULATOR_CONFIG = {
     },
 }
 
-# In real seconds: the stack passes IMAGE_TIME_SCALE=SCALE, which divides the service's waits
-# (5/15/30 s, 120 s, 10 s: the sample's) by the simulator's factor. Dividing them here as well
-# would run the service's side 30 times faster than the simulator's clock.
+# The service's waits and limits follow the stack's time scale (IMAGE_TIME_SCALE, set by
+# LocalStack); these only give the burst room to drain and the pollers a short Retry-After.
 SERVICE_ENV = {
     "IMAGE_RETRY_RATE_LIMIT_MAX_ATTEMPTS": "12",
     "IMAGE_STATUS_RETRY_AFTER_S": "1",
@@ -86,12 +107,15 @@ SERVICE_ENV = {
 @dataclass
 class Outcome:
     saved: int
+    requests: int
     billable: int
     rate_limited: int
 
     def row(self) -> str:
         per_image = f"{self.billable / self.saved:.2f}" if self.saved else "n/a"
-        return f"{self.saved} | {self.billable} | {per_image} | {self.rate_limited}"
+        return (
+            f"{self.saved} | {self.requests} | {self.billable} | {per_image} | {self.rate_limited}"
+        )
 
 
 def ledger_outcome(sim: httpx.Client, saved: int) -> Outcome:
@@ -106,6 +130,7 @@ def ledger_outcome(sim: httpx.Client, saved: int) -> Outcome:
         time.sleep(0.2)
     return Outcome(
         saved=saved,
+        requests=len(entries),
         billable=sum(1 for e in entries if e["billable"]),
         rate_limited=sum(1 for e in entries if e["status"] == 429),
     )
@@ -178,8 +203,10 @@ def main() -> int:
                 saved = way(stack, scenario) if way is sdk_loop else service(stack, scenario, key)
                 results.append(ledger_outcome(sim, saved))
             rows.append((scenario, results))
-    print("| scenario | jobs | way | saved | billable | billable per saved image | 429s |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| scenario | jobs | way | saved | requests | billable | billable per saved image | 429s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for scenario, (plain, ours) in rows:
         print(f"| {scenario.name} | {scenario.jobs} | SDK loop | {plain.row()} |")
         print(f"| | | this service | {ours.row()} |")

@@ -159,7 +159,10 @@ class LocalStack:
             }
         )
         env.update(matching_settings(self.simulator_config_object(), self.app_settings(env)))
-        env.update(self.extra_env)
+        # A value may name where the simulator listens (a route of one's own on it).
+        env.update(
+            {k: v.replace("{simulator_url}", self.simulator_url) for k, v in self.extra_env.items()}
+        )
         return env
 
     def simulator_config_object(self) -> SimulatorConfig:

@@ -80,7 +80,10 @@ class RouteSettings:
     request gets 400 ``missing_required_parameter``, as from the real API for gpt-image models).
     ``rate_limit_error``: the shape of a rate-limit 429, "openai" (``rate_limit_exceeded``,
     "Please try again in 1.2s.") or "azure" (``{"code": "429", "message": "... Please retry
-    after N seconds. ..."}``); the Azure route's default is "azure".
+    after N seconds. ..."}``); the Azure route's default is "azure". ``sse_dialect``: how
+    streams are written, "event_lines" (an ``event:`` line and a ``data:`` line per event, as
+    OpenAI and Azure write them) or "data_only" (``data:`` lines alone, the JSON ``type``
+    naming each event, and ``data: [DONE]`` at the end, as some compatible gateways write them).
     """
 
     keys: tuple[str, ...] | Literal["any"] = dataclasses.field(default=ANY, repr=False)
@@ -93,6 +96,7 @@ class RouteSettings:
     region: str = "Sweden Central"
     default_model: str | None = None
     rate_limit_error: Literal["openai", "azure"] = "openai"
+    sse_dialect: Literal["event_lines", "data_only"] = "event_lines"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,6 +228,10 @@ def _route(raw: object, where: str, base: RouteSettings) -> RouteSettings:
         elif name == "rate_limit_error":
             if value not in ("openai", "azure"):
                 raise ConfigError(f'{key}: expected "openai" or "azure", got {value!r}')
+            fields[name] = value
+        elif name == "sse_dialect":
+            if value not in ("event_lines", "data_only"):
+                raise ConfigError(f'{key}: expected "event_lines" or "data_only", got {value!r}')
             fields[name] = value
     return dataclasses.replace(base, **fields)
 

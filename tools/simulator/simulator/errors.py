@@ -383,8 +383,10 @@ def http_error(
     *,
     type: str | None = None,
     code: str | None = None,
+    param: str | None = None,
 ) -> ApiError:
-    """A scripted error of any status: ``server_error`` for 5xx unless ``type`` says otherwise."""
+    """A scripted error of any status: ``server_error`` for 5xx unless ``type`` says otherwise;
+    ``param`` names the request field at fault."""
     err = (
         server_error(status, message)
         if status >= 500
@@ -394,6 +396,8 @@ def http_error(
         err.type = type
     if code is not None:
         err.code = code
+    if param is not None:
+        err.param = param
     return err
 
 
@@ -480,7 +484,10 @@ def image_generation_failed() -> ApiError:
 
 
 def mid_stream_server_error(
-    error_type: str = "server_error", code: str | None = None, message: str | None = None
+    error_type: str = "server_error",
+    code: str | None = None,
+    message: str | None = None,
+    param: str | None = None,
 ) -> ApiError:
     """The error object a stream carries when the generation fails after it started.
 
@@ -493,12 +500,14 @@ def mid_stream_server_error(
             err.message = message
         if error_type != "server_error":
             err.type = error_type
+        err.param = param
         return err
     return ApiError(
         500,
         message or "An error occurred while processing the request.",
         type=error_type,
         code=code,
+        param=param,
     )
 
 

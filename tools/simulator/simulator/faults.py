@@ -9,10 +9,11 @@ fault applies; the server acts it out.
 JSON form: ``{"kind": ..., "count": 1, "match": {"route", "deployment", "endpoint", "stream",
 "size"}, ...kind parameters}``. Kinds and their parameters (defaults in brackets):
 
-- ``http_error``: ``status`` (required, 400-599), ``type``, ``code``, ``message``; before any byte
+- ``http_error``: ``status`` (required, 400-599), ``type``, ``code``, ``message``, ``param``;
+  before any byte
 - ``slow_first_byte``: ``delay_s`` (required, service seconds, scaled by the time scale)
 - ``mid_stream_error``: ``after_partials`` [0], ``style`` azure|openai [azure],
-  ``error_type`` [server_error], ``code``, ``message``
+  ``error_type`` [server_error], ``code``, ``message``, ``param``
 - ``stream_without_completed``: ``after_partials`` [0]
 - ``connection_reset``: ``at`` before_headers|after_partials [before_headers],
   ``after_partials`` [0]
@@ -46,10 +47,11 @@ class _Kind:
 
 
 _KINDS: dict[str, _Kind] = {
-    "http_error": _Kind(frozenset({"status", "type", "code", "message"}), "answer"),
+    "http_error": _Kind(frozenset({"status", "type", "code", "message", "param"}), "answer"),
     "slow_first_byte": _Kind(frozenset({"delay_s"}), "first_byte"),
     "mid_stream_error": _Kind(
-        frozenset({"after_partials", "style", "error_type", "code", "message"}), "stream"
+        frozenset({"after_partials", "style", "error_type", "code", "message", "param"}),
+        "stream",
     ),
     "stream_without_completed": _Kind(frozenset({"after_partials"}), "stream"),
     "connection_reset": _Kind(frozenset({"at", "after_partials"}), "stream"),
@@ -109,6 +111,7 @@ class FaultSpec:
     type: str | None = None
     code: str | None = None
     message: str | None = None
+    param: str | None = None
     delay_s: float | None = None
     after_partials: int = 0
     style: str | None = None
@@ -237,7 +240,7 @@ def parse_fault(obj: Mapping[str, object]) -> FaultSpec:
             if status not in (401, 403):
                 raise _fail("status", f"must be 401 or 403, got {status}")
             values["status"] = status
-    for name in ("type", "code", "message"):
+    for name in ("type", "code", "message", "param"):
         if name in obj and obj[name] is not None:
             values[name] = _string(obj, name)
     if kind == "slow_first_byte":

@@ -308,7 +308,11 @@ class Exchange:
         scale = self.state.scale
         if fault.kind == "http_error":
             return errors.http_error(
-                fault.status or 500, fault.message, type=fault.type, code=fault.code
+                fault.status or 500,
+                fault.message,
+                type=fault.type,
+                code=fault.code,
+                param=fault.param,
             )
         if fault.kind == "moderation_blocked":
             return errors.moderation_blocked(self.request_id)
@@ -553,9 +557,20 @@ class _Writer:
         body = errors.stream_error_event(
             errors.mid_stream_server_error(), style=style, sequence_number=x.partials_sent
         )
-        await x.write([sse.error_event(body)])
-        await x.end()
+        await x.write([sse.error_event(body, named=self.named)])
+        await self._end_stream()
         return x.response
+
+    @property
+    def named(self) -> bool:
+        """Whether events carry an ``event:`` line (the route's ``sse_dialect``)."""
+        return self.x.settings.sse_dialect == "event_lines"
+
+    async def _end_stream(self) -> None:
+        """A clean end of a stream; the ``data_only`` dialect says so with ``data: [DONE]``."""
+        if not self.named:
+            await self.x.write([sse.DONE])
+        await self.x.end()
 
     def _fields(self) -> dict[str, Any]:
         request = self.request
@@ -575,7 +590,9 @@ class _Writer:
         if step.kind == "partial":
             assert event.image is not None
             fields = {**self._fields(), "partial_image_index": step.partial_index}
-            await x.write(sse.image_event(f"{prefix}.partial_image", fields, event.image))
+            await x.write(
+                sse.image_event(f"{prefix}.partial_image", fields, event.image, named=self.named)
+            )
             x.partials_sent += 1
             return None
         if step.kind == "completed":
@@ -587,27 +604,29 @@ class _Writer:
             if last:
                 # Recorded before the last byte: a client may act on it before write_eof returns.
                 x.finish(status=200, outcome="completed")
-            await x.write(sse.image_event(f"{prefix}.completed", fields, event.image))
+            await x.write(
+                sse.image_event(f"{prefix}.completed", fields, event.image, named=self.named)
+            )
             if not last:
                 return None
-            await x.end()
+            await self._end_stream()
             return response
         assert self.fault is not None
         if step.kind == "error":
             err = errors.mid_stream_server_error(
-                self.fault.error_type, self.fault.code, self.fault.message
+                self.fault.error_type, self.fault.code, self.fault.message, self.fault.param
             )
             style: Literal["azure", "openai"] = (
                 "openai" if self.fault.style == "openai" else "azure"
             )
             body = errors.stream_error_event(err, style=style, sequence_number=x.partials_sent)
             x.finish(status=200, outcome="fault:mid_stream_error")
-            await x.write([sse.error_event(body)])
-            await x.end()
+            await x.write([sse.error_event(body, named=self.named)])
+            await self._end_stream()
             return response
         # "end": the stream closes cleanly without its completed event.
         x.finish(status=200, outcome="fault:stream_without_completed")
-        await x.end()
+        await self._end_stream()
         return response
 
     async def _deliver_json(self, event: Event) -> web.StreamResponse | None:
@@ -637,7 +656,7 @@ class _Writer:
         assert self.fault is not None
         if step.kind == "error":
             err = errors.mid_stream_server_error(
-                self.fault.error_type, self.fault.code, self.fault.message
+                self.fault.error_type, self.fault.code, self.fault.message, self.fault.param
             )
             return x.error_response(err, "fault:mid_stream_error")
         # "end" without a stream: the body stops short of what Content-Length promised.

@@ -19,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "B64_SLICE",
+    "DONE",
     "KEEP_ALIVE",
     "b64_length",
     "b64_pieces",
@@ -30,6 +31,8 @@ __all__ = [
 # 3 * 2**16 input bytes -> 256 KiB of base64 per piece: a multiple of 3, so pieces concatenate.
 B64_SLICE = 3 * 2**16
 KEEP_ALIVE = b": keep-alive\n\n"
+# The end-of-stream line the SDK knows (``data: [DONE]``), sent in the ``data_only`` dialect.
+DONE = b"data: [DONE]\n\n"
 
 
 def b64_length(raw_length: int) -> int:
@@ -51,22 +54,26 @@ def _json_tail(rest: Mapping[str, Any]) -> bytes:
     return b"," + json.dumps(dict(rest), separators=(",", ":")).encode()[1:]
 
 
-def image_event(event: str, fields: Mapping[str, Any], image: bytes) -> Iterator[bytes]:
+def image_event(
+    event: str, fields: Mapping[str, Any], image: bytes, *, named: bool = True
+) -> Iterator[bytes]:
     """One SSE event ``event: <name>`` whose data is ``{"type":..., "b64_json":..., **fields}``.
 
     ``fields`` must not contain ``type`` or ``b64_json``; ``type`` is the event name, as in the
-    Images API where the two always agree.
+    Images API where the two always agree. ``named=False``: no ``event:`` line, only the data
+    line (the ``data_only`` dialect of some compatible gateways; the JSON ``type`` names it).
     """
     head = json.dumps({"type": event}, separators=(",", ":")).encode()[:-1]
-    yield b"event: " + event.encode() + b"\ndata: " + head + b',"b64_json":"'
+    name = b"event: " + event.encode() + b"\n" if named else b""
+    yield name + b"data: " + head + b',"b64_json":"'
     yield from b64_pieces(image)
     yield b'"' + _json_tail(fields) + b"\n\n"
 
 
-def error_event(body: Mapping[str, Any]) -> bytes:
-    """A complete SSE ``event: error``."""
+def error_event(body: Mapping[str, Any], *, named: bool = True) -> bytes:
+    """A complete SSE ``event: error`` (without the ``event:`` line when not ``named``)."""
     data = json.dumps(dict(body), separators=(",", ":")).encode()
-    return b"event: error\ndata: " + data + b"\n\n"
+    return (b"event: error\n" if named else b"") + b"data: " + data + b"\n\n"
 
 
 def images_response(

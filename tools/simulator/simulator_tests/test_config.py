@@ -93,6 +93,7 @@ def test_nested_settings_are_typed():
         ({"seed": True}, "seed"),
         ({"openai": {"rate_limit_error": "aws"}}, "openai.rate_limit_error"),
         ({"openai": {"default_model": 3}}, "openai.default_model"),
+        ({"azure": {"sse_dialect": "json_lines"}}, "azure.sse_dialect"),
     ],
 )
 def test_errors_name_the_bad_key(raw, named):
@@ -147,3 +148,14 @@ def test_rate_limit_error_shape_and_default_model_per_route():
     )
     assert config.openai.default_model == "gpt-image-2"
     assert config.azure.rate_limit_error == "openai"
+
+
+def test_the_sse_dialect_per_route():
+    defaults = SimulatorConfig()
+    assert (defaults.openai.sse_dialect, defaults.azure.sse_dialect) == (
+        "event_lines",
+        "event_lines",
+    )
+    config = config_from_dict({"openai": {"sse_dialect": "data_only"}})
+    assert config.openai.sse_dialect == "data_only"
+    assert config.azure.sse_dialect == "event_lines"

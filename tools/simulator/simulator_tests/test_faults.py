@@ -21,6 +21,10 @@ CTX = RequestContext(
             {"kind": "http_error", "status": 500, "type": "server_error", "message": "boom"},
             {"type": "server_error", "message": "boom"},
         ),
+        (
+            {"kind": "http_error", "status": 400, "code": "invalid_value", "param": "size"},
+            {"code": "invalid_value", "param": "size"},
+        ),
         ({"kind": "slow_first_byte", "delay_s": 90}, {"delay_s": 90.0}),
         (
             {"kind": "mid_stream_error", "after_partials": 2},
@@ -29,6 +33,10 @@ CTX = RequestContext(
         (
             {"kind": "mid_stream_error", "style": "openai", "error_type": "x", "code": "y"},
             {"style": "openai", "error_type": "x", "code": "y"},
+        ),
+        (
+            {"kind": "mid_stream_error", "code": "content_filter", "param": "prompt"},
+            {"code": "content_filter", "param": "prompt"},
         ),
         ({"kind": "stream_without_completed", "after_partials": 1}, {"after_partials": 1}),
         ({"kind": "connection_reset"}, {"at": "before_headers", "after_partials": 0}),

@@ -45,3 +45,22 @@ def test_error_event_and_keep_alive_lines():
     assert sse.error_event({"type": "error"}) == b'event: error\ndata: {"type":"error"}\n\n'
     assert sse.KEEP_ALIVE.startswith(b":")
     assert list(SSEDecoder().iter_bytes(iter([sse.KEEP_ALIVE]))) == []
+
+
+def test_the_data_only_dialect_has_no_event_lines_and_the_sdk_reads_it_by_type():
+    raw = os.urandom(sse.B64_SLICE + 1)
+    chunks = [
+        *sse.image_event("image_generation.completed", {"size": "1024x1024"}, raw, named=False),
+        sse.error_event({"type": "error", "error": {"type": "server_error"}}, named=False),
+        sse.DONE,
+    ]
+    body = b"".join(chunks)
+    assert b"event:" not in body
+    assert body.endswith(b"data: [DONE]\n\n")
+    image, error, done = list(SSEDecoder().iter_bytes(iter(chunks)))
+    assert image.event is None
+    assert image.json()["type"] == "image_generation.completed"
+    assert base64.b64decode(image.json()["b64_json"]) == raw
+    assert error.event is None
+    assert error.json()["error"]["type"] == "server_error"
+    assert done.data == "[DONE]"
