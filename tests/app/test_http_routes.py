@@ -4,15 +4,33 @@ function's, since the host orders routes of equal standing by function name."""
 from __future__ import annotations
 
 import functools
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+from unittest import mock
 
-from function_app import app
+import wiring
 from http_api.blueprint import CATCH_ALL
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _app() -> Any:
+    """function_app checks the app settings at import: imported under the sample's, which are
+    then taken out of the environment and of wiring's cache again."""
+    values = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    with mock.patch.dict(os.environ, values):
+        module = importlib.import_module("function_app")
+    wiring.settings.cache_clear()
+    return module.app
 
 
 @functools.cache  # the SDK indexes an app once: a second get_functions() call raises
 def _http_functions() -> dict[str, str]:
     routes = {}
-    for function in app.get_functions():
+    for function in _app().get_functions():
         trigger = function.get_trigger()
         if trigger is not None and trigger.get_binding_name() == "httpTrigger":
             routes[function.get_function_name()] = trigger.route
