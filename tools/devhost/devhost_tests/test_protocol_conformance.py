@@ -439,11 +439,13 @@ class FakeRpc:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str]] = []
+        self.bodies: list[bytes] = []
         self.status = 200
         self.body: Any = None
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests.append((request.method, request.path_qs))
+        self.bodies.append(await request.read())
         if self.body is None:
             return web.Response(status=self.status)
         return web.json_response(self.body, status=self.status)
@@ -561,3 +563,180 @@ def test_the_clients_query_form_python_true_and_connection_name(
         ("GET", "/durabletask/entities/counter/k?taskHub=Hub&connectionName=Storage"),
     ]
     assert parse_bool("True") is True
+
+
+# --- entities: the batch protocol, the call/signal history, the client's entity routes -------
+
+
+def counter_entity(ctx: Any) -> None:
+    value = ctx.get_state(lambda: 0)
+    if ctx.operation_name == "add":
+        value += ctx.get_input()
+    elif ctx.operation_name == "boom":
+        raise ValueError("no such luck")
+    ctx.set_state(value)
+    ctx.set_result(value)
+
+
+def entity_batch(state: str | None, *ops: tuple[str, str | None], **extra: Any) -> dict[str, Any]:
+    request = {
+        "self": {"name": "counter", "key": "k"},
+        "exists": state is not None,
+        "state": state,
+        "batch": [{"name": name, "input": input_} for name, input_ in ops],
+        **extra,
+    }
+    result: dict[str, Any] = json.loads(df.Entity.create(counter_entity)(json.dumps(request)))
+    return result
+
+
+def test_entity_batch_result_form_state_and_per_operation_results() -> None:
+    # An operation's input is its df_dumps text serialized once more (get_input decodes twice).
+    result = entity_batch(None, ("add", json.dumps("5")), ("add", json.dumps("2")))
+    assert set(result) == {"entityExists", "entityState", "results", "signals"}
+    assert result["entityExists"] is True
+    assert result["entityState"] == "7"
+    assert [(r["isError"], r["result"]) for r in result["results"]] == [(False, "5"), (False, "7")]
+    assert set(result["results"][0]) == {"isError", "duration", "startTime", "result"}
+    assert result["signals"] == []
+
+
+def test_entity_batch_state_is_the_stored_json_text_and_errors_are_per_operation() -> None:
+    result = entity_batch("10", ("boom", None), ("add", json.dumps("1")))
+    assert [(r["isError"], r["result"]) for r in result["results"]] == [
+        (True, '"no such luck"'),
+        (False, "11"),
+    ]
+    assert result["entityState"] == "11"
+
+
+def test_entity_input_not_double_encoded_fails_the_operation() -> None:
+    # A bare JSON number as `input` is decoded once to an int, which df_loads cannot read.
+    result = entity_batch(None, ("add", "5"))
+    assert result["results"][0]["isError"] is True
+    assert result["entityExists"] is False
+    assert result["entityState"] == "null"
+
+
+def test_entity_batch_request_takes_no_other_top_level_key() -> None:
+    with pytest.raises(TypeError):
+        entity_batch(None, ("add", json.dumps("1")), extra_key=1)
+
+
+def test_entity_actions_form_and_their_task_ids() -> None:
+    def both(ctx: Any) -> Any:
+        ctx.signal_entity(df.EntityId("Counter", "k"), "add", 1)
+        yield ctx.call_entity(df.EntityId("Counter", "k"), "get")
+
+    actions = call(both, started())["actions"][0]
+    assert actions == [
+        {"actionType": 9, "instanceId": "@counter@k", "operation": "add", "input": "1"},
+        {"actionType": 7, "instanceId": "@counter@k", "operation": "get", "input": "null"},
+    ]
+
+
+def entity_sent(task_id: int, request_id: str, seconds: float = 0) -> dict[str, Any]:
+    return ev(
+        14,
+        seconds,
+        event_id=task_id,
+        InstanceId="@counter@k",
+        Name="op",
+        Input=json.dumps({"op": "add", "signal": False, "input": '"1"', "id": request_id}),
+    )
+
+
+def entity_answer(request_id: str, response: dict[str, Any], seconds: float = 1) -> dict[str, Any]:
+    return ev(15, seconds, Name=request_id, Input=json.dumps(response))
+
+
+def test_an_entity_call_is_answered_by_event_sent_then_event_raised_named_by_its_id() -> None:
+    def caller(ctx: Any) -> Any:
+        value = yield ctx.call_entity(df.EntityId("counter", "k"), "add", 1)
+        return value
+
+    history = [
+        *started(),
+        entity_sent(0, "5b1c1e5e-0000-4000-8000-000000000001"),
+        ev(12, 1),
+        entity_answer("5b1c1e5e-0000-4000-8000-000000000001", {"result": '{"n": 6}'}),
+    ]
+    state = call(caller, history)
+    assert state["isDone"] is True
+    assert state["output"] == {"n": 6}
+
+
+def test_an_entity_call_without_its_event_sent_stays_open() -> None:
+    def caller(ctx: Any) -> Any:
+        value = yield ctx.call_entity(df.EntityId("counter", "k"), "add", 1)
+        return value
+
+    history = [*started(), ev(12, 1), entity_answer("guid-1", {"result": "6"})]
+    assert call(caller, history)["isDone"] is False
+
+
+def test_an_entity_call_with_exception_type_throws_the_decoded_result() -> None:
+    def caller(ctx: Any) -> Any:
+        try:
+            yield ctx.call_entity(df.EntityId("counter", "k"), "boom")
+        except Exception as exc:
+            return f"caught: {exc}"
+        return "no exception"
+
+    history = [
+        *started(),
+        entity_sent(0, "guid-2"),
+        ev(12, 1),
+        entity_answer("guid-2", {"result": '"no such luck"', "exceptionType": "Whatever"}),
+    ]
+    assert call(caller, history)["output"] == "caught: no such luck"
+
+
+def test_a_signal_takes_a_task_id_and_its_event_sent_is_ignored() -> None:
+    def signal_then_activity(ctx: Any) -> Any:
+        ctx.signal_entity(df.EntityId("counter", "k"), "add", 1)
+        result = yield ctx.call_activity("hello", None)
+        return result
+
+    history = [
+        *started(),
+        ev(14, event_id=0, InstanceId="@counter@k", Name="op", Input='{"id": "g", "signal": true}'),
+        ev(4, event_id=1, Name="hello", Input="null"),
+        ev(12, 1),
+        ev(5, 1, TaskScheduledId=1, Result='"hi"'),
+    ]
+    state = call(signal_then_activity, history)
+    assert state["output"] == "hi"
+
+
+def test_the_clients_entity_routes_and_signal_body(fake_rpc: tuple[FakeRpc, str]) -> None:
+    fake, base = fake_rpc
+    client = client_for(base)
+    fake.status, fake.body = 202, None
+    run(client.signal_entity(df.EntityId("Counter", "k"), "add", 5))
+    run(client.signal_entity(df.EntityId("Counter", "k"), "reset"))
+    fake.status, fake.body = 200, 7
+    found = run(client.read_entity_state(df.EntityId("Counter", "k")))
+    fake.status, fake.body = 404, None
+    missing = run(client.read_entity_state(df.EntityId("Counter", "k")))
+    assert fake.requests == [
+        ("POST", "/durabletask/entities/Counter/k?op=add"),
+        ("POST", "/durabletask/entities/Counter/k?op=reset"),
+        ("GET", "/durabletask/entities/Counter/k"),
+        ("GET", "/durabletask/entities/Counter/k"),
+    ]
+    # The input is posted as JSON of json.dumps(value): a JSON string; no input, no body.
+    assert fake.bodies[:2] == [b'"5"', b""]
+    assert (found.entity_exists, found.entity_state) == (True, 7)
+    assert (missing.entity_exists, missing.entity_state) == (False, None)
+
+
+def test_a_signal_that_is_not_accepted_raises() -> None:
+    fake = FakeRpc()
+    fake.status = 200
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake.handle)
+    with BackgroundServer(app) as server:
+        client = client_for(f"{server.url}/durabletask/")
+        with pytest.raises(Exception, match="unexpected status code 200"):
+            run(client.signal_entity(df.EntityId("counter", "k"), "add", 1))
