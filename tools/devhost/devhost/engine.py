@@ -26,16 +26,20 @@ import logging
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from concurrent.futures import Executor
 from datetime import datetime
 from typing import Any
 
 from devhost import history as h
 from devhost.clock import Clock
+from devhost.entities import EntityFunction, EntityRunner
+from devhost.entity_protocol import operation_input, scheduler_id
 from devhost.episodes import EpisodeRunner
 from devhost.errors import (
     InstanceAlreadyExists,
     InstanceNotActive,
     InstanceNotFound,
+    UnknownEntity,
     UnknownOrchestrator,
 )
 from devhost.functions import log_invocation, timed
@@ -51,6 +55,7 @@ __all__ = [
     "InstanceNotActive",
     "InstanceNotFound",
     "OrchestratorHandle",
+    "UnknownEntity",
     "UnknownOrchestrator",
 ]
 
@@ -70,12 +75,16 @@ class Engine:
         task_hub: str,
         max_concurrent_activities: int = 10,
         log: logging.Logger | None = None,
+        entities: Mapping[str, EntityFunction] | None = None,
+        executor: Executor | None = None,
     ) -> None:
         if max_concurrent_activities < 1:
             raise ValueError("max_concurrent_activities must be at least 1")
         self.store = store
         self.orchestrators = dict(orchestrators)
         self.activities = dict(activities)
+        # Keyed by the lowercased entity name (entity names are case-insensitive).
+        self.entities = {name.lower(): fn for name, fn in (entities or {}).items()}
         self.clock = clock
         self.task_hub = task_hub
         self.max_concurrent_activities = max_concurrent_activities
@@ -95,6 +104,16 @@ class Engine:
             kick=self._kick,
             launch=self._launch,
             changed_now=self._changed_now,
+            entities=self.entities,
+        )
+        self._entities = EntityRunner(
+            store=self.store,
+            entities=self.entities,
+            clock=self.clock,
+            log=self.log,
+            kick=self._kick,
+            changed_now=self._changed_now,
+            executor=executor,
         )
         self._management = Management(
             store=self.store,
@@ -114,6 +133,9 @@ class Engine:
             self._launch(item)
         for inst in self.store.unfinished_instances(TERMINAL):
             self._kick(inst.instance_id)
+        # Entity operations not yet processed, the batch a crash interrupted among them.
+        for entity_id in self.store.entities_with_ops():
+            self._kick(entity_id)
 
     async def stop(self) -> None:
         """Cancel workers. Committed state stays; unfinished activities run again next start."""
@@ -208,6 +230,34 @@ class Engine:
             created_from=created_from, created_to=created_to, statuses=statuses
         )
 
+    # entities
+
+    async def signal_entity(self, name: str, key: str, operation: str, input_token: Any) -> None:
+        """Queue a one-way operation; `input_token` is the input as the extension holds it (the
+        parsed JSON body: the SDK's JSON string), None for no input."""
+        self._entities.function_for(name)
+        entity_id = scheduler_id(name, key)
+        with self.store.transaction():
+            self.store.add_entity_op(entity_id, operation, operation_input(input_token))
+        self._kick(entity_id)
+
+    async def read_entity_state(self, name: str, key: str) -> str | None:
+        """The entity's state JSON text, or None if it does not exist."""
+        return self.store.get_entity(scheduler_id(name, key))
+
+    async def wait_for_entity(self, name: str, key: str, timeout_s: float) -> None:
+        """Wait until the entity has no operation waiting (or `timeout_s` runs out)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        entity_id = scheduler_id(name, key)
+        while self.store.entity_ops(entity_id, 1):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            changed = self._changed.setdefault(entity_id, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+
     async def wait_for_completion(
         self, instance_id: str, timeout_s: float
     ) -> dict[str, Any] | None:
@@ -240,6 +290,15 @@ class Engine:
         try:
             while instance_id in self._dirty:
                 self._dirty.discard(instance_id)
+                if instance_id.startswith("@"):
+                    # An entity (orchestration instance ids cannot start with @): one batch.
+                    try:
+                        if await self._entities.run(instance_id):
+                            self._dirty.add(instance_id)
+                    except Exception:
+                        self.log.exception("devhost engine: batch of %s failed", instance_id)
+                    await asyncio.sleep(0)
+                    continue
                 try:
                     self._episodes.run(instance_id)
                 except Exception as exc:

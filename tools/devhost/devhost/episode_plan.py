@@ -26,6 +26,8 @@ class Plan:
     work: list[dict[str, Any]] = field(default_factory=list)
     children: list[dict[str, Any]] = field(default_factory=list)
     cancel_timers: list[int] = field(default_factory=list)
+    # Entity calls and signals to queue: entity_id, name, input, request_id, signal.
+    entity_ops: list[dict[str, Any]] = field(default_factory=list)
     continue_as_new: str | None = None
     did_continue: bool = False
     error: str | None = None

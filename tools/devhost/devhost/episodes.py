@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any
 
 from devhost import history as h
 from devhost.clock import Clock
+from devhost.entity_protocol import operation_input, parse_scheduler_id, request_message
 from devhost.episode_plan import Plan, next_id, schedule_call
-from devhost.errors import InstanceAlreadyExists, UnknownOrchestrator
+from devhost.errors import InstanceAlreadyExists, UnknownEntity, UnknownOrchestrator
 from devhost.functions import log_invocation, timed
 from devhost.history import EventType
 from devhost.instances import (
@@ -71,8 +72,12 @@ class EpisodeRunner:
         kick: Callable[[str], None],
         launch: Callable[[WorkItem], None],
         changed_now: Callable[[str], None],
+        entities: Collection[str] = (),
     ) -> None:
         self.store = store
+        # The app's entity names, lowercased: a call or signal to another name fails the
+        # orchestration, as the extension's ThrowIfFunctionDoesNotExist does.
+        self.entities = entities
         self.orchestrators = orchestrators
         self.clock = clock
         self.log = log
@@ -155,6 +160,7 @@ class EpisodeRunner:
         a wait for its name is open (first come, first served, as DTFx buffers them).
         """
         open_waits = dict(rt["open_waits"])
+        entity_calls = rt.get("entity_calls", {})
         starts: list[InboxMessage] = []
         allocating: list[InboxMessage] = []
         others: list[InboxMessage] = []
@@ -165,7 +171,9 @@ class EpisodeRunner:
                 starts.append(message)
             elif kind == EventType.EventRaised:
                 name = event.get("Name") or ""
-                if open_waits.get(name, 0) > 0:
+                if name in entity_calls:
+                    others.append(message)  # an entity's answer to a call
+                elif open_waits.get(name, 0) > 0:
                     open_waits[name] -= 1
                     others.append(message)
             elif allocates(rt, event):
@@ -183,6 +191,9 @@ class EpisodeRunner:
         kind = event["EventType"]
         if kind == EventType.EventRaised:
             name = event.get("Name") or ""
+            if name in rt.get("entity_calls", {}):
+                del rt["entity_calls"][name]
+                return
             rt["open_waits"][name] = max(0, int(rt["open_waits"].get(name, 0)) - 1)
             return
         if allocating:
@@ -257,6 +268,15 @@ class EpisodeRunner:
                 name = str(action.get("externalEventName"))
                 rt["open_waits"][name] = int(rt["open_waits"].get(name, 0)) + 1
                 flat_ids.append(None)
+            elif kind in (ActionType.CALL_ENTITY, ActionType.SIGNAL_ENTITY):
+                task_id = next_id(rt)
+                problem = self._plan_entity_op(
+                    inst, action, task_id, now, plan, signal=kind == ActionType.SIGNAL_ENTITY
+                )
+                if problem is not None:
+                    plan.error = problem
+                    return
+                flat_ids.append(task_id)
             elif kind == ActionType.CONTINUE_AS_NEW:
                 plan.did_continue = True
                 plan.continue_as_new = action.get("input")
@@ -269,6 +289,60 @@ class EpisodeRunner:
                     f"orchestrator '{inst.name}' scheduled"
                 )
                 return
+
+    def _plan_entity_op(
+        self,
+        inst: InstanceRow,
+        action: dict[str, Any],
+        task_id: int,
+        now: datetime,
+        plan: Plan,
+        *,
+        signal: bool,
+    ) -> str | None:
+        """An EventSent under `task_id` and the operation to queue; why not, if it cannot be."""
+        target = str(action.get("instanceId"))
+        try:
+            name, _key = parse_scheduler_id(target)
+        except ValueError as exc:
+            return str(exc)
+        if name.lower() not in self.entities:
+            return str(UnknownEntity(name))
+        # Deterministic, so a re-run of this episode after a crash names the same request.
+        request_id = str(
+            uuid.uuid5(uuid.NAMESPACE_URL, f"{inst.instance_id}/{inst.execution_id}/{task_id}")
+        )
+        operation = str(action.get("operation"))
+        input_field = operation_input(action.get("input"))
+        plan.events.append(
+            h.event_sent(
+                now,
+                event_id=task_id,
+                instance_id=target,
+                name="op",
+                input_json=request_message(
+                    request_id=request_id,
+                    operation=operation,
+                    input_field=input_field,
+                    signal=signal,
+                    parent_instance_id=inst.instance_id,
+                    parent_execution_id=inst.execution_id,
+                    timestamp=h.event_timestamp(now),
+                ),
+            )
+        )
+        plan.entity_ops.append(
+            {
+                "entity_id": target,
+                "name": operation,
+                "input": input_field,
+                "request_id": request_id,
+                "signal": signal,
+            }
+        )
+        if not signal:
+            inst.runtime.setdefault("entity_calls", {})[request_id] = task_id
+        return None
 
     def _commit(
         self,
@@ -349,6 +423,18 @@ class EpisodeRunner:
                 outcome = RUNNING
                 if self._has_deliverable(inst):
                     kick.add(inst.instance_id)
+            if error is None:
+                # Signals go out whether the orchestration goes on, ends or continues as new.
+                for op in plan.entity_ops:
+                    self.store.add_entity_op(
+                        op["entity_id"],
+                        op["name"],
+                        op["input"],
+                        request_id=op["request_id"],
+                        parent_instance_id=None if op["signal"] else inst.instance_id,
+                        parent_execution_id=None if op["signal"] else inst.execution_id,
+                    )
+                    kick.add(op["entity_id"])
         self._changed_now(inst.instance_id)
         for item in new_work:
             self._launch(item)
@@ -416,12 +502,14 @@ class EpisodeRunner:
 
     def _has_deliverable(self, inst: InstanceRow) -> bool:
         open_waits = inst.runtime["open_waits"]
+        entity_calls = inst.runtime.get("entity_calls", {})
         for message in self.store.inbox(inst.instance_id):
             if message.execution_id != inst.execution_id:
                 continue
             if message.event["EventType"] != EventType.EventRaised:
                 return True
-            if open_waits.get(message.event.get("Name") or "", 0) > 0:
+            name = message.event.get("Name") or ""
+            if name in entity_calls or open_waits.get(name, 0) > 0:
                 return True
         return False
 

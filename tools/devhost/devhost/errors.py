@@ -10,6 +10,7 @@ __all__ = [
     "InstanceAlreadyExists",
     "InstanceNotActive",
     "InstanceNotFound",
+    "UnknownEntity",
     "UnknownOrchestrator",
 ]
 
@@ -43,5 +44,16 @@ class UnknownOrchestrator(Exception):
     def __init__(self, name: str) -> None:
         super().__init__(
             f"The function '{name}' doesn't exist, is disabled, or is not an orchestrator function."
+        )
+        self.name = name
+
+
+class UnknownEntity(Exception):
+    """The entity name is not an entity function of this app (the extension's
+    ThrowIfFunctionDoesNotExist for FunctionType.Entity)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"The function '{name}' doesn't exist, is disabled, or is not an entity function."
         )
         self.name = name

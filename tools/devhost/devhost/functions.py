@@ -9,12 +9,14 @@ same object raises "does not have a unique function name"). Each function lands 
 - orchestrators: name -> the SDK's `Orchestrator.create(fn)` handle (the engine replays it);
 - activities: name -> an `ActivityInvoker` that decodes the input and encodes the result with the
   SDK's own `ActivityTriggerConverter`, running sync code in a thread pool as the worker does;
+- entities: lowercased entity name -> the SDK's `Entity.create(fn)` handle (entities.py runs it);
 - timer functions: schedule, run_on_startup, use_monitor;
-- everything else (entities, queue/blob/event triggers, functions with bindings devhost cannot
+- everything else (queue/blob/event triggers, functions with bindings devhost cannot
   supply) is listed as unsupported, with the reason. Calls to them are refused, never faked.
 
-Names follow the extension: an orchestrator or activity is called by the name given to its trigger
-(`orchestration=`/`activity=`) or else by its function name.
+Names follow the extension: an orchestrator, activity or entity is called by the name given to its
+trigger (`orchestration=`/`activity=`/`entity_name=`) or else by its function name; entity names
+are case-insensitive (the SDK's EntityId lowercases them).
 """
 
 from __future__ import annotations
@@ -215,12 +217,15 @@ class FunctionIndex:
     activities: dict[str, ActivityInvoker] = field(default_factory=dict)
     timers: list[TimerFunction] = field(default_factory=list)
     unsupported: list[UnsupportedFunction] = field(default_factory=list)
+    # Lowercased entity name -> (entity name as declared, the SDK's entity handle).
+    entities: dict[str, tuple[str, Callable[[Any], Any]]] = field(default_factory=dict)
 
     def function_names(self) -> set[str]:
         return (
             {f.name for f in self.http}
             | set(self.orchestrators)
             | set(self.activities)
+            | {name for name, _ in self.entities.values()}
             | {t.name for t in self.timers}
             | {u.name for u in self.unsupported}
         )
@@ -234,6 +239,7 @@ class FunctionIndex:
             lines.append(f"{h.name}: [{methods}] {prefix}/{h.route} (auth {h.auth_level.value})")
         lines.extend(f"{n}: orchestrationTrigger" for n in self.orchestrators)
         lines.extend(f"{n}: activityTrigger" for n in self.activities)
+        lines.extend(f"{name}: entityTrigger" for name, _ in self.entities.values())
         lines.extend(f"{t.name}: timerTrigger ({t.schedule})" for t in self.timers)
         return lines
 
@@ -373,9 +379,8 @@ def index_functions(
                 )
             )
         elif kind == "entityTrigger":
-            index.unsupported.append(
-                UnsupportedFunction(name, kind, "Durable entities are not supported by devhost")
-            )
+            entity = getattr(trigger, "entity_name", None) or name
+            index.entities[entity.lower()] = (entity, user)
         else:
             index.unsupported.append(
                 UnsupportedFunction(name, kind, f"{kind} functions are not hosted by devhost")

@@ -179,6 +179,16 @@ def timer_fired(when: datetime, *, timer_id: int, fire_at: datetime) -> Event:
     return _event(EventType.TimerFired, when, TimerId=timer_id, FireAt=event_timestamp(fire_at))
 
 
+def event_sent(
+    when: datetime, *, event_id: int, instance_id: str, name: str, input_json: str | None
+) -> Event:
+    """An orchestration's message to another instance; for an entity call or signal the Input
+    is the request message (entity_protocol.request_message)."""
+    return _event(
+        EventType.EventSent, when, event_id, InstanceId=instance_id, Name=name, Input=input_json
+    )
+
+
 def event_raised(when: datetime, *, name: str, input_json: str | None) -> Event:
     return _event(EventType.EventRaised, when, Name=name, Input=input_json)
 

@@ -19,6 +19,10 @@ Payload rules (what the engine receives):
   `{"a": 1}` and `get_input()` returns the dict; a raw JSON object posted by hand arrives compact.
   The status API shows the stored value itself, so the body text goes along as `status_input`:
   the SDK's input shows as the string `{"a": 1}`, an object posted by hand as that object.
+- entity signal: `input_token` is the body's JSON value (the SDK posts `json.dumps(value)`, so a
+  JSON string), the raw text for a body that is not `application/json`, None for no body; the
+  engine serializes it once more into the operation's input (entity_protocol.operation_input).
+- entity state: the body of a read is the stored state's JSON as it is.
 - raiseEvent: `data_json` is the EventRaised `Input` exactly as the extension stores it (the body's
   JSON written back compactly), so the SDK's double encoding shows through as it does in Azure
   (azure-functions-durable-python issue #295).
@@ -41,6 +45,7 @@ from devhost.engine import (
     InstanceAlreadyExists,
     InstanceNotActive,
     InstanceNotFound,
+    UnknownEntity,
     UnknownOrchestrator,
 )
 
@@ -132,6 +137,11 @@ class DurableEngine(Protocol):
     async def wait_for_completion(
         self, instance_id: str, timeout_s: float
     ) -> dict[str, Any] | None: ...
+
+    async def signal_entity(self, name: str, key: str, operation: str, input_token: Any) -> None:
+        """Raises UnknownEntity (400) for a name that is not an entity function."""
+
+    async def read_entity_state(self, name: str, key: str) -> str | None: ...
 
 
 # --- the client binding and check-status URLs ------------------------------------------------
@@ -452,7 +462,7 @@ class ManagementApi:
                 return _empty(404)
             return await self._start(request, seg[1], seg[2] if len(seg) == 3 else None)
         if head == "entities":
-            return error_response(501, "Durable entities are not supported by devhost")
+            return await self._entity(request, method, seg)
         if head != "instances" or len(seg) > 4:
             return _empty(404)
         if len(seg) == 4:
@@ -480,6 +490,51 @@ class ManagementApi:
         if operation in {"terminate", "suspend", "resume", "rewind"}:
             return await self._operation(request, instance_id, operation)
         return _empty(404)
+
+    async def _entity(
+        self, request: web.Request, method: str, seg: list[str]
+    ) -> web.StreamResponse:
+        """`entities/{name}/{key}`: GET reads the state (404 if the entity does not exist),
+        POST `?op=` signals an operation (202). Listing (`entities/{name}`) is not hosted."""
+        if len(seg) == 2 and method == "GET":
+            return error_response(501, "devhost does not implement listing entities")
+        if len(seg) != 3 or not seg[1] or not seg[2]:
+            return _empty(404)
+        name, key = seg[1], seg[2]
+        if method == "GET":
+            state = await self._engine.read_entity_state(name, key)
+            if state is None:
+                return _empty(404)
+            return web.Response(
+                status=200,
+                body=state.encode(),
+                headers={"Content-Type": "application/json; charset=utf-8"},
+            )
+        if method != "POST":
+            return _empty(404)
+        operation = Query(request.query).get("op") or ""
+        body = await request.read()
+        token: Any = None
+        if body:
+            text = body.decode("utf-8-sig")
+            media = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if media == "application/json":
+                try:
+                    token = json.loads(text)
+                except ValueError as exc:
+                    return error_response(
+                        400,
+                        "Invalid JSON content",
+                        exception_message=str(exc),
+                        exception_type="Newtonsoft.Json.JsonReaderException",
+                    )
+            else:
+                token = text
+        try:
+            await self._engine.signal_entity(name, key, operation, token)
+        except UnknownEntity as exc:
+            return _argument_error(str(exc))
+        return _empty(202)
 
     def _origin(self, request: web.Request) -> str:
         return f"{request.scheme}://{request.host}"

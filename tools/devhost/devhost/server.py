@@ -27,6 +27,7 @@ from azure.durable_functions.models.utils import http_utils
 
 from devhost.clock import Clock, SystemClock, VirtualClock
 from devhost.engine import Engine
+from devhost.entities import EntityFunction
 from devhost.functions import FunctionIndex, index_functions, load_app
 from devhost.http_host import HttpHost, body_limit_from_env
 from devhost.keys import HostKeys, load_or_create_keys
@@ -218,6 +219,10 @@ class DevHost:
             task_hub=config.hub_name,
             max_concurrent_activities=config.max_concurrent_activities,
             log=logging.getLogger("devhost.engine"),
+            entities={
+                key: EntityFunction(name, handle) for key, (name, handle) in index.entities.items()
+            },
+            executor=self._executor,
         )
         self._engine = engine
         management = ManagementApi(

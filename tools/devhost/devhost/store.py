@@ -1,10 +1,12 @@
 """SQLite persistence for devhost's orchestrations: survive `kill -9`, resume where it was.
 
-Four tables: `instances` (one row per instance id, the current execution and the engine's
+Six tables: `instances` (one row per instance id, the current execution and the engine's
 bookkeeping for it), `history` (the execution's events, in order), `inbox` (events waiting to be
 replayed: completions, fired timers, raised events, starts), and `work` (activities scheduled and
-not yet completed, timers not yet fired). The engine writes each episode in one transaction, so a
-crash leaves either the whole episode or none of it. WAL mode: readers never block the writer and
+not yet completed, timers not yet fired); for entities, `entities` (the state JSON of each entity
+that exists) and `entity_ops` (operations not yet processed, in arrival order). The engine
+writes each episode (and each entity batch) in one transaction, so a crash leaves either the
+whole episode or none of it. WAL mode: readers never block the writer and
 a killed process loses nothing that was committed.
 """
 
@@ -60,6 +62,21 @@ CREATE TABLE IF NOT EXISTS work (
     fire_at TEXT
 );
 CREATE INDEX IF NOT EXISTS work_instance ON work (instance_id);
+CREATE TABLE IF NOT EXISTS entities (
+    entity_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    last_modified TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS entity_ops (
+    op_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    entity_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    input TEXT,
+    request_id TEXT,
+    parent_instance_id TEXT,
+    parent_execution_id TEXT
+);
+CREATE INDEX IF NOT EXISTS entity_ops_entity ON entity_ops (entity_id, op_id);
 """
 
 
@@ -91,6 +108,8 @@ class InstanceRuntime(TypedDict):
     (None for waits), to find timers cancelled later. open_waits: waits per event name not yet
     given an event. retries: one entry per with-retry call still running.
     status_before_suspend: set while Suspended, the status to go back to on resume.
+    entity_calls: entity calls not yet answered, request id (the GUID their answer's EventRaised
+    is named by) -> task id; absent in state written before entities were hosted.
 
     A TypedDict rather than a dataclass: it is stored as JSON and read back as it was written.
     """
@@ -101,6 +120,7 @@ class InstanceRuntime(TypedDict):
     open_waits: dict[str, int]
     retries: list[RetryGroup]
     status_before_suspend: NotRequired[str]
+    entity_calls: NotRequired[dict[str, int]]
 
 
 def new_runtime() -> InstanceRuntime:
@@ -148,6 +168,23 @@ class WorkItem:
     name: str | None
     input: str | None
     fire_at: str | None
+
+
+@dataclass(frozen=True)
+class EntityOp:
+    """An entity operation not yet processed; a call names the orchestration to answer."""
+
+    op_id: int
+    entity_id: str
+    name: str
+    input: str | None
+    request_id: str | None
+    parent_instance_id: str | None
+    parent_execution_id: str | None
+
+    @property
+    def is_signal(self) -> bool:
+        return self.parent_instance_id is None
 
 
 class Store:
@@ -398,6 +435,69 @@ class Store:
             )
             for row in rows
         ]
+
+    # entities
+
+    def get_entity(self, entity_id: str) -> str | None:
+        """The entity's state JSON text, or None if it does not exist."""
+        row = self._db.execute(
+            "SELECT state FROM entities WHERE entity_id = ?", (entity_id,)
+        ).fetchone()
+        return None if row is None else str(row["state"])
+
+    def put_entity(self, entity_id: str, state_json: str | None, when: str) -> None:
+        """Write the state; None deletes the entity (it no longer exists)."""
+        if state_json is None:
+            self._db.execute("DELETE FROM entities WHERE entity_id = ?", (entity_id,))
+            return
+        self._db.execute(
+            "INSERT OR REPLACE INTO entities (entity_id, state, last_modified) VALUES (?, ?, ?)",
+            (entity_id, state_json, when),
+        )
+
+    def add_entity_op(
+        self,
+        entity_id: str,
+        name: str,
+        input_json: str | None,
+        *,
+        request_id: str | None = None,
+        parent_instance_id: str | None = None,
+        parent_execution_id: str | None = None,
+    ) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO entity_ops (entity_id, name, input, request_id, parent_instance_id,"
+            " parent_execution_id) VALUES (?, ?, ?, ?, ?, ?)",
+            (entity_id, name, input_json, request_id, parent_instance_id, parent_execution_id),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def entity_ops(self, entity_id: str, limit: int) -> list[EntityOp]:
+        rows = self._db.execute(
+            "SELECT * FROM entity_ops WHERE entity_id = ? ORDER BY op_id LIMIT ?",
+            (entity_id, limit),
+        ).fetchall()
+        return [
+            EntityOp(
+                op_id=row["op_id"],
+                entity_id=row["entity_id"],
+                name=row["name"],
+                input=row["input"],
+                request_id=row["request_id"],
+                parent_instance_id=row["parent_instance_id"],
+                parent_execution_id=row["parent_execution_id"],
+            )
+            for row in rows
+        ]
+
+    def delete_entity_ops(self, op_ids: Collection[int]) -> None:
+        self._db.executemany("DELETE FROM entity_ops WHERE op_id = ?", [(i,) for i in op_ids])
+
+    def entities_with_ops(self) -> list[str]:
+        rows = self._db.execute(
+            "SELECT entity_id FROM entity_ops GROUP BY entity_id ORDER BY MIN(op_id)"
+        ).fetchall()
+        return [str(row["entity_id"]) for row in rows]
 
 
 def _instance(row: sqlite3.Row) -> InstanceRow:

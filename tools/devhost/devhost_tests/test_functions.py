@@ -39,6 +39,10 @@ MIXED_APP = textwrap.dedent(
     def counter(ctx):
         pass
 
+    @app.entity_trigger(context_name="ctx", entity_name="Tally")
+    def tally_entity(ctx):
+        pass
+
     @app.orchestration_trigger(context_name="context", orchestration="RenamedOrchestrator")
     def orch(context):
         yield context.call_activity("Renamed", 1)
@@ -67,10 +71,14 @@ def test_functions_land_in_their_buckets(mixed_app):
     assert set(index.orchestrators) == {"RenamedOrchestrator"}
     assert set(index.activities) == {"Renamed"}
     unsupported = {u.name: u for u in index.unsupported}
-    assert set(unsupported) == {"with_blob", "on_queue", "counter"}
+    assert set(unsupported) == {"with_blob", "on_queue"}
     assert "blob" in unsupported["with_blob"].reason
     assert unsupported["with_blob"].route == "with-blob"
-    assert "entities" in unsupported["counter"].reason
+    # Entities by their trigger's entity_name or else the function name, case-insensitively.
+    assert {k: name for k, (name, _) in index.entities.items()} == {
+        "counter": "counter",
+        "tally": "Tally",
+    }
     assert unsupported["on_queue"].trigger == "queueTrigger"
 
 

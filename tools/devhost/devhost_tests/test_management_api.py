@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from devhost import management_api
-from devhost.engine import InstanceAlreadyExists, InstanceNotFound
+from devhost.engine import InstanceAlreadyExists, InstanceNotFound, UnknownEntity
 from devhost.functions import FunctionIndex
 from devhost.http_host import HttpHost
 from devhost.keys import HostKeys
@@ -58,6 +58,7 @@ class FakeEngine:
         # Operations that refuse their arguments with ValueError, as the real engine can.
         self.refusing: set[str] = set()
         self.status_inputs: dict[str, str | None] = {}
+        self.entity_states: dict[tuple[str, str], str] = {}
 
     def _call(self, *call: Any) -> None:
         self.calls.append(call)
@@ -129,6 +130,15 @@ class FakeEngine:
     async def wait_for_completion(self, instance_id: str, timeout_s: float):
         self._call("wait", instance_id, timeout_s)
         return self.instances.get(instance_id)
+
+    async def signal_entity(self, name: str, key: str, operation: str, input_token: Any) -> None:
+        self._call("signal_entity", name, key, operation, input_token)
+        if name.lower() != "counter":
+            raise UnknownEntity(name)
+
+    async def read_entity_state(self, name: str, key: str) -> str | None:
+        self._call("read_entity_state", name, key)
+        return self.entity_states.get((name.lower(), key))
 
 
 KEYS = HostKeys(
@@ -585,8 +595,44 @@ def test_unknown_paths_and_wrong_methods_are_404(rpc, method, path):
     assert rpc.request(method, path).status_code == 404
 
 
-def test_entities_are_refused_not_faked(rpc):
-    assert rpc.get("/entities/counter/key").status_code == 501
+def test_entity_state_is_read_as_stored_or_404(rpc, engine):
+    engine.entity_states[("counter", "k")] = '{"n": 5}'
+    r = rpc.get("/entities/Counter/k")
+    assert r.status_code == 200
+    assert r.json() == {"n": 5}
+    assert r.headers["Content-Type"].startswith("application/json")
+    missing = rpc.get("/entities/counter/other")
+    assert (missing.status_code, missing.content) == (404, b"")
+
+
+def test_an_entity_signal_is_accepted_with_its_op_and_body(rpc, engine):
+    assert rpc.post("/entities/Counter/k?op=add", json="5").status_code == 202
+    assert rpc.post("/entities/counter/k?OP=reset").status_code == 202
+    assert rpc.post("/entities/counter/k", content=b"text", headers={}).status_code == 202
+    signals = [c for c in engine.calls if c[0] == "signal_entity"]
+    assert signals == [
+        ("signal_entity", "Counter", "k", "add", "5"),
+        ("signal_entity", "counter", "k", "reset", None),
+        ("signal_entity", "counter", "k", "", "text"),
+    ]
+
+
+def test_an_entity_signal_with_bad_json_or_to_no_entity_is_400(rpc):
+    bad = rpc.post(
+        "/entities/counter/k?op=add",
+        content=b"{nope",
+        headers={"Content-Type": "application/json"},
+    )
+    assert bad.status_code == 400
+    assert bad.json()["Message"] == "Invalid JSON content"
+    unknown = rpc.post("/entities/nosuch/k?op=add", json=1)
+    assert unknown.status_code == 400
+    assert "is not an entity function" in unknown.json()["ExceptionMessage"]
+
+
+def test_listing_entities_is_refused_not_faked(rpc):
+    assert rpc.get("/entities/counter").status_code == 501
+    assert rpc.delete("/entities/counter/k").status_code == 404
 
 
 def test_the_public_routes_need_the_system_or_master_key(server, engine):
