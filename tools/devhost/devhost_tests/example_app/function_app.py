@@ -148,6 +148,27 @@ def calls(req: func.HttpRequest) -> func.HttpResponse:
         return _json({"calls": CALLS[req.route_params["key"]]})
 
 
+@app.route(route="entities/{name}/{key}/{op}", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def signal_entity(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    body = req.get_body()
+    entity = df.EntityId(req.route_params["name"], req.route_params["key"])
+    await client.signal_entity(entity, req.route_params["op"], json.loads(body) if body else None)
+    return func.HttpResponse(status_code=202)
+
+
+@app.route(route="entities/{name}/{key}", methods=["GET"])
+@app.durable_client_input(client_name="client")
+async def read_entity(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    entity = df.EntityId(req.route_params["name"], req.route_params["key"])
+    found = await client.read_entity_state(entity)
+    return _json({"exists": found.entity_exists, "state": found.entity_state})
+
+
 # --- timers -----------------------------------------------------------------------------------
 
 
@@ -269,6 +290,57 @@ def steps(context: df.DurableOrchestrationContext):
     one = yield context.call_activity("record_step", {**spec, "step": "one"})
     two = yield context.call_activity("record_step", {**spec, "step": "two"})
     return [one, two]
+
+
+@app.orchestration_trigger(context_name="context")
+def entity_calls(context: df.DurableOrchestrationContext):
+    # A signal, then calls to the same counter (answered in order), then a failing operation.
+    counter = df.EntityId("Counter", context.get_input())
+    context.signal_entity(counter, "add", 1)
+    after_add = yield context.call_entity(counter, "add", 2)
+    value = yield context.call_entity(counter, "get")
+    try:
+        yield context.call_entity(counter, "fail")
+        error = None
+    except Exception as exc:
+        error = str(exc)
+    both = yield context.task_all(
+        [context.call_entity(counter, "add", 10), context.call_entity(counter, "add", 100)]
+    )
+    return {"after_add": after_add, "value": value, "error": error, "both": both}
+
+
+@app.orchestration_trigger(context_name="context")
+def calls_no_entity(context: df.DurableOrchestrationContext):
+    value = yield context.call_entity(df.EntityId("NoSuchEntity", "k"), "get")
+    return value
+
+
+# --- entities ---------------------------------------------------------------------------------
+
+
+@app.entity_trigger(context_name="context", entity_name="Counter")
+def counter_entity(context: df.DurableEntityContext) -> None:
+    value = context.get_state(lambda: 0)
+    operation = context.operation_name
+    if operation == "add":
+        value += context.get_input()
+    elif operation == "add_gated":
+        # For the kill -9 test: log the start, block until the gate file exists, then add.
+        spec = context.get_input()
+        with open(spec["log"], "a", encoding="utf-8") as f:
+            f.write("start add_gated\n")
+        if not os.path.exists(spec["gate"]):
+            threading.Event().wait()  # until the process is killed
+        value += spec["amount"]
+    elif operation == "reset":
+        value = 0
+    elif operation == "fail":
+        raise ValueError("the counter refuses")
+    elif operation != "get":
+        raise ValueError(f"unknown operation {operation}")
+    context.set_state(value)
+    context.set_result(value)
 
 
 # --- activities -------------------------------------------------------------------------------
