@@ -3,14 +3,21 @@ SDK's client, called by an orchestration, read back; serialized under concurrenc
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import azure.durable_functions as df
 import httpx
 import pytest
 
+from devhost.clock import VirtualClock
+from devhost.entities import EntityFunction, EntityRunner
 from devhost.server import DevHost
+from devhost.store import Store
 from devhost_tests.example_client import EXAMPLE, App
 from loopserver.testing import wait_until
 
@@ -104,3 +111,60 @@ def test_the_public_webhook_routes_with_the_system_key(app):
         json="1",
     )
     assert unknown.status_code == 400
+
+
+# --- the entity runner on its own: batching and a function that fails as a whole -------------
+
+
+def run_batches(handle: Any, ops: int, state: str | None = None) -> tuple[Store, list[int]]:
+    store = Store(":memory:")
+    sizes: list[int] = []
+
+    def counting(context: Any) -> Any:
+        sizes.append(len(json.loads(context.body)["batch"]))
+        return handle(context)
+
+    runner = EntityRunner(
+        store=store,
+        entities={"counter": EntityFunction("Counter", counting)},
+        clock=VirtualClock(),
+        log=logging.getLogger("test"),
+        kick=lambda _id: None,
+        changed_now=lambda _id: None,
+        max_batch=4,
+    )
+    with store.transaction():
+        if state is not None:
+            store.put_entity("@counter@k", state, "2024-01-01T00:00:00+00:00")
+        for _ in range(ops):
+            store.add_entity_op("@counter@k", "add", json.dumps("1"))
+
+    async def drain() -> None:
+        while await runner.run("@counter@k"):
+            pass
+
+    asyncio.run(drain())
+    return store, sizes
+
+
+def counter_handle() -> Any:
+    def counter(ctx: Any) -> None:
+        ctx.set_state(ctx.get_state(lambda: 0) + ctx.get_input())
+
+    return df.Entity.create(counter)
+
+
+def test_operations_go_in_batches_of_at_most_max_batch():
+    store, sizes = run_batches(counter_handle(), 10)
+    assert sizes == [4, 4, 2]
+    assert store.get_entity("@counter@k") == "10"
+    assert store.entities_with_ops() == []
+
+
+def test_a_function_that_fails_as_a_whole_fails_the_batch_and_keeps_the_state():
+    async def not_sync(context: Any) -> str:  # an async entity function cannot be hosted
+        return "{}"
+
+    store, _sizes = run_batches(not_sync, 2, state="5")
+    assert store.get_entity("@counter@k") == "5"
+    assert store.entities_with_ops() == []
