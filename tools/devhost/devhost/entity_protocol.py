@@ -6,7 +6,7 @@ Every fact here is what the installed SDK parses or produces (the file:line refe
 azure/durable_functions in site-packages, version 1.7); devhost_tests/test_protocol_conformance.py
 pins them against the SDK itself.
 
-- An entity instance id is `@{name lowercased}@{key}` (utils/entity_utils.py:38,
+- An entity instance id is `@{name lowercased}@{key}` (models/utils/entity_utils.py:44,
   EntityId.get_scheduler_id); the name is case-insensitive, the key is not.
 - Batch request (models/DurableEntityContext.py:106-119, entity.py:56-62): a JSON object with
   exactly `self` ({name, key}), `exists`, `state` (the stored state's JSON text, or null) and
@@ -14,20 +14,20 @@ pins them against the SDK itself.
   `DurableEntityContext(**json_dict)`, so there is none. An operation's `input` is the JSON text
   of the input *as a JSON string* (`get_input` does json.loads, then df_loads on the result,
   DurableEntityContext.py:186-188): the SDK's own `df_dumps(value)` text, serialized once more.
-- Batch result (entity.py:85, entities/EntityState.py:190-198, OperationResult.py:298-303):
+- Batch result (entity.py:69-85, models/entities/EntityState.py:64-67, OperationResult.py:89-92):
   `entityExists`, `entityState` (JSON text), `results` (one per operation, in order:
   `isError`, `duration` ms, `startTime` ms since the epoch, `result` as JSON text; an error's
   result is `str(exception)` as JSON text) and `signals` (always empty: the Python entity context
   has no signal_entity).
-- An orchestration's call (models/actions/CallEntityAction.py:40-44, actionType 7) and signal
-  (SignalEntityAction.py:85-89, actionType 9) carry `instanceId` (the scheduler id), `operation`
-  and `input` (df_dumps text). Each takes the next task id (DurableOrchestrationContext.py:785
-  for a yielded call; :621 `_record_fire_and_forget_action` for a signal).
-- The call is answered through history (models/TaskOrchestrationExecutor.py:146-156, 195-228):
+- An orchestration's call (models/actions/CallEntityAction.py:41-44, actionType 7) and signal
+  (SignalEntityAction.py:41-44, actionType 9) carry `instanceId` (the scheduler id), `operation`
+  and `input` (df_dumps text). Each takes the next task id (models/DurableOrchestrationContext.py:785
+  for a yielded call; :624 in `_record_fire_and_forget_action` for a signal).
+- The call is answered through history (models/TaskOrchestrationExecutor.py:31, 146-156, 195-228):
   an EventSent (14) whose EventId is the call's task id and whose Input is the request message
   JSON with an `id` (a GUID), then an EventRaised (15) whose Name is that GUID and whose Input is
   the response message JSON `{"result": <result JSON text>}`, plus `exceptionType` when the
-  operation failed (entities/ResponseMessage.py:402: only the key's presence counts; the task
+  operation failed (models/entities/ResponseMessage.py:46: only the key's presence counts; the task
   then throws `Exception(<decoded result>)`).
 """
 
