@@ -21,8 +21,9 @@ pins them against the SDK itself.
   has no signal_entity).
 - An orchestration's call (models/actions/CallEntityAction.py:41-44, actionType 7) and signal
   (SignalEntityAction.py:41-44, actionType 9) carry `instanceId` (the scheduler id), `operation`
-  and `input` (df_dumps text). Each takes the next task id (models/DurableOrchestrationContext.py:785
-  for a yielded call; :624 in `_record_fire_and_forget_action` for a signal).
+  and `input` (df_dumps text). Each takes the next task id
+  (models/DurableOrchestrationContext.py:785 for a yielded call; :624 in
+  `_record_fire_and_forget_action` for a signal).
 - The call is answered through history (models/TaskOrchestrationExecutor.py:31, 146-156, 195-228):
   an EventSent (14) whose EventId is the call's task id and whose Input is the request message
   JSON with an `id` (a GUID), then an EventRaised (15) whose Name is that GUID and whose Input is
