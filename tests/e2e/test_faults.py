@@ -308,7 +308,7 @@ MARKER_PROMPT = "MARKER PROMPT violet giraffe reading a newspaper on the moon, o
 def test_a_route_echoing_the_key_and_the_prompt_leaves_no_trace(
     api: Api, route: str, key: str, fault: dict[str, Any]
 ):
-    log = api.stack.state_dir / "logs" / "devhost.log"
+    log = api.stack.log_dir / "devhost.log"
     log_start = log.stat().st_size if log.exists() else 0
     mark = api.ledger_mark()
     api.fault(**fault, match={"route": route})
