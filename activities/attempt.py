@@ -48,6 +48,7 @@ from rules.outcome import (
     StoredImage,
 )
 from rules.records import RecordUnreadable
+from rules.redaction import Secrets
 from rules.settings import AppSettings
 from rules.timing import Clocks, iso_utc
 from storage.protocol import (
@@ -247,7 +248,7 @@ class _Attempt:
             monotonic=self.seams.monotonic,
         )
         # Before anything of the answer is stored, shown or logged: no key, no prompt in it.
-        result.redact(upstream_errors.Secrets.of(auth, request.prompt))
+        result.redact(Secrets.of(auth, request.prompt))
         if result.failure is not None:
             if result.images:
                 await self.keep_images(result)

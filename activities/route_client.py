@@ -25,6 +25,7 @@ from httpx_sse import EventSource
 from activities import upstream_errors
 from activities.inputs import InputFile
 from rules.outcome import Failure
+from rules.redaction import Secrets, redact, redact_failure, redact_json
 from rules.request import ImageJobRequest
 from rules.settings import RouteSettings, Timeouts
 from rules.timing import Clocks
@@ -79,17 +80,15 @@ class CallResult:
     # Retries a gateway says it made on its own (None: it said nothing).
     gateway_retries: int | None = None
 
-    def redact(self, secrets: upstream_errors.Secrets) -> None:
+    def redact(self, secrets: Secrets) -> None:
         """Take the attempt's key and prompt out of everything that came from upstream."""
         if self.failure is not None:
-            self.failure = upstream_errors.redact_failure(self.failure, secrets)
+            self.failure = redact_failure(self.failure, secrets)
         if self.request_id is not None:
-            self.request_id = upstream_errors.redact(self.request_id, secrets)
-        self.rate_limit = {
-            name: upstream_errors.redact(value, secrets) for name, value in self.rate_limit.items()
-        }
+            self.request_id = redact(self.request_id, secrets)
+        self.rate_limit = {name: redact(value, secrets) for name, value in self.rate_limit.items()}
         if self.usage is not None:
-            self.usage = upstream_errors.redact_json(self.usage, secrets)
+            self.usage = redact_json(self.usage, secrets)
 
 
 def build_call(

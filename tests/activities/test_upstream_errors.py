@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from activities import upstream_errors
+from rules import redaction
 from rules.outcome import FailureKind, Layer
 from rules.retry import RetryPolicy, decide
 
@@ -394,7 +395,7 @@ def test_the_routes_param_is_kept(status, error, param):
 
 KEY = "sk-proj-Q7vTzLmK2pX9aBcDeFgHiJkLmNoPwXyZ"
 PROMPT = "A red apple on a white background, studio light, 85mm lens, soft shadow"
-SECRETS = upstream_errors.Secrets.of(("authorization", f"Bearer {KEY}"), PROMPT)
+SECRETS = redaction.Secrets.of(("authorization", f"Bearer {KEY}"), PROMPT)
 
 
 @pytest.mark.parametrize(
@@ -419,7 +420,7 @@ SECRETS = upstream_errors.Secrets.of(("authorization", f"Bearer {KEY}"), PROMPT)
     ],
 )
 def test_redact_removes_the_key_and_the_prompt_whole_or_in_part(text):
-    redacted = upstream_errors.redact(text, SECRETS)
+    redacted = redaction.redact(text, SECRETS)
     assert KEY not in redacted
     for piece in (KEY[-4:], KEY[8:16], PROMPT[:8], PROMPT[-8:], PROMPT[10:26]):
         assert piece.lower() not in redacted.lower(), (piece, redacted)
@@ -437,17 +438,17 @@ def test_redact_removes_the_key_and_the_prompt_whole_or_in_part(text):
     ],
 )
 def test_redact_leaves_text_without_the_key_or_the_prompt_as_it_is(text):
-    assert upstream_errors.redact(text, SECRETS) == text
+    assert redaction.redact(text, SECRETS) == text
 
 
 def test_a_short_key_or_prompt_counts_only_as_a_whole_word():
-    secrets = upstream_errors.Secrets.of(("api-key", "k9z"), "cat")
-    assert upstream_errors.redact("key k9z: a cat, category, k9zz", secrets) == (
+    secrets = redaction.Secrets.of(("api-key", "k9z"), "cat")
+    assert redaction.redact("key k9z: a cat, category, k9zz", secrets) == (
         "key [redacted key]: a [redacted prompt], category, k9zz"
     )
     # One or two characters: nothing to tell from chance, nothing to hide.
-    tiny = upstream_errors.Secrets.of(("api-key", "k"), "a")
-    assert upstream_errors.redact("a key k", tiny) == "a key k"
+    tiny = redaction.Secrets.of(("api-key", "k"), "a")
+    assert redaction.redact("a key k", tiny) == "a key k"
 
 
 def test_redact_failure_covers_every_field_copied_from_upstream():
@@ -463,10 +464,10 @@ def test_redact_failure_covers_every_field_copied_from_upstream():
             }
         ),
     )
-    clean = upstream_errors.redact_failure(failure, SECRETS)
+    clean = redaction.redact_failure(failure, SECRETS)
     text = json.dumps(clean.to_json())
     assert KEY not in text
     assert KEY[-4:] not in text
     assert PROMPT[:20] not in text
     assert clean.kind is failure.kind
-    assert len(upstream_errors.redact("x" * 10_000, SECRETS)) == upstream_errors.MESSAGE_MAX
+    assert len(redaction.redact("x" * 10_000, SECRETS)) == redaction.MESSAGE_MAX
