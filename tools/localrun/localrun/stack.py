@@ -12,8 +12,9 @@ scenario accepts (deployment, key, API version, gateway idle limit: localrun.sce
 the environment, which wins over local.settings.json as with Core Tools.
 
 Each start writes its logs to a folder of its own, `{state}/logs/{YYYYmmdd-HHMMSS}-{pid}/`
-(`azurite.log`, `simulator.log`, `devhost.log`), with `{state}/logs/latest` pointing at it; the
-last KEEP_RUNS runs are kept. State and logs are the owner's alone (0700 folders, 0600 files).
+(`azurite.log`, `simulator.log`, `devhost.log`), with `{state}/logs/latest` pointing at it and
+`{state}/logs/devhost.log` (and the others) at `latest/devhost.log`; the last KEEP_RUNS runs are
+kept. State and logs are the owner's alone (0700 folders, 0600 files).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from simulator.config import SimulatorConfig, load_config
 
 # How many runs' log folders are kept under {state}/logs.
 KEEP_RUNS = 20
+# The logs of a run, one per child.
+LOG_NAMES = ("azurite.log", "simulator.log", "devhost.log")
 
 
 class PortInUse(RuntimeError):
@@ -217,11 +220,14 @@ class LocalStack:
         if self.log_dir.exists():  # another stack took the name since: a fresh one
             self.log_dir = new_log_dir(self.log_dir.parent)
         private_dir(self.log_dir)
-        latest = self.log_dir.parent / "latest"
-        with contextlib.suppress(FileNotFoundError):
-            latest.unlink()
-        with contextlib.suppress(OSError):  # a file system without symlinks: no pointer
-            latest.symlink_to(self.log_dir.name, target_is_directory=True)
+        logs = self.log_dir.parent
+        # latest -> this run's folder; {name}.log -> latest/{name}.log: one path to `tail -f`.
+        links = {"latest": self.log_dir.name, **{n: f"latest/{n}" for n in LOG_NAMES}}
+        for link, target in links.items():
+            with contextlib.suppress(FileNotFoundError):
+                (logs / link).unlink()
+            with contextlib.suppress(OSError):  # a file system without symlinks: no pointer
+                (logs / link).symlink_to(target)
         runs = sorted(p for p in self.log_dir.parent.iterdir() if p.is_dir() and not p.is_symlink())
         for old in runs[:-KEEP_RUNS]:
             shutil.rmtree(old, ignore_errors=True)

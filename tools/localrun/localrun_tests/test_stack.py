@@ -72,6 +72,9 @@ def test_each_run_writes_its_own_log_folder_and_latest_points_at_it(tmp_path):
     latest = tmp_path / "logs" / "latest"
     assert latest.is_symlink()
     assert latest.resolve() == second.log_dir.resolve()
+    # One path for `tail -f` across runs: logs/devhost.log is the latest run's.
+    (second.log_dir / "devhost.log").write_text("the second run's log")
+    assert (tmp_path / "logs" / "devhost.log").read_text() == "the second run's log"
     assert (tmp_path / "logs").stat().st_mode & 0o777 == 0o700
     assert second.log_dir.stat().st_mode & 0o777 == 0o700
 
