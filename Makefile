@@ -31,10 +31,12 @@ node_modules/.installed: package.json package-lock.json
 #   TIME_SCALE=25              divide the simulator's and the service's waits (run: 1, demo: 10)
 #   SCENARIO=azure-gateway     what the simulator plays, with matching app settings (default)
 #   AZURITE_PORT= SIMULATOR_PORT= DEVHOST_PORT=   run only (10000, 8089, 7071)
+#   STATE=.state-2             run only: the state folder (jobs, images, logs; default .state)
 LOCALRUN_OPTIONS = $(if $(TIME_SCALE),--time-scale $(TIME_SCALE)) $(if $(SCENARIO),--scenario $(SCENARIO))
 RUN_PORTS = $(if $(AZURITE_PORT),--azurite-port $(AZURITE_PORT)) \
 	$(if $(SIMULATOR_PORT),--simulator-port $(SIMULATOR_PORT)) \
-	$(if $(DEVHOST_PORT),--devhost-port $(DEVHOST_PORT))
+	$(if $(DEVHOST_PORT),--devhost-port $(DEVHOST_PORT)) \
+	$(if $(STATE),--state $(STATE))
 
 # One image job end to end on the local defaults: Azurite, simulator and devhost on free ports,
 # the CLI client starting and polling the job; everything is stopped afterwards.

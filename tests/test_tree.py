@@ -31,6 +31,7 @@ LOCAL_ONLY = (
     ".venv/bin/python",
     "node_modules/.bin/azurite-blob",
     ".state/devhost/store.sqlite",
+    ".state-2/devhost/store.sqlite",  # a second stack's (make run STATE=.state-2)
     ".local/demo-image.png",
     ".mypy_cache/3.11/rules/request.data.json",
     ".ruff_cache/CACHEDIR.TAG",

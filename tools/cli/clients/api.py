@@ -14,18 +14,32 @@ from __future__ import annotations
 
 import email.utils
 import json
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
 
 DEFAULT_URL = "http://127.0.0.1:7071"
+
+
+def python_command() -> str:
+    """How this interpreter is named where the user stands (``.venv/bin/python`` in a checkout),
+    so that the commands the CLI suggests run as printed."""
+    interpreter = Path(sys.executable)
+    try:
+        return str(interpreter.relative_to(Path.cwd()))
+    except ValueError:
+        return str(interpreter)
+
+
 KEY_HINT = (
     "give the function key with --key or the IMAGEJOBS_KEY environment variable "
-    "(locally: `python -m devhost keys` prints it)"
+    f"(locally: `{python_command()} -m devhost keys` prints it)"
 )
 
 

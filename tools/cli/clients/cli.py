@@ -34,6 +34,7 @@ from clients.api import (
     Problem,
     SaveFailed,
     WaitTimedOut,
+    python_command,
 )
 from clients.follow import follow, poll_delay
 from clients.render import (
@@ -48,7 +49,7 @@ from clients.render import (
     waterfall_table,
 )
 
-PROG = "python -m clients.cli"
+PROG = f"{python_command()} -m clients.cli"
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp"}
 
 EXIT_CODES_HELP = """\b
@@ -230,8 +231,8 @@ def _follow_options_from(kwargs: dict[str, Any]) -> FollowOptions:
     show_envvar=True,
     metavar="KEY",
     help="The function key, sent as x-functions-key and never printed; locally "
-    "`python -m devhost keys` prints it. Prefer the environment variable: a command line "
-    "shows in `ps`.",
+    f"`{python_command()} -m devhost keys` prints it. Prefer the environment variable: a "
+    "command line shows in `ps`.",
 )
 @click.option(
     "--http-timeout",

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from clients.api import JobClient, Problem, WaitTimedOut
+from clients.api import JobClient, Problem, Unreachable, WaitTimedOut
 
 # The longest wait between two polls, whatever Retry-After says (a person is watching).
 MAX_POLL_S = 30.0
@@ -55,6 +55,9 @@ def follow(
     """
     deadline = monotonic() + timeout_s
     failing_since: float | None = None
+    # Until the service has answered once, a stack that is not there is said at once: patience
+    # is for a service that answered and then went away for a while.
+    answered = False
     delay = first_delay_s
     state = "queued"
     while True:
@@ -68,10 +71,13 @@ def follow(
                 failing_since = now
             if not problem.transient or now - failing_since >= patience_s or now >= deadline:
                 raise
+            if not answered and isinstance(problem, Unreachable):
+                raise
             delay = poll_delay(problem.retry_after_s, poll_interval_s)
             on_trouble(problem, delay)
             continue
         failing_since = None
+        answered = True
         status = answer.body
         state = str(status.get("state") or state)
         if answer.status_code == 200:

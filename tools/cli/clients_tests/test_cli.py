@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from clients.api import ExitCode
+from clients.api import ExitCode, python_command
 from clients_tests.fakes import (
     BLOB,
     JOB,
@@ -26,6 +26,8 @@ from clients_tests.fakes import (
     status,
 )
 
+# How the CLI names this interpreter in the commands it suggests (.venv/bin/python here).
+PY = python_command()
 GENERATE = ("generate", "--prompt", "a red apple")
 
 
@@ -239,7 +241,7 @@ def test_a_slow_job_times_out_without_a_second_start():
     assert run.code == ExitCode.TIMEOUT
     line = one_error_line(run.err)
     assert f"job {JOB} is still queued after 30s of waiting" in line
-    assert f"python -m clients.cli --url {SERVICE} wait {JOB}" in line
+    assert f"{PY} -m clients.cli --url {SERVICE} wait {JOB}" in line
     assert len(service.requests("POST")) == 1
     assert sum(clock.sleeps) == pytest.approx(30.0)
 
@@ -287,7 +289,7 @@ ERRORS = [
     pytest.param(
         httpx.Response(401),
         ExitCode.AUTH,
-        ["refused the function key", "--key", "IMAGEJOBS_KEY", "`python -m devhost keys`"],
+        ["refused the function key", "--key", "IMAGEJOBS_KEY", f"`{PY} -m devhost keys`"],
         id="wrong-key",
     ),
     pytest.param(
@@ -413,8 +415,8 @@ def test_ctrl_c_while_following_stops_following_and_says_how_to_resume():
     assert run.code == ExitCode.INTERRUPTED
     line = one_error_line(run.err, "interrupted")
     assert f"stopped following job {JOB}; it goes on" in line
-    assert f"python -m clients.cli --url {SERVICE} wait {JOB}" in line
-    assert f"python -m clients.cli --url {SERVICE} cancel {JOB}" in line
+    assert f"{PY} -m clients.cli --url {SERVICE} wait {JOB}" in line
+    assert f"{PY} -m clients.cli --url {SERVICE} cancel {JOB}" in line
     assert len(service.requests("POST")) == 1
     assert not service.requests("POST", "/cancel")  # stopping to follow is not cancelling
 
@@ -437,7 +439,7 @@ def test_generate_without_wait_prints_the_id_and_how_to_follow():
     run = run_cli(service, *GENERATE, "--quality", "low", "-n", "2")
     assert run.code == ExitCode.OK
     assert f"job {JOB} accepted: queued" in run.out
-    assert f"follow it: python -m clients.cli --url {SERVICE} wait {JOB}" in run.out
+    assert f"follow it: {PY} -m clients.cli --url {SERVICE} wait {JOB}" in run.out
     assert not service.requests("GET")
     sent = service.requests("POST")[0].read()
     assert b'"quality": "low"' in sent or b'"quality":"low"' in sent
@@ -469,7 +471,7 @@ def test_status_human_shows_state_sentence_request_and_how_to_follow():
     assert f"job {JOB}: generating" in run.out
     assert "Generating: a sentence." in run.out
     assert "request: size 1024x1024, quality low, n 1" in run.out
-    assert f"follow it: python -m clients.cli --url {SERVICE} wait {JOB}" in run.out
+    assert f"follow it: {PY} -m clients.cli --url {SERVICE} wait {JOB}" in run.out
 
 
 def test_cancel_running_and_ended():
@@ -598,3 +600,18 @@ def test_a_connect_timeout_is_a_timeout_that_asks_whether_the_stack_runs():
     run = run_cli(Service(polls=[httpx.ConnectTimeout("timed out")]), "status", JOB)
     assert run.code == ExitCode.TIMEOUT
     assert "is the stack running?" in one_error_line(run.err)
+
+
+def test_a_stack_that_never_answered_is_said_at_once_not_after_the_patience():
+    from clients.api import Unreachable
+    from clients.follow import follow
+
+    slept: list[float] = []
+
+    class Down:
+        def status(self, job_id: str) -> object:
+            raise Unreachable("cannot connect (connection refused)")
+
+    with pytest.raises(Unreachable):
+        follow(Down(), JOB, on_status=lambda *_: None, sleep=slept.append)  # type: ignore[arg-type]
+    assert slept == []

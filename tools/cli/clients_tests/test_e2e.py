@@ -21,11 +21,14 @@ import httpx
 import pytest
 from PIL import Image
 
-from clients.api import ExitCode
+from clients.api import ExitCode, python_command
 from localrun.azurite import azurite_bin
 from localrun.stack import LocalStack
 from loopserver import free_port
 from loopserver.testing import missing_service
+
+# How the CLI names this interpreter in the commands it suggests (.venv/bin/python here).
+PY = python_command()
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.azurite]
 
@@ -152,7 +155,7 @@ def test_cancel_a_running_job_then_wait_sees_it_cancelled(stack, key):
     started = cli(env, "generate", "--prompt", PROMPT + " to cancel", "--route", "openai")
     assert started.returncode == ExitCode.OK, started.stderr
     job_id = started.stdout.split()[1]
-    assert f"follow it: python -m clients.cli --url {stack.devhost_url} wait {job_id}" in (
+    assert f"follow it: {PY} -m clients.cli --url {stack.devhost_url} wait {job_id}" in (
         started.stdout
     )
     cancelled = cli(env, "cancel", job_id)
@@ -168,7 +171,7 @@ def test_a_wrong_key_is_one_line_that_says_where_the_key_comes_from(stack):
     assert done.returncode == ExitCode.AUTH
     line = one_error_line(done.stderr)
     assert "HTTP 401: the service refused the function key" in line
-    assert "`python -m devhost keys`" in line
+    assert f"`{PY} -m devhost keys`" in line
     assert "not-the-key" not in done.stdout + done.stderr
     missing = cli(env_for(stack, None), "status", "img-0123456789abcdef01234567-1")
     assert missing.returncode == ExitCode.AUTH

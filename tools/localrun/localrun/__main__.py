@@ -14,6 +14,7 @@ demo: the same stack on free ports (time scale 10), one image job end to end wit
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 from localrun.processes import ChildFailed
 from localrun.scenarios import SCENARIOS
@@ -36,6 +38,20 @@ STOPPED, CHILD_EXITED, NOT_STARTED = 0, 1, 2
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+def state_lock(state: Path) -> IO[bytes] | None:
+    """An exclusive hold on ``state`` for this process's life (the kernel drops it when the
+    process ends, however it ends); None when another stack holds it. Two stacks on one state
+    folder would share devhost's database and Azurite's data, and lose each other's images."""
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle = (state / "run.lock").open("ab")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
 def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
@@ -46,6 +62,15 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signum, on_signal)
     # Azurite keeps its data under the state folder too, so jobs devhost remembers keep their
     # images.
+    lock = state_lock(args.state)
+    if lock is None:
+        print(
+            f"localrun: cannot start: another local stack uses the state folder {args.state} "
+            "(its jobs, images and logs): stop it, or give this one a folder of its own: "
+            "make run STATE=.state-2 (python -m localrun run --state ...)",
+            file=sys.stderr,
+        )
+        return NOT_STARTED
     stack = LocalStack(
         ROOT,
         state_dir=args.state,

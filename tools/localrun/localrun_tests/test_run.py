@@ -250,3 +250,14 @@ def test_every_scenario_is_offered_on_the_command_line():
     for name in SCENARIOS:
         assert name in done.stdout
     assert "default 1: real time" in done.stdout
+
+
+def test_one_state_folder_serves_one_stack_at_a_time(tmp_path):
+    from localrun.__main__ import state_lock
+
+    first = state_lock(tmp_path / "state")
+    assert first is not None
+    assert state_lock(tmp_path / "state") is None  # a second stack would share its data
+    assert state_lock(tmp_path / "other") is not None
+    first.close()
+    assert state_lock(tmp_path / "state") is not None
