@@ -38,6 +38,8 @@ def build_metadata(
     return {
         "v": SCHEMA_VERSION,
         "id": job.job_id,
+        # A digest of the caller, nothing to read back: who may see this job after a purge.
+        "caller": job.caller,
         "state": outcome.state.value,
         "failure": outcome.failure,
         "error": status_error(outcome.error) if outcome.error else None,

@@ -32,7 +32,14 @@ from http_api.errors import (
 )
 from http_api.inputs import Parts, is_multipart, multipart_body, with_inputs
 from http_api.job_ids import JobIds
-from http_api.status_view import current_state, read_job, read_progress, status_answer
+from http_api.status_view import (
+    current_state,
+    ended_answer,
+    read_ended,
+    read_job,
+    read_progress,
+    status_answer,
+)
 from orchestrators.image_job import CANCEL_EVENT, ORCHESTRATOR
 from rules.dedup import caller_digest, check_key, fingerprint, is_job_id, job_id_for
 from rules.errors import RequestInvalid
@@ -136,12 +143,18 @@ async def get_job(
     caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
     # A poll answers promptly: storage that does not answer within this is a 503, not a hang.
     async with asyncio.timeout(STATUS_READ_S):
-        view = await read_job(jobs, store, job_id, caller)
+        try:
+            view = await read_job(jobs, store, job_id, caller)
+        except JobNotFound:
+            # Its durable history may be purged while its record stays (a key's record still
+            # names it): the finished job answers its caller from metadata.json.
+            ended = await read_ended(store, job_id, caller)
+            link = _linker(store, settings)
+            if store.links_are_local:
+                return json_answer(ended_answer(ended, link), 200)
+            return json_answer(await asyncio.to_thread(ended_answer, ended, link), 200)
     include_prompt = req.params.get("includePrompt", "").lower() == "true"
-
-    def link(blob: str) -> str:
-        return store.read_link(name=blob, ttl_s=settings.storage.link_ttl_s)
-
+    link = _linker(store, settings)
     if store.links_are_local:
         answer = status_answer(view, link, include_prompt=include_prompt)
     else:  # a user-delegation key may need fetching (a network call): off the event loop
@@ -309,6 +322,13 @@ async def _before_send(
         if mine and progress is not None and progress.sent and not progress.done:
             return False  # this attempt's request has left, and the attempt has not ended
     return True
+
+
+def _linker(store: AsyncImageStore, settings: AppSettings) -> Callable[[str], str]:
+    def link(blob: str) -> str:
+        return store.read_link(name=blob, ttl_s=settings.storage.link_ttl_s)
+
+    return link
 
 
 def _check_content_type(req: func.HttpRequest) -> None:

@@ -9,17 +9,19 @@ it. ``status_answer`` is pure: typed records and a link maker in, the answer's J
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from http_api.answers import camel_keys
 from http_api.durable_jobs import DurableJobs, JobInstance
 from http_api.errors import JobNotFound, StoreUnavailable
-from rules.job_records import JobState, ProgressRecord
-from rules.outcome import Preview, Timings, status_error
+from rules.job_records import REQUEST_SCHEMA_VERSION, JobState, Outcome, ProgressRecord
+from rules.outcome import Preview, StoredImage, Timings, status_error
+from rules.records import as_object, checked_version, reading, required
 from rules.status import derive_state, state_text
-from storage.protocol import AsyncImageStore, progress_name
+from rules.timing import TIMING_FIELDS
+from storage.protocol import AsyncImageStore, metadata_name, progress_name
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,7 @@ def status_answer(
     previews: tuple[Preview, ...] | list[Preview] = (
         result.previews if result else (progress.previews if progress else ())
     )
-    images = [
-        {**{k: v for k, v in image.to_json().items() if k != "blob"}, "url": link(image.blob)}
-        for image in (result.images if result else ())
-    ]
+    images = _image_links(result.images if result else (), link)
     if result is not None:
         timings = result.timings
     else:
@@ -136,3 +135,99 @@ def status_answer(
     if state is JobState.WAITING_TO_RETRY and custom is not None:
         answer["retry"] = {"at": custom.retry_at, "reason": custom.reason}
     return answer
+
+
+def _image_links(images: Sequence[StoredImage], link: Callable[[str], str]) -> list[dict[str, Any]]:
+    return [
+        {**{k: v for k, v in image.to_json().items() if k != "blob"}, "url": link(image.blob)}
+        for image in images
+    ]
+
+
+@dataclass(frozen=True)
+class EndedJob:
+    """A finished job as its metadata.json tells it: what still answers its caller, and only
+    its caller, once the durable history is purged (a key's record may still name it)."""
+
+    job_id: str
+    caller: str | None
+    outcome: Outcome
+    request_shape: dict[str, Any]
+    send_notes: tuple[str, ...]
+    finished_at: str
+
+    @classmethod
+    @reading("metadata")
+    def from_metadata(cls, value: object) -> EndedJob:
+        data = as_object(value, "metadata")
+        checked_version(data, "metadata", REQUEST_SCHEMA_VERSION)
+        job_id = required(data, "id", "metadata")
+        attempts = required(data, "attempts", "metadata")
+        # metadata.json keeps the outcome's fields flat, with the error as the answer shows it:
+        # the outcome's version-0 layout reads exactly that.
+        outcome = Outcome.from_json(
+            {
+                "state": required(data, "state", "metadata"),
+                "attempt": attempts[-1]["attempt"] if attempts else 0,
+                "failure": data.get("failure"),
+                "error": data.get("error"),
+                "retry_count": data.get("retry_count", 0),
+                "images": data.get("images") or [],
+                "previews": data.get("previews") or [],
+                "timings": {k: data.get(k) for k in TIMING_FIELDS},
+                "cost_usd": data.get("cost_usd"),
+                "cost_estimated": data.get("cost_estimated", False),
+                "metadata_blob": metadata_name(job_id),
+            }
+        )
+        return cls(
+            job_id=job_id,
+            caller=data.get("caller"),
+            outcome=outcome,
+            request_shape=dict(required(data, "request", "metadata")),
+            send_notes=tuple(data.get("send_notes") or ()),
+            finished_at=required(data, "finished_at", "metadata"),
+        )
+
+
+async def read_ended(store: AsyncImageStore, job_id: str, caller_digest: str) -> EndedJob:
+    """The caller's finished job from its metadata.json, when the durable history has none.
+    Raises JobNotFound (no record, or another caller's), StoreUnavailable, RecordUnreadable."""
+    try:
+        raw = await store.get(name=metadata_name(job_id))
+    except Exception as exc:
+        raise StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id) from exc
+    if raw is None:
+        raise JobNotFound(job_id)
+    ended = EndedJob.from_metadata(raw)
+    if ended.caller is None or ended.caller != caller_digest:
+        raise JobNotFound(job_id)
+    return ended
+
+
+def ended_answer(ended: EndedJob, link: Callable[[str], str]) -> dict[str, Any]:
+    """The status JSON of a job known only by its metadata.json (``historyPurged``)."""
+    outcome = ended.outcome
+    images = _image_links(outcome.images, link)
+    return {
+        "id": ended.job_id,
+        "state": outcome.state.value,
+        "stateText": state_text(outcome.state, outcome.failure),
+        "failure": outcome.failure if outcome.state is JobState.FAILED else None,
+        "attempt": outcome.attempt,
+        "route": ended.request_shape.get("route"),
+        "request": camel_keys(ended.request_shape),
+        "sentAs": list(ended.send_notes),
+        "timings": camel_keys(outcome.timings.to_json()),
+        "previews": [{"index": p.index, "url": link(p.blob)} for p in outcome.previews if p.stored],
+        "image": images[0] if images else None,
+        "images": images,
+        "metadataUrl": link(metadata_name(ended.job_id)),
+        "error": status_error(outcome.error) if outcome.error else None,
+        "retryCount": outcome.retry_count,
+        "costUsd": outcome.cost_usd,
+        "costEstimated": outcome.cost_estimated,
+        "createdAt": None,
+        "updatedAt": ended.finished_at,
+        "historyPurged": True,
+    }

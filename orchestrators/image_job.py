@@ -137,7 +137,11 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
         ).to_json()
     )
     finish = FinishInput(
-        job_id=job_id, request=job.request, outcome=outcome, attempts=tuple(attempts)
+        job_id=job_id,
+        request=job.request,
+        outcome=outcome,
+        attempts=tuple(attempts),
+        caller=job.caller,
     )
     try:
         # The record of a job that has ended: retried on its own, and never able to turn a

@@ -320,6 +320,9 @@ class FinishInput:
     request: ImageJobRequest
     outcome: Outcome
     attempts: tuple[AttemptRecord, ...]
+    # The caller's digest (rules.dedup.caller_digest), kept in metadata.json so that the job
+    # still answers its caller, and only its caller, once its durable history is purged.
+    caller: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -328,6 +331,7 @@ class FinishInput:
             "request": self.request.to_json(),
             "outcome": self.outcome.to_json(),
             "attempts": [attempt.to_json() for attempt in self.attempts],
+            "caller": self.caller,
         }
 
     @classmethod
@@ -342,6 +346,7 @@ class FinishInput:
             attempts=tuple(
                 AttemptRecord.from_json(a) for a in required(data, "attempts", "finish input")
             ),
+            caller=data.get("caller"),
         )
 
 

@@ -12,10 +12,12 @@ from urllib.parse import unquote
 import azure.functions as func
 import pytest
 
+from activities.finish import build_metadata
 from http_api import handlers
 from http_api.durable_jobs import DurableJobs
 from http_api.errors import answer_for
 from rules.dedup import caller_digest
+from rules.job_records import FinishInput, JobInput, Outcome
 from rules.settings import AppSettings
 from tests.fakes import AsyncInMemoryStore, InMemoryStore
 from tests.rules.conftest import ENV
@@ -90,7 +92,15 @@ class World:
     def finish(self, job_id: str, output: dict[str, Any], status: str = "Completed") -> None:
         """End the job as the orchestrator does: its record in Blob, then the output."""
         if output.get("metadata_blob"):
-            metadata = json.dumps({"v": 1, "id": job_id, "state": output["state"]}).encode()
+            job = JobInput.from_json(self.client.instances[job_id]["input"])
+            finish = FinishInput(
+                job_id=job_id,
+                request=job.request,
+                outcome=Outcome.from_json(output),
+                attempts=(),
+                caller=job.caller,
+            )
+            metadata = json.dumps(build_metadata(finish, self.settings, self.now)).encode()
             self.store.put(name=output["metadata_blob"], data=metadata, content_type="j")
         self.client.instances[job_id]["runtimeStatus"] = status
         self.client.instances[job_id]["output"] = output
@@ -726,3 +736,25 @@ def test_the_shared_default_caller_may_not_list_unless_a_setting_says_so():
     status, body, _ = allowed.call(handlers.list_jobs, request("GET", BASE))
     assert status == 200
     assert [item["id"] for item in body["items"]] == [job["id"]]
+
+
+def test_a_job_whose_history_was_purged_answers_its_caller_from_its_record():
+    world = World(IMAGE_TRUST_PRINCIPAL_HEADER="true")
+    alice = {"x-ms-client-principal-id": "alice", "Idempotency-Key": "order-11"}
+    _, job, _ = world.start(headers=alice)
+    world.finish(job["id"], saved_output(job["id"], cost_usd=0.02))
+    del world.client.instances[job["id"]]  # history purged; metadata.json stays
+    # The key still answers with the job, and its status URL works.
+    _, again, _ = world.start(headers=alice)
+    assert again["id"] == job["id"]
+    status, body, _ = world.status(job["id"], headers=alice)
+    assert status == 200
+    assert body["historyPurged"] is True
+    assert body["state"] == "saved"
+    assert body["image"]["url"] == f"memory://{job['id']}/image.png?ttl=3600"
+    assert body["costUsd"] == 0.02
+    assert "prompt" not in body["request"]
+    # Still nobody else's.
+    status, other, _ = world.status(job["id"], headers={"x-ms-client-principal-id": "mallory"})
+    assert status == 404
+    assert_envelope(other, "not_found", "id")
