@@ -24,7 +24,9 @@ handlers (through http_api.blueprint); tests/app/test_http_errors.py proves ever
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import azure.functions as func
 from azure.core.exceptions import AzureError
@@ -96,6 +98,20 @@ class StoreUnavailable(EdgeError):
 
     def __init__(self, what: str, *, job_id: str | None = None) -> None:
         super().__init__(what, job_id=job_id)
+
+
+def blob_failure(exc: BaseException, *, job_id: str | None = None) -> StoreUnavailable:
+    """What a failed Blob call is at the edge: the store failed (a 503), never a guess."""
+    return StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id)
+
+
+@contextlib.contextmanager
+def blob_call(*, job_id: str | None = None) -> Iterator[None]:
+    """Around one Blob call: any failure inside is ``blob_failure``."""
+    try:
+        yield
+    except Exception as exc:
+        raise blob_failure(exc, job_id=job_id) from exc
 
 
 class NoFreeJobId(EdgeError):

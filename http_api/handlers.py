@@ -29,6 +29,8 @@ from http_api.errors import (
     NoSuchRoute,
     StoreUnavailable,
     UnsupportedMediaType,
+    blob_call,
+    blob_failure,
 )
 from http_api.inputs import Parts, is_multipart, multipart_body, with_inputs
 from http_api.job_ids import JobIds
@@ -49,7 +51,7 @@ from rules.request import parse_job_request
 from rules.send_plan import plans
 from rules.settings import AppSettings
 from rules.status import RUNNING_STATUSES
-from rules.timing import iso_utc
+from rules.timing import epoch_ms, iso_utc
 from storage.protocol import (
     JSON,
     AsyncImageStore,
@@ -186,7 +188,7 @@ async def list_jobs(
             # Purged or never started; or left by a start that lost a race to this job's own.
             if instance is not None
             and instance.job.caller == caller
-            and index_created_ms(name) == _epoch_ms(instance.job.created_at)
+            and index_created_ms(name) == epoch_ms(instance.job.created_at)
         ]
         states = await asyncio.gather(*(current_state(store, i) for i in listed))
     items = []
@@ -213,11 +215,7 @@ async def _list_page(
     except PageTokenInvalid:
         raise RequestInvalid("after", "invalid_value", "not a page token of this list") from None
     except Exception as exc:
-        raise StoreUnavailable(f"Blob failed: {type(exc).__name__}") from exc
-
-
-def _epoch_ms(iso: str) -> int:
-    return int(datetime.fromisoformat(iso).timestamp() * 1000)
+        raise blob_failure(exc) from exc
 
 
 def _limit(raw: str | None) -> int:
@@ -282,10 +280,8 @@ async def _request_cancel(
     job_id = instance.instance_id
     marker = CancelMarker(requested_at=iso_utc(now()), job_created_at=instance.job.created_at)
     data = json.dumps(marker.to_json()).encode()
-    try:
+    with blob_call(job_id=job_id):
         await store.put(name=cancel_name(job_id), data=data, content_type=JSON)
-    except Exception as exc:
-        raise StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id) from exc
     before_send = await _before_send(jobs, store, instance)
     if await jobs.raise_event(job_id, CANCEL_EVENT):
         return instance, before_send

@@ -24,7 +24,7 @@ from typing import Any
 import azure.functions as func
 from PIL import Image
 
-from http_api.errors import StoreUnavailable
+from http_api.errors import blob_call, blob_failure
 from rules.errors import RequestInvalid, SettingsInvalid
 from rules.inputs import (
     ImageFacts,
@@ -184,10 +184,8 @@ async def _store_input(
         checked = check_image(facts, source.field, inputs)
     assert checked.format is not None  # the checks refuse an image without one
     name = input_name(digest, checked.format)
-    try:
+    with blob_call():
         await store.put_new(name=name, data=data, content_type=CONTENT_TYPES[checked.format])
-    except Exception as exc:
-        raise StoreUnavailable(f"Blob failed: {type(exc).__name__}") from exc
     ref = InputRef(digest, checked.format, checked.bytes, checked.width, checked.height)
     return ref, checked
 
@@ -215,7 +213,7 @@ async def _fetch(source: InputSource, store: AsyncImageStore, caller: str, max_b
             raise SettingsInvalid(
                 "IMAGE_INPUT_CONTAINERS", f"the app may not read container {container!r}"
             ) from exc
-        raise StoreUnavailable(f"Blob failed: {type(exc).__name__}") from exc
+        raise blob_failure(exc) from exc
     if data is None:
         hint = " (was it written to the link POST /api/uploads gave?)" if what == "upload" else ""
         message = f"{source.field}: no such {what}{hint}"

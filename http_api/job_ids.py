@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from http_api.durable_jobs import DurableJobs, JobInstance
-from http_api.errors import KeyConflict, NoFreeJobId, StoreUnavailable
-from http_api.status_view import current_state
+from http_api.errors import JobNotFound, KeyConflict, NoFreeJobId, StoreUnavailable, blob_call
+from http_api.status_view import current_state, read_ended
 from rules.job_records import JobInput, JobState, KeyRecord
-from rules.records import as_object
 from rules.status import RUNNING_STATUSES
+from rules.timing import epoch_ms
 from storage.protocol import (
     JSON,
     AsyncImageStore,
@@ -101,8 +101,7 @@ class JobIds:
         """The job's entry in its caller's list, written beside its start: a start that loses a
         race leaves an entry the list skips (its created_at is not the job's). Best effort: the
         job stands without it, so a failure is logged, never answered."""
-        created = datetime.fromisoformat(job.created_at)
-        index = caller_index_name(job.caller, int(created.timestamp() * 1000), job_id)
+        index = caller_index_name(job.caller, epoch_ms(job.created_at), job_id)
         try:
             await self._store.put(name=index, data=b"", content_type=JSON)
         except Exception as exc:
@@ -134,8 +133,11 @@ class JobIds:
         if instance is not None:
             state = await current_state(self._store, instance)
             return Allocation(record.job_id, state, replayed=True)
-        ended = await self._ended_state(record.job_id)
-        return Allocation(record.job_id, ended, replayed=True) if ended else None
+        try:  # its history purged: its own record, read as a poll reads it
+            ended = await read_ended(self._store, record.job_id, job.caller)
+        except JobNotFound:
+            return None
+        return Allocation(record.job_id, ended.outcome.state, replayed=True)
 
     async def _allocate(self, orchestrator: str, job: JobInput) -> Allocation:
         first = max(1, await self._latest_generation())
@@ -185,12 +187,8 @@ class JobIds:
         """Nothing is deleted: a concurrent submit may have started the job a moment ago and be
         writing there; what an unfinished earlier job left behind is older than the new job's
         ``created_at`` and ignored by its activity."""
-        try:
+        with blob_call(job_id=instance_id):
             return await self._store.get(name=metadata_name(instance_id)) is not None
-        except Exception as exc:
-            raise StoreUnavailable(
-                f"Blob failed: {type(exc).__name__}", job_id=instance_id
-            ) from exc
 
     async def _latest_generation(self) -> int:
         """The highest generation in use (0 if none), by doubling then bisecting."""
@@ -227,21 +225,7 @@ class JobIds:
         return key_record_name(self._candidate(1).rsplit("-", 1)[0])
 
     async def _read_key_record(self) -> KeyRecord | None:
-        try:
+        with blob_call():
             raw = await self._store.get(name=self._key_blob())
-        except Exception as exc:
-            raise StoreUnavailable(f"Blob failed: {type(exc).__name__}") from exc
         # An unreadable record is refused (RecordUnreadable: a 503), never taken for absent.
         return KeyRecord.from_json(raw) if raw is not None else None
-
-    async def _ended_state(self, job_id: str) -> JobState | None:
-        """A purged job's final state, from its metadata.json; None when it has none."""
-        try:
-            raw = await self._store.get(name=metadata_name(job_id))
-        except Exception as exc:
-            raise StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id) from exc
-        if raw is None:
-            return None
-        state = as_object(raw, "metadata").get("state")
-        known = {member.value for member in JobState}
-        return JobState(state) if isinstance(state, str) and state in known else None

@@ -15,7 +15,7 @@ from typing import Any
 
 from http_api.answers import camel_keys
 from http_api.durable_jobs import DurableJobs, JobInstance
-from http_api.errors import JobNotFound, StoreUnavailable
+from http_api.errors import JobNotFound, blob_call
 from rules.job_records import REQUEST_SCHEMA_VERSION, JobState, Outcome, ProgressRecord
 from rules.outcome import Preview, StoredImage, Timings, status_error
 from rules.records import as_object, checked_version, reading, required
@@ -55,10 +55,8 @@ async def read_job(
 
 async def read_progress(store: AsyncImageStore, job_id: str, attempt: int) -> ProgressRecord | None:
     """The attempt's progress record; None when absent; StoreUnavailable, RecordUnreadable."""
-    try:
+    with blob_call(job_id=job_id):
         raw = await store.get(name=progress_name(job_id, attempt))
-    except Exception as exc:
-        raise StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id) from exc
     if raw is None:
         return None
     # Blob writes land whole: a record that does not read is a newer version or a bug, and
@@ -193,10 +191,8 @@ class EndedJob:
 async def read_ended(store: AsyncImageStore, job_id: str, caller_digest: str) -> EndedJob:
     """The caller's finished job from its metadata.json, when the durable history has none.
     Raises JobNotFound (no record, or another caller's), StoreUnavailable, RecordUnreadable."""
-    try:
+    with blob_call(job_id=job_id):
         raw = await store.get(name=metadata_name(job_id))
-    except Exception as exc:
-        raise StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id) from exc
     if raw is None:
         raise JobNotFound(job_id)
     ended = EndedJob.from_metadata(raw)
