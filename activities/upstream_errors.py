@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import email.utils
 import json
-import math
 import re
 import time
 from collections.abc import Mapping
@@ -20,13 +19,13 @@ from typing import Any
 import httpx
 
 from rules.outcome import Failure, FailureKind, Layer
+from rules.rate_headers import number, parse_duration
 from rules.redaction import scrub
 
 # OpenAI: "Please try again in 12s." / "in 120ms" / "in 1m30s"; Azure: "Please retry after 59
 # seconds."
 _TRY_AGAIN = re.compile(r"try again in ((?:[0-9.]+(?:ms|h|m|s))+)", re.IGNORECASE)
 _RETRY_AFTER = re.compile(r"retry after ([0-9.]+)\s*(?:seconds?|s)\b", re.IGNORECASE)
-_DURATION_PART = re.compile(r"([0-9.]+)(ms|h|m|s)")
 
 
 def request_id(headers: Mapping[str, str]) -> str | None:
@@ -287,12 +286,12 @@ def _timeout(which: str, message: str, *, sent: bool) -> Failure:
 
 def retry_hint(headers: Mapping[str, str], message: str) -> tuple[float | None, str | None]:
     """What the server asked us to wait, and where it said so, most trusted source first."""
-    ms = _number(headers.get("retry-after-ms"))
+    ms = number(headers.get("retry-after-ms"))
     if ms is not None and ms >= 0:
         return ms / 1000, "retry-after-ms"
     after = headers.get("retry-after")
     if after:
-        seconds = _number(after)
+        seconds = number(after)
         if seconds is None:
             seconds = _http_date_in(after)
         if seconds is not None and seconds >= 0:
@@ -309,21 +308,6 @@ def retry_hint(headers: Mapping[str, str], message: str) -> tuple[float | None, 
     if match:
         return float(match[1]), "message"
     return None, None
-
-
-def parse_duration(text: str | None) -> float | None:
-    """OpenAI's reset durations: ``12ms``, ``1s``, ``6m0s``, ``1.5s``; None for -1 or junk."""
-    if not text:
-        return None
-    text = text.strip()
-    plain = _number(text)
-    if plain is not None:
-        return plain if plain >= 0 else None
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(v + u for v, u in parts) != text:
-        return None
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    return sum(float(value) * scale[unit] for value, unit in parts)
 
 
 def _should_retry(headers: Mapping[str, str]) -> bool | None:
@@ -366,17 +350,6 @@ def _inner_code(error: Mapping[str, Any]) -> str | None:
 
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
-
-
-def _number(text: str | None) -> float | None:
-    """A finite number, or None (``inf`` and ``nan`` are not waits)."""
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _http_date_in(text: str) -> float | None:

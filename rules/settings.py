@@ -21,6 +21,7 @@ from typing import Literal, cast
 from rules.budget import Limit, TimeoutBudget
 from rules.errors import SettingsInvalid
 from rules.models import MODELS, ROUTE_OWNERS
+from rules.pacing import Pace
 from rules.retry import RetryPolicy
 
 RouteOwner = Literal["openai", "azure", "gateway"]
@@ -51,6 +52,16 @@ class RouteSettings:
     # A response header in which a gateway says how many times it retried on its own (e.g.
     # LiteLLM's x-litellm-attempted-retries); those retries are counted apart from ours.
     gateway_retry_header: str | None = None
+    # The route's limits, which its governor (rules.pacing) keeps for every job together: None
+    # is not limited (the route's x-ratelimit-limit-* headers still set a limit when they give
+    # one). ``burst`` is how many sends may go at once; 1 spreads them evenly.
+    requests_per_minute: int | None = None
+    images_per_minute: int | None = None
+    concurrency: int | None = None
+    burst: int = 1
+    # A job whose attempt failed before its request was sent may move to this route, when it is
+    # healthier (rules.failover); never after a send.
+    failover_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +163,19 @@ class AppSettings:
     # jobs; off, the list is for callers with an identity of their own (Easy Auth).
     shared_caller_may_list: bool = False
 
+    def pace(self, name: str) -> Pace:
+        """The route's limits for its governor, in the route's time (a minute is 60 s, or
+        60 / IMAGE_TIME_SCALE in a scaled local run)."""
+        route = self.route(name)
+        return Pace(
+            requests_per_minute=route.requests_per_minute,
+            images_per_minute=route.images_per_minute,
+            concurrency=route.concurrency,
+            burst=route.burst,
+            window_s=60.0 / self.time_scale,
+            lease_s=self.timeouts.activity_s,
+        )
+
     def route(self, name: str) -> RouteSettings:
         try:
             return self.routes[name]
@@ -164,6 +188,15 @@ class AppSettings:
         if not names:
             raise SettingsInvalid("IMAGE_ROUTES", "name at least one route, e.g. 'azure'")
         routes = {name: _route_from_env(name, env) for name in names}
+        for route in routes.values():
+            if route.failover_to is not None and route.failover_to not in routes:
+                raise SettingsInvalid(
+                    f"IMAGE_ROUTE_{route.name.upper()}_FAILOVER_TO", "must name one of IMAGE_ROUTES"
+                )
+            if route.failover_to == route.name:
+                raise SettingsInvalid(
+                    f"IMAGE_ROUTE_{route.name.upper()}_FAILOVER_TO", "must name another route"
+                )
         default_route = env.get("IMAGE_DEFAULT_ROUTE", names[0]).strip()
         if default_route not in routes:
             raise SettingsInvalid("IMAGE_DEFAULT_ROUTE", "must be one of IMAGE_ROUTES")
@@ -382,7 +415,18 @@ def _route_from_env(name: str, env: Mapping[str, str]) -> RouteSettings:
         else None,
         gateway_idle_non_streamed=_bool(env, prefix + "GATEWAY_IDLE_NON_STREAMED", False),
         gateway_retry_header=(env.get(prefix + "GATEWAY_RETRY_HEADER") or "").lower() or None,
+        requests_per_minute=_optional_int(env, prefix + "REQUESTS_PER_MINUTE"),
+        images_per_minute=_optional_int(env, prefix + "IMAGES_PER_MINUTE"),
+        concurrency=_optional_int(env, prefix + "CONCURRENCY"),
+        burst=_int(env, prefix + "BURST", 1, minimum=1),
+        failover_to=(env.get(prefix + "FAILOVER_TO") or "").strip() or None,
     )
+
+
+def _optional_int(env: Mapping[str, str], name: str) -> int | None:
+    if not env.get(name, "").strip():
+        return None
+    return _int(env, name, 1, minimum=1)
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from activities import upstream_errors
-from rules import redaction
+from rules import rate_headers, redaction
 from rules.outcome import FailureKind, Layer
 from rules.retry import RetryPolicy, decide
 
@@ -114,7 +114,7 @@ def test_retry_hints_in_order_of_trust(headers, message, wait, source):
     ("text", "seconds"), [("12ms", 0.012), ("1s", 1.0), ("6m0s", 360.0), ("1.5s", 1.5), ("x", None)]
 )
 def test_reset_durations(text, seconds):
-    assert upstream_errors.parse_duration(text) == (
+    assert rate_headers.parse_duration(text) == (
         pytest.approx(seconds) if seconds is not None else None
     )
 

@@ -1,0 +1,476 @@
+"""The route's governor: when may the next attempt be sent, and who goes first. Pure rules.
+
+One governor per route, shared by every job (the route entity holds its state). Each attempt
+asks to be admitted (``admit``); the governor answers with a send time now, or with the time
+the attempt is expected to be admitted and its place in the queue. The rules it keeps:
+
+- **Limits**: the route's requests per minute, images per minute and concurrent requests. Sends
+  are spread evenly, one every ``60 / requests_per_minute`` s (``burst`` at most at once; 1 by
+  default), because Azure OpenAI evaluates a deployment's rate over short periods ("typically 1
+  or 10 seconds", learn.microsoft.com/azure/ai-services/openai/how-to/quota, "Understanding rate
+  limits"), so a burst within a minute's quota is still refused. A sliding window of a minute
+  holds as well (OpenAI's and the simulator's rule). Both carry ``MARGIN`` of slack for the
+  clocks in between.
+- **Priority**: interactive attempts go ahead of batch work; within a priority, first queued
+  goes first. An admitted attempt's send time is ``send_at`` (up to ``LEAD_S`` ahead), so that
+  the time its orchestration and activity take to get going is not lost from the route's slot.
+- **Cool-down**: a 429 anywhere on the route stops every send for as long as the route asked
+  (its retry-after), not only the job that got it.
+- **Headers**: ``x-ratelimit-limit-*`` lower the configured limit when the route's own is lower
+  (or set it when none is configured); ``x-ratelimit-remaining-*`` with their reset bound how many
+  more sends go out before the reset, so the pace tightens before a 429 (another client using
+  the same quota shows here first).
+- **Slots expire**: an admitted attempt holds a concurrency slot until its report, or until its
+  lease ends (a worker that died never reports); the send itself is counted in the windows from
+  its send time whatever happens after.
+
+Times are seconds since the epoch (floats); ``window_s`` is a minute of the route's time (60 s,
+or 60 / IMAGE_TIME_SCALE in a scaled local run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from rules.records import as_object, reading, required
+from rules.route_records import Admission, AdmitRequest, Priority, RateLimitHint
+
+# Slack on the spacing and on the window, for the clocks and the network in between.
+MARGIN = 0.02
+# An admitted attempt's send time may be up to this far ahead (seconds of wall time).
+LEAD_S = 1.0
+# A queued attempt asks again at least this often (route seconds), so its position stays fresh.
+REFRESH_S = 30.0
+# An attempt that was told to come back and did not, this long after (seconds of wall time and
+# a spacing), has left (a cancelled or terminated job): it no longer holds its place.
+STALE_S = 5.0
+# The cool-down after a 429 that named no wait: a spacing, at least this many route seconds.
+UNNAMED_COOL_DOWN_S = 10.0
+
+
+@dataclass(frozen=True)
+class Pace:
+    """The route's configured limits (None: not limited), in route time."""
+
+    requests_per_minute: int | None = None
+    images_per_minute: int | None = None
+    concurrency: int | None = None
+    burst: int = 1
+    window_s: float = 60.0
+    # How long an admitted attempt may hold its concurrency slot without reporting.
+    lease_s: float = 1800.0
+
+    @property
+    def limited(self) -> bool:
+        return any(
+            limit is not None
+            for limit in (self.requests_per_minute, self.images_per_minute, self.concurrency)
+        )
+
+
+@dataclass(frozen=True)
+class Send:
+    """One admitted attempt, counted in the windows from ``at`` (its send time)."""
+
+    job_id: str
+    attempt: int
+    at: float
+    images: int
+
+    def to_json(self) -> list[Any]:
+        return [self.job_id, self.attempt, round(self.at, 3), self.images]
+
+    @classmethod
+    def from_json(cls, value: Any) -> Send:
+        job_id, attempt, at, images = value
+        return cls(str(job_id), int(attempt), float(at), int(images))
+
+
+@dataclass(frozen=True)
+class Slot:
+    """An admitted attempt still running: it holds one of the route's concurrent requests."""
+
+    job_id: str
+    attempt: int
+    admitted_at: float
+    expected_end: float
+    expires_at: float
+    priority: Priority
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "attempt": self.attempt,
+            "admitted_at": round(self.admitted_at, 3),
+            "expected_end": round(self.expected_end, 3),
+            "expires_at": round(self.expires_at, 3),
+            "priority": self.priority.value,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Slot:
+        return cls(
+            job_id=data["job_id"],
+            attempt=int(data["attempt"]),
+            admitted_at=float(data["admitted_at"]),
+            expected_end=float(data["expected_end"]),
+            expires_at=float(data["expires_at"]),
+            priority=Priority(data.get("priority", Priority.INTERACTIVE.value)),
+        )
+
+
+@dataclass(frozen=True)
+class Waiter:
+    """A queued attempt: its place (priority, then ``queued_since``) and when it said it would
+    ask again (``back_at``)."""
+
+    job_id: str
+    attempt: int
+    priority: Priority
+    images: int
+    queued_since: float
+    back_at: float
+    expected_s: float
+
+    @property
+    def order(self) -> tuple[int, float, str]:
+        return (self.priority.rank, self.queued_since, self.job_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "attempt": self.attempt,
+            "priority": self.priority.value,
+            "images": self.images,
+            "queued_since": round(self.queued_since, 3),
+            "back_at": round(self.back_at, 3),
+            "expected_s": round(self.expected_s, 3),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Waiter:
+        return cls(
+            job_id=data["job_id"],
+            attempt=int(data["attempt"]),
+            priority=Priority(data["priority"]),
+            images=int(data["images"]),
+            queued_since=float(data["queued_since"]),
+            back_at=float(data["back_at"]),
+            expected_s=float(data.get("expected_s", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class PacerState:
+    """What the governor remembers: recent sends, running slots, the queue, the cool-down and
+    the route's last word on its limits."""
+
+    sends: tuple[Send, ...] = ()
+    slots: tuple[Slot, ...] = ()
+    queue: tuple[Waiter, ...] = ()
+    cool_until: float = 0.0
+    cool_reason: str | None = None
+    hint: RateLimitHint | None = None
+    # Counters since the entity was created.
+    admitted: int = 0
+    expired_slots: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sends": [send.to_json() for send in self.sends],
+            "slots": [slot.to_json() for slot in self.slots],
+            "queue": [waiter.to_json() for waiter in self.queue],
+            "cool_until": round(self.cool_until, 3),
+            "cool_reason": self.cool_reason,
+            "hint": self.hint.to_json() if self.hint else None,
+            "admitted": self.admitted,
+            "expired_slots": self.expired_slots,
+        }
+
+    @classmethod
+    @reading("route pacer")
+    def from_json(cls, value: object) -> PacerState:
+        data = as_object(value, "route pacer")
+        hint = data.get("hint")
+        return cls(
+            sends=tuple(Send.from_json(s) for s in required(data, "sends", "route pacer")),
+            slots=tuple(Slot.from_json(s) for s in data.get("slots", ())),
+            queue=tuple(Waiter.from_json(w) for w in data.get("queue", ())),
+            cool_until=float(data.get("cool_until", 0.0)),
+            cool_reason=data.get("cool_reason"),
+            hint=RateLimitHint.from_json(hint) if hint else None,
+            admitted=int(data.get("admitted", 0)),
+            expired_slots=int(data.get("expired_slots", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits in force: the configured ones, lowered (or set) by the route's headers."""
+
+    requests_per_minute: int | None
+    images_per_minute: int | None
+    concurrency: int | None
+    burst: int
+    window_s: float
+
+    @property
+    def spacing_s(self) -> float | None:
+        """Seconds between two sends at an even pace; None when no rate is limited."""
+        per_minute = self.requests_per_minute or self.images_per_minute
+        return self.window_s / per_minute * (1 + MARGIN) if per_minute else None
+
+
+def limits(pace: Pace, hint: RateLimitHint | None) -> Limits:
+    rpm, ipm = pace.requests_per_minute, pace.images_per_minute
+    if hint is not None:
+        rpm = _lower(rpm, hint.limit_requests)
+        ipm = _lower(ipm, hint.limit_images)
+    return Limits(rpm, ipm, pace.concurrency, max(1, pace.burst), pace.window_s)
+
+
+def _lower(configured: int | None, reported: int | None) -> int | None:
+    if reported is None or reported < 1:
+        return configured
+    return reported if configured is None else min(configured, reported)
+
+
+@dataclass
+class _Plan:
+    """A projection of the sends to come: the sends so far plus each waiter at its time."""
+
+    sends: list[tuple[float, int]]
+    ends: list[float]
+    times: dict[str, float] = field(default_factory=dict)
+
+
+def tidy(state: PacerState, pace: Pace, now: float) -> PacerState:
+    """Forget what no longer counts: sends older than a window (with margin), slots past their
+    lease (a worker that died), waiters that did not come back when they said."""
+    horizon = now - pace.window_s * (1 + MARGIN)
+    sends = tuple(send for send in state.sends if send.at > horizon)
+    live = tuple(slot for slot in state.slots if slot.expires_at > now)
+    spacing = limits(pace, state.hint).spacing_s or 0.0
+    queue = tuple(w for w in state.queue if now <= w.back_at + max(STALE_S, 2 * spacing))
+    hint = state.hint if state.hint is not None and state.hint.until > now else None
+    return replace(
+        state,
+        sends=sends,
+        slots=live,
+        queue=queue,
+        hint=hint,
+        expired_slots=state.expired_slots + len(state.slots) - len(live),
+    )
+
+
+def ordered(queue: Iterable[Waiter]) -> list[Waiter]:
+    return sorted(queue, key=lambda waiter: waiter.order)
+
+
+def schedule(state: PacerState, pace: Pace, now: float) -> dict[str, float]:
+    """When each queued attempt is expected to be admitted (job id -> epoch s), in queue order:
+    each after the one before it, at the first moment every limit allows."""
+    current = limits(pace, state.hint)
+    plan = _Plan(
+        sends=sorted((send.at, send.images) for send in state.sends),
+        ends=sorted(slot.expected_end for slot in state.slots),
+    )
+    earliest = now
+    for waiter in ordered(state.queue):
+        at = _earliest(plan, current, state, waiter.images, max(earliest, state.cool_until))
+        plan.times[waiter.job_id] = at
+        plan.sends.append((at, waiter.images))
+        plan.sends.sort()
+        plan.ends.append(at + waiter.expected_s)
+        plan.ends.sort()
+        earliest = at
+    return plan.times
+
+
+def _earliest(plan: _Plan, current: Limits, state: PacerState, images: int, start: float) -> float:
+    at = start
+    for _ in range(64):  # each rule only moves ``at`` later; a few rounds settle it
+        later = max(
+            _by_requests(plan, current, at),
+            _by_images(plan, current, at, images),
+            _by_concurrency(plan, current, at),
+            _by_hint(plan, state.hint, at),
+        )
+        if later <= at:
+            return at
+        at = later
+    return at
+
+
+def _by_requests(plan: _Plan, current: Limits, at: float) -> float:
+    spacing = current.spacing_s
+    # Every send counts, those admitted ahead of their send time too (sorted, oldest first).
+    stamps = [stamp for stamp, _ in plan.sends]
+    later = at
+    if spacing is not None and len(stamps) >= current.burst:
+        later = max(later, stamps[-current.burst] + current.burst * spacing)
+    rpm = current.requests_per_minute
+    if rpm is not None and len(stamps) >= rpm:
+        later = max(later, stamps[-rpm] + current.window_s * (1 + MARGIN))
+    return later
+
+
+def _by_images(plan: _Plan, current: Limits, at: float, images: int) -> float:
+    ipm = current.images_per_minute
+    if ipm is None:
+        return at
+    window = current.window_s * (1 + MARGIN)
+    held = [(stamp, count) for stamp, count in plan.sends if at - window < stamp]
+    used = sum(count for _, count in held)
+    if used + min(images, ipm) <= ipm:
+        return at
+    # Wait until enough of the oldest sends have left the window.
+    for stamp, count in held:
+        used -= count
+        if used + min(images, ipm) <= ipm:
+            return stamp + window
+    return at  # not reached: the window empties at the newest stamp + window
+
+
+def _by_concurrency(plan: _Plan, current: Limits, at: float) -> float:
+    if current.concurrency is None:
+        return at
+    running = [end for end in plan.ends if end > at]
+    if len(running) < current.concurrency:
+        return at
+    return running[len(running) - current.concurrency]
+
+
+def _by_hint(plan: _Plan, hint: RateLimitHint | None, at: float) -> float:
+    if hint is None or at >= hint.until or hint.remaining is None:
+        return at
+    since = sum(1 for stamp, _ in plan.sends if hint.observed_at < stamp)
+    return at if since < hint.remaining else hint.until
+
+
+def admit(
+    state: PacerState,
+    pace: Pace,
+    request: AdmitRequest,
+    now: float,
+    *,
+    expected_s: float,
+) -> tuple[PacerState, Admission]:
+    """Admit ``request`` (send at ``send_at``, at most ``LEAD_S`` from now) or queue it with
+    its place and expected admission time. ``expected_s`` is how long its attempt is expected
+    to run (for the concurrency projection and the ETA). Asking again is safe: an attempt
+    already admitted gets its admission back."""
+    state = tidy(state, pace, now)
+    held = next(
+        (s for s in state.sends if (s.job_id, s.attempt) == (request.job_id, request.attempt)),
+        None,
+    )
+    if held is not None:
+        return state, _admitted(held.at, state, now)
+    queued_since = min(
+        [request.queued_since] + [w.queued_since for w in state.queue if w.job_id == request.job_id]
+    )
+    others = tuple(w for w in state.queue if w.job_id != request.job_id)
+    waiter = Waiter(
+        job_id=request.job_id,
+        attempt=request.attempt,
+        priority=request.priority,
+        images=request.images,
+        queued_since=queued_since,
+        back_at=now,
+        expected_s=expected_s,
+    )
+    state = replace(state, queue=(*others, waiter))
+    times = schedule(state, pace, now)
+    at = times[request.job_id]
+    position = [w.job_id for w in ordered(state.queue)].index(request.job_id)
+    if at <= now + LEAD_S and (position == 0 or at <= now):
+        send = Send(request.job_id, request.attempt, max(at, now), request.images)
+        slot = Slot(
+            job_id=request.job_id,
+            attempt=request.attempt,
+            admitted_at=now,
+            expected_end=send.at + expected_s,
+            expires_at=send.at + pace.lease_s,
+            priority=request.priority,
+        )
+        state = replace(
+            state,
+            sends=(*state.sends, send),
+            slots=(*(s for s in state.slots if s.job_id != request.job_id), slot),
+            queue=others,
+            admitted=state.admitted + 1,
+        )
+        return state, _admitted(send.at, state, now)
+    back_at = min(max(at - LEAD_S, now), now + pace.window_s * REFRESH_S / 60.0)
+    state = replace(state, queue=(*others, replace(waiter, back_at=back_at)))
+    return state, Admission(
+        admitted=False,
+        position=position + 1,
+        start_at=at,
+        ask_again_at=back_at,
+        reason=_why_waiting(state, pace, now),
+    )
+
+
+def _admitted(send_at: float, state: PacerState, now: float) -> Admission:
+    return Admission(admitted=True, position=0, start_at=send_at, ask_again_at=None, reason=None)
+
+
+def _why_waiting(state: PacerState, pace: Pace, now: float) -> str:
+    if state.cool_until > now:
+        return state.cool_reason or "the route asked for a pause (429)"
+    current = limits(pace, state.hint)
+    if current.concurrency is not None and len(state.slots) >= current.concurrency:
+        return f"the route's {current.concurrency} concurrent requests are in use"
+    if state.hint is not None and state.hint.remaining is not None:
+        return "the route's rate-limit headers say its quota is nearly used"
+    if current.requests_per_minute or current.images_per_minute:
+        rate = (
+            f"{current.requests_per_minute} requests/min"
+            if current.requests_per_minute
+            else f"{current.images_per_minute} images/min"
+        )
+        return f"paced at the route's {rate}"
+    return "waiting for the route"
+
+
+def release(state: PacerState, job_id: str, attempt: int | None = None) -> PacerState:
+    """The attempt has ended (or the job left): its slot and its place in the queue go."""
+    return replace(
+        state,
+        slots=tuple(
+            s
+            for s in state.slots
+            if not (s.job_id == job_id and (attempt is None or s.attempt == attempt))
+        ),
+        queue=tuple(w for w in state.queue if w.job_id != job_id),
+    )
+
+
+def sent_at(state: PacerState, job_id: str, attempt: int, at: float) -> PacerState:
+    """The attempt's request really left at ``at``: its send is counted from then (a late
+    worker's send counts later than it was admitted for; an early one never happens)."""
+    return replace(
+        state,
+        sends=tuple(
+            replace(s, at=max(s.at, at)) if (s.job_id, s.attempt) == (job_id, attempt) else s
+            for s in state.sends
+        ),
+    )
+
+
+def cool_down(state: PacerState, until: float, reason: str) -> PacerState:
+    """Stop every send until ``until`` (a 429's wait)."""
+    if until <= state.cool_until:
+        return state
+    return replace(state, cool_until=until, cool_reason=reason)
+
+
+def with_hint(state: PacerState, hint: RateLimitHint) -> PacerState:
+    """The route's newest word on its limits replaces an older one."""
+    if state.hint is not None and state.hint.observed_at > hint.observed_at:
+        return state
+    return replace(state, hint=hint)

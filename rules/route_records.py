@@ -1,0 +1,240 @@
+"""The records that cross the route entity's boundary: an attempt asking to be sent, the answer,
+the attempt's report afterwards, and the route's word on its limits. Converted to and from JSON
+here only; times are seconds since the epoch (floats), durations seconds of the route's time.
+
+    orchestrator ──AdmitRequest──▶ route entity ──Admission──▶ orchestrator
+    orchestrator ──AttemptReport (signal)──▶ route entity
+    status endpoint, GET /api/routes ◀── entity state (rules.route_model.RouteState)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from rules.records import as_object, reading, required
+
+
+class Priority(StrEnum):
+    """Who waits for the image: a person (interactive, the default) or nobody right now (batch).
+    Interactive attempts are admitted ahead of every queued batch attempt."""
+
+    INTERACTIVE = "interactive"
+    BATCH = "batch"
+
+    @property
+    def rank(self) -> int:
+        return 0 if self is Priority.INTERACTIVE else 1
+
+
+@dataclass(frozen=True)
+class RateLimitHint:
+    """The route's own word on its limits, from an answer's headers (rules.rate_headers):
+    at most ``remaining`` more sends after ``observed_at`` until ``until``; the limits it
+    reported per minute (None: not said)."""
+
+    observed_at: float
+    until: float
+    remaining: int | None
+    limit_requests: int | None = None
+    limit_images: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "observed_at": round(self.observed_at, 3),
+            "until": round(self.until, 3),
+            "remaining": self.remaining,
+            "limit_requests": self.limit_requests,
+            "limit_images": self.limit_images,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RateLimitHint:
+        return cls(
+            observed_at=float(data["observed_at"]),
+            until=float(data["until"]),
+            remaining=data.get("remaining"),
+            limit_requests=data.get("limit_requests"),
+            limit_images=data.get("limit_images"),
+        )
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """How long an attempt of one shape class is expected to take, in route seconds from its
+    send: to the first byte, the first partial image (None: no partials) and the stored image
+    (``total_s`` the median, ``early_s`` and ``late_s`` the 10th and 90th percentiles).
+    ``samples`` is how many attempts it was learned from; 0: the calibration's guess."""
+
+    first_byte_s: float | None
+    first_partial_s: float | None
+    total_s: float
+    early_s: float
+    late_s: float
+    samples: int
+
+    def to_json(self) -> dict[str, Any]:
+        def rounded(value: float | None) -> float | None:
+            return None if value is None else round(value, 3)
+
+        return {
+            "first_byte_s": rounded(self.first_byte_s),
+            "first_partial_s": rounded(self.first_partial_s),
+            "total_s": rounded(self.total_s),
+            "early_s": rounded(self.early_s),
+            "late_s": rounded(self.late_s),
+            "samples": self.samples,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Expectation:
+        return cls(
+            first_byte_s=data.get("first_byte_s"),
+            first_partial_s=data.get("first_partial_s"),
+            total_s=float(data["total_s"]),
+            early_s=float(data["early_s"]),
+            late_s=float(data["late_s"]),
+            samples=int(data["samples"]),
+        )
+
+
+@dataclass(frozen=True)
+class AdmitRequest:
+    """One attempt asking to be sent. ``shape`` is its shape class (rules.route_stats), and
+    ``calibrated`` the calibration's guess at its clocks, used until the route has learned the
+    class. ``queued_since`` keeps its place across asks."""
+
+    job_id: str
+    attempt: int
+    priority: Priority
+    images: int
+    shape: str
+    calibrated: Expectation
+    queued_since: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "attempt": self.attempt,
+            "priority": self.priority.value,
+            "images": self.images,
+            "shape": self.shape,
+            "calibrated": self.calibrated.to_json(),
+            "queued_since": round(self.queued_since, 3),
+        }
+
+    @classmethod
+    @reading("admit request")
+    def from_json(cls, value: object) -> AdmitRequest:
+        data = as_object(value, "admit request")
+        return cls(
+            job_id=required(data, "job_id", "admit request"),
+            attempt=int(required(data, "attempt", "admit request")),
+            priority=Priority(data.get("priority", Priority.INTERACTIVE.value)),
+            images=int(data.get("images", 1)),
+            shape=required(data, "shape", "admit request"),
+            calibrated=Expectation.from_json(required(data, "calibrated", "admit request")),
+            queued_since=float(required(data, "queued_since", "admit request")),
+        )
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The answer to an AdmitRequest. Admitted: send at ``start_at`` (at most a second ahead).
+    Queued: ``position`` (1 = next), expected admission at ``start_at``, ask again at
+    ``ask_again_at``, and why it waits. ``expected`` is what the route has learned of the
+    attempt's shape class, for the ETA and the send plan."""
+
+    admitted: bool
+    position: int
+    start_at: float
+    ask_again_at: float | None
+    reason: str | None
+    expected: Expectation | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "admitted": self.admitted,
+            "position": self.position,
+            "start_at": round(self.start_at, 3),
+            "ask_again_at": None if self.ask_again_at is None else round(self.ask_again_at, 3),
+            "reason": self.reason,
+            "expected": self.expected.to_json() if self.expected else None,
+        }
+
+    @classmethod
+    @reading("admission")
+    def from_json(cls, value: object) -> Admission:
+        data = as_object(value, "admission")
+        expected = data.get("expected")
+        ask_again = data.get("ask_again_at")
+        return cls(
+            admitted=bool(required(data, "admitted", "admission")),
+            position=int(required(data, "position", "admission")),
+            start_at=float(required(data, "start_at", "admission")),
+            ask_again_at=None if ask_again is None else float(ask_again),
+            reason=data.get("reason"),
+            expected=Expectation.from_json(expected) if expected else None,
+        )
+
+
+@dataclass(frozen=True)
+class AttemptReport:
+    """What an attempt came to, for the route to learn from: its outcome (``failure_kind``
+    None: saved), when its request really left (``sent_at``; None: never sent), its clocks in
+    route seconds from the send, the route's wait on a 429, and its rate-limit headers with the
+    moment they were seen."""
+
+    job_id: str
+    attempt: int
+    shape: str
+    failure_kind: str | None
+    sent_at: float | None
+    first_byte_s: float | None = None
+    first_partial_s: float | None = None
+    total_s: float | None = None
+    retry_after_s: float | None = None
+    rate_limit: Mapping[str, str] | None = None
+    headers_at: float | None = None
+    ended_at: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure_kind is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "attempt": self.attempt,
+            "shape": self.shape,
+            "failure_kind": self.failure_kind,
+            "sent_at": self.sent_at,
+            "first_byte_s": self.first_byte_s,
+            "first_partial_s": self.first_partial_s,
+            "total_s": self.total_s,
+            "retry_after_s": self.retry_after_s,
+            "rate_limit": dict(self.rate_limit) if self.rate_limit else None,
+            "headers_at": self.headers_at,
+            "ended_at": self.ended_at,
+        }
+
+    @classmethod
+    @reading("attempt report")
+    def from_json(cls, value: object) -> AttemptReport:
+        data = as_object(value, "attempt report")
+        return cls(
+            job_id=required(data, "job_id", "attempt report"),
+            attempt=int(required(data, "attempt", "attempt report")),
+            shape=required(data, "shape", "attempt report"),
+            failure_kind=data.get("failure_kind"),
+            sent_at=data.get("sent_at"),
+            first_byte_s=data.get("first_byte_s"),
+            first_partial_s=data.get("first_partial_s"),
+            total_s=data.get("total_s"),
+            retry_after_s=data.get("retry_after_s"),
+            rate_limit=data.get("rate_limit") or None,
+            headers_at=data.get("headers_at"),
+            ended_at=data.get("ended_at"),
+        )

@@ -1,0 +1,155 @@
+"""What a route has learned per request shape class: rolling clocks and outcomes. Pure rules.
+
+A shape class groups the requests that take about as long: the model, the size class (by pixels),
+the quality, the output format, streamed or not, and the partial images. For each class the
+route keeps the last ``SAMPLES`` saved attempts' clocks (first byte, first partial image, stored
+image; route seconds from the send) and the last ``OUTCOMES`` sent attempts' outcomes (``ok`` or
+the failure kind), plus running totals. Until ``MIN_SAMPLES`` attempts of a class are saved,
+expectations come from the calibration (rules.models: errs long on purpose) instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from rules.route_records import AttemptReport, Expectation
+
+SAMPLES = 50
+OUTCOMES = 100
+MIN_SAMPLES = 5
+# Where the calibration's guess is all there is: how early and how late an attempt may end, as
+# shares of the guess (the calibration errs long, so early is the wider side).
+CALIBRATED_EARLY = 0.6
+CALIBRATED_LATE = 1.2
+# Size classes by pixels: up to about 1 MP (1024x1024), 2 MP (1536x1024), 4.2 MP (2048x2048),
+# above (3840x2160).
+SIZE_CLASSES = ((1_100_000, "1mp"), (2_400_000, "2mp"), (4_300_000, "4mp"))
+
+
+def size_class(size: str) -> str:
+    if size == "auto":
+        return "auto"
+    width, height = (int(edge) for edge in size.split("x"))
+    pixels = width * height
+    return next((name for limit, name in SIZE_CLASSES if pixels <= limit), "8mp")
+
+
+def shape_class(
+    *,
+    model: str,
+    size: str,
+    quality: str,
+    output_format: str,
+    stream: bool,
+    partial_images: int,
+    edit: bool = False,
+) -> str:
+    """``gpt-image-2/1mp/low/png/stream-1``: the class an attempt's clocks are learned under."""
+    sent = f"stream-{partial_images}" if stream else "plain"
+    kind = "/edit" if edit else ""
+    return f"{model}/{size_class(size)}/{quality}/{output_format}/{sent}{kind}"
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    """The nearest-rank percentile (``share`` 0..1) of a non-empty sequence."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(share * (len(ordered) - 1))))
+    return ordered[rank]
+
+
+@dataclass(frozen=True)
+class ClassStats:
+    """One shape class's rolling samples (newest last) and running totals."""
+
+    first_byte: tuple[float, ...] = ()
+    first_partial: tuple[float, ...] = ()
+    total: tuple[float, ...] = ()
+    outcomes: tuple[str, ...] = ()
+    sent: int = 0
+    saved: int = 0
+    failures: Mapping[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "first_byte": [round(v, 3) for v in self.first_byte],
+            "first_partial": [round(v, 3) for v in self.first_partial],
+            "total": [round(v, 3) for v in self.total],
+            "outcomes": list(self.outcomes),
+            "sent": self.sent,
+            "saved": self.saved,
+            "failures": dict(self.failures),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ClassStats:
+        return cls(
+            first_byte=tuple(float(v) for v in data.get("first_byte", ())),
+            first_partial=tuple(float(v) for v in data.get("first_partial", ())),
+            total=tuple(float(v) for v in data.get("total", ())),
+            outcomes=tuple(str(v) for v in data.get("outcomes", ())),
+            sent=int(data.get("sent", 0)),
+            saved=int(data.get("saved", 0)),
+            failures={str(k): int(v) for k, v in (data.get("failures") or {}).items()},
+        )
+
+
+def _push(values: tuple[Any, ...], value: Any, keep: int) -> tuple[Any, ...]:
+    return (*values, value)[-keep:]
+
+
+def learn(stats: ClassStats | None, report: AttemptReport) -> ClassStats:
+    """The class's statistics after ``report``. An attempt that was never sent teaches nothing
+    about the route; a saved one adds its clocks; every sent one adds its outcome."""
+    stats = stats or ClassStats()
+    if report.sent_at is None:
+        return stats
+    outcome = report.failure_kind or "ok"
+    stats = replace(
+        stats,
+        outcomes=_push(stats.outcomes, outcome, OUTCOMES),
+        sent=stats.sent + 1,
+    )
+    if not report.ok:
+        failures = dict(stats.failures)
+        failures[outcome] = failures.get(outcome, 0) + 1
+        return replace(stats, failures=failures)
+    stats = replace(stats, saved=stats.saved + 1)
+    if report.total_s is not None:
+        stats = replace(stats, total=_push(stats.total, report.total_s, SAMPLES))
+    if report.first_byte_s is not None:
+        stats = replace(stats, first_byte=_push(stats.first_byte, report.first_byte_s, SAMPLES))
+    if report.first_partial_s is not None:
+        stats = replace(
+            stats, first_partial=_push(stats.first_partial, report.first_partial_s, SAMPLES)
+        )
+    return stats
+
+
+def expectation(stats: ClassStats | None, calibrated: Expectation) -> Expectation:
+    """What an attempt of the class is expected to take: learned once ``MIN_SAMPLES`` attempts
+    were saved, else the calibration's guess (``calibrated``)."""
+    if stats is None or len(stats.total) < MIN_SAMPLES:
+        return calibrated
+    return Expectation(
+        first_byte_s=percentile(stats.first_byte, 0.5) if stats.first_byte else None,
+        first_partial_s=percentile(stats.first_partial, 0.5) if stats.first_partial else None,
+        total_s=percentile(stats.total, 0.5),
+        early_s=percentile(stats.total, 0.1),
+        late_s=percentile(stats.total, 0.9),
+        samples=len(stats.total),
+    )
+
+
+def calibrated(total_s: float, *, first_partial_share: float | None) -> Expectation:
+    """The calibration's guess for an attempt expected to take ``total_s`` (route seconds),
+    its first partial image at ``first_partial_share`` of it (None: no partials)."""
+    return Expectation(
+        first_byte_s=None,
+        first_partial_s=None if first_partial_share is None else total_s * first_partial_share,
+        total_s=total_s,
+        early_s=total_s * CALIBRATED_EARLY,
+        late_s=total_s * CALIBRATED_LATE,
+        samples=0,
+    )
