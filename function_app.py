@@ -7,9 +7,11 @@ import wiring
 from activities.blueprint import bp as activities
 from http_api.blueprint import bp as jobs_api
 from orchestrators.image_job import bp as orchestrators
+from orchestrators.route_entity import bp as route_entities
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(orchestrators)
+app.register_functions(route_entities)
 app.register_functions(activities)
 app.register_functions(jobs_api)
 

@@ -66,6 +66,8 @@ log = logging.getLogger("imagejobs.generate")
 
 # How long the end of an attempt waits for best-effort writes (previews, progress) to land.
 DRAIN_S = 10.0
+# The longest an attempt waits for its admitted send time (the governor admits a second ahead).
+MAX_SLOT_WAIT_S = 2.0
 
 
 @dataclass
@@ -196,6 +198,11 @@ class _Attempt:
             auth=auth,
             inputs=inputs,
         )
+        # The route's governor admitted this send for ``send_at``: wait for it (a second at
+        # most), and never send long after it (a worker that came too late asks again).
+        late = await self.wait_for_slot()
+        if late is not None:
+            return await self.not_sent(late)
         # Written, and waited for, before the send: if this worker dies from here on, a re-run
         # knows the route may already be generating this attempt. Without the mark, no send.
         self.progress.sent = True
@@ -272,6 +279,23 @@ class _Attempt:
                 return await self.finish(failure, result, ())
             checked.append((data, verdict[0], verdict[1]))
         return await self.store_images(checked, result)
+
+    async def wait_for_slot(self) -> Failure | None:
+        """Wait until the admitted send time; a Failure (not sent) when the send-by time has
+        passed. Waits at most ``MAX_SLOT_WAIT_S``, whatever the record says."""
+        job = self.job
+        now = self.seams.now().timestamp()
+        if job.send_by is not None and now > job.send_by:
+            return Failure(
+                kind=FailureKind.ADMISSION_EXPIRED,
+                layer=Layer.WORKER,
+                message=f"the attempt started {now - job.send_by:.1f}s after its admission's "
+                "send-by time; not sent, the route's governor is asked again",
+                sent=False,
+            )
+        if job.send_at is not None and job.send_at > now:
+            await self.seams.sleep(min(job.send_at - now, MAX_SLOT_WAIT_S))
+        return None
 
     async def not_sent(self, failure: Failure) -> AttemptResult:
         """End the attempt before its send: its record says it was never sent."""

@@ -40,6 +40,7 @@ from http_api.status_view import (
     read_ended,
     read_job,
     read_progress,
+    retry_after_s,
     status_answer,
 )
 from orchestrators.image_job import CANCEL_EVENT, ORCHESTRATOR
@@ -47,7 +48,7 @@ from rules.dedup import caller_digest, check_key, fingerprint, is_job_id, job_id
 from rules.errors import RequestInvalid
 from rules.job_records import TERMINAL_STATES, CancelMarker, JobInput, JobState
 from rules.records import RecordUnreadable
-from rules.request import parse_job_request
+from rules.request import parse_job_request, parse_priority
 from rules.send_plan import plans
 from rules.settings import AppSettings
 from rules.status import RUNNING_STATUSES
@@ -107,6 +108,7 @@ async def start_job(
         caller=caller_digest(settings.job_id_secret, caller),
         fingerprint=request_fingerprint,
         created_at=iso_utc(now()),
+        priority=parse_priority(body),
     )
     ids = JobIds(
         jobs,
@@ -138,7 +140,11 @@ async def start_job(
 
 
 async def get_job(
-    req: func.HttpRequest, jobs: DurableJobs, settings: AppSettings, store: AsyncImageStore
+    req: func.HttpRequest,
+    jobs: DurableJobs,
+    settings: AppSettings,
+    store: AsyncImageStore,
+    now: Clock = _utc_now,
 ) -> func.HttpResponse:
     """GET /api/images/{id}: 202 with Retry-After while the job runs, 200 once it has ended."""
     job_id = _path_job_id(req)
@@ -162,7 +168,8 @@ async def get_job(
     else:  # a user-delegation key may need fetching (a network call): off the event loop
         answer = await asyncio.to_thread(status_answer, view, link, include_prompt=include_prompt)
     running = JobState(answer["state"]) not in TERMINAL_STATES
-    headers = {"Retry-After": str(settings.status_retry_after_s)} if running else {}
+    wait = retry_after_s(view, now(), default_s=settings.status_retry_after_s)
+    headers = {"Retry-After": str(wait)} if running else {}
     return json_answer(answer, 202 if running else 200, headers=headers)
 
 

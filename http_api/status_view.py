@@ -9,19 +9,31 @@ it. ``status_answer`` is pure: typed records and a link maker in, the answer's J
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from http_api.answers import camel_keys
 from http_api.durable_jobs import DurableJobs, JobInstance
 from http_api.errors import JobNotFound, blob_call
-from rules.job_records import REQUEST_SCHEMA_VERSION, JobState, Outcome, ProgressRecord
+from rules.job_records import (
+    REQUEST_SCHEMA_VERSION,
+    TERMINAL_STATES,
+    JobState,
+    Outcome,
+    Phase,
+    ProgressRecord,
+)
 from rules.outcome import Preview, StoredImage, Timings, status_error
 from rules.records import as_object, checked_version, reading, required
 from rules.status import derive_state, state_text
 from rules.timing import TIMING_FIELDS
 from storage.protocol import AsyncImageStore, metadata_name, progress_name
+
+# The longest Retry-After a running job's poller is told (seconds): an estimate may be wrong.
+MAX_RETRY_AFTER_S = 30
 
 
 @dataclass(frozen=True)
@@ -132,7 +144,28 @@ def status_answer(
     }
     if state is JobState.WAITING_TO_RETRY and custom is not None:
         answer["retry"] = {"at": custom.retry_at, "reason": custom.reason}
+    running = state not in TERMINAL_STATES
+    answer["queuePosition"] = (
+        custom.queue_position if custom and custom.phase is Phase.QUEUED else None
+    )
+    answer["queueReason"] = custom.reason if custom and custom.phase is Phase.QUEUED else None
+    answer["eta"] = custom.eta if custom and running else None
     return answer
+
+
+def retry_after_s(view: JobView, now: datetime, *, default_s: int) -> int:
+    """Seconds a poller should wait before it asks again (whole seconds, as Retry-After takes
+    them): until the earliest the image may be stored, 1 to ``MAX_RETRY_AFTER_S``; the
+    ``default_s`` setting when the job has no estimate yet."""
+    custom = view.instance.custom_status
+    if custom is None or custom.eta_early is None:
+        return default_s
+    try:
+        early = datetime.fromisoformat(custom.eta_early)
+    except ValueError:
+        return default_s
+    wait = (early - now).total_seconds()
+    return int(min(MAX_RETRY_AFTER_S, max(1, math.floor(wait))))
 
 
 def _image_links(images: Sequence[StoredImage], link: Callable[[str], str]) -> list[dict[str, Any]]:

@@ -16,11 +16,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Generator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
 
+import wiring
+from orchestrators.route_entity import ADMIT, LEAVE, REPORT, route_entity_id
 from rules.job_records import (
     AttemptInput,
     AttemptRecord,
@@ -31,10 +33,15 @@ from rules.job_records import (
     Outcome,
     Phase,
 )
+from rules.models import rules_for
 from rules.outcome import AttemptResult, Failure, FailureKind, Layer
+from rules.pacing import LEAD_S
 from rules.records import as_object
 from rules.retry import Decision, decide, failure_category
-from rules.send_plan import silence_kill
+from rules.route_records import Admission, AdmitRequest, AttemptReport, Expectation
+from rules.route_stats import calibrated, shape_class
+from rules.send_plan import FIRST_PARTIAL_FRACTION, SendPlan, silence_kill
+from rules.settings import AppSettings
 from rules.timing import iso_utc
 from storage.protocol import metadata_name
 
@@ -44,6 +51,11 @@ ORCHESTRATOR = "image_job"
 GENERATE = "generate_image"
 FINISH = "finish_job"
 CANCEL_EVENT = "cancel"
+# A worker may start its send this long after the admitted send time (seconds of wall time, or
+# a spacing of the route when that is longer); later, it asks the governor again.
+SEND_GRACE_S = 2.0
+# After this many admissions that went stale in a row, the attempt is sent however late.
+STALE_ADMISSIONS_MAX = 3
 # metadata.json and the log event: 5 tries, 5 s apart (the host waits them out).
 FINISH_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5000, max_number_of_attempts=5)
 
@@ -60,15 +72,36 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
     attempt = 0
     send = job.send
     outcome: Outcome | None = None
+    settings = wiring.settings()
+    entity = route_entity_id(job.request.route)
+    stale = 0
     while outcome is None:
         attempt += 1
-        context.set_custom_status(CustomStatus(Phase.GENERATING, attempt).to_json())
+        shape = _shape(job, send, settings)
+        admission = yield from _admission(context, job, attempt, send, shape, settings, cancel)
+        if admission is None:  # cancelled while queued: it never reached the route
+            outcome = _outcome(JobState.CANCELLED, job_id, attempts, _not_run(attempt))
+            break
+        expected = admission.expected or shape.calibrated
+        eta = admission.start_at + expected.total_s
+        context.set_custom_status(
+            CustomStatus(
+                Phase.GENERATING,
+                attempt,
+                eta=_iso(eta),
+                eta_early=_iso(admission.start_at + expected.early_s),
+            ).to_json()
+        )
+        spacing = settings.pace(job.request.route)
+        grace = max(SEND_GRACE_S, spacing.window_s / (spacing.requests_per_minute or 60))
         attempt_input = AttemptInput(
             job_id=job_id,
             attempt=attempt,
             request=job.request,
             send=send,
             job_created_at=job.created_at,
+            send_at=admission.start_at,
+            send_by=admission.start_at + grace if stale < STALE_ADMISSIONS_MAX else None,
         )
         generate = context.call_activity(GENERATE, attempt_input.to_json(), expected_type=dict)
         winner = yield context.task_any([generate, cancel])
@@ -78,6 +111,18 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
             with contextlib.suppress(Exception):  # a failure is read from the task below
                 yield generate
         result = _attempt_result(generate, attempt)
+        context.signal_entity(entity, REPORT, _report(context, job_id, shape.name, result))
+        if (
+            result.failure is not None
+            and result.failure.kind is FailureKind.ADMISSION_EXPIRED
+            and not cancel.is_completed
+        ):
+            # Not sent: the worker came too late for its slot. Ask the governor again, as the
+            # same attempt (no retry is counted, nothing was billed).
+            stale += 1
+            attempt -= 1
+            continue
+        stale = 0
         if result.ok:
             attempts.append(AttemptRecord(result))
             outcome = _outcome(JobState.SAVED, job_id, attempts, result)
@@ -154,6 +199,134 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
             outcome, metadata_blob=None, metadata_error="metadata.json could not be written"
         )
     return outcome.to_json()
+
+
+class _Shape:
+    """The attempt's shape class and the calibration's guess at its clocks."""
+
+    def __init__(self, name: str, guess: Expectation) -> None:
+        self.name = name
+        self.calibrated = guess
+
+
+def _shape(job: JobInput, send: SendPlan, settings: AppSettings) -> _Shape:
+    request = job.request
+    model = settings.route(request.route).model
+    partials = send.stream and send.partial_images > 0
+    total = (
+        rules_for(model).expected_generation_s(
+            request.quality, request.size, input_images=request.input_count
+        )
+        / settings.time_scale
+    )
+    name = shape_class(
+        model=model,
+        size=request.size,
+        quality=request.quality,
+        output_format=request.output_format,
+        stream=send.stream,
+        partial_images=send.partial_images if send.stream else 0,
+        edit=request.is_edit,
+    )
+    return _Shape(
+        name, calibrated(total, first_partial_share=FIRST_PARTIAL_FRACTION if partials else None)
+    )
+
+
+def _admission(
+    context: df.DurableOrchestrationContext,
+    job: JobInput,
+    attempt: int,
+    send: SendPlan,
+    shape: _Shape,
+    settings: AppSettings,
+    cancel: Any,
+) -> Generator[Any, Any, Admission | None]:
+    """Ask the route's governor until it admits the attempt; queued meanwhile, with the place
+    and the expected start in the custom status. None: cancelled while queued."""
+    entity = route_entity_id(job.request.route)
+    queued_since = context.current_utc_datetime.timestamp()
+    while True:
+        ask = AdmitRequest(
+            job_id=context.instance_id,
+            attempt=attempt,
+            priority=job.priority,
+            images=job.request.n,
+            shape=shape.name,
+            calibrated=shape.calibrated,
+            queued_since=queued_since,
+        )
+        answer = yield context.call_entity(entity, ADMIT, ask.to_json())
+        admission = Admission.from_json(answer)
+        if admission.admitted:
+            return admission
+        expected = admission.expected or shape.calibrated
+        context.set_custom_status(
+            CustomStatus(
+                Phase.QUEUED,
+                attempt,
+                reason=admission.reason,
+                queue_position=admission.position,
+                eta=_iso(admission.start_at + expected.total_s),
+                eta_early=_iso(admission.start_at + expected.early_s),
+            ).to_json()
+        )
+        ask_at = admission.ask_again_at or admission.start_at - LEAD_S
+        timer = context.create_timer(datetime.fromtimestamp(ask_at, UTC))
+        winner = yield context.task_any([timer, cancel])
+        if winner is cancel:
+            timer.cancel()
+            context.signal_entity(entity, LEAVE, context.instance_id)
+            return None
+
+
+def _report(
+    context: df.DurableOrchestrationContext, job_id: str, shape: str, result: AttemptResult
+) -> dict[str, Any]:
+    """What the route learns from the attempt (rules.route_records.AttemptReport)."""
+    timings = result.timings
+    # Counted as sent once the request left (a 429 too: the route saw it and answered).
+    left = result.failure is None or result.failure.sent
+    started = timings.request_started_at
+    sent_at = datetime.fromisoformat(started).timestamp() if started and left else None
+    ended = context.current_utc_datetime.timestamp()
+
+    def seconds(ms: int | None) -> float | None:
+        return None if ms is None else ms / 1000
+
+    return AttemptReport(
+        job_id=job_id,
+        attempt=result.attempt,
+        shape=shape,
+        failure_kind=result.failure.kind.value if result.failure else None,
+        sent_at=sent_at,
+        first_byte_s=seconds(timings.first_byte_ms),
+        first_partial_s=seconds(timings.first_partial_image_ms),
+        total_s=ended - sent_at if sent_at is not None and result.ok else None,
+        retry_after_s=result.failure.retry_after_s if result.failure else None,
+        rate_limit=timings.rate_limit or None,
+        headers_at=sent_at + timings.first_byte_ms / 1000
+        if sent_at is not None and timings.first_byte_ms is not None
+        else None,
+        ended_at=ended,
+    ).to_json()
+
+
+def _iso(epoch_s: float) -> str:
+    return iso_utc(datetime.fromtimestamp(epoch_s, UTC))
+
+
+def _not_run(attempt: int) -> AttemptResult:
+    return AttemptResult(
+        attempt=attempt,
+        ok=False,
+        failure=Failure(
+            kind=FailureKind.CANCELLED,
+            layer=Layer.CALLER,
+            message="cancelled while queued at the route",
+            sent=False,
+        ),
+    )
 
 
 def _attempt_result(task: Any, attempt: int) -> AttemptResult:

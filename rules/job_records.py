@@ -25,6 +25,7 @@ from rules.outcome import AttemptResult, Failure, Preview, StoredImage, Timings
 from rules.records import RecordUnreadable, as_object, checked_version, reading, required
 from rules.request import ImageJobRequest
 from rules.retry import Decision, RetryPolicy
+from rules.route_records import Priority
 from rules.send_plan import SendPlan
 
 SCHEMA_VERSION = 1
@@ -77,10 +78,13 @@ class JobInput:
     # did (rules.send_plan.Plans); None: nothing else fits, so no resend.
     send_after_gateway_kill: SendPlan | None = None
     send_after_read_idle: SendPlan | None = None
+    # Who waits: interactive attempts go ahead of batch work at the route's governor.
+    priority: Priority = Priority.INTERACTIVE
 
     def to_json(self) -> dict[str, Any]:
         gateway, read_idle = self.send_after_gateway_kill, self.send_after_read_idle
         return {
+            "priority": self.priority.value,
             "v": request_version(self.request),
             "request": self.request.to_json(),
             "send": self.send.to_json(),
@@ -108,12 +112,14 @@ class JobInput:
             created_at=required(data, "created_at", "job input"),
             send_after_gateway_kill=SendPlan.from_json(gateway) if gateway else None,
             send_after_read_idle=SendPlan.from_json(read_idle) if read_idle else None,
+            priority=Priority(data.get("priority", Priority.INTERACTIVE.value)),
         )
 
 
 class Phase(StrEnum):
     """Where the orchestrator is; no custom status at all means it has not started (queued)."""
 
+    QUEUED = "queued"  # the route's governor has not admitted the attempt yet
     GENERATING = "generating"  # an attempt's activity is scheduled or running
     WAITING_TO_RETRY = "waiting_to_retry"  # a durable timer runs before the next attempt
     CANCELLING = "cancelling"  # cancel arrived; the running attempt is stopping
@@ -134,9 +140,19 @@ class CustomStatus:
     reason: str | None = None  # WAITING_TO_RETRY: why it retries
     ending: JobState | None = None  # FINISHING: the decided state (saved, failed, cancelled)
     failure: str | None = None  # FINISHING a failed job: its failure category
+    # QUEUED: the place in the route's queue (1 = next) and why it waits.
+    queue_position: int | None = None
+    # QUEUED and GENERATING: when the image is expected to be stored (ISO 8601 UTC), and the
+    # earliest it may be (a poller is told to come back then, not later).
+    eta: str | None = None
+    eta_early: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"phase": self.phase.value, "attempt": self.attempt}
+        if self.phase is Phase.QUEUED:
+            data.update(queuePosition=self.queue_position, reason=self.reason)
+        if self.phase in (Phase.QUEUED, Phase.GENERATING) and self.eta is not None:
+            data.update(eta=self.eta, etaEarly=self.eta_early)
         if self.phase is Phase.WAITING_TO_RETRY:
             data.update(retryAt=self.retry_at, reason=self.reason)
         if self.phase is Phase.FINISHING:
@@ -161,6 +177,9 @@ class CustomStatus:
             reason=data.get("reason"),
             ending=JobState(ending) if ending else None,
             failure=data.get("failure"),
+            queue_position=data.get("queuePosition"),
+            eta=data.get("eta"),
+            eta_early=data.get("etaEarly"),
         )
 
 
@@ -173,10 +192,18 @@ class AttemptInput:
     request: ImageJobRequest
     send: SendPlan
     job_created_at: str
+    # The route's governor admitted the send for ``send_at`` (epoch s): the activity waits for
+    # it, and does not send after ``send_by`` (a worker that came too late, e.g. after a
+    # restart, asks the governor again instead of bursting past the route's pace). None: no
+    # governor's word (records of earlier deployments), send at once.
+    send_at: float | None = None
+    send_by: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "v": request_version(self.request),
+            "send_at": self.send_at,
+            "send_by": self.send_by,
             "job_id": self.job_id,
             "attempt": self.attempt,
             "request": self.request.to_json(),
@@ -197,6 +224,8 @@ class AttemptInput:
             request=ImageJobRequest.from_json(required(data, "request", "attempt input")),
             send=SendPlan.from_json(send),
             job_created_at=required(data, "job_created_at", "attempt input"),
+            send_at=data.get("send_at"),
+            send_by=data.get("send_by"),
         )
 
 

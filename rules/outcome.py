@@ -37,6 +37,9 @@ class FailureKind(StrEnum):
     STORAGE_FAILED = "storage_failed"  # the image (or the mark before the send) not stored
     INTERNAL_ERROR = "internal_error"  # this service failed while running the attempt
     CANCELLED = "cancelled"
+    # The attempt's worker started after its admission's send-by time (a restart, a long
+    # queue): not sent; the orchestrator asks the route's governor again (no retry counted).
+    ADMISSION_EXPIRED = "admission_expired"
 
 
 class Layer(StrEnum):

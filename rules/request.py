@@ -17,6 +17,7 @@ from typing import Any
 from rules.errors import RequestInvalid
 from rules.inputs import InputRef
 from rules.models import ModelRules, SizeRules, rules_for
+from rules.route_records import Priority
 from rules.settings import AppSettings
 
 FIELDS = (
@@ -30,6 +31,8 @@ FIELDS = (
     "n",
     "partial_images",
     "route",
+    # Who waits for the image (rules.route_records.Priority): a job lever, not sent upstream.
+    "priority",
     # An edit's input images and mask (rules.inputs): resolved by the starter, not here.
     "images",
     "mask",
@@ -194,6 +197,20 @@ def parse_job_request(body: object, settings: AppSettings) -> ImageJobRequest:
         partial_images=partial_images,
         route=route_name,
     )
+
+
+def parse_priority(body: object) -> Priority:
+    """The job's ``priority``: ``interactive`` (the default) or ``batch``; RequestInvalid
+    naming the field otherwise."""
+    if not isinstance(body, Mapping):
+        return Priority.INTERACTIVE
+    value = _choice(
+        body,
+        "priority",
+        Priority.INTERACTIVE.value,
+        frozenset(priority.value for priority in Priority),
+    )
+    return Priority(value)
 
 
 def check_size(size: str, rules: SizeRules, model: str) -> None:

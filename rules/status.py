@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from rules.job_records import CustomStatus, JobState, Outcome, Phase, ProgressRecord
 
 STATE_TEXT: Mapping[JobState, str] = {
-    JobState.QUEUED: "Queued: the job is accepted and waits for a worker.",
+    JobState.QUEUED: "Queued: the job is accepted and waits for its turn at the route.",
     JobState.GENERATING: "Generating: the model is working on the image.",
     JobState.PREVIEW_AVAILABLE: "Partial preview available: the model is still working.",
     JobState.FINALIZING: "Finalizing: the image has arrived and is being checked and stored.",
@@ -62,6 +62,8 @@ def derive_state(
     if custom_status is None:
         return JobState.QUEUED
     phase = custom_status.phase
+    if phase is Phase.QUEUED:
+        return JobState.QUEUED
     if phase is Phase.FINISHING:
         # The outcome is decided; its record (metadata.json) is being written. Not terminal yet,
         # so that a poller that stops at the end finds the record's link.

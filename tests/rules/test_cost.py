@@ -73,6 +73,8 @@ ANSWERED_INSTEAD = [
     FailureKind.PERMISSION_DENIED,
     FailureKind.NOT_FOUND,
     FailureKind.SERVER_ERROR,
+    # Never sent at all: the worker came too late for its admission.
+    FailureKind.ADMISSION_EXPIRED,
 ]
 
 

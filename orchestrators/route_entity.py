@@ -1,0 +1,57 @@
+"""The route entity: one durable entity per route (``@route@<name>``) holding its shared model.
+
+Durable Entities process one operation at a time per entity, persist the state after each batch
+and survive restarts, replays and scale-out (learn.microsoft.com/azure/azure-functions/durable/
+durable-functions-entities), which is what a governor shared by every job on every worker needs.
+The rules are pure (rules.route_model); this function only reads the state, the settings and the
+wall clock (entity operations are not replayed, so the clock may be read here), applies one
+operation and writes the state back.
+
+Operations: ``admit`` (called: answers an Admission), ``report`` and ``leave`` (signalled).
+"""
+
+from __future__ import annotations
+
+import time
+
+import azure.durable_functions as df
+
+import wiring
+from rules import route_model
+from rules.route_model import RouteState
+from rules.route_records import AdmitRequest, AttemptReport
+
+bp = df.Blueprint()
+
+ROUTE_ENTITY = "route"
+ADMIT = "admit"
+REPORT = "report"
+LEAVE = "leave"
+
+
+def route_entity_id(route: str) -> df.EntityId:
+    return df.EntityId(ROUTE_ENTITY, route)
+
+
+@bp.entity_trigger(context_name="context", entity_name=ROUTE_ENTITY)
+def route(context: df.DurableEntityContext) -> None:
+    settings = wiring.settings()
+    name = context.entity_key
+    pace = settings.pace(name)
+    state = RouteState.from_json(context.get_state(lambda: None))
+    operation = context.operation_name
+    now = time.time()
+    if operation == ADMIT:
+        state, admission = route_model.on_admit(
+            state, pace, AdmitRequest.from_json(context.get_input()), now
+        )
+        context.set_result(admission.to_json())
+    elif operation == REPORT:
+        state = route_model.on_report(
+            state, pace, AttemptReport.from_json(context.get_input()), now
+        )
+    elif operation == LEAVE:
+        state = route_model.on_leave(state, str(context.get_input()))
+    else:
+        raise ValueError(f"route entity: unknown operation {operation!r}")
+    context.set_state(state.to_json())
