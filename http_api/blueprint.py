@@ -64,6 +64,14 @@ async def cancel_image_job(
     return await answer(handlers.cancel_job, req, client)
 
 
+@bp.route(route="routes", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def list_routes(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await answer(handlers.list_routes, req, client)
+
+
 @bp.route(route="uploads", methods=["POST"])
 async def create_upload(req: func.HttpRequest) -> func.HttpResponse:
     try:

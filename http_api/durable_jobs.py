@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from http_api.errors import StoreUnavailable
+from orchestrators.route_entity import route_entity_id
 from rules.job_records import CustomStatus, JobInput, Outcome
 from rules.records import as_object
+from rules.route_model import RouteState
 from rules.timing import iso_utc
 
 
@@ -46,6 +48,13 @@ class DurableClient(Protocol):
         task_hub_name: str | None = ...,
         connection_name: str | None = ...,
     ) -> None: ...
+
+    async def read_entity_state(
+        self,
+        entityId: Any,
+        task_hub_name: str | None = ...,
+        connection_name: str | None = ...,
+    ) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,18 @@ class DurableJobs:
         except Exception:  # refused, or no answer: the caller looks again to tell which
             return False
         return True
+
+    async def route_state(self, route: str) -> RouteState:
+        """The route entity's state (rules.route_model); empty for a route no attempt asked
+        about yet. Raises StoreUnavailable when the host does not answer, RecordUnreadable for
+        a state a newer deployment wrote."""
+        try:
+            found = await self._client.read_entity_state(route_entity_id(route))
+        except Exception as exc:
+            raise StoreUnavailable(f"route state request failed: {type(exc).__name__}") from exc
+        if not found.entity_exists:
+            return RouteState()
+        return RouteState.from_json(found.entity_state)
 
 
 def _empty_answer(status: Any) -> bool:

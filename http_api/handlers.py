@@ -44,6 +44,7 @@ from http_api.status_view import (
     status_answer,
 )
 from orchestrators.image_job import CANCEL_EVENT, ORCHESTRATOR
+from rules import route_model
 from rules.dedup import caller_digest, check_key, fingerprint, is_job_id, job_id_for
 from rules.errors import RequestInvalid
 from rules.job_records import TERMINAL_STATES, CancelMarker, JobInput, JobState
@@ -52,7 +53,7 @@ from rules.request import parse_job_request, parse_priority
 from rules.send_plan import plans
 from rules.settings import AppSettings
 from rules.status import RUNNING_STATUSES
-from rules.timing import epoch_ms, iso_utc
+from rules.timing import epoch_iso, epoch_ms, iso_utc
 from storage.protocol import (
     JSON,
     AsyncImageStore,
@@ -171,6 +172,29 @@ async def get_job(
     wait = retry_after_s(view, now(), default_s=settings.status_retry_after_s)
     headers = {"Retry-After": str(wait)} if running else {}
     return json_answer(answer, 202 if running else 200, headers=headers)
+
+
+async def list_routes(
+    req: func.HttpRequest,
+    jobs: DurableJobs,
+    settings: AppSettings,
+    store: AsyncImageStore,
+    now: Clock = _utc_now,
+) -> func.HttpResponse:
+    """GET /api/routes: each route's health as its shared model knows it (success rate, latency
+    percentiles per shape class, errors by kind, pace, cool-down, queued and running)."""
+    names = sorted(settings.routes)
+    async with asyncio.timeout(STATUS_READ_S):
+        states = await asyncio.gather(*(jobs.route_state(name) for name in names))
+    moment = now()
+    stamp = moment.timestamp()
+    routes = []
+    for name, state in zip(names, states, strict=True):
+        route = settings.route(name)
+        answer = route_model.health(name, state, settings.pace(name), stamp).to_json(epoch_iso)
+        answer.update(owner=route.owner, model=route.model, failoverTo=route.failover_to)
+        routes.append(answer)
+    return json_answer({"asOf": iso_utc(moment), "routes": routes}, 200)
 
 
 MAX_PAGE = 100

@@ -42,7 +42,7 @@ from rules.route_records import Admission, AdmitRequest, AttemptReport, Expectat
 from rules.route_stats import calibrated, shape_class
 from rules.send_plan import FIRST_PARTIAL_FRACTION, SendPlan, silence_kill
 from rules.settings import AppSettings
-from rules.timing import iso_utc
+from rules.timing import epoch_iso, iso_utc
 from storage.protocol import metadata_name
 
 bp = df.Blueprint()
@@ -88,8 +88,8 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
             CustomStatus(
                 Phase.GENERATING,
                 attempt,
-                eta=_iso(eta),
-                eta_early=_iso(admission.start_at + expected.early_s),
+                eta=epoch_iso(eta),
+                eta_early=epoch_iso(admission.start_at + expected.early_s),
             ).to_json()
         )
         spacing = settings.pace(job.request.route)
@@ -267,8 +267,8 @@ def _admission(
                 attempt,
                 reason=admission.reason,
                 queue_position=admission.position,
-                eta=_iso(admission.start_at + expected.total_s),
-                eta_early=_iso(admission.start_at + expected.early_s),
+                eta=epoch_iso(admission.start_at + expected.total_s),
+                eta_early=epoch_iso(admission.start_at + expected.early_s),
             ).to_json()
         )
         ask_at = admission.ask_again_at or admission.start_at - LEAD_S
@@ -310,10 +310,6 @@ def _report(
         else None,
         ended_at=ended,
     ).to_json()
-
-
-def _iso(epoch_s: float) -> str:
-    return iso_utc(datetime.fromtimestamp(epoch_s, UTC))
 
 
 def _not_run(attempt: int) -> AttemptResult:

@@ -69,6 +69,11 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def epoch_iso(seconds: float) -> str:
+    """Seconds since the epoch, written as ``iso_utc`` writes a moment."""
+    return iso_utc(datetime.fromtimestamp(seconds, UTC))
+
+
 def epoch_ms(iso: str) -> int:
     """``iso`` (as ``iso_utc`` writes it) as milliseconds since the epoch."""
     return int(datetime.fromisoformat(iso).timestamp() * 1000)
