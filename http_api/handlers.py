@@ -49,7 +49,7 @@ from rules.dedup import caller_digest, check_key, fingerprint, is_job_id, job_id
 from rules.errors import RequestInvalid
 from rules.job_records import TERMINAL_STATES, CancelMarker, JobInput, JobState
 from rules.records import RecordUnreadable
-from rules.request import parse_job_request, parse_priority
+from rules.request import parse_failover, parse_job_request, parse_priority
 from rules.send_plan import plans
 from rules.settings import AppSettings
 from rules.status import RUNNING_STATUSES
@@ -110,6 +110,7 @@ async def start_job(
         fingerprint=request_fingerprint,
         created_at=iso_utc(now()),
         priority=parse_priority(body),
+        failover=parse_failover(body),
     )
     ids = JobIds(
         jobs,

@@ -22,7 +22,8 @@ from typing import Any
 import azure.durable_functions as df
 
 import wiring
-from orchestrators.route_entity import ADMIT, LEAVE, REPORT, route_entity_id
+from orchestrators.route_entity import ADMIT, LEAVE, REPORT, SUMMARY, route_entity_id
+from rules.failover import failover_target, healthier, moved
 from rules.job_records import (
     AttemptInput,
     AttemptRecord,
@@ -38,9 +39,9 @@ from rules.outcome import AttemptResult, Failure, FailureKind, Layer
 from rules.pacing import LEAD_S
 from rules.records import as_object
 from rules.retry import Decision, decide, failure_category
-from rules.route_records import Admission, AdmitRequest, AttemptReport, Expectation
+from rules.route_records import Admission, AdmitRequest, AttemptReport, Expectation, RouteSummary
 from rules.route_stats import calibrated, shape_class
-from rules.send_plan import FIRST_PARTIAL_FRACTION, SendPlan, silence_kill
+from rules.send_plan import FIRST_PARTIAL_FRACTION, SendPlan, plans, silence_kill
 from rules.settings import AppSettings
 from rules.timing import epoch_iso, iso_utc
 from storage.protocol import metadata_name
@@ -83,6 +84,16 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
             outcome = _outcome(JobState.CANCELLED, job_id, attempts, _not_run(attempt))
             break
         expected = admission.expected or shape.calibrated
+        if expected.samples and attempt == 1 and not failures:
+            # The route has measured this shape class: plan the send on its clocks instead of
+            # the calibration's (a first attempt only; a resend keeps the shape chosen for it).
+            learned = plans(job.request, settings, learned=expected)
+            send = learned.first
+            job = replace(
+                job,
+                send_after_gateway_kill=learned.after_gateway_kill,
+                send_after_read_idle=learned.after_read_idle,
+            )
         eta = admission.start_at + expected.total_s
         context.set_custom_status(
             CustomStatus(
@@ -156,6 +167,23 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
                     f"the {killed_by} limit gave up on a silent request and no other request "
                     "shape fits, so it is not sent again",
                     failure=failure_category(result.failure),
+                )
+        other_route = failover_target(job, result.failure, settings) if decision.retry else None
+        if other_route is not None:
+            here, there = yield context.task_all(
+                [
+                    context.call_entity(entity, SUMMARY),
+                    context.call_entity(route_entity_id(other_route), SUMMARY),
+                ]
+            )
+            if healthier(RouteSummary.from_json(there), RouteSummary.from_json(here)):
+                job = moved(job, other_route, settings)
+                send = job.send
+                entity = route_entity_id(other_route)
+                decision = replace(
+                    decision,
+                    reason=f"{decision.reason}; the request was never sent, so the next attempt "
+                    f"goes to route {other_route}, which is healthier (failover)",
                 )
         attempts.append(AttemptRecord(result, decision))
         if not decision.retry:

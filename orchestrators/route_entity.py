@@ -7,7 +7,8 @@ The rules are pure (rules.route_model); this function only reads the state, the 
 wall clock (entity operations are not replayed, so the clock may be read here), applies one
 operation and writes the state back.
 
-Operations: ``admit`` (called: answers an Admission), ``report`` and ``leave`` (signalled).
+Operations: ``admit`` (called: answers an Admission), ``summary`` (called: a RouteSummary for
+a failover decision), ``report`` and ``leave`` (signalled).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ ROUTE_ENTITY = "route"
 ADMIT = "admit"
 REPORT = "report"
 LEAVE = "leave"
+SUMMARY = "summary"
 
 
 def route_entity_id(route: str) -> df.EntityId:
@@ -50,6 +52,8 @@ def route(context: df.DurableEntityContext) -> None:
         state = route_model.on_report(
             state, pace, AttemptReport.from_json(context.get_input()), now
         )
+    elif operation == SUMMARY:
+        context.set_result(route_model.summary(state, now).to_json())
     elif operation == LEAVE:
         state = route_model.on_leave(state, str(context.get_input()))
     else:

@@ -80,11 +80,15 @@ class JobInput:
     send_after_read_idle: SendPlan | None = None
     # Who waits: interactive attempts go ahead of batch work at the route's governor.
     priority: Priority = Priority.INTERACTIVE
+    # Whether an attempt that failed before its send may move to the route's failover partner
+    # (IMAGE_ROUTE_<R>_FAILOVER_TO; rules.failover).
+    failover: bool = True
 
     def to_json(self) -> dict[str, Any]:
         gateway, read_idle = self.send_after_gateway_kill, self.send_after_read_idle
         return {
             "priority": self.priority.value,
+            "failover": self.failover,
             "v": request_version(self.request),
             "request": self.request.to_json(),
             "send": self.send.to_json(),
@@ -113,6 +117,7 @@ class JobInput:
             send_after_gateway_kill=SendPlan.from_json(gateway) if gateway else None,
             send_after_read_idle=SendPlan.from_json(read_idle) if read_idle else None,
             priority=Priority(data.get("priority", Priority.INTERACTIVE.value)),
+            failover=bool(data.get("failover", True)),
         )
 
 

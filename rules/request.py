@@ -33,6 +33,8 @@ FIELDS = (
     "route",
     # Who waits for the image (rules.route_records.Priority): a job lever, not sent upstream.
     "priority",
+    # Whether a failure before the send may move the job to the route's failover partner.
+    "failover",
     # An edit's input images and mask (rules.inputs): resolved by the starter, not here.
     "images",
     "mask",
@@ -211,6 +213,16 @@ def parse_priority(body: object) -> Priority:
         frozenset(priority.value for priority in Priority),
     )
     return Priority(value)
+
+
+def parse_failover(body: object) -> bool:
+    """The job's ``failover`` (default true); RequestInvalid naming the field unless a boolean."""
+    if not isinstance(body, Mapping) or body.get("failover") is None:
+        return True
+    value = body["failover"]
+    if not isinstance(value, bool):
+        raise RequestInvalid("failover", "invalid_type", "failover must be true or false")
+    return value
 
 
 def check_size(size: str, rules: SizeRules, model: str) -> None:

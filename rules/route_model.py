@@ -20,7 +20,7 @@ from rules import pacing
 from rules.pacing import Pace, PacerState
 from rules.rate_headers import hint_from_headers
 from rules.records import as_object, checked_version, reading
-from rules.route_records import Admission, AdmitRequest, AttemptReport, Priority
+from rules.route_records import Admission, AdmitRequest, AttemptReport, Priority, RouteSummary
 from rules.route_stats import ClassStats, expectation, learn, percentile
 
 STATE_VERSION = 1
@@ -93,6 +93,13 @@ def on_report(state: RouteState, pace: Pace, report: AttemptReport, now: float) 
 
 def on_leave(state: RouteState, job_id: str) -> RouteState:
     return replace(state, pacer=pacing.release(state.pacer, job_id))
+
+
+def summary(state: RouteState, now: float) -> RouteSummary:
+    """The route's health in brief (rules.failover): recent outcomes over every shape class."""
+    outcomes = [o for stats in state.classes.values() for o in stats.outcomes]
+    rate = outcomes.count("ok") / len(outcomes) if outcomes else None
+    return RouteSummary(recent_success_rate=rate, cooling_down=state.pacer.cool_until > now)
 
 
 def queue_position(state: RouteState, pace: Pace, job_id: str, now: float) -> int | None:

@@ -238,3 +238,28 @@ class AttemptReport:
             headers_at=data.get("headers_at"),
             ended_at=data.get("ended_at"),
         )
+
+
+@dataclass(frozen=True)
+class RouteSummary:
+    """A route's health in brief, for a failover decision: its recent success rate over its
+    sent attempts (None: none sent yet) and whether it is cooling down after a 429."""
+
+    recent_success_rate: float | None
+    cooling_down: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "recent_success_rate": self.recent_success_rate,
+            "cooling_down": self.cooling_down,
+        }
+
+    @classmethod
+    @reading("route summary")
+    def from_json(cls, value: object) -> RouteSummary:
+        data = as_object(value, "route summary")
+        rate = data.get("recent_success_rate")
+        return cls(
+            recent_success_rate=None if rate is None else float(rate),
+            cooling_down=bool(data.get("cooling_down", False)),
+        )

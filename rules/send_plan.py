@@ -35,6 +35,7 @@ from typing import Any
 from rules.models import ModelRules, rules_for
 from rules.outcome import Failure, FailureKind
 from rules.request import ImageJobRequest
+from rules.route_records import Expectation
 from rules.settings import AppSettings, RouteSettings, Timeouts
 
 # When the first and the last partial image arrive, as shares of the whole generation (field
@@ -104,19 +105,34 @@ class Silence:
 
 
 def expected_silence(
-    rules: ModelRules, request: ImageJobRequest, shape: Shape, *, time_scale: float = 1.0
+    rules: ModelRules,
+    request: ImageJobRequest,
+    shape: Shape,
+    *,
+    time_scale: float = 1.0,
+    learned: Expectation | None = None,
 ) -> Silence:
-    # An edit's input images add to the time before anything comes back.
-    total = (
-        rules.expected_generation_s(request.quality, request.size, input_images=request.input_count)
-        / time_scale
-    )
+    """The shape's expected silences. ``learned``: what the route measured for the request's
+    shape class (rules.route_stats); its slow end (90th percentile) replaces the calibration,
+    and its first partial image's share of the whole replaces ``FIRST_PARTIAL_FRACTION``."""
+    first_share = FIRST_PARTIAL_FRACTION
+    if learned is not None and learned.samples > 0:
+        total = learned.late_s
+        if learned.first_partial_s is not None and learned.total_s > 0:
+            first_share = min(LAST_PARTIAL_FRACTION, learned.first_partial_s / learned.total_s)
+    else:
+        # An edit's input images add to the time before anything comes back.
+        total = (
+            rules.expected_generation_s(
+                request.quality, request.size, input_images=request.input_count
+            )
+            / time_scale
+        )
     if not (shape.stream and shape.partial_images > 0):
         return Silence(total, total)
     count = shape.partial_images
     marks = [
-        FIRST_PARTIAL_FRACTION
-        + (LAST_PARTIAL_FRACTION - FIRST_PARTIAL_FRACTION) * (i / (count - 1) if count > 1 else 0)
+        first_share + (LAST_PARTIAL_FRACTION - first_share) * (i / (count - 1) if count > 1 else 0)
         for i in range(count)
     ]
     gaps = [marks[0], *(b - a for a, b in itertools.pairwise(marks)), 1 - marks[-1]]
@@ -185,8 +201,11 @@ class Plans:
     after_read_idle: SendPlan | None
 
 
-def plans(request: ImageJobRequest, settings: AppSettings) -> Plans:
-    """Pure: the same inputs always give the same plans."""
+def plans(
+    request: ImageJobRequest, settings: AppSettings, *, learned: Expectation | None = None
+) -> Plans:
+    """Pure: the same inputs always give the same plans. ``learned``: the route's measured
+    clocks for the request's shape class, used instead of the calibration once it has any."""
     route, timeouts = settings.route(request.route), settings.timeouts
     silent_fix, scale = settings.silent_stream_fix, settings.time_scale
     rules = rules_for(route.model)
@@ -198,14 +217,18 @@ def plans(request: ImageJobRequest, settings: AppSettings) -> Plans:
         order += [one, unstreamed] if silent_fix == "partial_images" else [unstreamed, one]
     else:
         order.append(Shape(False, 0))
-    fits = [fit for shape in order if (fit := _fit(rules, request, route, timeouts, shape, scale))]
+    fits = [
+        fit
+        for shape in order
+        if (fit := _fit(rules, request, route, timeouts, shape, scale, learned))
+    ]
     if not fits:
         why = f"{NO_SHAPE_FITS}; sent as asked"
         return Plans(SendPlan(True, request.partial_images, (*size_notes, why)), None, None)
-    first = _plan(fits[0], asked, request, route, timeouts, size_notes, scale)
+    first = _plan(fits[0], asked, request, route, timeouts, size_notes, scale, learned)
     other = next(
         (
-            _after(_plan(fit, asked, request, route, timeouts, size_notes, scale))
+            _after(_plan(fit, asked, request, route, timeouts, size_notes, scale, learned))
             for fit in fits[1:]
             if fit.shape != fits[0].shape
         ),
@@ -232,8 +255,9 @@ def _fit(
     timeouts: Timeouts,
     shape: Shape,
     scale: float,
+    learned: Expectation | None = None,
 ) -> _Fit | None:
-    silence = expected_silence(rules, request, shape, time_scale=scale)
+    silence = expected_silence(rules, request, shape, time_scale=scale, learned=learned)
     first, longest = silence.first_s * SILENCE_MARGIN, silence.longest_s * SILENCE_MARGIN
     gateway = route.gateway_idle_timeout_s
     watched = shape.stream or route.gateway_idle_non_streamed
@@ -256,11 +280,12 @@ def _plan(
     timeouts: Timeouts,
     size_notes: tuple[str, ...],
     scale: float,
+    learned: Expectation | None = None,
 ) -> SendPlan:
     notes = list(size_notes)
     if fit.shape != asked:
         rules = rules_for(route.model)
-        silence = expected_silence(rules, request, asked, time_scale=scale).first_s
+        silence = expected_silence(rules, request, asked, time_scale=scale, learned=learned).first_s
         limit = route.gateway_idle_timeout_s
         notes.append(
             f"sent {asked.describe()}, the request could stay silent for up to "
