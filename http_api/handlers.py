@@ -35,6 +35,7 @@ from http_api.errors import (
 from http_api.inputs import Parts, is_multipart, multipart_body, with_inputs
 from http_api.job_ids import JobIds
 from http_api.status_view import (
+    MAX_RETRY_AFTER_S,
     current_state,
     ended_answer,
     read_ended,
@@ -50,7 +51,8 @@ from rules.errors import RequestInvalid
 from rules.job_records import TERMINAL_STATES, CancelMarker, JobInput, JobState
 from rules.records import RecordUnreadable
 from rules.request import parse_failover, parse_job_request, parse_priority
-from rules.send_plan import plans
+from rules.route_stats import attempt_shape
+from rules.send_plan import FIRST_PARTIAL_FRACTION, plans
 from rules.settings import AppSettings
 from rules.status import RUNNING_STATUSES
 from rules.timing import epoch_iso, epoch_ms, iso_utc
@@ -128,7 +130,17 @@ async def start_job(
     else:
         log.info("image job %s started on route %s", allocation.job_id, request.route)
     url = status_url(req, allocation.job_id, settings.public_base_url)
-    headers = {"Location": url, "Retry-After": str(settings.status_retry_after_s)}
+    wait = settings.status_retry_after_s
+    if not allocation.replayed:  # a new job: the earliest its image may be there, by calibration
+        shape = attempt_shape(
+            request,
+            stream=job.send.stream,
+            partial_images=job.send.partial_images,
+            settings=settings,
+            first_partial_share=FIRST_PARTIAL_FRACTION,
+        )
+        wait = int(min(MAX_RETRY_AFTER_S, max(1, shape.calibrated.early_s)))
+    headers = {"Location": url, "Retry-After": str(wait)}
     if allocation.replayed:
         headers["Idempotent-Replayed"] = "true"
     answer: dict[str, object] = {

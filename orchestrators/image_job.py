@@ -34,13 +34,12 @@ from rules.job_records import (
     Outcome,
     Phase,
 )
-from rules.models import rules_for
 from rules.outcome import AttemptResult, Failure, FailureKind, Layer
 from rules.pacing import LEAD_S
 from rules.records import as_object
 from rules.retry import Decision, decide, failure_category
-from rules.route_records import Admission, AdmitRequest, AttemptReport, Expectation, RouteSummary
-from rules.route_stats import calibrated, shape_class
+from rules.route_records import Admission, AdmitRequest, AttemptReport, RouteSummary
+from rules.route_stats import AttemptShape, attempt_shape
 from rules.send_plan import FIRST_PARTIAL_FRACTION, SendPlan, plans, silence_kill
 from rules.settings import AppSettings
 from rules.timing import epoch_iso, iso_utc
@@ -229,35 +228,13 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
     return outcome.to_json()
 
 
-class _Shape:
-    """The attempt's shape class and the calibration's guess at its clocks."""
-
-    def __init__(self, name: str, guess: Expectation) -> None:
-        self.name = name
-        self.calibrated = guess
-
-
-def _shape(job: JobInput, send: SendPlan, settings: AppSettings) -> _Shape:
-    request = job.request
-    model = settings.route(request.route).model
-    partials = send.stream and send.partial_images > 0
-    total = (
-        rules_for(model).expected_generation_s(
-            request.quality, request.size, input_images=request.input_count
-        )
-        / settings.time_scale
-    )
-    name = shape_class(
-        model=model,
-        size=request.size,
-        quality=request.quality,
-        output_format=request.output_format,
+def _shape(job: JobInput, send: SendPlan, settings: AppSettings) -> AttemptShape:
+    return attempt_shape(
+        job.request,
         stream=send.stream,
-        partial_images=send.partial_images if send.stream else 0,
-        edit=request.is_edit,
-    )
-    return _Shape(
-        name, calibrated(total, first_partial_share=FIRST_PARTIAL_FRACTION if partials else None)
+        partial_images=send.partial_images,
+        settings=settings,
+        first_partial_share=FIRST_PARTIAL_FRACTION,
     )
 
 
@@ -266,7 +243,7 @@ def _admission(
     job: JobInput,
     attempt: int,
     send: SendPlan,
-    shape: _Shape,
+    shape: AttemptShape,
     settings: AppSettings,
     cancel: Any,
 ) -> Generator[Any, Any, Admission | None]:

@@ -14,7 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from rules.models import rules_for
+from rules.request import ImageJobRequest
 from rules.route_records import AttemptReport, Expectation
+from rules.settings import AppSettings
 
 SAMPLES = 50
 OUTCOMES = 100
@@ -153,3 +156,42 @@ def calibrated(total_s: float, *, first_partial_share: float | None) -> Expectat
         late_s=total_s * CALIBRATED_LATE,
         samples=0,
     )
+
+
+@dataclass(frozen=True)
+class AttemptShape:
+    """An attempt's shape class and the calibration's guess at its clocks."""
+
+    name: str
+    calibrated: Expectation
+
+
+def attempt_shape(
+    request: ImageJobRequest,
+    *,
+    stream: bool,
+    partial_images: int,
+    settings: AppSettings,
+    first_partial_share: float,
+) -> AttemptShape:
+    """The shape class of ``request`` sent as planned, and the calibration's guess (route
+    seconds: divided by the time scale) with its first partial at ``first_partial_share``."""
+    model = settings.route(request.route).model
+    total = (
+        rules_for(model).expected_generation_s(
+            request.quality, request.size, input_images=request.input_count
+        )
+        / settings.time_scale
+    )
+    partials = partial_images if stream else 0
+    name = shape_class(
+        model=model,
+        size=request.size,
+        quality=request.quality,
+        output_format=request.output_format,
+        stream=stream,
+        partial_images=partials,
+        edit=request.is_edit,
+    )
+    share = first_partial_share if partials > 0 else None
+    return AttemptShape(name, calibrated(total, first_partial_share=share))

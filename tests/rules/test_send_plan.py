@@ -11,6 +11,7 @@ import pytest
 from rules.errors import SettingsInvalid
 from rules.outcome import Failure, FailureKind, Layer
 from rules.request import parse_job_request
+from rules.route_records import Expectation
 from rules.send_plan import SILENCE_MARGIN, SendPlan, plans, silence_kill
 from rules.settings import AppSettings
 
@@ -164,3 +165,47 @@ def test_after_a_gateway_kill_only_another_shape_is_sent_never_a_longer_read_lim
     assert after_read_idle.read_idle_s is not None
     assert first.read_idle_s is not None
     assert after_read_idle.read_idle_s > first.read_idle_s
+
+
+def learned(total_s: float, *, first_partial_s: float | None = None) -> Expectation:
+    return Expectation(
+        first_byte_s=0.5,
+        first_partial_s=first_partial_s,
+        total_s=total_s,
+        early_s=total_s * 0.9,
+        late_s=total_s * 1.1,
+        samples=20,
+    )
+
+
+def test_measured_clocks_replace_the_calibration_once_the_route_has_them():
+    request = parse_job_request(
+        {"prompt": "p", "size": "1024x1024", "quality": "high", "partial_images": 0}, SETTINGS
+    )
+    # The calibration (100 s at 1024 high, with margin 120 s) is past the 60 s gateway: one
+    # partial image is added. The route measured 40 s (44 s at its 90th percentile): as asked.
+    assert plans(request, SETTINGS).first.partial_images == 1
+    fast = plans(request, SETTINGS, learned=learned(40.0)).first
+    assert (fast.stream, fast.partial_images, fast.notes) == (True, 0, ())
+    # Measured slower than the calibration: the learned figure wins the other way too.
+    slow_request = replace(request, size="1536x1024", quality="low")
+    assert plans(slow_request, SETTINGS).first.partial_images == 0
+    assert plans(slow_request, SETTINGS, learned=learned(80.0)).first.partial_images == 1
+
+
+def test_a_learned_first_partial_share_decides_the_first_silence():
+    request = parse_job_request(
+        {"prompt": "p", "size": "2048x2048", "quality": "high", "partial_images": 1}, SETTINGS
+    )
+    # 200 s in all: a first partial at 18% (36 s, 43 s with margin) fits the 60 s gateway ...
+    assert plans(request, SETTINGS, learned=learned(200.0, first_partial_s=36.0)).first.stream
+    # ... one measured at 60 s (66 s at the slow end, 79 s with margin) does not: not streamed
+    # behind a gateway that only watches streams.
+    late = plans(request, SETTINGS, learned=learned(200.0, first_partial_s=60.0)).first
+    assert late.stream is False
+
+
+def test_a_learned_expectation_without_samples_is_the_calibration():
+    request = parse_job_request({"prompt": "p", "quality": "high", "partial_images": 0}, SETTINGS)
+    guess = replace(learned(10.0), samples=0)
+    assert plans(request, SETTINGS, learned=guess) == plans(request, SETTINGS)

@@ -1,0 +1,90 @@
+"""What the route model adds to the HTTP edge: a job's priority and failover levers, the queued
+state with its place and ETA, and a Retry-After that follows the ETA."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from rules.job_records import CustomStatus, Phase
+from rules.timing import iso_utc
+
+from .test_http_handlers import NOW, World, assert_envelope
+
+
+def started(world: World, **body: Any) -> str:
+    status, answer, _ = world.start({"prompt": "a red apple", **body})
+    assert status == 202, answer
+    return str(answer["id"])
+
+
+def test_a_job_is_interactive_with_failover_unless_it_says_otherwise():
+    world = World()
+    job_id = started(world)
+    job = world.client.instances[job_id]["input"]
+    assert (job["priority"], job["failover"]) == ("interactive", True)
+    batch = started(world, priority="batch", failover=False, size="1536x1024")
+    job = world.client.instances[batch]["input"]
+    assert (job["priority"], job["failover"]) == ("batch", False)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"priority": "urgent"}, "priority"),
+        ({"priority": 1}, "priority"),
+        ({"failover": "yes"}, "failover"),
+    ],
+)
+def test_a_bad_lever_is_a_400_naming_it(body, field):
+    world = World()
+    status, answer, _ = world.start({"prompt": "a red apple", **body})
+    assert status == 400
+    assert_envelope(answer, answer["error"]["code"], field)
+    assert world.client.count("start_new") == 0
+
+
+def custom(phase: Phase, *, early_in_s: float, **fields: Any) -> dict[str, Any]:
+    return CustomStatus(
+        phase,
+        1,
+        eta=iso_utc(NOW + timedelta(seconds=early_in_s + 4)),
+        eta_early=iso_utc(NOW + timedelta(seconds=early_in_s)),
+        **fields,
+    ).to_json()
+
+
+def test_a_queued_job_shows_its_place_its_reason_and_its_eta():
+    world = World()
+    job_id = started(world)
+    world.client.instances[job_id]["customStatus"] = custom(
+        Phase.QUEUED, early_in_s=12.4, queue_position=3, reason="paced at 10 requests/min"
+    )
+    status, answer, headers = world.status(job_id)
+    assert status == 202
+    assert answer["state"] == "queued"
+    assert (answer["queuePosition"], answer["queueReason"]) == (3, "paced at 10 requests/min")
+    assert answer["eta"] == iso_utc(NOW + timedelta(seconds=16.4))
+    # Come back at the earliest the image may be there, not later (whole seconds, rounded down).
+    assert headers["Retry-After"] == "12"
+
+
+@pytest.mark.parametrize(("early_in_s", "retry_after"), [(-5.0, "1"), (0.4, "1"), (95.0, "30")])
+def test_retry_after_stays_between_1_and_30_seconds(early_in_s, retry_after):
+    world = World()
+    job_id = started(world)
+    world.client.instances[job_id]["customStatus"] = custom(Phase.GENERATING, early_in_s=early_in_s)
+    status, answer, headers = world.status(job_id)
+    assert (status, answer["queuePosition"]) == (202, None)
+    assert answer["eta"] is not None
+    assert headers["Retry-After"] == retry_after
+
+
+def test_without_an_estimate_the_setting_says_when_to_come_back():
+    world = World(IMAGE_STATUS_RETRY_AFTER_S="3")
+    job_id = started(world)
+    world.client.instances[job_id]["customStatus"] = CustomStatus(Phase.GENERATING, 1).to_json()
+    _, answer, headers = world.status(job_id)
+    assert (answer["eta"], headers["Retry-After"]) == (None, "3")
