@@ -33,16 +33,16 @@ def ask(job: int, now: float) -> AdmitRequest:
 def run(jobs: int, seed: int) -> list[tuple[float, float, float, float]]:
     """(start, eta, early end, actual end) of each job, one after another."""
     draw = random.Random(seed)
-    state, now, seen = RouteState(), 1_000_000.0, []
+    state, now = RouteState(), 1_000_000.0
+    seen: list[tuple[float, float, float, float]] = []
     for job in range(jobs):
         state, admission = on_admit(state, PACE, ask(job, now), now)
         assert admission.admitted
         assert admission.expected is not None
         took = 22.0 * draw.uniform(0.91, 1.09) + OVERHEAD_S
         start = admission.start_at
-        seen.append(
-            (start + admission.expected.total_s, start + admission.expected.early_s, start + took)
-        )
+        expected = admission.expected
+        seen.append((start, start + expected.total_s, start + expected.early_s, start + took))
         report = AttemptReport(
             job_id=f"job-{job}",
             attempt=1,
