@@ -36,8 +36,11 @@ from http_api.inputs import Parts, is_multipart, multipart_body, with_inputs
 from http_api.job_ids import JobIds
 from http_api.status_view import (
     MAX_RETRY_AFTER_S,
+    JobView,
+    changed,
     current_state,
     ended_answer,
+    may_end_now,
     read_ended,
     read_job,
     read_progress,
@@ -71,6 +74,8 @@ log = logging.getLogger("imagejobs.http")
 Clock = Callable[[], datetime]
 # How long a status poll waits for the job store and Blob before answering 503 (seconds).
 STATUS_READ_S = 5.0
+# How often a held poll re-reads the job (seconds).
+HOLD_POLL_S = 0.1
 
 
 def _utc_now() -> datetime:
@@ -167,6 +172,7 @@ async def get_job(
     async with asyncio.timeout(STATUS_READ_S):
         try:
             view = await read_job(jobs, store, job_id, caller)
+            view = await _held(view, jobs, store, caller, settings, now)
         except JobNotFound:
             # Its durable history may be purged while its record stays (a key's record still
             # names it): the finished job answers its caller from metadata.json.
@@ -208,6 +214,31 @@ async def list_routes(
         answer.update(owner=route.owner, model=route.model, failoverTo=route.failover_to)
         routes.append(answer)
     return json_answer({"asOf": iso_utc(moment), "routes": routes}, 200)
+
+
+async def _held(
+    view: JobView,
+    jobs: DurableJobs,
+    store: AsyncImageStore,
+    caller: str,
+    settings: AppSettings,
+    now: Clock,
+) -> JobView:
+    """A poll that comes when the image may be stored any moment is held (up to
+    IMAGE_STATUS_HOLD_S, re-read every HOLD_POLL_S) until the job shows something new: a
+    client that honours Retry-After, whose whole seconds bring it back at most a second
+    apart, then learns of the image within a re-read of its storing."""
+    hold_s = settings.status_hold_s
+    if hold_s <= 0 or not may_end_now(view, now()):
+        return view
+    deadline = asyncio.get_running_loop().time() + min(hold_s, STATUS_READ_S - 1)
+    while asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(HOLD_POLL_S)
+        latest = await read_job(jobs, store, view.instance.instance_id, caller)
+        if changed(view, latest):
+            return latest
+        view = latest
+    return view
 
 
 MAX_PAGE = 100

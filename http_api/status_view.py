@@ -153,6 +153,36 @@ def status_answer(
     return answer
 
 
+def may_end_now(view: JobView, now: datetime) -> bool:
+    """Whether the job is running and past the earliest moment its image may be stored: a
+    poll then is held for a change (``changed``) instead of answered at once."""
+    custom = view.instance.custom_status
+    if view.instance.output is not None or custom is None or custom.eta_early is None:
+        return False
+    if job_state(view) in TERMINAL_STATES:
+        return False
+    try:
+        return datetime.fromisoformat(custom.eta_early) <= now
+    except ValueError:
+        return False
+
+
+def changed(before: JobView, after: JobView) -> bool:
+    """Whether a poller would see something new: another state, attempt or stored preview."""
+
+    def seen(view: JobView) -> tuple[object, ...]:
+        custom = view.instance.custom_status
+        previews = view.progress.previews if view.progress else ()
+        return (
+            job_state(view),
+            view.instance.runtime_status,
+            custom.attempt if custom else None,
+            sum(1 for preview in previews if preview.stored),
+        )
+
+    return seen(before) != seen(after)
+
+
 def retry_after_s(view: JobView, now: datetime, *, default_s: int) -> int:
     """Seconds a poller should wait before it asks again (whole seconds, as Retry-After takes
     them): until the earliest the image may be stored, 1 to ``MAX_RETRY_AFTER_S``; the

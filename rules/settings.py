@@ -134,6 +134,9 @@ class AppSettings:
     storage: StorageSettings = StorageSettings()
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     status_retry_after_s: int = 2
+    # How long a status poll that comes when the image may be stored any moment is held for a
+    # change (seconds; 0: answered at once).
+    status_hold_s: float = 3.0
     # What to do with partial_images 0 behind a gateway that kills silent streams:
     # "partial_images" (send 1) or "non_streaming".
     silent_stream_fix: str = "partial_images"
@@ -245,6 +248,7 @@ class AppSettings:
             storage=storage,
             retry=_scaled_policy(_retry_policy(env), scale),
             status_retry_after_s=_int(env, "IMAGE_STATUS_RETRY_AFTER_S", 2, minimum=1),
+            status_hold_s=_seconds_or_zero(env, "IMAGE_STATUS_HOLD_S", 3.0),
             silent_stream_fix=silent_fix,
             idempotency_window_s=_int(env, "IMAGE_IDEMPOTENCY_WINDOW_S", 86_400, minimum=0),
             default_caller=env.get("IMAGE_DEFAULT_CALLER", "anonymous") or "anonymous",
@@ -478,6 +482,12 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> in
     if value < minimum:
         raise SettingsInvalid(name, f"must be at least {minimum}")
     return value
+
+
+def _seconds_or_zero(env: Mapping[str, str], name: str, default: float) -> float:
+    if env.get(name, "").strip() in ("0", "0.0"):
+        return 0.0
+    return _float(env, name, default)
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:

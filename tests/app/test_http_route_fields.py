@@ -3,15 +3,20 @@ state with its place and ETA, and a Retry-After that follows the ETA."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from http_api import handlers
+from http_api.durable_jobs import DurableJobs
 from rules.job_records import CustomStatus, Phase
 from rules.timing import iso_utc
+from tests.fakes import AsyncInMemoryStore
 
-from .test_http_handlers import NOW, World, assert_envelope
+from .test_http_handlers import BASE, NOW, World, assert_envelope, request, saved_output
 
 
 def started(world: World, **body: Any) -> str:
@@ -73,7 +78,7 @@ def test_a_queued_job_shows_its_place_its_reason_and_its_eta():
 
 @pytest.mark.parametrize(("early_in_s", "retry_after"), [(-5.0, "1"), (0.4, "1"), (95.0, "30")])
 def test_retry_after_stays_between_1_and_30_seconds(early_in_s, retry_after):
-    world = World()
+    world = World(IMAGE_STATUS_HOLD_S="0")
     job_id = started(world)
     world.client.instances[job_id]["customStatus"] = custom(Phase.GENERATING, early_in_s=early_in_s)
     status, answer, headers = world.status(job_id)
@@ -88,3 +93,46 @@ def test_without_an_estimate_the_setting_says_when_to_come_back():
     world.client.instances[job_id]["customStatus"] = CustomStatus(Phase.GENERATING, 1).to_json()
     _, answer, headers = world.status(job_id)
     assert (answer["eta"], headers["Retry-After"]) == (None, "3")
+
+
+def test_a_poll_when_the_image_may_be_there_is_held_until_the_job_ends():
+    world = World()
+    job_id = started(world)
+    world.client.instances[job_id]["customStatus"] = custom(Phase.GENERATING, early_in_s=-1.0)
+    world.now = NOW
+
+    async def poll() -> tuple[int, dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        # The job ends while the poll is held: the poll answers with the saved job.
+        loop.call_later(0.3, world.finish, job_id, saved_output(job_id))
+        jobs, store = DurableJobs(world.client), AsyncInMemoryStore(world.store)
+        url = f"{BASE}/{job_id}"
+        answer = await handlers.get_job(
+            request("GET", url, job_id=job_id), jobs, world.settings, store, lambda: NOW
+        )
+        return answer.status_code, json.loads(answer.get_body())
+
+    reads_before = world.client.count("get_status")
+    status, answer = asyncio.run(poll())
+    assert (status, answer["state"]) == (200, "saved")
+    assert world.client.count("get_status") - reads_before >= 2  # held: read again
+
+
+def test_a_poll_before_the_image_may_be_there_is_answered_at_once():
+    world = World()
+    job_id = started(world)
+    world.client.instances[job_id]["customStatus"] = custom(Phase.GENERATING, early_in_s=5.0)
+    reads_before = world.client.count("get_status")
+    status, _, _ = world.status(job_id)
+    assert status == 202
+    assert world.client.count("get_status") - reads_before == 1
+
+
+def test_a_held_poll_that_sees_no_change_answers_when_the_hold_ends():
+    world = World(IMAGE_STATUS_HOLD_S="0.3")
+    job_id = started(world)
+    world.client.instances[job_id]["customStatus"] = custom(Phase.GENERATING, early_in_s=-1.0)
+    reads_before = world.client.count("get_status")
+    status, answer, headers = world.status(job_id)
+    assert (status, answer["state"], headers["Retry-After"]) == (202, "queued", "1")
+    assert world.client.count("get_status") - reads_before >= 2
