@@ -364,7 +364,8 @@ def _outcome(
         attempt=last.attempt,
         failure=failure,
         error=last.failure if state is JobState.FAILED else None,
-        retry_count=len(attempts) - 1,
+        # A job cancelled while its first attempt was queued has no attempt: no retry either.
+        retry_count=max(len(attempts) - 1, 0),
         retry_reason=retried[-1] if retried else None,
         images=last.images,
         previews=last.previews,

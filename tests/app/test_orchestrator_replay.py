@@ -1,23 +1,45 @@
-"""The image job orchestrator, replayed through the SDK's handle from hand-built histories."""
+"""The image job orchestrator, replayed through the SDK's handle from hand-built histories.
+
+Every attempt first asks the route's governor (the ``route`` entity, key ``azure``): its call is
+task 0 of a job, the attempt's activity task 1, the report signalled after it task 2, and so on
+(tasks, timers, calls and signals draw their ids from one counter).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from orchestrators.image_job import CANCEL_EVENT, FINISH, GENERATE, bp
+import wiring
+from orchestrators.image_job import CANCEL_EVENT, FINISH, GENERATE, STALE_ADMISSIONS_MAX, bp
+from orchestrators.route_entity import ADMIT, LEAVE, REPORT
 from rules.job_records import JobInput
 from rules.outcome import AttemptResult, Failure, FailureKind, Layer, Preview, StoredImage, Timings
 from rules.request import ImageJobRequest
 from rules.retry import RetryPolicy
+from rules.route_records import Admission, AdmitRequest, AttemptReport, Expectation
 from rules.send_plan import SendPlan
+from rules.timing import iso_utc
 
-from .durable_history import History, activities, new_actions, orchestrator_handle, timers
+from .durable_history import (
+    T0,
+    History,
+    activities,
+    entity_calls,
+    entity_signals,
+    new_actions,
+    orchestrator_handle,
+    timers,
+)
 
+PROMPT = "a red apple on a white background"
 REQUEST = {
-    "prompt": "a red apple on a white background",
+    "prompt": PROMPT,
     "size": "1024x1024",
     "quality": "low",
     "output_format": "png",
@@ -28,6 +50,37 @@ REQUEST = {
     "partial_images": 1,
     "route": "azure",
 }
+# The route entity of REQUEST's route, as the SDK names it in its actions.
+ROUTE = "@route@azure"
+# The smallest valid app settings with the one route the jobs go through.
+SETTINGS = {
+    "IMAGE_ROUTES": "azure",
+    "IMAGE_ROUTE_AZURE_BASE_URL": "http://127.0.0.1:8089",
+    "IMAGE_ROUTE_AZURE_DEPLOYMENT": "gpt-image-2",
+    "IMAGE_ROUTE_AZURE_AUTH": "none",
+    "IMAGES_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+    "IMAGE_JOB_ID_SECRET": "test-only-secret-0123456789",
+}
+# What the route has learned of the attempts' shape class (its answers carry it).
+EXPECTED = Expectation(
+    first_byte_s=2.0, first_partial_s=8.0, total_s=20.0, early_s=15.0, late_s=30.0, samples=12
+)
+# The grace an admitted send has with the route's default pace (image_job.SEND_GRACE_S).
+GRACE_S = 2.0
+T0_S = T0.timestamp()
+
+
+@pytest.fixture(autouse=True)
+def app_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The orchestrator reads the app settings (wiring.settings, cached): only SETTINGS."""
+    for name in list(os.environ):
+        if name.startswith(("IMAGE_", "IMAGES_")):
+            monkeypatch.delenv(name)
+    for name, value in SETTINGS.items():
+        monkeypatch.setenv(name, value)
+    wiring.settings.cache_clear()
+    yield
+    wiring.settings.cache_clear()
 
 
 def job_input(
@@ -50,11 +103,54 @@ def handle():
     return orchestrator_handle(bp, "image_job")
 
 
-def saved(attempt: int) -> dict[str, Any]:
+def admitted(at: datetime) -> dict[str, Any]:
+    """The governor's answer: send at ``at``."""
+    return Admission(
+        admitted=True,
+        position=0,
+        start_at=at.timestamp(),
+        ask_again_at=None,
+        reason=None,
+        expected=EXPECTED,
+    ).to_json()
+
+
+def queued(*, position: int, start_in_s: float, ask_in_s: float, now: datetime) -> Admission:
+    return Admission(
+        admitted=False,
+        position=position,
+        start_at=(now + timedelta(seconds=start_in_s)).timestamp(),
+        ask_again_at=(now + timedelta(seconds=ask_in_s)).timestamp(),
+        reason="the route's 1 concurrent requests are in use",
+        expected=EXPECTED,
+    )
+
+
+def admit(history: History, task_id: int) -> float:
+    """The attempt's admit call (task ``task_id``) is answered: admitted, send at once. The
+    admitted send time (epoch s) is returned."""
+    at = history.now + timedelta(seconds=0.05)
+    history.call_entity(task_id, ROUTE, ADMIT, admitted(at), after_s=0.05)
+    return at.timestamp()
+
+
+def fire_at(action: dict[str, Any]) -> datetime:
+    return datetime.strptime(action["fireAt"][:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
+
+
+def epoch(moment: str) -> float:
+    return datetime.fromisoformat(moment).timestamp()
+
+
+def iso(epoch_s: float) -> str:
+    return iso_utc(datetime.fromtimestamp(epoch_s, UTC))
+
+
+def saved(attempt: int, *, started_at: str | None = None) -> dict[str, Any]:
     return AttemptResult(
         attempt=attempt,
         ok=True,
-        timings=Timings(final_image_ms=21_000, http_status=200),
+        timings=Timings(request_started_at=started_at, final_image_ms=21_000, http_status=200),
         images=(StoredImage("job-1/image.png", "image/png", 9, 1024, 1024),),
         previews=(Preview(0, 0, f"job-1/preview-{attempt}-0.png", 9, stored=True),),
         usage={"output_tokens": 272},
@@ -62,8 +158,10 @@ def saved(attempt: int) -> dict[str, Any]:
     ).to_json()
 
 
-def failed(attempt: int, failure: Failure) -> dict[str, Any]:
-    return AttemptResult(attempt=attempt, ok=False, failure=failure).to_json()
+def failed(attempt: int, failure: Failure, timings: Timings | None = None) -> dict[str, Any]:
+    return AttemptResult(
+        attempt=attempt, ok=False, failure=failure, timings=timings or Timings()
+    ).to_json()
 
 
 RATE_LIMITED = Failure(
@@ -80,6 +178,12 @@ RATE_LIMITED = Failure(
 CANCELLED = Failure(
     kind=FailureKind.CANCELLED, layer=Layer.CALLER, message="cancelled by the caller", sent=True
 )
+EXPIRED = Failure(
+    kind=FailureKind.ADMISSION_EXPIRED,
+    layer=Layer.WORKER,
+    message="the worker started after its admission's send-by time",
+    sent=False,
+)
 
 
 def only(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -89,19 +193,31 @@ def only(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 def test_a_first_attempt_that_succeeds_is_finished_and_saved(handle):
     history = History(handle, "job-1", job_input())
-    state = history.episode()
-    actions = new_actions(state, 0)
+    state, actions = history.step()
+    ask = only(entity_calls(actions, ADMIT))
+    assert ask["instanceId"] == ROUTE
+    assert [a["actionType"] for a in actions] == [7]  # the governor is asked before anything
+    assert state.get("customStatus") is None  # no status: not started (queued)
+
+    start = admit(history, 0)
+    state, actions = history.step()
     generate = only(activities(actions, GENERATE))
     assert generate["input"]["attempt"] == 1
     assert generate["input"]["send"]["partial_images"] == 1
     assert generate["input"]["job_created_at"] == "2026-05-07T13:46:12.000Z"
     assert [a["actionType"] for a in actions] == [0, 6]  # the activity, and the cancel wait
-    assert state["customStatus"] == {"phase": "generating", "attempt": 1}
+    assert state["customStatus"] == {
+        "phase": "generating",
+        "attempt": 1,
+        "eta": iso(start + EXPECTED.total_s),
+        "etaEarly": iso(start + EXPECTED.early_s),
+    }
     assert "apple" not in str(state["customStatus"])
 
-    history.complete_activity(0, GENERATE, saved(1), after_s=22)
-    state = history.episode()
-    finish = only(activities(new_actions(state, 1), FINISH))
+    history.complete_activity(1, GENERATE, saved(1), after_s=22)
+    state, actions = history.step()
+    only(entity_signals(actions, REPORT))
+    finish = only(activities(actions, FINISH))
     assert finish["input"]["outcome"]["state"] == "saved"
     assert state["customStatus"] == {
         "phase": "finishing",
@@ -110,7 +226,8 @@ def test_a_first_attempt_that_succeeds_is_finished_and_saved(handle):
         "failure": None,
     }
 
-    history.complete_activity(1, FINISH, {"metadata_blob": "job-1/metadata.json"}, after_s=0.2)
+    history.signal_sent(2, ROUTE, REPORT)
+    history.complete_activity(3, FINISH, {"metadata_blob": "job-1/metadata.json"}, after_s=0.2)
     state = history.episode()
     assert state["isDone"] is True
     assert state["output"]["state"] == "saved"
@@ -120,24 +237,30 @@ def test_a_first_attempt_that_succeeds_is_finished_and_saved(handle):
 
 def test_a_429_waits_at_least_what_the_server_asked_on_a_durable_timer(handle):
     history = History(handle, "job-1", job_input())
-    history.episode()
-    history.complete_activity(0, GENERATE, failed(1, RATE_LIMITED), after_s=1)
-    state = history.episode()
-    timer = only(timers(new_actions(state, 1)))
-    fire_at = datetime.strptime(timer["fireAt"][:26], "%Y-%m-%dT%H:%M:%S.%f")
-    waited = (fire_at - history.now.replace(tzinfo=None)).total_seconds()
+    history.step()
+    admit(history, 0)
+    history.step()
+    history.complete_activity(1, GENERATE, failed(1, RATE_LIMITED), after_s=1)
+    state, actions = history.step()
+    timer = only(timers(actions))
+    waited = (fire_at(timer) - history.now).total_seconds()
     assert 12.0 <= waited <= 12.0 * 1.2
     assert state["customStatus"]["phase"] == "waiting_to_retry"
     assert "12s" in state["customStatus"]["reason"]
 
-    history.fire_timer(1, timer["fireAt"])
-    state = history.episode()
-    retry = only(activities(new_actions(state, 2), GENERATE))
+    history.signal_sent(2, ROUTE, REPORT)
+    history.fire_timer(3, timer["fireAt"])
+    state, actions = history.step()
+    assert only(entity_calls(actions, ADMIT))["input"]["attempt"] == 2  # asked again first
+    admit(history, 4)
+    state, actions = history.step()
+    retry = only(activities(actions, GENERATE))
     assert retry["input"]["attempt"] == 2
 
-    history.complete_activity(2, GENERATE, saved(2), after_s=22)
-    history.episode()
-    history.complete_activity(3, FINISH, {}, after_s=0.1)
+    history.complete_activity(5, GENERATE, saved(2), after_s=22)
+    history.step()
+    history.signal_sent(6, ROUTE, REPORT)
+    history.complete_activity(7, FINISH, {}, after_s=0.1)
     state = history.episode()
     assert state["output"]["state"] == "saved"
     assert state["output"]["retry_count"] == 1
@@ -155,10 +278,12 @@ def test_a_moderation_block_is_never_retried(handle):
         code="moderation_blocked",
     )
     history = History(handle, "job-1", job_input())
-    history.episode()
-    history.complete_activity(0, GENERATE, failed(1, blocked), after_s=3)
-    state = history.episode()
-    finish = only(activities(new_actions(state, 1), FINISH))
+    history.step()
+    admit(history, 0)
+    history.step()
+    history.complete_activity(1, GENERATE, failed(1, blocked), after_s=3)
+    _, actions = history.step()
+    finish = only(activities(actions, FINISH))
     outcome = finish["input"]["outcome"]
     assert outcome["state"] == "failed"
     assert outcome["failure"] == "returned_error"
@@ -167,74 +292,87 @@ def test_a_moderation_block_is_never_retried(handle):
 
 
 def test_replays_are_deterministic(handle):
-    first = History(handle, "job-1", job_input())
-    first.episode()
-    first.complete_activity(0, GENERATE, failed(1, RATE_LIMITED), after_s=1)
-    second = History(handle, "job-1", job_input())
-    second.episode()
-    second.complete_activity(0, GENERATE, failed(1, RATE_LIMITED), after_s=1)
-    assert first.episode()["actions"] == second.episode()["actions"]
+    def replayed() -> dict[str, Any]:
+        history = History(handle, "job-1", job_input())
+        history.episode()
+        admit(history, 0)
+        history.episode()
+        history.complete_activity(1, GENERATE, failed(1, RATE_LIMITED), after_s=1)
+        return history.episode()
+
+    assert replayed()["actions"] == replayed()["actions"]
 
 
 def test_a_cancel_while_waiting_to_retry_ends_the_job_without_another_attempt(handle):
     history = History(handle, "job-1", job_input())
-    history.episode()
-    history.complete_activity(0, GENERATE, failed(1, RATE_LIMITED), after_s=1)
-    state = history.episode()
-    timer = only(timers(new_actions(state, 1)))
-    history.schedule_timer(1, timer["fireAt"])
+    history.step()
+    admit(history, 0)
+    history.step()
+    history.complete_activity(1, GENERATE, failed(1, RATE_LIMITED), after_s=1)
+    _, actions = history.step()
+    timer = only(timers(actions))
+    history.signal_sent(2, ROUTE, REPORT)
+    history.schedule_timer(3, timer["fireAt"])
     history.raise_event(CANCEL_EVENT, "{}", after_s=2)
-    state = history.episode()
-    actions = new_actions(state, 2)
+    _, actions = history.step()
     assert activities(actions, GENERATE) == []
+    assert entity_calls(actions, ADMIT) == []
     finish = only(activities(actions, FINISH))
     assert finish["input"]["outcome"]["state"] == "cancelled"
 
 
 def test_a_cancel_while_generating_waits_for_the_attempt_to_stop(handle):
     history = History(handle, "job-1", job_input())
-    history.episode()
-    history.schedule_activity(0, GENERATE)
+    history.step()
+    admit(history, 0)
+    history.step()
+    history.schedule_activity(1, GENERATE)
     history.raise_event(CANCEL_EVENT, "{}", after_s=5)
-    state = history.episode()
+    state, actions = history.step()
     assert state["customStatus"]["phase"] == "cancelling"
-    assert activities(new_actions(state, 1), FINISH) == []  # not before the attempt stops
+    assert activities(actions, FINISH) == []  # not before the attempt stops
 
-    history.activity_result(0, failed(1, CANCELLED), after_s=1)
-    state = history.episode()
-    finish = only(activities(new_actions(state, 1), FINISH))
+    history.activity_result(1, failed(1, CANCELLED), after_s=1)
+    state, actions = history.step()
+    finish = only(activities(actions, FINISH))
     assert finish["input"]["outcome"]["state"] == "cancelled"
     assert finish["input"]["outcome"]["error"] is None
 
 
 def test_a_cancel_that_comes_after_the_image_was_stored_reports_it_saved(handle):
     history = History(handle, "job-1", job_input())
-    history.episode()
-    history.schedule_activity(0, GENERATE)
+    history.step()
+    admit(history, 0)
+    history.step()
+    history.schedule_activity(1, GENERATE)
     history.raise_event(CANCEL_EVENT, "{}", after_s=5)
-    history.episode()
-    history.activity_result(0, saved(1), after_s=1)
-    state = history.episode()
-    finish = only(activities(new_actions(state, 1), FINISH))
+    history.step()
+    history.activity_result(1, saved(1), after_s=1)
+    _, actions = history.step()
+    finish = only(activities(actions, FINISH))
     assert finish["input"]["outcome"]["state"] == "saved"
 
 
 def test_the_send_plan_from_the_starter_reaches_the_activity(handle):
     send = SendPlan(stream=False, partial_images=0, notes=("sent without streaming",))
     history = History(handle, "job-1", job_input(send))
-    generate = only(activities(new_actions(history.episode(), 0), GENERATE))
+    history.step()
+    admit(history, 0)
+    generate = only(activities(history.step()[1], GENERATE))
     assert generate["input"]["send"]["stream"] is False
     assert generate["input"]["send"]["send_notes"] == ["sent without streaming"]
 
 
 def test_an_activity_that_raised_becomes_a_recorded_failure_not_a_crash(handle):
     history = History(handle, "job-1", job_input())
-    history.episode()
-    history.schedule_activity(0, GENERATE)
-    history.task_failed(0, "boom", "Traceback ...", after_s=1)
-    state = history.episode()
+    history.step()
+    admit(history, 0)
+    history.step()
+    history.schedule_activity(1, GENERATE)
+    history.task_failed(1, "boom", "Traceback ...", after_s=1)
+    state, actions = history.step()
     assert not state.get("error")
-    timer = only(timers(new_actions(state, 1)))
+    timer = only(timers(actions))
     assert timer["actionType"] == 5
     assert state["customStatus"]["phase"] == "waiting_to_retry"
     assert (
@@ -244,24 +382,29 @@ def test_an_activity_that_raised_becomes_a_recorded_failure_not_a_crash(handle):
 
 def test_a_cancelled_attempt_ends_cancelled_even_before_the_event_arrives(handle):
     history = History(handle, "job-1", job_input())
-    history.episode()
-    history.complete_activity(0, GENERATE, failed(1, CANCELLED), after_s=1)
-    state = history.episode()
-    finish = only(activities(new_actions(state, 1), FINISH))
+    history.step()
+    admit(history, 0)
+    history.step()
+    history.complete_activity(1, GENERATE, failed(1, CANCELLED), after_s=1)
+    _, actions = history.step()
+    finish = only(activities(actions, FINISH))
     assert finish["input"]["outcome"]["state"] == "cancelled"
 
 
 def test_a_failed_finish_never_turns_a_saved_image_into_a_failed_job(handle):
     history = History(handle, "job-1", job_input())
-    history.episode()
-    history.complete_activity(0, GENERATE, saved(1), after_s=22)
-    state = history.episode()
-    finish = only(activities(new_actions(state, 1), FINISH))
+    history.step()
+    admit(history, 0)
+    history.step()
+    history.complete_activity(1, GENERATE, saved(1), after_s=22)
+    state, actions = history.step()
+    finish = only(activities(actions, FINISH))
     assert finish["actionType"] == 1  # with retry: the host retries it
     assert finish["retryOptions"]["maxNumberOfAttempts"] == 5
+    history.signal_sent(2, ROUTE, REPORT)
     # The host retries it: after each of the 5 failures a retry timer, then the task again.
     for failure in range(5):
-        task_id = 1 + 2 * failure
+        task_id = 3 + 2 * failure
         history.schedule_activity(task_id, FINISH)
         history.task_failed(task_id, "storage down", "", after_s=1)
         history.fire_timer(task_id + 1, "2026-05-07T14:00:00.0000000Z")
@@ -282,10 +425,12 @@ def test_a_huge_server_wait_ends_the_job_with_its_reason(handle):
         retry_after_source="retry-after",
     )
     history = History(handle, "job-1", job_input())
-    history.episode()
-    history.complete_activity(0, GENERATE, failed(1, asked), after_s=1)
-    state = history.episode()
-    finish = only(activities(new_actions(state, 1), FINISH))
+    history.step()
+    admit(history, 0)
+    history.step()
+    history.complete_activity(1, GENERATE, failed(1, asked), after_s=1)
+    _, actions = history.step()
+    finish = only(activities(actions, FINISH))
     assert finish["input"]["outcome"]["state"] == "failed"
     assert "86400s" in finish["input"]["attempts"][0]["decision"]["reason"]
 
@@ -300,13 +445,20 @@ def test_a_resend_after_a_gateway_silence_kill_goes_out_in_the_other_shape(handl
     )
     unstreamed = SendPlan(stream=False, partial_images=0, read_idle_s=470.0)
     history = History(handle, "job-1", job_input(after_silence=unstreamed))
-    history.episode()
-    history.complete_activity(0, GENERATE, failed(1, killed), after_s=60)
-    state = history.episode()
-    timer = only(timers(new_actions(state, 1)))
-    history.fire_timer(1, timer["fireAt"])
-    state = history.episode()
-    resend = only(activities(new_actions(state, 2), GENERATE))
+    history.step()
+    admit(history, 0)
+    history.step()
+    history.complete_activity(1, GENERATE, failed(1, killed), after_s=60)
+    _, actions = history.step()
+    timer = only(timers(actions))
+    history.signal_sent(2, ROUTE, REPORT)
+    history.fire_timer(3, timer["fireAt"])
+    _, actions = history.step()
+    # The resend asks the governor as its own shape class.
+    assert only(entity_calls(actions, ADMIT))["input"]["shape"].endswith("/plain")
+    admit(history, 4)
+    _, actions = history.step()
+    resend = only(activities(actions, GENERATE))
     assert resend["input"]["attempt"] == 2
     assert resend["input"]["send"]["stream"] is False
     assert resend["input"]["send"]["read_idle_s"] == 470.0
@@ -315,12 +467,17 @@ def test_a_resend_after_a_gateway_silence_kill_goes_out_in_the_other_shape(handl
 def test_other_failures_keep_the_planned_shape(handle):
     unstreamed = SendPlan(stream=False, partial_images=0, read_idle_s=470.0)
     history = History(handle, "job-1", job_input(after_silence=unstreamed))
-    history.episode()
-    history.complete_activity(0, GENERATE, failed(1, RATE_LIMITED), after_s=1)
-    state = history.episode()
-    timer = only(timers(new_actions(state, 1)))
-    history.fire_timer(1, timer["fireAt"])
-    retry = only(activities(new_actions(history.episode(), 2), GENERATE))
+    history.step()
+    admit(history, 0)
+    history.step()
+    history.complete_activity(1, GENERATE, failed(1, RATE_LIMITED), after_s=1)
+    _, actions = history.step()
+    timer = only(timers(actions))
+    history.signal_sent(2, ROUTE, REPORT)
+    history.fire_timer(3, timer["fireAt"])
+    history.step()
+    admit(history, 4)
+    retry = only(activities(history.step()[1], GENERATE))
     assert retry["input"]["send"]["stream"] is True
 
 
@@ -333,12 +490,333 @@ def test_a_gateway_kill_with_no_other_shape_is_not_sent_again(handle):
         http_status=408,
     )
     history = History(handle, "job-1", job_input())  # no resend shapes
-    history.episode()
-    history.complete_activity(0, GENERATE, failed(1, killed), after_s=60)
-    state = history.episode()
-    assert timers(new_actions(state, 1)) == []
-    finish = only(activities(new_actions(state, 1), FINISH))
+    history.step()
+    admit(history, 0)
+    history.step()
+    history.complete_activity(1, GENERATE, failed(1, killed), after_s=60)
+    _, actions = history.step()
+    assert timers(actions) == []
+    finish = only(activities(actions, FINISH))
     assert finish["input"]["outcome"]["state"] == "failed"
     decision = finish["input"]["attempts"][0]["decision"]
     assert decision["retry"] is False
     assert "no other request shape" in decision["reason"]
+
+
+# --- the route's governor -----------------------------------------------------------------------
+
+
+def test_a_queued_attempt_waits_on_a_timer_with_its_place_then_asks_again(handle):
+    history = History(handle, "job-1", job_input())
+    state, actions = history.step()
+    first = AdmitRequest.from_json(only(entity_calls(actions, ADMIT))["input"])
+    assert (first.job_id, first.attempt, first.images) == ("job-1", 1, 1)
+    assert first.queued_since == T0_S
+
+    answer = queued(position=2, start_in_s=30, ask_in_s=29, now=history.now)
+    history.call_entity(0, ROUTE, ADMIT, answer.to_json(), after_s=0.05)
+    state, actions = history.step()
+    assert state["customStatus"] == {
+        "phase": "queued",
+        "attempt": 1,
+        "queuePosition": 2,
+        "reason": "the route's 1 concurrent requests are in use",
+        "eta": iso(answer.start_at + EXPECTED.total_s),
+        "etaEarly": iso(answer.start_at + EXPECTED.early_s),
+    }
+    assert activities(actions, GENERATE) == []
+    timer = only(timers(actions))
+    assert answer.ask_again_at is not None
+    assert fire_at(timer) == datetime.fromtimestamp(answer.ask_again_at, UTC)
+    assert [a["actionType"] for a in actions] == [5, 6]  # the timer, raced by the cancel wait
+
+    history.fire_timer(1, timer["fireAt"])
+    state, actions = history.step()
+    again = AdmitRequest.from_json(only(entity_calls(actions, ADMIT))["input"])
+    # The same attempt, and its place in the queue kept from the first ask.
+    assert (again.attempt, again.queued_since) == (1, first.queued_since)
+    assert activities(actions, GENERATE) == []
+
+    start = admit(history, 2)
+    state, actions = history.step()
+    generate = only(activities(actions, GENERATE))
+    assert generate["input"]["attempt"] == 1
+    assert generate["input"]["send_at"] == start
+    assert generate["input"]["send_by"] == pytest.approx(start + GRACE_S)
+    assert state["customStatus"] == {
+        "phase": "generating",
+        "attempt": 1,
+        "eta": iso(start + EXPECTED.total_s),
+        "etaEarly": iso(start + EXPECTED.early_s),
+    }
+
+
+def test_an_admission_without_an_ask_again_time_asks_a_lead_before_the_expected_start(handle):
+    history = History(handle, "job-1", job_input())
+    history.step()
+    answer = Admission(
+        admitted=False,
+        position=1,
+        start_at=(history.now + timedelta(seconds=40)).timestamp(),
+        ask_again_at=None,
+        reason="the route asked for a pause (429)",
+        expected=None,  # nothing learned yet: the calibration's guess gives the ETA
+    )
+    history.call_entity(0, ROUTE, ADMIT, answer.to_json(), after_s=0.05)
+    state, actions = history.step()
+    assert fire_at(only(timers(actions))) == datetime.fromtimestamp(answer.start_at - 1.0, UTC)
+    assert state["customStatus"]["eta"] > iso(answer.start_at)
+
+
+def test_a_cancel_while_queued_ends_the_job_unsent_and_leaves_the_queue(handle):
+    history = History(handle, "job-1", job_input())
+    history.step()
+    answer = queued(position=3, start_in_s=60, ask_in_s=59, now=history.now)
+    history.call_entity(0, ROUTE, ADMIT, answer.to_json(), after_s=0.05)
+    state, actions = history.step()
+    timer = only(timers(actions))
+    history.schedule_timer(1, timer["fireAt"])
+    history.raise_event(CANCEL_EVENT, "{}", after_s=4)
+    state, actions = history.step()
+    assert activities(actions, GENERATE) == []
+    assert entity_calls(actions, ADMIT) == []
+    leave = only(entity_signals(actions, LEAVE))
+    assert leave["instanceId"] == ROUTE
+    assert leave["input"] == "job-1"
+    assert entity_signals(actions, REPORT) == []  # nothing was sent, nothing to learn
+    finish = only(activities(actions, FINISH))
+    outcome = finish["input"]["outcome"]
+    assert outcome["state"] == "cancelled"
+    assert outcome["error"] is None
+    assert outcome["cost_usd"] is None
+    assert finish["input"]["attempts"] == []
+    assert state["customStatus"]["phase"] == "finishing"
+
+    history.signal_sent(2, ROUTE, LEAVE, "job-1")
+    history.complete_activity(3, FINISH, {}, after_s=0.1)
+    state = history.episode()
+    assert state["isDone"] is True
+    assert state["output"]["state"] == "cancelled"
+    assert state["output"]["retry_count"] == 0
+
+
+def test_every_attempt_is_reported_to_the_route_without_the_prompt(handle):
+    refused = Failure(
+        kind=FailureKind.CONNECTION_LOST,
+        layer=Layer.NETWORK,
+        message="connection refused",
+        sent=False,
+    )
+    history = History(handle, "job-1", job_input())
+    _, actions = history.step()
+    shape = only(entity_calls(actions, ADMIT))["input"]["shape"]
+    reports: list[dict[str, Any]] = []
+
+    # Attempt 1: never left (refused); attempt 2: a 429; attempt 3: saved.
+    start = admit(history, 0)
+    history.step()
+    history.complete_activity(1, GENERATE, failed(1, refused), after_s=0.5)
+    _, actions = history.step()
+    reports.append(only(entity_signals(actions, REPORT)))
+    history.signal_sent(2, ROUTE, REPORT)
+    history.fire_timer(3, only(timers(actions))["fireAt"])
+    history.step()
+
+    start = admit(history, 4)
+    history.step()
+    limited_at = iso(start + 0.2)
+    limited = Timings(
+        request_started_at=limited_at,
+        first_byte_ms=300,
+        http_status=429,
+        rate_limit={"x-ratelimit-remaining-requests": "0"},
+    )
+    history.complete_activity(5, GENERATE, failed(2, RATE_LIMITED, limited), after_s=1)
+    _, actions = history.step()
+    reports.append(only(entity_signals(actions, REPORT)))
+    history.signal_sent(6, ROUTE, REPORT)
+    history.fire_timer(7, only(timers(actions))["fireAt"])
+    history.step()
+
+    start = admit(history, 8)
+    history.step()
+    saved_at = iso(start + 0.1)
+    history.complete_activity(9, GENERATE, saved(3, started_at=saved_at), after_s=22)
+    _, actions = history.step()
+    reports.append(only(entity_signals(actions, REPORT)))
+    ended = history.now.timestamp()
+    only(activities(actions, FINISH))
+
+    for report in reports:
+        assert report["instanceId"] == ROUTE
+        assert PROMPT not in json.dumps(report)
+        assert "apple" not in json.dumps(report)
+    never, rate_limited, ok = (AttemptReport.from_json(r["input"]) for r in reports)
+    assert [r.attempt for r in (never, rate_limited, ok)] == [1, 2, 3]
+    assert {r.job_id for r in (never, rate_limited, ok)} == {"job-1"}
+    assert {r.shape for r in (never, rate_limited, ok)} == {shape}
+
+    assert never.failure_kind == "connection_lost"
+    assert never.sent_at is None
+    assert never.total_s is None
+
+    assert rate_limited.failure_kind == "rate_limited"
+    assert rate_limited.sent_at == pytest.approx(epoch(limited_at))
+    assert rate_limited.total_s is None  # no image: nothing to learn of the clock
+    assert rate_limited.retry_after_s == 12.0
+    assert rate_limited.first_byte_s == 0.3
+    assert rate_limited.rate_limit == {"x-ratelimit-remaining-requests": "0"}
+    assert rate_limited.headers_at == pytest.approx(epoch(limited_at) + 0.3)
+
+    assert ok.failure_kind is None
+    assert ok.sent_at == pytest.approx(epoch(saved_at))
+    assert ok.total_s == pytest.approx(ended - epoch(saved_at))
+    assert ok.ended_at == pytest.approx(ended)
+
+
+def test_a_stale_admission_asks_again_as_the_same_attempt_and_then_sends_however_late(handle):
+    history = History(handle, "job-1", job_input())
+    history.step()
+    admit(history, 0)
+    _, actions = history.step()
+    assert only(activities(actions, GENERATE))["input"]["send_by"] is not None
+
+    # Each stale admission: report (never sent), ask again; no timer, no retry.
+    task = 1
+    for stale in range(1, STALE_ADMISSIONS_MAX + 1):
+        history.complete_activity(task, GENERATE, failed(1, EXPIRED), after_s=30)
+        state, actions = history.step()
+        report = AttemptReport.from_json(only(entity_signals(actions, REPORT))["input"])
+        assert (report.attempt, report.failure_kind, report.sent_at) == (
+            1,
+            "admission_expired",
+            None,
+        )
+        assert AdmitRequest.from_json(only(entity_calls(actions, ADMIT))["input"]).attempt == 1
+        assert timers(actions) == []
+        assert activities(actions, FINISH) == []
+        assert state["customStatus"]["phase"] == "generating"
+        history.signal_sent(task + 1, ROUTE, REPORT)
+        start = admit(history, task + 2)
+        _, actions = history.step()
+        generate = only(activities(actions, GENERATE))["input"]
+        assert generate["attempt"] == 1
+        assert generate["send_at"] == start
+        if stale < STALE_ADMISSIONS_MAX:
+            assert generate["send_by"] == pytest.approx(start + GRACE_S)
+        else:
+            assert generate["send_by"] is None  # sent however late: never stuck asking
+        task += 3
+
+    history.complete_activity(task, GENERATE, saved(1), after_s=22)
+    _, actions = history.step()
+    finish = only(activities(actions, FINISH))["input"]
+    assert finish["outcome"]["state"] == "saved"
+    assert finish["outcome"]["retry_count"] == 0
+    assert finish["outcome"]["attempt"] == 1
+    assert [a["attempt"] for a in finish["attempts"]] == [1]
+
+
+def test_a_stale_admission_then_a_failure_counts_one_attempt_not_two(handle):
+    history = History(handle, "job-1", job_input())
+    history.step()
+    admit(history, 0)
+    history.step()
+    history.complete_activity(1, GENERATE, failed(1, EXPIRED), after_s=30)
+    history.step()
+    history.signal_sent(2, ROUTE, REPORT)
+    admit(history, 3)
+    history.step()
+    history.complete_activity(4, GENERATE, failed(1, RATE_LIMITED), after_s=1)
+    state, actions = history.step()
+    only(timers(actions))
+    assert state["customStatus"]["attempt"] == 1
+    assert "12s" in state["customStatus"]["reason"]  # the first failure's wait, not a later one
+
+
+def test_the_prompt_never_reaches_the_route_entity_nor_the_custom_status(handle):
+    seen: list[Any] = []
+
+    def step(history: History) -> list[dict[str, Any]]:
+        state, actions = history.step()
+        seen.append(state.get("customStatus"))
+        seen.extend(a for a in actions if a["actionType"] in (7, 9))
+        return actions
+
+    # Queued, admitted, a 429, stale once, saved.
+    history = History(handle, "job-1", job_input())
+    step(history)
+    answer = queued(position=1, start_in_s=10, ask_in_s=9, now=history.now)
+    history.call_entity(0, ROUTE, ADMIT, answer.to_json(), after_s=0.05)
+    actions = step(history)
+    history.fire_timer(1, only(timers(actions))["fireAt"])
+    step(history)
+    admit(history, 2)
+    step(history)
+    history.complete_activity(3, GENERATE, failed(1, RATE_LIMITED), after_s=1)
+    actions = step(history)
+    history.signal_sent(4, ROUTE, REPORT)
+    history.fire_timer(5, only(timers(actions))["fireAt"])
+    step(history)
+    admit(history, 6)
+    step(history)
+    history.complete_activity(7, GENERATE, failed(2, EXPIRED), after_s=5)
+    step(history)
+    history.signal_sent(8, ROUTE, REPORT)
+    admit(history, 9)
+    step(history)
+    history.complete_activity(10, GENERATE, saved(2, started_at=iso_utc(history.now)), after_s=20)
+    step(history)
+    # Another job, cancelled while queued.
+    cancelled = History(handle, "job-2", job_input())
+    step(cancelled)
+    answer = queued(position=2, start_in_s=10, ask_in_s=9, now=cancelled.now)
+    cancelled.call_entity(0, ROUTE, ADMIT, answer.to_json(), after_s=0.05)
+    actions = step(cancelled)
+    cancelled.schedule_timer(1, only(timers(actions))["fireAt"])
+    cancelled.raise_event(CANCEL_EVENT, "{}", after_s=1)
+    step(cancelled)
+
+    operations = [a["operation"] for a in seen if isinstance(a, dict) and "operation" in a]
+    assert sorted(set(operations)) == [ADMIT, LEAVE, REPORT]
+    phases = {s["phase"] for s in seen if isinstance(s, dict) and "phase" in s}
+    assert phases == {"queued", "generating", "waiting_to_retry", "finishing"}
+    text = json.dumps(seen)
+    assert PROMPT not in text
+    assert "apple" not in text
+
+
+def test_a_cancel_during_the_admit_call_lets_the_activity_stop_unsent_and_frees_the_slot(handle):
+    history = History(handle, "job-1", job_input())
+    history.step()
+    history.entity_sent(0, ROUTE, ADMIT, signal=False)
+    history.raise_event(CANCEL_EVENT, "{}", after_s=0.02)
+    state, actions = history.step()
+    assert actions == []  # still waiting for the governor's answer
+
+    history.entity_answer(0, admitted(history.now), after_s=0.03)
+    state, actions = history.step()
+    # Admitted: the activity is scheduled (it checks the cancel marker before any send) and
+    # waited for, so the slot the governor gave is reported back.
+    only(activities(actions, GENERATE))
+    assert state["customStatus"]["phase"] == "cancelling"
+    unsent = Failure(
+        kind=FailureKind.CANCELLED, layer=Layer.CALLER, message="cancelled", sent=False
+    )
+    history.complete_activity(1, GENERATE, failed(1, unsent), after_s=0.5)
+    state, actions = history.step()
+    report = AttemptReport.from_json(only(entity_signals(actions, REPORT))["input"])
+    assert (report.failure_kind, report.sent_at) == ("cancelled", None)
+    assert only(activities(actions, FINISH))["input"]["outcome"]["state"] == "cancelled"
+
+
+def test_a_failed_admit_operation_fails_the_orchestration_before_any_send(handle):
+    history = History(handle, "job-1", job_input())
+    history.step()
+    history.entity_sent(0, ROUTE, ADMIT, signal=False)
+    history.entity_answer(0, "route entity: the state is unreadable", after_s=0.05, failed=True)
+    # The host records the orchestration as Failed; the status endpoint answers internal_error.
+    with pytest.raises(Exception, match="the state is unreadable") as raised:
+        history.episode()
+    state = json.loads(str(raised.value).split("$OutOfProcData$:", 1)[1])
+    assert activities(new_actions(state, 0), GENERATE) == []
