@@ -171,8 +171,8 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
         if other_route is not None:
             here, there = yield context.task_all(
                 [
-                    context.call_entity(entity, SUMMARY),
-                    context.call_entity(route_entity_id(other_route), SUMMARY),
+                    context.call_entity(entity, SUMMARY, expected_type=dict),
+                    context.call_entity(route_entity_id(other_route), SUMMARY, expected_type=dict),
                 ]
             )
             if healthier(RouteSummary.from_json(there), RouteSummary.from_json(here)):
@@ -261,7 +261,7 @@ def _admission(
             calibrated=shape.calibrated,
             queued_since=queued_since,
         )
-        answer = yield context.call_entity(entity, ADMIT, ask.to_json())
+        answer = yield context.call_entity(entity, ADMIT, ask.to_json(), expected_type=dict)
         admission = Admission.from_json(answer)
         if admission.admitted:
             return admission

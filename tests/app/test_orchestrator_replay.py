@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -61,10 +62,13 @@ SETTINGS = {
     "IMAGES_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
     "IMAGE_JOB_ID_SECRET": "test-only-secret-0123456789",
 }
-# What the route has learned of the attempts' shape class (its answers carry it).
+# What the route expects of the attempts' shape class (its answers carry it): the calibration's
+# guess (no samples yet), so the starter's send plan stands.
 EXPECTED = Expectation(
-    first_byte_s=2.0, first_partial_s=8.0, total_s=20.0, early_s=15.0, late_s=30.0, samples=12
+    first_byte_s=2.0, first_partial_s=8.0, total_s=20.0, early_s=15.0, late_s=30.0, samples=0
 )
+# What it has measured, once it has: the first attempt's send is planned on it.
+LEARNED = replace(EXPECTED, samples=12)
 # The grace an admitted send has with the route's default pace (image_job.SEND_GRACE_S).
 GRACE_S = 2.0
 T0_S = T0.timestamp()
@@ -103,7 +107,7 @@ def handle():
     return orchestrator_handle(bp, "image_job")
 
 
-def admitted(at: datetime) -> dict[str, Any]:
+def admitted(at: datetime, expected: Expectation = EXPECTED) -> dict[str, Any]:
     """The governor's answer: send at ``at``."""
     return Admission(
         admitted=True,
@@ -111,7 +115,7 @@ def admitted(at: datetime) -> dict[str, Any]:
         start_at=at.timestamp(),
         ask_again_at=None,
         reason=None,
-        expected=EXPECTED,
+        expected=expected,
     ).to_json()
 
 
@@ -361,6 +365,20 @@ def test_the_send_plan_from_the_starter_reaches_the_activity(handle):
     generate = only(activities(history.step()[1], GENERATE))
     assert generate["input"]["send"]["stream"] is False
     assert generate["input"]["send"]["send_notes"] == ["sent without streaming"]
+
+
+def test_once_the_route_has_measured_the_class_the_first_send_is_planned_on_it(handle):
+    # The starter planned no streaming; the route measured 30 s at the slow end, which fits
+    # every limit streamed as asked (one partial image).
+    send = SendPlan(stream=False, partial_images=0, notes=("sent without streaming",))
+    history = History(handle, "job-1", job_input(send))
+    history.step()
+    history.call_entity(0, ROUTE, ADMIT, admitted(history.now, LEARNED), after_s=0.01)
+    generate = only(activities(history.step()[1], GENERATE))
+    assert (generate["input"]["send"]["stream"], generate["input"]["send"]["partial_images"]) == (
+        True,
+        1,
+    )
 
 
 def test_an_activity_that_raised_becomes_a_recorded_failure_not_a_crash(handle):
