@@ -17,12 +17,12 @@ the attempt is expected to be admitted and its place in the queue. The rules it 
 - **Cool-down**: a 429 anywhere on the route stops every send for as long as the route asked
   (its retry-after), not only the job that got it.
 - **Headers**: ``x-ratelimit-limit-*`` lower the configured limit when the route's own is lower
-  (or set it when none is configured); ``x-ratelimit-remaining-*`` with their reset bound how many
-  more sends go out before the reset, so the pace tightens before a 429 (another client using
-  the same quota shows here first).
+  (or set it when none is configured), until a newer answer says otherwise;
+  ``x-ratelimit-remaining-*`` with their reset bound how many more sends go out before the reset,
+  so the pace tightens before a 429 (another client using the same quota shows here first).
 - **Slots expire**: an admitted attempt holds a concurrency slot until its report, or until its
-  lease ends (a worker that died never reports); the send itself is counted in the windows from
-  its send time whatever happens after.
+  lease ends (a worker that died never reports), also when it runs past its expected end; the
+  send itself is counted in the windows from its send time whatever happens after.
 
 Times are seconds since the epoch (floats); ``window_s`` is a minute of the route's time (60 s,
 or 60 / IMAGE_TIME_SCALE in a scaled local run).
@@ -48,6 +48,10 @@ REFRESH_S = 30.0
 STALE_S = 5.0
 # The cool-down after a 429 that named no wait: a spacing, at least this many route seconds.
 UNNAMED_COOL_DOWN_S = 10.0
+# A running attempt holds its concurrency slot until it reports, even past its expected end: the
+# projection frees it no sooner than this from now (wall seconds; more than LEAD_S, so the head
+# of the queue is not admitted into a slot still in use but asks again LEAD_S before).
+HELD_S = 2 * LEAD_S
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class Slot:
     job_id: str
     attempt: int
     admitted_at: float
+    send_at: float
     expected_end: float
     expires_at: float
     priority: Priority
@@ -104,6 +109,7 @@ class Slot:
             "job_id": self.job_id,
             "attempt": self.attempt,
             "admitted_at": round(self.admitted_at, 3),
+            "send_at": round(self.send_at, 3),
             "expected_end": round(self.expected_end, 3),
             "expires_at": round(self.expires_at, 3),
             "priority": self.priority.value,
@@ -115,6 +121,7 @@ class Slot:
             job_id=data["job_id"],
             attempt=int(data["attempt"]),
             admitted_at=float(data["admitted_at"]),
+            send_at=float(data["send_at"]),
             expected_end=float(data["expected_end"]),
             expires_at=float(data["expires_at"]),
             priority=Priority(data.get("priority", Priority.INTERACTIVE.value)),
@@ -254,7 +261,12 @@ def tidy(state: PacerState, pace: Pace, now: float) -> PacerState:
     live = tuple(slot for slot in state.slots if slot.expires_at > now)
     spacing = limits(pace, state.hint).spacing_s or 0.0
     queue = tuple(w for w in state.queue if now <= w.back_at + max(STALE_S, 2 * spacing))
-    hint = state.hint if state.hint is not None and state.hint.until > now else None
+    hint = state.hint
+    if hint is not None and hint.until <= now:
+        # Past the reset the remaining count says nothing more; the limits the route reported
+        # still hold (until a newer answer says otherwise).
+        reported = hint.limit_requests is not None or hint.limit_images is not None
+        hint = replace(hint, remaining=None) if reported else None
     return replace(
         state,
         sends=sends,
@@ -275,7 +287,7 @@ def schedule(state: PacerState, pace: Pace, now: float) -> dict[str, float]:
     current = limits(pace, state.hint)
     plan = _Plan(
         sends=sorted((send.at, send.images) for send in state.sends),
-        ends=sorted(slot.expected_end for slot in state.slots),
+        ends=sorted(_held_until(slot, now) for slot in state.slots),
     )
     earliest = now
     for waiter in ordered(state.queue):
@@ -287,6 +299,12 @@ def schedule(state: PacerState, pace: Pace, now: float) -> dict[str, float]:
         plan.ends.sort()
         earliest = at
     return plan.times
+
+
+def _held_until(slot: Slot, now: float) -> float:
+    """When a running attempt's slot is projected to be free: its expected end, but never
+    before it has had the time to report (its lease ends it at the latest)."""
+    return min(slot.expires_at, max(slot.expected_end, now + HELD_S))
 
 
 def _earliest(plan: _Plan, current: Limits, state: PacerState, images: int, start: float) -> float:
@@ -363,12 +381,14 @@ def admit(
     to run (for the concurrency projection and the ETA). Asking again is safe: an attempt
     already admitted gets its admission back."""
     state = tidy(state, pace, now)
-    held = next(
-        (s for s in state.sends if (s.job_id, s.attempt) == (request.job_id, request.attempt)),
-        None,
-    )
+    key = (request.job_id, request.attempt)
+    held = next((s for s in state.sends if (s.job_id, s.attempt) == key), None)
     if held is not None:
         return state, _admitted(held.at, state, now)
+    # Its send has left the window, but it has not reported yet: still the same admission.
+    running = next((s for s in state.slots if (s.job_id, s.attempt) == key), None)
+    if running is not None:
+        return state, _admitted(running.send_at, state, now)
     queued_since = min(
         [request.queued_since] + [w.queued_since for w in state.queue if w.job_id == request.job_id]
     )
@@ -392,6 +412,7 @@ def admit(
             job_id=request.job_id,
             attempt=request.attempt,
             admitted_at=now,
+            send_at=send.at,
             expected_end=send.at + expected_s,
             expires_at=send.at + pace.lease_s,
             priority=request.priority,
@@ -404,7 +425,10 @@ def admit(
             admitted=state.admitted + 1,
         )
         return state, _admitted(send.at, state, now)
-    back_at = min(max(at - LEAD_S, now), now + pace.window_s * REFRESH_S / 60.0)
+    # Never now: LEAD_S before its time, or at its time when those ahead of it go first (by
+    # then they have been admitted, or are late and no longer hold it back).
+    back_at = at - LEAD_S if at - LEAD_S > now else at
+    back_at = min(back_at, now + pace.window_s * REFRESH_S / 60.0)
     state = replace(state, queue=(*others, replace(waiter, back_at=back_at)))
     return state, Admission(
         admitted=False,

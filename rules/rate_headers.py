@@ -15,7 +15,8 @@ from collections.abc import Mapping
 
 from rules.route_records import RateLimitHint
 
-_DURATION_PART = re.compile(r"([0-9.]+)(ms|h|m|s)")
+# A number (``1``, ``1.5``, ``.5``, ``1.``; never ``1.2.3``, which float() refuses) and its unit.
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ms|h|m|s)")
 
 
 def number(text: str | None) -> float | None:

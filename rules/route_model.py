@@ -20,7 +20,14 @@ from rules import pacing
 from rules.pacing import Pace, PacerState
 from rules.rate_headers import hint_from_headers
 from rules.records import as_object, checked_version, reading
-from rules.route_records import Admission, AdmitRequest, AttemptReport, Priority, RouteSummary
+from rules.route_records import (
+    Admission,
+    AdmitRequest,
+    AttemptReport,
+    Priority,
+    RouteSummary,
+    optional_seconds,
+)
 from rules.route_stats import ClassStats, expectation, learn, percentile
 
 STATE_VERSION = 1
@@ -57,7 +64,7 @@ class RouteState:
                 name: ClassStats.from_json(stats)
                 for name, stats in (data.get("classes") or {}).items()
             },
-            last_report_at=data.get("last_report_at"),
+            last_report_at=optional_seconds(data.get("last_report_at")),
         )
 
 

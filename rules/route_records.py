@@ -17,6 +17,30 @@ from typing import Any
 from rules.records import as_object, reading, required
 
 
+def optional_seconds(value: Any) -> float | None:
+    """An optional time or duration read back: None, or a number; anything else breaks the
+    record (float() raises, and ``reading`` makes that RecordUnreadable)."""
+    return None if value is None else float(value)
+
+
+def _optional_count(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _optional_text(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"text was expected, not {type(value).__name__}")
+    return value
+
+
+def _headers(value: Any) -> Mapping[str, str] | None:
+    if not value:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"headers were expected, not {type(value).__name__}")
+    return {str(name): str(text) for name, text in value.items()}
+
+
 class Priority(StrEnum):
     """Who waits for the image: a person (interactive, the default) or nobody right now (batch).
     Interactive attempts are admitted ahead of every queued batch attempt."""
@@ -55,9 +79,9 @@ class RateLimitHint:
         return cls(
             observed_at=float(data["observed_at"]),
             until=float(data["until"]),
-            remaining=data.get("remaining"),
-            limit_requests=data.get("limit_requests"),
-            limit_images=data.get("limit_images"),
+            remaining=_optional_count(data.get("remaining")),
+            limit_requests=_optional_count(data.get("limit_requests")),
+            limit_images=_optional_count(data.get("limit_images")),
         )
 
 
@@ -91,8 +115,8 @@ class Expectation:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Expectation:
         return cls(
-            first_byte_s=data.get("first_byte_s"),
-            first_partial_s=data.get("first_partial_s"),
+            first_byte_s=optional_seconds(data.get("first_byte_s")),
+            first_partial_s=optional_seconds(data.get("first_partial_s")),
             total_s=float(data["total_s"]),
             early_s=float(data["early_s"]),
             late_s=float(data["late_s"]),
@@ -174,8 +198,8 @@ class Admission:
             admitted=bool(required(data, "admitted", "admission")),
             position=int(required(data, "position", "admission")),
             start_at=float(required(data, "start_at", "admission")),
-            ask_again_at=None if ask_again is None else float(ask_again),
-            reason=data.get("reason"),
+            ask_again_at=optional_seconds(ask_again),
+            reason=_optional_text(data.get("reason")),
             expected=Expectation.from_json(expected) if expected else None,
         )
 
@@ -228,15 +252,15 @@ class AttemptReport:
             job_id=required(data, "job_id", "attempt report"),
             attempt=int(required(data, "attempt", "attempt report")),
             shape=required(data, "shape", "attempt report"),
-            failure_kind=data.get("failure_kind"),
-            sent_at=data.get("sent_at"),
-            first_byte_s=data.get("first_byte_s"),
-            first_partial_s=data.get("first_partial_s"),
-            total_s=data.get("total_s"),
-            retry_after_s=data.get("retry_after_s"),
-            rate_limit=data.get("rate_limit") or None,
-            headers_at=data.get("headers_at"),
-            ended_at=data.get("ended_at"),
+            failure_kind=_optional_text(data.get("failure_kind")),
+            sent_at=optional_seconds(data.get("sent_at")),
+            first_byte_s=optional_seconds(data.get("first_byte_s")),
+            first_partial_s=optional_seconds(data.get("first_partial_s")),
+            total_s=optional_seconds(data.get("total_s")),
+            retry_after_s=optional_seconds(data.get("retry_after_s")),
+            rate_limit=_headers(data.get("rate_limit")),
+            headers_at=optional_seconds(data.get("headers_at")),
+            ended_at=optional_seconds(data.get("ended_at")),
         )
 
 

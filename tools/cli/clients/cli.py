@@ -670,14 +670,21 @@ def _first_interrupt_only(runtime: Runtime) -> None:
         runtime.sigint_handler = previous
 
 
-def main(argv: Sequence[str] | None = None, *, runtime: Runtime | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    runtime: Runtime | None = None,
+    restore_sigint: bool = True,
+) -> int:
     """Run the CLI and return its exit code (``ExitCode``); never raises, never a traceback
-    for a failure of the service, the network or the user's input."""
+    for a failure of the service, the network or the user's input. ``restore_sigint`` False
+    (the program itself, which exits next) keeps further Ctrl-C presses ignored to the end, so
+    a second press cannot kill the process between the message and the exit code."""
     runtime = runtime or Runtime()
     try:
         return _main(argv, runtime)
     finally:
-        if runtime.sigint_handler is not None:
+        if runtime.sigint_handler is not None and restore_sigint:
             signal.signal(signal.SIGINT, runtime.sigint_handler)
             runtime.sigint_handler = None
 
@@ -706,4 +713,4 @@ def _main(argv: Sequence[str] | None, runtime: Runtime) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(restore_sigint=False))
