@@ -281,9 +281,12 @@ def ordered(queue: Iterable[Waiter]) -> list[Waiter]:
     return sorted(queue, key=lambda waiter: waiter.order)
 
 
-def schedule(state: PacerState, pace: Pace, now: float) -> dict[str, float]:
+def schedule(
+    state: PacerState, pace: Pace, now: float, *, through: str | None = None
+) -> dict[str, float]:
     """When each queued attempt is expected to be admitted (job id -> epoch s), in queue order:
-    each after the one before it, at the first moment every limit allows."""
+    each after the one before it, at the first moment every limit allows. ``through``: stop
+    after that job (the ones behind it cannot move it)."""
     current = limits(pace, state.hint)
     plan = _Plan(
         sends=sorted((send.at, send.images) for send in state.sends),
@@ -298,6 +301,8 @@ def schedule(state: PacerState, pace: Pace, now: float) -> dict[str, float]:
         plan.ends.append(at + waiter.expected_s)
         plan.ends.sort()
         earliest = at
+        if waiter.job_id == through:
+            break
     return plan.times
 
 
@@ -403,7 +408,7 @@ def admit(
         expected_s=expected_s,
     )
     state = replace(state, queue=(*others, waiter))
-    times = schedule(state, pace, now)
+    times = schedule(state, pace, now, through=request.job_id)
     at = times[request.job_id]
     position = [w.job_id for w in ordered(state.queue)].index(request.job_id)
     if at <= now + LEAD_S and (position == 0 or at <= now):
