@@ -1,4 +1,10 @@
-"""The image job orchestrator: attempt -> decide (pure policy) -> durable timer -> attempt ...
+"""The image job orchestrator: ask the route -> attempt -> decide (pure policy) -> durable timer
+-> ask the route -> attempt ...
+
+Every attempt is admitted by its route's governor first (orchestrators.route_calls; queued on
+durable timers meanwhile) and reported to it after, so the route's limits hold for every job
+together and its clocks are learned (docs/routes.md). An attempt that failed before its send may
+move to the route's healthier failover partner (rules.failover).
 
 It holds no worker while it waits: retries are waited out with durable timers, so a 429's
 retry-after is honoured exactly, and every attempt is recorded with the wait chosen and why. It
@@ -16,13 +22,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Generator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
 
 import wiring
-from orchestrators.route_entity import ADMIT, LEAVE, REPORT, SUMMARY, route_entity_id
+from orchestrators.route_calls import admission as admission_for
+from orchestrators.route_calls import attempt_report, attempt_shape_of
+from orchestrators.route_entity import REPORT, SUMMARY, route_entity_id
 from rules.failover import failover_target, healthier, moved
 from rules.job_records import (
     AttemptInput,
@@ -35,13 +43,10 @@ from rules.job_records import (
     Phase,
 )
 from rules.outcome import AttemptResult, Failure, FailureKind, Layer
-from rules.pacing import LEAD_S
 from rules.records import as_object
 from rules.retry import Decision, decide, failure_category
-from rules.route_records import Admission, AdmitRequest, AttemptReport, RouteSummary
-from rules.route_stats import AttemptShape, attempt_shape
-from rules.send_plan import FIRST_PARTIAL_FRACTION, SendPlan, plans, silence_kill
-from rules.settings import AppSettings
+from rules.route_records import RouteSummary
+from rules.send_plan import plans, silence_kill
 from rules.timing import epoch_iso, iso_utc
 from storage.protocol import metadata_name
 
@@ -77,8 +82,8 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
     stale = 0
     while outcome is None:
         attempt += 1
-        shape = _shape(job, send, settings)
-        admission = yield from _admission(context, job, attempt, send, shape, settings, cancel)
+        shape = attempt_shape_of(job, send, settings)
+        admission = yield from admission_for(context, job, attempt, shape, cancel)
         if admission is None:  # cancelled while queued: it never reached the route
             outcome = _outcome(JobState.CANCELLED, job_id, attempts, _not_run(attempt))
             break
@@ -121,7 +126,7 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
             with contextlib.suppress(Exception):  # a failure is read from the task below
                 yield generate
         result = _attempt_result(generate, attempt)
-        context.signal_entity(entity, REPORT, _report(context, job_id, shape.name, result))
+        context.signal_entity(entity, REPORT, attempt_report(context, job_id, shape.name, result))
         if (
             result.failure is not None
             and result.failure.kind is FailureKind.ADMISSION_EXPIRED
@@ -226,95 +231,6 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
             outcome, metadata_blob=None, metadata_error="metadata.json could not be written"
         )
     return outcome.to_json()
-
-
-def _shape(job: JobInput, send: SendPlan, settings: AppSettings) -> AttemptShape:
-    return attempt_shape(
-        job.request,
-        stream=send.stream,
-        partial_images=send.partial_images,
-        settings=settings,
-        first_partial_share=FIRST_PARTIAL_FRACTION,
-    )
-
-
-def _admission(
-    context: df.DurableOrchestrationContext,
-    job: JobInput,
-    attempt: int,
-    send: SendPlan,
-    shape: AttemptShape,
-    settings: AppSettings,
-    cancel: Any,
-) -> Generator[Any, Any, Admission | None]:
-    """Ask the route's governor until it admits the attempt; queued meanwhile, with the place
-    and the expected start in the custom status. None: cancelled while queued."""
-    entity = route_entity_id(job.request.route)
-    queued_since = context.current_utc_datetime.timestamp()
-    while True:
-        ask = AdmitRequest(
-            job_id=context.instance_id,
-            attempt=attempt,
-            priority=job.priority,
-            images=job.request.n,
-            shape=shape.name,
-            calibrated=shape.calibrated,
-            queued_since=queued_since,
-        )
-        answer = yield context.call_entity(entity, ADMIT, ask.to_json(), expected_type=dict)
-        admission = Admission.from_json(answer)
-        if admission.admitted:
-            return admission
-        expected = admission.expected or shape.calibrated
-        context.set_custom_status(
-            CustomStatus(
-                Phase.QUEUED,
-                attempt,
-                reason=admission.reason,
-                queue_position=admission.position,
-                eta=epoch_iso(admission.start_at + expected.total_s),
-                eta_early=epoch_iso(admission.start_at + expected.early_s),
-            ).to_json()
-        )
-        ask_at = admission.ask_again_at or admission.start_at - LEAD_S
-        timer = context.create_timer(datetime.fromtimestamp(ask_at, UTC))
-        winner = yield context.task_any([timer, cancel])
-        if winner is cancel:
-            timer.cancel()
-            context.signal_entity(entity, LEAVE, context.instance_id)
-            return None
-
-
-def _report(
-    context: df.DurableOrchestrationContext, job_id: str, shape: str, result: AttemptResult
-) -> dict[str, Any]:
-    """What the route learns from the attempt (rules.route_records.AttemptReport)."""
-    timings = result.timings
-    # Counted as sent once the request left (a 429 too: the route saw it and answered).
-    left = result.failure is None or result.failure.sent
-    started = timings.request_started_at
-    sent_at = datetime.fromisoformat(started).timestamp() if started and left else None
-    ended = context.current_utc_datetime.timestamp()
-
-    def seconds(ms: int | None) -> float | None:
-        return None if ms is None else ms / 1000
-
-    return AttemptReport(
-        job_id=job_id,
-        attempt=result.attempt,
-        shape=shape,
-        failure_kind=result.failure.kind.value if result.failure else None,
-        sent_at=sent_at,
-        first_byte_s=seconds(timings.first_byte_ms),
-        first_partial_s=seconds(timings.first_partial_image_ms),
-        total_s=ended - sent_at if sent_at is not None and result.ok else None,
-        retry_after_s=result.failure.retry_after_s if result.failure else None,
-        rate_limit=timings.rate_limit or None,
-        headers_at=sent_at + timings.first_byte_ms / 1000
-        if sent_at is not None and timings.first_byte_ms is not None
-        else None,
-        ended_at=ended,
-    ).to_json()
 
 
 def _not_run(attempt: int) -> AttemptResult:

@@ -1,0 +1,112 @@
+"""What the image job asks of its route's entity, and what it tells it (orchestrators.route_entity).
+
+Each attempt asks the route's governor to be admitted (``admission``: queued meanwhile on
+durable timers, with its place and ETA in the custom status) and reports what it came to
+(``attempt_report``), so the route paces, learns and predicts for every job together
+(docs/routes.md). Orchestrator code: deterministic, every moment from the context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from datetime import UTC, datetime
+from typing import Any
+
+import azure.durable_functions as df
+
+from orchestrators.route_entity import ADMIT, LEAVE, route_entity_id
+from rules.job_records import CustomStatus, JobInput, Phase
+from rules.outcome import AttemptResult
+from rules.pacing import LEAD_S
+from rules.route_records import Admission, AdmitRequest, AttemptReport
+from rules.route_stats import AttemptShape, attempt_shape
+from rules.send_plan import FIRST_PARTIAL_FRACTION, SendPlan
+from rules.settings import AppSettings
+from rules.timing import epoch_iso
+
+
+def attempt_shape_of(job: JobInput, send: SendPlan, settings: AppSettings) -> AttemptShape:
+    return attempt_shape(
+        job.request,
+        stream=send.stream,
+        partial_images=send.partial_images,
+        settings=settings,
+        first_partial_share=FIRST_PARTIAL_FRACTION,
+    )
+
+
+def admission(
+    context: df.DurableOrchestrationContext,
+    job: JobInput,
+    attempt: int,
+    shape: AttemptShape,
+    cancel: Any,
+) -> Generator[Any, Any, Admission | None]:
+    """Ask the route's governor until it admits the attempt; queued meanwhile, with the place
+    and the expected start in the custom status. None: cancelled while queued."""
+    entity = route_entity_id(job.request.route)
+    queued_since = context.current_utc_datetime.timestamp()
+    while True:
+        ask = AdmitRequest(
+            job_id=context.instance_id,
+            attempt=attempt,
+            priority=job.priority,
+            images=job.request.n,
+            shape=shape.name,
+            calibrated=shape.calibrated,
+            queued_since=queued_since,
+        )
+        answer = yield context.call_entity(entity, ADMIT, ask.to_json(), expected_type=dict)
+        admission = Admission.from_json(answer)
+        if admission.admitted:
+            return admission
+        expected = admission.expected or shape.calibrated
+        context.set_custom_status(
+            CustomStatus(
+                Phase.QUEUED,
+                attempt,
+                reason=admission.reason,
+                queue_position=admission.position,
+                eta=epoch_iso(admission.start_at + expected.total_s),
+                eta_early=epoch_iso(admission.start_at + expected.early_s),
+            ).to_json()
+        )
+        ask_at = admission.ask_again_at or admission.start_at - LEAD_S
+        timer = context.create_timer(datetime.fromtimestamp(ask_at, UTC))
+        winner = yield context.task_any([timer, cancel])
+        if winner is cancel:
+            timer.cancel()
+            context.signal_entity(entity, LEAVE, context.instance_id)
+            return None
+
+
+def attempt_report(
+    context: df.DurableOrchestrationContext, job_id: str, shape: str, result: AttemptResult
+) -> dict[str, Any]:
+    """What the route learns from the attempt (rules.route_records.AttemptReport)."""
+    timings = result.timings
+    # Counted as sent once the request left (a 429 too: the route saw it and answered).
+    left = result.failure is None or result.failure.sent
+    started = timings.request_started_at
+    sent_at = datetime.fromisoformat(started).timestamp() if started and left else None
+    ended = context.current_utc_datetime.timestamp()
+
+    def seconds(ms: int | None) -> float | None:
+        return None if ms is None else ms / 1000
+
+    return AttemptReport(
+        job_id=job_id,
+        attempt=result.attempt,
+        shape=shape,
+        failure_kind=result.failure.kind.value if result.failure else None,
+        sent_at=sent_at,
+        first_byte_s=seconds(timings.first_byte_ms),
+        first_partial_s=seconds(timings.first_partial_image_ms),
+        total_s=ended - sent_at if sent_at is not None and result.ok else None,
+        retry_after_s=result.failure.retry_after_s if result.failure else None,
+        rate_limit=timings.rate_limit or None,
+        headers_at=sent_at + timings.first_byte_ms / 1000
+        if sent_at is not None and timings.first_byte_ms is not None
+        else None,
+        ended_at=ended,
+    ).to_json()
