@@ -102,7 +102,7 @@ def attempt_report(
         sent_at=sent_at,
         first_byte_s=seconds(timings.first_byte_ms),
         first_partial_s=seconds(timings.first_partial_image_ms),
-        total_s=ended - sent_at if sent_at is not None and result.ok else None,
+        total_s=_stored_s(result) if sent_at is not None and result.ok else None,
         retry_after_s=result.failure.retry_after_s if result.failure else None,
         rate_limit=timings.rate_limit or None,
         headers_at=sent_at + timings.first_byte_ms / 1000
@@ -110,3 +110,12 @@ def attempt_report(
         else None,
         ended_at=ended,
     ).to_json()
+
+
+def _stored_s(result: AttemptResult) -> float | None:
+    """Seconds from the send until the image was stored, on the activity's own clock (one
+    clock for the whole span; the orchestrator's may run ahead, e.g. devhost's virtual time)."""
+    timings = result.timings
+    if timings.final_image_ms is None:
+        return None
+    return (timings.final_image_ms + (timings.upload_ms or 0)) / 1000
