@@ -62,6 +62,10 @@ class RouteSettings:
     # A job whose attempt failed before its request was sent may move to this route, when it is
     # healthier (rules.failover); never after a send.
     failover_to: str | None = None
+    # Whether a batch whose deadline allows it may go through the route's Batch API (files and
+    # batches endpoints; half price, 24 h window: rules.batches). Azure needs a Global Batch
+    # deployment for it.
+    batch_api: bool = False
 
 
 @dataclass(frozen=True)
@@ -424,6 +428,7 @@ def _route_from_env(name: str, env: Mapping[str, str]) -> RouteSettings:
         concurrency=_optional_int(env, prefix + "CONCURRENCY"),
         burst=_int(env, prefix + "BURST", 1, minimum=1),
         failover_to=(env.get(prefix + "FAILOVER_TO") or "").strip() or None,
+        batch_api=_bool(env, prefix + "BATCH_API", False),
     )
 
 
