@@ -6,11 +6,15 @@ import azure.functions as func
 import wiring
 from activities.blueprint import bp as activities
 from http_api.blueprint import bp as jobs_api
+from orchestrators.batch_intake import bp as batch_intake
+from orchestrators.image_batch import bp as batches
 from orchestrators.image_job import bp as orchestrators
 from orchestrators.route_entity import bp as route_entities
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(orchestrators)
+app.register_functions(batches)
+app.register_functions(batch_intake)
 app.register_functions(route_entities)
 app.register_functions(activities)
 app.register_functions(jobs_api)

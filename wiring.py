@@ -19,7 +19,7 @@ import httpx
 
 from rules.errors import SettingsInvalid
 from rules.settings import AppSettings, RouteSettings
-from storage.azure_blob import AzureBlobAsyncStore, AzureBlobImageStore
+from storage.azure_blob import AzureBlobAsyncStore, AzureBlobBatchStore, AzureBlobImageStore
 
 # The Azure SDKs log every HTTP request and response at INFO: noise in every job's log, and
 # request lines are no place for anything. Warnings and errors still come through.
@@ -40,6 +40,15 @@ def store() -> AzureBlobImageStore:
     image_store = AzureBlobImageStore.from_settings(storage, credential=credential)
     image_store.ensure_container()
     return image_store
+
+
+@functools.cache
+def batch_store() -> AzureBlobBatchStore:
+    """The batches container (manifests, waves, results, reports), on the images store's
+    account and credential."""
+    batches = AzureBlobBatchStore(store(), settings().storage.batches_container)
+    batches.ensure_container()
+    return batches
 
 
 # One asyncio Blob client per event loop: an aiohttp session must not outlive, or leave, the

@@ -55,6 +55,7 @@ from storage.protocol import (
     CONTENT_TYPES,
     JSON,
     ImageStore,
+    batch_cancel_name,
     cancel_name,
     image_name,
     kept_image_name,
@@ -362,10 +363,17 @@ class _Attempt:
             self.kept_images.append(KeptImage(name, content_type, len(data), stored=not error))
 
     async def cancel_requested(self) -> bool:
+        """Whether the job, or the batch it is an item of, was cancelled."""
+        batch = self.job.batch_id
         try:
-            raw = await self.blobs.get(cancel_name(self.job.job_id))
+            raw, batch_marker = await asyncio.gather(
+                self.blobs.get(cancel_name(self.job.job_id)),
+                self.blobs.get(batch_cancel_name(batch)) if batch else _nothing(),
+            )
         except Exception:  # storage down: keep going rather than guess a cancel
             return False
+        if batch_marker is not None:
+            return True
         if raw is None:
             return False
         try:
@@ -453,3 +461,7 @@ class _Attempt:
 
 def _encode(progress: ProgressRecord) -> bytes:
     return json.dumps(progress.to_json()).encode()
+
+
+async def _nothing() -> bytes | None:
+    return None

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import azure.durable_functions as df
 import httpx
 
 import wiring
+from activities import batch_api, batch_items
 from activities.attempt import Seams, run_attempt
 from activities.finish import finish_job as finish
+from orchestrators.batch_api_flow import API_CANCEL, API_COLLECT, API_POLL, API_SUBMIT
+from orchestrators.image_batch import READ_WAVE, REPORT, RESULTS, SPLIT
 from orchestrators.image_job import FINISH, GENERATE
-from rules.job_records import AttemptInput, FinishInput
+from rules.batch_records import BatchInput, WaveItem
+from rules.job_records import AttemptInput, FinishInput, Outcome
 
 bp = df.Blueprint()
 
@@ -32,3 +37,93 @@ async def generate_image(job: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="job", activity=FINISH)
 def finish_job(job: dict[str, Any]) -> dict[str, Any]:
     return finish(FinishInput.from_json(job), wiring.settings(), wiring.store())
+
+
+@bp.activity_trigger(input_name="batch", activity=SPLIT)
+def split_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    job = BatchInput.from_json(batch)
+    return batch_items.split_manifest(
+        wiring.batch_store(),
+        batch_id=job.batch_id,
+        manifest=job.manifest,
+        caller=job.caller,
+        created_at=datetime.fromisoformat(job.created_at),
+        settings=wiring.settings(),
+    ).to_json()
+
+
+@bp.activity_trigger(input_name="wave", activity=READ_WAVE)
+def read_batch_wave(wave: dict[str, Any]) -> list[dict[str, Any]]:
+    items = batch_items.read_wave(wiring.batch_store(), wave["batch_id"], int(wave["wave"]))
+    return [item.to_json() for item in items]
+
+
+@bp.activity_trigger(input_name="results", activity=RESULTS)
+def write_batch_results(results: dict[str, Any]) -> dict[str, Any]:
+    store, batch_id = wiring.batch_store(), results["batch_id"]
+    lines = [
+        batch_items.item_result(
+            WaveItem.from_json(entry["item"]),
+            Outcome.from_json(entry["outcome"]) if entry["outcome"] else None,
+        )
+        for entry in results["results"]
+    ]
+    for wave in results.get("unread_waves", []):  # a cancelled batch's items never started
+        lines += [
+            batch_items.item_result(item, None)
+            for item in batch_items.read_wave(store, batch_id, wave)
+        ]
+    batch_items.write_results(store, batch_id, int(results["execution"]), lines)
+    return {"written": len(lines)}
+
+
+@bp.activity_trigger(input_name="report", activity=REPORT)
+def write_batch_report(report: dict[str, Any]) -> dict[str, Any]:
+    written = batch_items.write_report(
+        wiring.batch_store(), report["batch_id"], int(report["executions"])
+    )
+    return written.to_json()
+
+
+def _batch_api(route_name: str, client: httpx.Client) -> batch_api.BatchApi:
+    route = wiring.settings().route(route_name)
+    return batch_api.BatchApi(route, lambda: wiring.auth_header(route), client)
+
+
+@bp.activity_trigger(input_name="call", activity=API_SUBMIT)
+def batch_api_submit(call: dict[str, Any]) -> dict[str, Any]:
+    with httpx.Client(verify=wiring.ssl_context()) as client:
+        upstream = batch_api.submit(
+            _batch_api(call["route"], client),
+            wiring.batch_store(),
+            batch_id=call["batch_id"],
+            waves=int(call["waves"]),
+        )
+    return upstream.to_json()
+
+
+@bp.activity_trigger(input_name="call", activity=API_POLL)
+def batch_api_poll(call: dict[str, Any]) -> dict[str, Any]:
+    with httpx.Client(verify=wiring.ssl_context()) as client:
+        return batch_api.poll(_batch_api(call["route"], client), call["upstream"]).to_json()
+
+
+@bp.activity_trigger(input_name="call", activity=API_CANCEL)
+def batch_api_cancel(call: dict[str, Any]) -> dict[str, Any]:
+    with httpx.Client(verify=wiring.ssl_context()) as client:
+        return batch_api.cancel(_batch_api(call["route"], client), call["upstream"]).to_json()
+
+
+@bp.activity_trigger(input_name="call", activity=API_COLLECT)
+def batch_api_collect(call: dict[str, Any]) -> dict[str, Any]:
+    with httpx.Client(verify=wiring.ssl_context()) as client:
+        counted = batch_api.collect(
+            _batch_api(call["route"], client),
+            wiring.batch_store(),
+            wiring.store(),
+            batch_id=call["batch_id"],
+            waves=int(call["waves"]),
+            upstream=batch_api.Upstream.from_json(call["upstream"]),
+            settings=wiring.settings(),
+        )
+    return {"items": counted}

@@ -9,7 +9,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 import wiring
-from http_api import handlers, uploads
+from http_api import batches, handlers, uploads
 from http_api.durable_jobs import DurableJobs
 from http_api.errors import answer_for
 from rules.settings import AppSettings
@@ -70,6 +70,30 @@ async def list_routes(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     return await answer(handlers.list_routes, req, client)
+
+
+@bp.route(route="batches", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def start_batch(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await answer(batches.start_batch, req, client)
+
+
+@bp.route(route="batches/{id}", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def get_batch(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await answer(batches.get_batch, req, client)
+
+
+@bp.route(route="batches/{id}/cancel", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def cancel_batch(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await answer(batches.cancel_batch, req, client)
 
 
 @bp.route(route="uploads", methods=["POST"])

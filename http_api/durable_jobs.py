@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from http_api.errors import StoreUnavailable
 from orchestrators.route_entity import route_entity_id
+from rules.batch_records import BatchInput, BatchOutcome, BatchStatus
 from rules.job_records import CustomStatus, JobInput, Outcome
 from rules.records import as_object
 from rules.route_model import RouteState
@@ -78,6 +79,17 @@ class JobInstance:
         return iso_utc(self.updated_at) if self.updated_at else None
 
 
+@dataclass(frozen=True)
+class BatchInstance:
+    """One batch's durable status, typed. ``outcome`` is set once the orchestration completed."""
+
+    batch_id: str
+    runtime_status: str
+    batch: BatchInput
+    status: BatchStatus | None
+    outcome: BatchOutcome | None
+
+
 class DurableJobs:
     def __init__(self, client: DurableClient) -> None:
         self._client = client
@@ -111,6 +123,34 @@ class DurableJobs:
             # only an empty body is the host's 404; anything said is an error, not "absent".
             raise StoreUnavailable("the job store answered with an error", job_id=instance_id)
         return None
+
+    async def look_batch(self, batch_id: str) -> BatchInstance | None:
+        """The batch's status, None when no such instance exists (as ``look``)."""
+        try:
+            status = await self._client.get_status(batch_id, show_input=True)
+        except Exception as exc:
+            raise StoreUnavailable(f"status request failed: {type(exc).__name__}") from exc
+        if status and status.runtime_status is not None:
+            runtime = status.runtime_status.name
+            output = status.output if runtime == "Completed" else None
+            return BatchInstance(
+                batch_id=batch_id,
+                runtime_status=runtime,
+                batch=BatchInput.from_json(status.input_),
+                status=BatchStatus.from_json(status.custom_status),
+                outcome=BatchOutcome.from_json(output) if output else None,
+            )
+        if not _empty_answer(status):
+            raise StoreUnavailable("the job store answered with an error")
+        return None
+
+    async def start_batch(self, orchestrator: str, batch_id: str, batch: dict[str, Any]) -> bool:
+        """Start the batch; False when the start was refused (it exists already)."""
+        try:
+            await self._client.start_new(orchestrator, batch_id, batch)
+        except Exception:  # the SDK raises a bare Exception for a refused start
+            return False
+        return True
 
     async def start(self, orchestrator: str, instance_id: str, job: JobInput) -> bool:
         """Start the job; False when the start was refused (another start won the race, which

@@ -52,6 +52,14 @@ class JobNotFound(EdgeError):
         super().__init__("no such image job", job_id=job_id)
 
 
+class BatchNotFound(EdgeError):
+    """No such batch, or not the caller's (the same answer, so ids cannot be probed)."""
+
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+        super().__init__("no such batch")
+
+
 class IdentityRequired(EdgeError):
     """What only a caller with an identity of its own may ask (the list of its jobs): the
     shared default caller would see every key holder's jobs."""
@@ -128,6 +136,8 @@ def answer_for(exc: BaseException) -> func.HttpResponse:
             return error_answer(400, exc.code, exc.message, exc.field)
         case JobNotFound():
             return error_answer(404, "not_found", f"no image job {exc.job_id}", "id")
+        case BatchNotFound():
+            return error_answer(404, "not_found", f"no batch {exc.batch_id[:64]}", "id")
         case IdentityRequired():
             return error_answer(
                 403,

@@ -430,6 +430,10 @@ ROUTES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
     (re.compile(r"images/[^/]+/?"), ("GET",)),
     (re.compile(r"images/[^/]+/cancel/?"), ("POST",)),
     (re.compile(r"uploads/?"), ("POST",)),
+    (re.compile(r"routes/?"), ("GET",)),
+    (re.compile(r"batches/?"), ("POST",)),
+    (re.compile(r"batches/[^/]+/?"), ("GET",)),
+    (re.compile(r"batches/[^/]+/cancel/?"), ("POST",)),
 )
 
 

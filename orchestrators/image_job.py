@@ -117,6 +117,7 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
             job_created_at=job.created_at,
             send_at=admission.start_at,
             send_by=admission.start_at + grace if stale < STALE_ADMISSIONS_MAX else None,
+            batch_id=job.batch_id,
         )
         generate = context.call_activity(GENERATE, attempt_input.to_json(), expected_type=dict)
         winner = yield context.task_any([generate, cancel])

@@ -55,9 +55,12 @@ def admission(
             shape=shape.name,
             calibrated=shape.calibrated,
             queued_since=queued_since,
+            batch_id=job.batch_id,
         )
         answer = yield context.call_entity(entity, ADMIT, ask.to_json(), expected_type=dict)
         admission = Admission.from_json(answer)
+        if admission.cancelled:  # its batch was cancelled: never sent
+            return None
         if admission.admitted:
             return admission
         expected = admission.expected or shape.calibrated

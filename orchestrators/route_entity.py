@@ -8,7 +8,7 @@ wall clock (entity operations are not replayed, so the clock may be read here), 
 operation and writes the state back.
 
 Operations: ``admit`` (called: answers an Admission), ``summary`` (called: a RouteSummary for
-a failover decision), ``report`` and ``leave`` (signalled).
+a failover decision), ``report``, ``leave`` and ``cancel_batch`` (signalled).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ ADMIT = "admit"
 REPORT = "report"
 LEAVE = "leave"
 SUMMARY = "summary"
+CANCEL_BATCH = "cancel_batch"
 
 
 def route_entity_id(route: str) -> df.EntityId:
@@ -54,6 +55,8 @@ def route(context: df.DurableEntityContext) -> None:
         )
     elif operation == SUMMARY:
         context.set_result(route_model.summary(state, now).to_json())
+    elif operation == CANCEL_BATCH:
+        state = route_model.on_cancel_batch(state, str(context.get_input()), now)
     elif operation == LEAVE:
         state = route_model.on_leave(state, str(context.get_input()))
     else:

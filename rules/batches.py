@@ -19,6 +19,8 @@ The two modes (``plan_batch``):
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 from collections.abc import Mapping
@@ -29,6 +31,7 @@ from typing import Any
 
 from rules.cost import estimated_cost_usd
 from rules.errors import RequestInvalid
+from rules.models import rules_for
 from rules.request import ImageJobRequest, parse_failover, parse_job_request
 from rules.settings import AppSettings
 
@@ -288,9 +291,12 @@ class BatchPlan:
     batch_api_usd: float | None
     realtime_s: float | None
     deadline: datetime | None
+    # The one route of a batch_api batch (None: the items' own routes, in real time).
+    route: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "route": self.route,
             "mode": self.mode.value,
             "reason": self.reason,
             "items": self.items,
@@ -313,6 +319,7 @@ class BatchPlan:
             batch_api_usd=data.get("batch_api_usd"),
             realtime_s=data.get("realtime_s"),
             deadline=datetime.fromisoformat(deadline) if deadline else None,
+            route=data.get("route"),
         )
 
 
@@ -403,9 +410,33 @@ def plan_batch(
         batch_api_usd=batch_api,
         realtime_s=None if duration is None else math.ceil(duration),
         deadline=deadline,
+        route=routes[0] if mode is BatchMode.BATCH_API else None,
     )
 
 
 def _late(finish: datetime, deadline: datetime) -> str:
     minutes = (finish - deadline).total_seconds() / 60
     return f"{minutes:.0f} min after the deadline"
+
+
+def batch_id_for(secret: bytes, caller: str, key: str | None, manifest: bytes) -> str:
+    """``bat-<24 hex>``: an HMAC of the caller and the Idempotency-Key (else the manifest's
+    digest), so one caller's same manifest is one batch and an id tells nothing of it."""
+    basis = key if key is not None else "sha256:" + hashlib.sha256(manifest).hexdigest()
+    digest = hmac.new(secret, f"batch\n{caller}\n{basis}".encode(), hashlib.sha256)
+    return f"bat-{digest.hexdigest()[:24]}"
+
+
+def planned(manifest: Manifest, settings: AppSettings, now: datetime) -> BatchPlan:
+    """``plan_batch`` with the slowest item's calibrated generation as the real-time tail."""
+    generation_s = max(
+        (
+            rules_for(settings.route(item.request.route).model).expected_generation_s(
+                item.request.quality, item.request.size
+            )
+            / settings.time_scale
+            for item in manifest.items
+        ),
+        default=0.0,
+    )
+    return plan_batch(manifest, settings, now, generation_s=generation_s)

@@ -83,12 +83,16 @@ class JobInput:
     # Whether an attempt that failed before its send may move to the route's failover partner
     # (IMAGE_ROUTE_<R>_FAILOVER_TO; rules.failover).
     failover: bool = True
+    # The batch the job is an item of (rules.batches), None for a job of its own: a cancel of
+    # the batch reaches it through the batch's cancel marker and its route's governor.
+    batch_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         gateway, read_idle = self.send_after_gateway_kill, self.send_after_read_idle
         return {
             "priority": self.priority.value,
             "failover": self.failover,
+            "batch_id": self.batch_id,
             "v": request_version(self.request),
             "request": self.request.to_json(),
             "send": self.send.to_json(),
@@ -118,6 +122,7 @@ class JobInput:
             send_after_read_idle=SendPlan.from_json(read_idle) if read_idle else None,
             priority=Priority(data.get("priority", Priority.INTERACTIVE.value)),
             failover=bool(data.get("failover", True)),
+            batch_id=data.get("batch_id"),
         )
 
 
@@ -203,12 +208,15 @@ class AttemptInput:
     # governor's word (records of earlier deployments), send at once.
     send_at: float | None = None
     send_by: float | None = None
+    # The batch the job is an item of: its cancel marker stops the attempt too.
+    batch_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "v": request_version(self.request),
             "send_at": self.send_at,
             "send_by": self.send_by,
+            "batch_id": self.batch_id,
             "job_id": self.job_id,
             "attempt": self.attempt,
             "request": self.request.to_json(),
@@ -231,6 +239,7 @@ class AttemptInput:
             job_created_at=required(data, "job_created_at", "attempt input"),
             send_at=data.get("send_at"),
             send_by=data.get("send_by"),
+            batch_id=data.get("batch_id"),
         )
 
 

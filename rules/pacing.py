@@ -140,6 +140,7 @@ class Waiter:
     queued_since: float
     back_at: float
     expected_s: float
+    batch_id: str | None = None
 
     @property
     def order(self) -> tuple[int, float, str]:
@@ -154,6 +155,7 @@ class Waiter:
             "queued_since": round(self.queued_since, 3),
             "back_at": round(self.back_at, 3),
             "expected_s": round(self.expected_s, 3),
+            "batch_id": self.batch_id,
         }
 
     @classmethod
@@ -166,6 +168,7 @@ class Waiter:
             queued_since=float(data["queued_since"]),
             back_at=float(data["back_at"]),
             expected_s=float(data.get("expected_s", 0.0)),
+            batch_id=data.get("batch_id"),
         )
 
 
@@ -406,6 +409,7 @@ def admit(
         queued_since=queued_since,
         back_at=now,
         expected_s=expected_s,
+        batch_id=request.batch_id,
     )
     state = replace(state, queue=(*others, waiter))
     times = schedule(state, pace, now, through=request.job_id)

@@ -41,6 +41,8 @@ class RouteState:
     pacer: PacerState = field(default_factory=PacerState)
     classes: Mapping[str, ClassStats] = field(default_factory=dict)
     last_report_at: float | None = None
+    # Batches cancelled (batch id -> when): their items are refused, never sent.
+    cancelled_batches: Mapping[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +50,7 @@ class RouteState:
             "pacer": self.pacer.to_json(),
             "classes": {name: stats.to_json() for name, stats in sorted(self.classes.items())},
             "last_report_at": self.last_report_at,
+            "cancelled_batches": dict(self.cancelled_batches),
         }
 
     @classmethod
@@ -65,6 +68,9 @@ class RouteState:
                 for name, stats in (data.get("classes") or {}).items()
             },
             last_report_at=optional_seconds(data.get("last_report_at")),
+            cancelled_batches={
+                str(batch): float(at) for batch, at in (data.get("cancelled_batches") or {}).items()
+            },
         )
 
 
@@ -72,8 +78,36 @@ def on_admit(
     state: RouteState, pace: Pace, request: AdmitRequest, now: float
 ) -> tuple[RouteState, Admission]:
     expected = expectation(state.classes.get(request.shape), request.calibrated)
+    if request.batch_id is not None and request.batch_id in state.cancelled_batches:
+        refused = Admission(
+            admitted=False,
+            position=0,
+            start_at=now,
+            ask_again_at=None,
+            reason="its batch was cancelled",
+            expected=expected,
+            cancelled=True,
+        )
+        return on_leave(state, request.job_id), refused
     pacer, answer = pacing.admit(state.pacer, pace, request, now, expected_s=expected.total_s)
     return replace(state, pacer=pacer), replace(answer, expected=expected)
+
+
+# How long a cancelled batch is remembered: longer than any of its items can still ask.
+CANCELLED_BATCH_MEMORY_S = 7 * 86_400.0
+
+
+def on_cancel_batch(state: RouteState, batch_id: str, now: float) -> RouteState:
+    """The batch is cancelled: its queued items leave the queue now, and any item that asks
+    later is refused (``Admission.cancelled``)."""
+    remembered = {
+        batch: at
+        for batch, at in state.cancelled_batches.items()
+        if now - at < CANCELLED_BATCH_MEMORY_S
+    }
+    remembered[batch_id] = now
+    queue = tuple(w for w in state.pacer.queue if w.batch_id != batch_id)
+    return replace(state, pacer=replace(state.pacer, queue=queue), cancelled_batches=remembered)
 
 
 def on_report(state: RouteState, pace: Pace, report: AttemptReport, now: float) -> RouteState:
@@ -95,7 +129,7 @@ def on_report(state: RouteState, pace: Pace, report: AttemptReport, now: float) 
             pacer = pacing.with_hint(pacer, hint)
     classes = dict(state.classes)
     classes[report.shape] = learn(classes.get(report.shape), report)
-    return RouteState(pacer=pacing.tidy(pacer, pace, now), classes=classes, last_report_at=now)
+    return replace(state, pacer=pacing.tidy(pacer, pace, now), classes=classes, last_report_at=now)
 
 
 def on_leave(state: RouteState, job_id: str) -> RouteState:

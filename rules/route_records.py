@@ -137,6 +137,8 @@ class AdmitRequest:
     shape: str
     calibrated: Expectation
     queued_since: float
+    # The batch the job is an item of (a cancelled batch's items are refused).
+    batch_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -147,6 +149,7 @@ class AdmitRequest:
             "shape": self.shape,
             "calibrated": self.calibrated.to_json(),
             "queued_since": round(self.queued_since, 3),
+            "batch_id": self.batch_id,
         }
 
     @classmethod
@@ -161,6 +164,7 @@ class AdmitRequest:
             shape=required(data, "shape", "admit request"),
             calibrated=Expectation.from_json(required(data, "calibrated", "admit request")),
             queued_since=float(required(data, "queued_since", "admit request")),
+            batch_id=_optional_text(data.get("batch_id")),
         )
 
 
@@ -169,7 +173,8 @@ class Admission:
     """The answer to an AdmitRequest. Admitted: send at ``start_at`` (at most a second ahead).
     Queued: ``position`` (1 = next), expected admission at ``start_at``, ask again at
     ``ask_again_at``, and why it waits. ``expected`` is what the route has learned of the
-    attempt's shape class, for the ETA and the send plan."""
+    attempt's shape class, for the ETA and the send plan. ``cancelled``: the attempt's batch was
+    cancelled; it is not sent."""
 
     admitted: bool
     position: int
@@ -177,9 +182,11 @@ class Admission:
     ask_again_at: float | None
     reason: str | None
     expected: Expectation | None = None
+    cancelled: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "cancelled": self.cancelled,
             "admitted": self.admitted,
             "position": self.position,
             "start_at": round(self.start_at, 3),
@@ -201,6 +208,7 @@ class Admission:
             ask_again_at=optional_seconds(ask_again),
             reason=_optional_text(data.get("reason")),
             expected=Expectation.from_json(expected) if expected else None,
+            cancelled=data.get("cancelled") is True,
         )
 
 

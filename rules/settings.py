@@ -124,9 +124,33 @@ class StorageSettings:
     """Where images go: a connection string (Azurite) or an account URL with managed identity."""
 
     container: str = "images"
+    # Manifests, batch waves, results and reports (rules.batches).
+    batches_container: str = "batches"
     connection_string: str | None = field(default=None, repr=False)
     account_url: str | None = None
     link_ttl_s: int = 3600
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How batches run (rules.batches)."""
+
+    # NCRONTAB (six fields) of the timer that claims manifests dropped under incoming/ (the
+    # timer trigger reads the IMAGE_BATCH_SCHEDULE setting itself; this copy is for the docs
+    # and checks).
+    schedule: str = "0 */1 * * * *"
+    # Items per wave: the manifest is split into waves, read one at a time.
+    wave: int = 100
+    # Items running at once (sub-orchestrations; the route's governor paces their sends): as
+    # one ends the next starts.
+    in_flight: int = 200
+    # Waves per orchestration execution before it continues as new (a small history); the
+    # items in flight end first.
+    waves_per_execution: int = 5
+    # The caller a manifest dropped in the container runs as.
+    caller: str = "batch"
+    # How often a Batch API batch is polled (route seconds).
+    batch_api_poll_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -169,6 +193,7 @@ class AppSettings:
     # Whether the shared default caller (no trusted principal: every key holder alike) may list
     # jobs; off, the list is for callers with an identity of their own (Easy Auth).
     shared_caller_may_list: bool = False
+    batches: BatchSettings = field(default_factory=lambda: BatchSettings())
 
     def pace(self, name: str) -> Pace:
         """The route's limits for its governor, in the route's time (a minute is 60 s, or
@@ -240,6 +265,7 @@ class AppSettings:
             )
         storage = StorageSettings(
             container=env.get("IMAGES_CONTAINER", StorageSettings.container),
+            batches_container=env.get("IMAGE_BATCHES_CONTAINER", StorageSettings.batches_container),
             connection_string=connection_string,
             account_url=account_url,
             link_ttl_s=_int(env, "IMAGES_LINK_TTL_S", StorageSettings.link_ttl_s, minimum=60),
@@ -262,6 +288,22 @@ class AppSettings:
             public_base_url=_public_base_url(env),
             input_containers=_input_containers(env, storage.container),
             shared_caller_may_list=_bool(env, "IMAGE_SHARED_CALLER_MAY_LIST", False),
+            batches=BatchSettings(
+                schedule=env.get("IMAGE_BATCH_SCHEDULE", BatchSettings.schedule),
+                wave=_int(env, "IMAGE_BATCH_WAVE", BatchSettings.wave, minimum=1),
+                in_flight=_int(env, "IMAGE_BATCH_IN_FLIGHT", BatchSettings.in_flight, minimum=1),
+                waves_per_execution=_int(
+                    env,
+                    "IMAGE_BATCH_WAVES_PER_EXECUTION",
+                    BatchSettings.waves_per_execution,
+                    minimum=1,
+                ),
+                caller=env.get("IMAGE_BATCH_CALLER", BatchSettings.caller) or "batch",
+                batch_api_poll_s=_float(
+                    env, "IMAGE_BATCH_API_POLL_S", BatchSettings.batch_api_poll_s
+                )
+                / scale,
+            ),
         )
         check_silence(settings)
         return settings

@@ -101,6 +101,13 @@ class AzureBlobImageStore:
         return self._link(name, ttl_s, BlobSasPermissions(create=True, write=True))
 
     def _link(self, name: str, ttl_s: int, permission: BlobSasPermissions) -> str:
+        return self._link_in(self._container_name, name, ttl_s, permission)
+
+    def _link_in(
+        self, container: str, name: str, ttl_s: int, permission: BlobSasPermissions
+    ) -> str:
+        """A SAS link to ``container/name`` of this account (the images container's, or the
+        batches container's for a batch report)."""
         now = datetime.now(UTC)
         expiry = now + timedelta(seconds=ttl_s)
         account = self._service.account_name
@@ -110,7 +117,7 @@ class AzureBlobImageStore:
         if account_key:
             sas = generate_blob_sas(
                 account_name=account,
-                container_name=self._container_name,
+                container_name=container,
                 blob_name=name,
                 account_key=account_key,
                 permission=permission,
@@ -120,14 +127,15 @@ class AzureBlobImageStore:
         else:
             sas = generate_blob_sas(
                 account_name=account,
-                container_name=self._container_name,
+                container_name=container,
                 blob_name=name,
                 user_delegation_key=self._user_delegation_key(now, expiry),
                 permission=permission,
                 expiry=expiry,
                 start=now - timedelta(minutes=5),
             )
-        return f"{self._container.url}/{name}?{sas}"
+        url = self._service.get_container_client(container).url
+        return f"{url}/{name}?{sas}"
 
     def _user_delegation_key(self, now: datetime, expiry: datetime) -> UserDelegationKey:
         with self._lock:
@@ -256,3 +264,51 @@ class AzureBlobAsyncStore:
         except ResourceExistsError:
             return False
         return True
+
+
+class AzureBlobBatchStore:
+    """The batches container: manifests dropped under ``incoming/``, claimed ones, each batch's
+    waves, results and report (names: storage.protocol). Sync: activities and the batch timer
+    call it (the HTTP edge through a thread)."""
+
+    def __init__(self, images: AzureBlobImageStore, container: str) -> None:
+        self._images = images
+        self._container = images._service.get_container_client(container)
+        self._name = container
+
+    def ensure_container(self) -> None:
+        with contextlib.suppress(ResourceExistsError):
+            self._container.create_container()
+
+    def put(self, *, name: str, data: bytes, content_type: str) -> None:
+        self._container.upload_blob(
+            name,
+            data,
+            overwrite=True,
+            content_settings=ContentSettings(content_type=content_type),
+        )
+
+    def get(self, *, name: str) -> bytes | None:
+        try:
+            return self._container.download_blob(name).readall()
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) != BLOB_NOT_FOUND:
+                raise
+            return None
+
+    def list_names(self, *, prefix: str, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` blobs under ``prefix``, oldest name first: (name, etag)."""
+        found: list[tuple[str, str]] = []
+        for blob in self._container.list_blobs(name_starts_with=prefix):
+            found.append((blob.name, str(blob.etag).strip('"')))
+            if len(found) >= limit:
+                break
+        return found
+
+    def delete(self, *, name: str) -> None:
+        """Delete the blob; one that is already gone is no error."""
+        with contextlib.suppress(ResourceNotFoundError):
+            self._container.delete_blob(name)
+
+    def read_link(self, *, name: str, ttl_s: int) -> str:
+        return self._images._link_in(self._name, name, ttl_s, BlobSasPermissions(read=True))

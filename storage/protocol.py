@@ -156,3 +156,49 @@ def job_of_index_name(name: str) -> str:
 def index_created_ms(name: str) -> int:
     """The job's created_at (epoch ms) a caller index entry was written with."""
     return _INVERTED_EPOCH_MS - int(name.rsplit("/", 1)[-1].split("-", 1)[0])
+
+
+# --- the batches container (rules.batches) -------------------------------------------------
+
+INCOMING_PREFIX = "incoming/"
+
+
+class BatchStore(Protocol):
+    def put(self, *, name: str, data: bytes, content_type: str) -> None: ...
+
+    def get(self, *, name: str) -> bytes | None: ...
+
+    def list_names(self, *, prefix: str, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` blobs under ``prefix``: (name, etag)."""
+        ...
+
+    def delete(self, *, name: str) -> None: ...
+
+    def read_link(self, *, name: str, ttl_s: int) -> str: ...
+
+
+def manifest_name(batch_id: str) -> str:
+    """A claimed manifest: the batch reads it from here, whichever way it came in."""
+    return f"claimed/{batch_id}.jsonl"
+
+
+def wave_name(batch_id: str, wave: int) -> str:
+    return f"{batch_id}/wave-{wave}.json"
+
+
+def line_errors_name(batch_id: str) -> str:
+    return f"{batch_id}/line-errors.jsonl"
+
+
+def results_name(batch_id: str, wave: int) -> str:
+    return f"{batch_id}/results-{wave}.jsonl"
+
+
+def report_name(batch_id: str, extension: str) -> str:
+    return f"{batch_id}/report.{extension}"
+
+
+def batch_cancel_name(batch_id: str) -> str:
+    """A cancelled batch's marker, in the IMAGES container: every running item's attempt
+    watches it beside its own job's marker (activities.attempt)."""
+    return f"batch-cancel/{batch_id}.json"

@@ -10,6 +10,7 @@ import pytest
 from azure.core.exceptions import ServiceRequestError
 
 from http_api.errors import (
+    BatchNotFound,
     IdentityRequired,
     JobNotFound,
     KeyConflict,
@@ -20,6 +21,7 @@ from http_api.errors import (
     UnsupportedMediaType,
     answer_for,
 )
+from rules.batches import ManifestInvalid
 from rules.errors import ImageJobError, RequestInvalid, SettingsInvalid
 from rules.records import RecordUnreadable
 
@@ -27,6 +29,8 @@ from rules.records import RecordUnreadable
 CASES: list[tuple[BaseException, int, str, str]] = [
     (RequestInvalid("size", "invalid_value", "bad size"), 400, "invalid_value", "size"),
     (JobNotFound("img-1"), 404, "not_found", "id"),
+    (BatchNotFound("bat-1"), 404, "not_found", "id"),
+    (ManifestInvalid("manifest", "empty", "no line"), 400, "empty", "manifest"),
     (KeyConflict("img-1"), 409, "idempotency_key_reused", "Idempotency-Key"),
     (IdentityRequired(), 403, "identity_required", "x-ms-client-principal-id"),
     (NoSuchRoute("nope"), 404, "no_such_route", "path"),

@@ -49,6 +49,9 @@ def test_every_route_of_the_api_is_there():
         "images/{id}",
         "images/{id}/cancel",
         "routes",
+        "batches",
+        "batches/{id}",
+        "batches/{id}/cancel",
         "uploads",
         "{*path}",
     }

@@ -1,0 +1,344 @@
+"""The records a batch travels in: the batch orchestration's input (and its state across
+continue-as-new), its custom status, each item's result in the report, and its output.
+
+    POST /api/batches, batch timer ──BatchInput──▶ image_batch orchestration
+        ├── split_manifest (activity) ──▶ waves of items in Blob ──▶ BatchSplit
+        ├── per wave: image_job sub-orchestrations ──Outcome──▶ ItemResult lines (Blob)
+        └── write_batch_report (activity) ──▶ report.jsonl, report.csv ──▶ BatchOutcome
+    GET /api/batches/{id} ◀── durable status (BatchInput, BatchStatus, BatchOutcome)
+
+Stored records carry ``"v"`` and are read by the rule in rules.records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from rules.batches import BatchPlan
+from rules.records import as_object, checked_version, reading, required
+
+BATCH_SCHEMA_VERSION = 1
+
+
+class BatchState(StrEnum):
+    """Where a batch is: reading its manifest, running (real time), waiting on the route's
+    Batch API, writing its report, and how it ended."""
+
+    SPLITTING = "splitting"
+    RUNNING = "running"
+    SUBMITTED = "submitted"
+    REPORTING = "reporting"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+TERMINAL_BATCH_STATES = frozenset({BatchState.COMPLETED, BatchState.CANCELLED, BatchState.FAILED})
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    """Items by what became of them; ``invalid`` lines never ran."""
+
+    items: int = 0
+    invalid: int = 0
+    started: int = 0
+    saved: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def done(self) -> int:
+        return self.saved + self.failed + self.cancelled
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "items": self.items,
+            "invalid": self.invalid,
+            "started": self.started,
+            "saved": self.saved,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+            "cost_usd": round(self.cost_usd, 6),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> BatchCounts:
+        if not data:
+            return cls()
+        return cls(
+            items=int(data.get("items", 0)),
+            invalid=int(data.get("invalid", 0)),
+            started=int(data.get("started", 0)),
+            saved=int(data.get("saved", 0)),
+            failed=int(data.get("failed", 0)),
+            cancelled=int(data.get("cancelled", 0)),
+            cost_usd=float(data.get("cost_usd", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    """The batch orchestration's input. ``caller`` is the caller's digest (every item job is
+    that caller's), ``manifest`` the manifest's blob in the batches container, ``plan`` the
+    mode and quotes decided before any work. Across continue-as-new: ``next_wave`` (the first
+    wave not yet run), ``waves`` (known once split), ``counts`` so far, and the Batch API's ids
+    once submitted."""
+
+    batch_id: str
+    caller: str
+    created_at: str
+    manifest: str
+    plan: BatchPlan
+    next_wave: int = 0
+    waves: int | None = None
+    counts: BatchCounts = field(default_factory=BatchCounts)
+    upstream_batch: str | None = None
+    # Executions so far (continue-as-new): each writes its items' results as one blob.
+    execution: int = 0
+    cancelled: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": BATCH_SCHEMA_VERSION,
+            "execution": self.execution,
+            "cancelled": self.cancelled,
+            "batch_id": self.batch_id,
+            "caller": self.caller,
+            "created_at": self.created_at,
+            "manifest": self.manifest,
+            "plan": self.plan.to_json(),
+            "next_wave": self.next_wave,
+            "waves": self.waves,
+            "counts": self.counts.to_json(),
+            "upstream_batch": self.upstream_batch,
+        }
+
+    @classmethod
+    @reading("batch input")
+    def from_json(cls, value: object) -> BatchInput:
+        data = as_object(value, "batch input")
+        checked_version(data, "batch input", BATCH_SCHEMA_VERSION)
+        waves = data.get("waves")
+        return cls(
+            batch_id=required(data, "batch_id", "batch input"),
+            caller=required(data, "caller", "batch input"),
+            created_at=required(data, "created_at", "batch input"),
+            manifest=required(data, "manifest", "batch input"),
+            plan=BatchPlan.from_json(required(data, "plan", "batch input")),
+            next_wave=int(data.get("next_wave", 0)),
+            waves=None if waves is None else int(waves),
+            counts=BatchCounts.from_json(data.get("counts")),
+            upstream_batch=data.get("upstream_batch"),
+            execution=int(data.get("execution", 0)),
+            cancelled=bool(data.get("cancelled", False)),
+        )
+
+
+@dataclass(frozen=True)
+class BatchSplit:
+    """What reading the manifest came to: valid items, invalid lines, waves written."""
+
+    items: int
+    invalid: int
+    waves: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"items": self.items, "invalid": self.invalid, "waves": self.waves}
+
+    @classmethod
+    @reading("batch split")
+    def from_json(cls, value: object) -> BatchSplit:
+        data = as_object(value, "batch split")
+        return cls(int(data["items"]), int(data["invalid"]), int(data["waves"]))
+
+
+@dataclass(frozen=True)
+class BatchStatus:
+    """The batch orchestration's custom status: its state, the counts so far, and the
+    expected end (ISO 8601; None when unknown)."""
+
+    state: BatchState
+    counts: BatchCounts
+    wave: int = 0
+    waves: int | None = None
+    eta: str | None = None
+    upstream_status: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "counts": self.counts.to_json(),
+            "wave": self.wave,
+            "waves": self.waves,
+            "eta": self.eta,
+            "upstream_status": self.upstream_status,
+        }
+
+    @classmethod
+    @reading("batch status")
+    def from_json(cls, value: object) -> BatchStatus | None:
+        if value is None or value == "":
+            return None
+        data = as_object(value, "batch status")
+        waves = data.get("waves")
+        return cls(
+            state=BatchState(data["state"]),
+            counts=BatchCounts.from_json(data.get("counts")),
+            wave=int(data.get("wave", 0)),
+            waves=None if waves is None else int(waves),
+            eta=data.get("eta"),
+            upstream_status=data.get("upstream_status"),
+        )
+
+
+@dataclass(frozen=True)
+class WaveItem:
+    """One item of a wave as the orchestration starts it: its job id and the job's input."""
+
+    line: int
+    custom_id: str
+    job_id: str
+    job: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "line": self.line,
+            "custom_id": self.custom_id,
+            "job_id": self.job_id,
+            "job": self.job,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WaveItem:
+        return cls(
+            line=int(data["line"]),
+            custom_id=str(data["custom_id"]),
+            job_id=str(data["job_id"]),
+            job=dict(data["job"]),
+        )
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """One item's line in the report: the caller's id, the job, what it came to."""
+
+    line: int
+    custom_id: str
+    job_id: str | None
+    state: str
+    failure: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    cost_usd: float | None = None
+    request_started_at: str | None = None
+    final_image_ms: int | None = None
+    image_blob: str | None = None
+    billing: str = "realtime"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "line": self.line,
+            "custom_id": self.custom_id,
+            "job_id": self.job_id,
+            "state": self.state,
+            "failure": self.failure,
+            "error": self.error,
+            "attempts": self.attempts,
+            "cost_usd": self.cost_usd,
+            "request_started_at": self.request_started_at,
+            "final_image_ms": self.final_image_ms,
+            "image_blob": self.image_blob,
+            "billing": self.billing,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ItemResult:
+        return cls(
+            line=int(data["line"]),
+            custom_id=str(data["custom_id"]),
+            job_id=data.get("job_id"),
+            state=str(data["state"]),
+            failure=data.get("failure"),
+            error=data.get("error"),
+            attempts=int(data.get("attempts", 0)),
+            cost_usd=data.get("cost_usd"),
+            request_started_at=data.get("request_started_at"),
+            final_image_ms=data.get("final_image_ms"),
+            image_blob=data.get("image_blob"),
+            billing=str(data.get("billing", "realtime")),
+        )
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """The batch orchestration's output."""
+
+    state: BatchState
+    counts: BatchCounts
+    report_jsonl: str | None
+    report_csv: str | None
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": BATCH_SCHEMA_VERSION,
+            "state": self.state.value,
+            "counts": self.counts.to_json(),
+            "report_jsonl": self.report_jsonl,
+            "report_csv": self.report_csv,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    @reading("batch outcome")
+    def from_json(cls, value: object) -> BatchOutcome:
+        data = as_object(value, "batch outcome")
+        checked_version(data, "batch outcome", BATCH_SCHEMA_VERSION)
+        return cls(
+            state=BatchState(data["state"]),
+            counts=BatchCounts.from_json(data.get("counts")),
+            report_jsonl=data.get("report_jsonl"),
+            report_csv=data.get("report_csv"),
+            reason=data.get("reason"),
+        )
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """The report's blobs (in the batches container) and the totals counted from its lines."""
+
+    jsonl: str
+    csv: str
+    counts: BatchCounts
+
+    def to_json(self) -> dict[str, Any]:
+        return {"jsonl": self.jsonl, "csv": self.csv, "counts": self.counts.to_json()}
+
+    @classmethod
+    @reading("batch report")
+    def from_json(cls, value: object) -> BatchReport:
+        data = as_object(value, "batch report")
+        return cls(
+            jsonl=str(data["jsonl"]),
+            csv=str(data["csv"]),
+            counts=BatchCounts.from_json(data["counts"]),
+        )
+
+
+def counted(results: list[ItemResult]) -> BatchCounts:
+    """The totals of a report's lines."""
+    states = [result.state for result in results]
+    return BatchCounts(
+        items=sum(1 for state in states if state != "invalid"),
+        invalid=states.count("invalid"),
+        started=sum(1 for result in results if result.attempts > 0),
+        saved=states.count("saved"),
+        failed=states.count("failed"),
+        cancelled=states.count("cancelled"),
+        cost_usd=round(sum(result.cost_usd or 0.0 for result in results), 6),
+    )
