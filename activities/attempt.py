@@ -49,6 +49,8 @@ from rules.outcome import (
 )
 from rules.records import RecordUnreadable
 from rules.redaction import Secrets
+from rules.route_model import cool_down_s
+from rules.route_records import CoolDown
 from rules.settings import AppSettings
 from rules.timing import Clocks, iso_utc
 from storage.protocol import (
@@ -61,6 +63,7 @@ from storage.protocol import (
     kept_image_name,
     preview_name,
     progress_name,
+    route_cool_down_name,
 )
 
 log = logging.getLogger("imagejobs.generate")
@@ -200,10 +203,11 @@ class _Attempt:
             inputs=inputs,
         )
         # The route's governor admitted this send for ``send_at``: wait for it (a second at
-        # most), and never send long after it (a worker that came too late asks again).
-        late = await self.wait_for_slot()
-        if late is not None:
-            return await self.not_sent(late)
+        # most), and never send long after it (a worker that came too late asks again), nor
+        # into a 429's pause that the governor had not heard of when it admitted this send.
+        held = await self.wait_for_slot() or await self.route_paused()
+        if held is not None:
+            return await self.readmit(held)
         # Written, and waited for, before the send: if this worker dies from here on, a re-run
         # knows the route may already be generating this attempt. Without the mark, no send.
         self.progress.sent = True
@@ -257,6 +261,8 @@ class _Attempt:
         )
         # Before anything of the answer is stored, shown or logged: no key, no prompt in it.
         result.redact(Secrets.of(auth, request.prompt))
+        if result.failure is not None and result.failure.kind is FailureKind.RATE_LIMITED:
+            await self.pause_route(result.failure)
         if result.failure is not None:
             if result.images:
                 await self.keep_images(result)
@@ -297,6 +303,54 @@ class _Attempt:
         if job.send_at is not None and job.send_at > now:
             await self.seams.sleep(min(job.send_at - now, MAX_SLOT_WAIT_S))
         return None
+
+    async def route_paused(self) -> Failure | None:
+        """A Failure (not sent) while a 429's pause that another attempt of the route left
+        (rules.route_records.CoolDown) still runs. Storage down, or a marker that cannot be
+        read: the governor's admission stands."""
+        name = route_cool_down_name(self.job.request.route)
+        try:
+            raw = await self.blobs.get(name)
+            pause = CoolDown.from_json(raw) if raw is not None else None
+        except Exception:
+            return None
+        left = pause.until - self.seams.now().timestamp() if pause is not None else 0.0
+        if left <= 0:
+            return None
+        return Failure(
+            kind=FailureKind.ADMISSION_EXPIRED,
+            layer=Layer.WORKER,
+            message=f"the route asked for a pause (429) that ends in {left:.1f}s; not sent, "
+            "the route's governor is asked again",
+            sent=False,
+        )
+
+    async def pause_route(self, failure: Failure) -> None:
+        """Leave the 429's pause where every attempt of the route reads it before its send:
+        the governor hears of it only from this attempt's report, after it may have admitted
+        others. Best effort (the governor's cool-down follows anyway); a later end is kept."""
+        route = self.job.request.route
+        wait = cool_down_s(self.settings.pace(route), failure.retry_after_s)
+        pause = CoolDown(
+            route=route,
+            until=self.seams.now().timestamp() + wait,
+            reason=f"the route answered 429: every send waits {wait:.1f}s",
+        )
+        name = route_cool_down_name(route)
+        try:
+            raw = await self.blobs.get(name)
+            held = CoolDown.from_json(raw) if raw is not None else None
+            if held is None or held.until < pause.until:
+                await self.blobs.put(name, json.dumps(pause.to_json()).encode(), JSON)
+        except Exception as exc:
+            log.info("the route's 429 pause not stored (%s)", type(exc).__name__)
+
+    async def readmit(self, failure: Failure) -> AttemptResult:
+        """End the attempt before its send, leaving no final record: the orchestrator asks the
+        governor again and runs this same attempt anew, and a final record would hand that run
+        this result again (activities.rerun), forever. Nothing of this run is in Blob yet."""
+        await self.writes.drain(DRAIN_S)
+        return self.result_of(failure, None, ())
 
     async def not_sent(self, failure: Failure) -> AttemptResult:
         """End the attempt before its send: its record says it was never sent."""

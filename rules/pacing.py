@@ -15,14 +15,17 @@ the attempt is expected to be admitted and its place in the queue. The rules it 
   goes first. An admitted attempt's send time is ``send_at`` (up to ``LEAD_S`` ahead), so that
   the time its orchestration and activity take to get going is not lost from the route's slot.
 - **Cool-down**: a 429 anywhere on the route stops every send for as long as the route asked
-  (its retry-after), not only the job that got it.
+  (its retry-after), not only the job that got it. The governor hears of it from the attempt's
+  report; attempts it admitted before that read the pause the attempt left in Blob
+  (rules.route_records.CoolDown) before their send, and come back instead of sending.
 - **Headers**: ``x-ratelimit-limit-*`` lower the configured limit when the route's own is lower
   (or set it when none is configured), until a newer answer says otherwise;
   ``x-ratelimit-remaining-*`` with their reset bound how many more sends go out before the reset,
   so the pace tightens before a 429 (another client using the same quota shows here first).
 - **Slots expire**: an admitted attempt holds a concurrency slot until its report, or until its
   lease ends (a worker that died never reports), also when it runs past its expected end; the
-  send itself is counted in the windows from its send time whatever happens after.
+  send itself is counted in the windows from its send time whatever happens after, unless the
+  attempt comes back unsent to ask again (``unsent``).
 
 Times are seconds since the epoch (floats); ``window_s`` is a minute of the route's time (60 s,
 or 60 / IMAGE_TIME_SCALE in a scaled local run).
@@ -480,6 +483,16 @@ def release(state: PacerState, job_id: str, attempt: int | None = None) -> Pacer
             if not (s.job_id == job_id and (attempt is None or s.attempt == attempt))
         ),
         queue=tuple(w for w in state.queue if w.job_id != job_id),
+    )
+
+
+def unsent(state: PacerState, job_id: str, attempt: int) -> PacerState:
+    """The admitted attempt ended without sending (it came too late for its slot, or into a
+    429's pause): its send never went out, so it no longer counts, and asking again gets a
+    slot of its own instead of the same one back (``admit`` hands a held send back)."""
+    return replace(
+        state,
+        sends=tuple(s for s in state.sends if (s.job_id, s.attempt) != (job_id, attempt)),
     )
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rules import pacing
+from rules.outcome import FailureKind
 from rules.pacing import Pace, PacerState
 from rules.rate_headers import hint_from_headers
 from rules.records import as_object, checked_version, reading
@@ -25,6 +26,7 @@ from rules.route_records import (
     AdmitRequest,
     AttemptReport,
     Priority,
+    RateLimitHint,
     RouteSummary,
     optional_seconds,
 )
@@ -32,6 +34,7 @@ from rules.route_stats import ClassStats, expectation, learn, percentile
 
 STATE_VERSION = 1
 RATE_LIMITED = "rate_limited"
+ADMISSION_EXPIRED = FailureKind.ADMISSION_EXPIRED.value
 
 
 @dataclass(frozen=True)
@@ -114,12 +117,12 @@ def on_report(state: RouteState, pace: Pace, report: AttemptReport, now: float) 
     pacer = pacing.release(state.pacer, report.job_id, report.attempt)
     if report.sent_at is not None:
         pacer = pacing.sent_at(pacer, report.job_id, report.attempt, report.sent_at)
+    elif report.failure_kind == ADMISSION_EXPIRED:
+        # Not sent, and the same attempt asks again: its send is given back.
+        pacer = pacing.unsent(pacer, report.job_id, report.attempt)
     if report.failure_kind == RATE_LIMITED:
         ended = report.ended_at or now
-        wait = report.retry_after_s
-        if wait is None:
-            spacing = pacing.limits(pace, pacer.hint).spacing_s or 0.0
-            wait = max(spacing, pace.window_s * pacing.UNNAMED_COOL_DOWN_S / 60.0)
+        wait = cool_down_s(pace, report.retry_after_s, pacer.hint)
         pacer = pacing.cool_down(
             pacer, ended + wait, f"the route answered 429: every send waits {wait:.1f}s"
         )
@@ -130,6 +133,17 @@ def on_report(state: RouteState, pace: Pace, report: AttemptReport, now: float) 
     classes = dict(state.classes)
     classes[report.shape] = learn(classes.get(report.shape), report)
     return replace(state, pacer=pacing.tidy(pacer, pace, now), classes=classes, last_report_at=now)
+
+
+def cool_down_s(
+    pace: Pace, retry_after_s: float | None, hint: RateLimitHint | None = None
+) -> float:
+    """How long a 429 stops every send of the route: the wait it named, else a spacing and at
+    least ``pacing.UNNAMED_COOL_DOWN_S`` route seconds."""
+    if retry_after_s is not None:
+        return retry_after_s
+    spacing = pacing.limits(pace, hint).spacing_s or 0.0
+    return max(spacing, pace.window_s * pacing.UNNAMED_COOL_DOWN_S / 60.0)
 
 
 def on_leave(state: RouteState, job_id: str) -> RouteState:

@@ -5,6 +5,7 @@ here only; times are seconds since the epoch (floats), durations seconds of the 
     orchestrator ──AdmitRequest──▶ route entity ──Admission──▶ orchestrator
     orchestrator ──AttemptReport (signal)──▶ route entity
     status endpoint, GET /api/routes ◀── entity state (rules.route_model.RouteState)
+    attempt that got a 429 ──CoolDown (Blob)──▶ every attempt of the route, before its send
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from rules.records import as_object, reading, required
+from rules.records import as_object, checked_version, reading, required
 
 
 def optional_seconds(value: Any) -> float | None:
@@ -294,4 +295,38 @@ class RouteSummary:
         return cls(
             recent_success_rate=None if rate is None else float(rate),
             cooling_down=bool(data.get("cooling_down", False)),
+        )
+
+
+COOL_DOWN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CoolDown:
+    """``routes/{route}/cool-down.json``: a 429's pause, left by the attempt that got it. The
+    governor learns of the 429 only from that attempt's report, after it may have admitted
+    other attempts (up to ``rules.pacing.LEAD_S`` ahead of their send); each of them reads this
+    before its send and does not send into the pause. ``until``: epoch seconds."""
+
+    route: str
+    until: float
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": COOL_DOWN_VERSION,
+            "route": self.route,
+            "until": round(self.until, 3),
+            "reason": self.reason,
+        }
+
+    @classmethod
+    @reading("route cool-down")
+    def from_json(cls, value: object) -> CoolDown:
+        data = as_object(value, "route cool-down")
+        checked_version(data, "route cool-down", COOL_DOWN_VERSION)
+        return cls(
+            route=required(data, "route", "route cool-down"),
+            until=float(required(data, "until", "route cool-down")),
+            reason=required(data, "reason", "route cool-down"),
         )

@@ -113,6 +113,12 @@ def cancel_name(job_id: str) -> str:
     return f"{job_id}/cancel.json"
 
 
+def route_cool_down_name(route: str) -> str:
+    """``routes/{route}/cool-down.json``: the route's latest 429 pause, which every attempt of
+    the route reads before its send (rules.route_records.CoolDown)."""
+    return f"routes/{route}/cool-down.json"
+
+
 def metadata_name(job_id: str) -> str:
     return f"{job_id}/metadata.json"
 

@@ -2,8 +2,10 @@
 
 It answers as the SDK does over the host's management API: ``get_status`` hands back a
 DurableOrchestrationStatus built from the host's JSON (empty for a 404, ``Message`` for an error
-answer), ``start_new`` and ``raise_event`` raise a bare Exception when the host refuses. It can
-fail on cue (``error_answers``, ``down``, ``slow_s``) and counts every call.
+answer), ``start_new`` and ``raise_event`` raise a bare Exception when the host refuses,
+``read_entity_state`` hands back an EntityStateResponse (``entity_exists`` False for a 404) and
+raises a bare Exception for any other status. It can fail on cue (``error_answers``, ``down``,
+``slow_s``, ``entity_errors``) and counts every call.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import aiohttp
 from azure.durable_functions.models.DurableOrchestrationStatus import (
     DurableOrchestrationStatus,
 )
+from azure.durable_functions.models.EntityStateResponse import EntityStateResponse
 
 RUNNING = ("Pending", "Running")
 
@@ -23,12 +26,15 @@ RUNNING = ("Pending", "Running")
 class FakeDurableClient:
     def __init__(self) -> None:
         self.instances: dict[str, dict[str, Any]] = {}
+        # Entity states by "@name@key", as the host stores them (JSON values).
+        self.entities: dict[str, Any] = {}
         self.calls: list[tuple[str, str]] = []
         self.events: list[tuple[str, str]] = []
         self.error_answers = False  # get_status answers with the host's error body
         self.down = False  # every call raises as a refused connection does
         self.slow_s = 0.0  # every call takes this long
         self.refuse_events = False
+        self.entity_errors = False  # read_entity_state meets an error answer (a 500)
         self.refuse_starts = False
         # start_new reports success without creating anything (Azure's concurrent starts).
         self.silent_starts = False
@@ -120,3 +126,17 @@ class FakeDurableClient:
         if self.refuse_events or not existing or existing["runtimeStatus"] not in RUNNING:
             raise Exception(f"No instance with ID '{instance_id}' is running.")
         self.events.append((instance_id, event_name))
+
+    async def read_entity_state(
+        self,
+        entityId: Any,
+        task_hub_name: str | None = None,
+        connection_name: str | None = None,
+    ) -> EntityStateResponse:
+        key = f"@{entityId.name}@{entityId.key}"
+        await self._call("read_entity_state", key)
+        if self.entity_errors:  # what the SDK raises for any status but 200 and 404
+            raise Exception("The operation failed with an unexpected status code 500")
+        if key not in self.entities:
+            return EntityStateResponse(False)
+        return EntityStateResponse(True, self.entities[key])
