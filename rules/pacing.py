@@ -325,7 +325,7 @@ def _earliest(plan: _Plan, current: Limits, state: PacerState, images: int, star
             _by_requests(plan, current, at),
             _by_images(plan, current, at, images),
             _by_concurrency(plan, current, at),
-            _by_hint(plan, state.hint, at),
+            _by_hint(plan, state.hint, current, at),
         )
         if later <= at:
             return at
@@ -372,9 +372,21 @@ def _by_concurrency(plan: _Plan, current: Limits, at: float) -> float:
     return running[len(running) - current.concurrency]
 
 
-def _by_hint(plan: _Plan, hint: RateLimitHint | None, at: float) -> float:
+def _by_hint(plan: _Plan, hint: RateLimitHint | None, current: Limits, at: float) -> float:
+    """The route's remaining count binds only when it is less than this governor's own sends
+    explain (someone else uses the quota): at a full window and nobody else, ``remaining 0`` is
+    what the window rule already keeps, and holding every send until the reset (a whole window
+    when the route names no reset, as Azure's) would halve the pace."""
     if hint is None or at >= hint.until or hint.remaining is None:
         return at
+    limit = current.requests_per_minute or current.images_per_minute
+    if limit is not None:
+        window = current.window_s * (1 + MARGIN)
+        ours = sum(
+            1 for stamp, _ in plan.sends if hint.observed_at - window < stamp <= hint.observed_at
+        )
+        if hint.remaining >= limit - ours:
+            return at
     since = sum(1 for stamp, _ in plan.sends if hint.observed_at < stamp)
     return at if since < hint.remaining else hint.until
 

@@ -302,6 +302,30 @@ def test_a_hint_lets_its_remaining_sends_go_then_holds_the_rest():
     assert sent == [(True, 1.0), (True, 1.0), (False, 30.0)]
 
 
+def test_remaining_zero_at_a_window_of_our_own_sends_keeps_the_even_pace():
+    # Ten sends of ours spread over the last minute; the route says 0 remain and names no
+    # reset (Azure): nobody else uses the quota, so the next send goes when the window rule
+    # lets it (the oldest send leaves the window), not a whole minute later.
+    sends = tuple(pacing.Send(f"s{i}", 1, i * SPACING, 1) for i in range(10))
+    now = 9 * SPACING + 0.5
+    state = pacing.with_hint(
+        replace(PacerState(), sends=sends), hint(now, now + 60.0, 0, limit_requests=10)
+    )
+    _, answer = admit(state, RPM10, "next", now)
+    assert answer.start_at == pytest.approx(max(WINDOW, 9 * SPACING + SPACING))
+    assert answer.start_at < now + 30.0
+
+
+def test_remaining_below_what_our_own_sends_explain_holds_the_rest():
+    # Two sends of ours in the window, yet the route says 0 remain of 10: someone else uses
+    # the quota, so nothing more goes out until the hint's end.
+    sends = (pacing.Send("s0", 1, 0.0, 1), pacing.Send("s1", 1, SPACING, 1))
+    now = SPACING + 0.5
+    state = pacing.with_hint(replace(PacerState(), sends=sends), hint(now, now + 60.0, 0))
+    _, answer = admit(state, RPM10, "next", now)
+    assert answer.start_at == pytest.approx(now + 60.0)
+
+
 def test_the_limits_a_route_reported_outlive_the_reset_of_its_remaining_count():
     reported = hint(10.0, 16.0, 0, limit_requests=5)
     state = pacing.with_hint(PacerState(), reported)
