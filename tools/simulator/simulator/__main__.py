@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  Azure:     AzureOpenAI(azure_endpoint='{url}', api_version=..., api_key=...)")
     print(f"  Azure v1:  OpenAI(base_url='{url}/openai/v1', api_key=...)  model = deployment")
     print(f"  deployments: {deployments}")
-    print(f"  admin:     {url}/_sim/health, /_sim/faults, /_sim/ledger, /_sim/reset")
+    print("  batches:   client.files / client.batches on each of them (image generations)")
+    print(f"  admin:     {url}/_sim/health, /_sim/faults, /_sim/ledger, /_sim/batches, /_sim/reset")
     sys.stdout.flush()
     # serve_forever stops on SIGINT itself; a second Ctrl-C during shutdown must not print a
     # traceback either.

@@ -8,7 +8,9 @@ listens on loopback only.
     GET    /_sim/faults   -> {"pending": [...]}
     DELETE /_sim/faults   -> {"pending": []}
     GET    /_sim/ledger   [?since=<seq>] -> [entry, ...]
-    POST   /_sim/reset    ledger, faults and rate-limit windows cleared -> {"reset": true}
+    GET    /_sim/batches  every batch of every route owner, newest first -> [batch, ...]
+    POST   /_sim/reset    ledger, faults, rate-limit windows, files and batches cleared
+                          -> {"reset": true}
     GET    /_sim/health   -> {"status": "ok", ...}
 """
 
@@ -70,6 +72,9 @@ def add_admin_routes(app: web.Application, state: SimState) -> None:
                 return _bad_request(f"since must be an integer sequence number, got {since_text!r}")
         return web.json_response([entry.to_json() for entry in state.ledger.entries(since)])
 
+    async def get_batches(request: web.Request) -> web.Response:
+        return web.json_response(state.batches.list_json())
+
     async def post_reset(request: web.Request) -> web.Response:
         state.reset()
         return web.json_response({"reset": True})
@@ -84,6 +89,7 @@ def add_admin_routes(app: web.Application, state: SimState) -> None:
                 "models": list(config.models),
                 "generations_running": len(state.upstream),
                 "faults_pending": len(state.faults.pending()),
+                "batches_running": state.batches.running(),
             }
         )
 
@@ -91,5 +97,6 @@ def add_admin_routes(app: web.Application, state: SimState) -> None:
     app.router.add_get("/_sim/faults", get_faults)
     app.router.add_delete("/_sim/faults", delete_faults)
     app.router.add_get("/_sim/ledger", get_ledger)
+    app.router.add_get("/_sim/batches", get_batches)
     app.router.add_post("/_sim/reset", post_reset)
     app.router.add_get("/_sim/health", get_health)

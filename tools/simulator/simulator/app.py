@@ -7,6 +7,8 @@ Routes (see docs/simulator.md):
 - Azure:           POST /openai/deployments/{deployment}/images/generations?api-version=...
                    POST /openai/deployments/{deployment}/images/edits?api-version=...
 - Azure v1:        POST /openai/v1/images/generations, /openai/v1/images/edits (model = deployment)
+- Files and Batch API (``batch_routes``): /v1/files..., /v1/batches...; Azure: the same under
+                   /openai/ (with api-version) and /openai/v1/
 - Simulator admin: /_sim/...
 """
 
@@ -18,6 +20,7 @@ from aiohttp import web
 
 from simulator import errors
 from simulator.admin import add_admin_routes
+from simulator.batch_routes import add_batch_routes
 from simulator.errors import ApiError
 from simulator.handlers import image_handler
 from simulator.state import SimState
@@ -59,11 +62,13 @@ def build_app(state: SimState) -> web.Application:
         app.router.add_post(
             f"/openai/v1/images/{endpoint}", image_handler(state, "azure_v1", endpoint)
         )
+    add_batch_routes(app, state)
     add_admin_routes(app, state)
 
     async def close_state(app: web.Application) -> None:
         for task in list(state.upstream):
             task.cancel()
+        state.batches.stop_all()
         state.close()
 
     app.on_cleanup.append(close_state)

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from simulator.batches import BatchSettings
 from simulator.faults import FaultSpec, parse_fault
 from simulator.latency import LatencyParams
 from simulator.ratelimit import RateLimitRule
@@ -125,6 +126,7 @@ class SimulatorConfig:
     prices: Prices = dataclasses.field(default_factory=Prices)
     tokens: TokenTable = dataclasses.field(default_factory=TokenTable)
     validation: ValidationSettings = dataclasses.field(default_factory=ValidationSettings)
+    batch: BatchSettings = dataclasses.field(default_factory=BatchSettings)
     time_scale: float = 1.0
     seed: int = 0
     bill_failed_generations: bool = False
@@ -188,6 +190,8 @@ def config_from_dict(raw: object) -> SimulatorConfig:
             fields[name] = _dataclass_from(TokenTable, value, "tokens")
         elif name == "validation":
             fields[name] = _dataclass_from(ValidationSettings, value, "validation")
+        elif name == "batch":
+            fields[name] = _dataclass_from(BatchSettings, value, "batch")
         elif name == "time_scale":
             fields[name] = _positive(value, "time_scale")
         elif name == "seed":

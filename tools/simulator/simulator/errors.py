@@ -9,7 +9,8 @@ the HTTP layer never builds an error body by hand. Two families of shapes exist:
     |     400 invalid_request_error (validation), 400 moderation_blocked, 401 invalid_api_key,
     |     403 unverified organization, 404 model_not_found, 404 Invalid URL, 413 body too large,
     |     429 rate_limit_exceeded, 429 insufficient_quota, 5xx server_error, Azure
-    |     content_filter (+ innererror)
+    |     content_filter (+ innererror); Files and Batch API: 404 no such file or batch,
+    |     400 not a .jsonl batch file, 400 a batch that cannot be cancelled
     `-- Azure/APIM envelope {"error": {"code", "message", ...only the keys the real one has}}
           401 Access denied (APIM), 404 DeploymentNotFound, 404 Resource not found, 400
           contentFilter, 429 call rate limit ("Please retry after N seconds."), 408 Timeout,
@@ -267,6 +268,61 @@ def azure_permission_denied() -> ApiError:
         "The principal does not have access to API/Operation.",
         code="PermissionDenied",
         keys=("code", "message"),
+    )
+
+
+# --- Files and Batch API ----------------------------------------------------------------------
+
+
+def no_such_file(file_id: str) -> ApiError:
+    """404 for a file id the store does not hold (deleted, never uploaded). Wording: UNCERTAIN."""
+    return ApiError(
+        404, f"No such File object: {file_id}", type="invalid_request_error", param="id"
+    )
+
+
+def no_such_batch(batch_id: str) -> ApiError:
+    """404 for an unknown batch id. Wording: UNCERTAIN."""
+    return ApiError(
+        404, f"No batch found with id '{batch_id}'.", type="invalid_request_error", param=None
+    )
+
+
+def batch_file_not_jsonl() -> ApiError:
+    """400 for a ``purpose=batch`` upload whose name does not end in ``.jsonl``, as OpenAI was seen
+    answering it (a public issue thread, BerriAI/litellm#37527)."""
+    return ApiError(
+        400, "Invalid file format for Batch API. Must be .jsonl", type="invalid_request_error"
+    )
+
+
+def file_too_large(limit_bytes: int) -> ApiError:
+    """400 for an upload over the size limit (200 MB for batch input files). Wording: UNCERTAIN."""
+    return ApiError(
+        400,
+        f"File is too large: at most {limit_bytes} bytes are accepted for this purpose.",
+        type="invalid_request_error",
+        param="file",
+    )
+
+
+def batch_input_file_purpose(file_id: str, purpose: str) -> ApiError:
+    """400 for a batch whose input file was not uploaded with ``purpose=batch``. UNCERTAIN."""
+    return invalid_request(
+        f"The input file {file_id} was uploaded with purpose '{purpose}'; a batch's input file "
+        "must be uploaded with purpose 'batch'.",
+        param="input_file_id",
+        code="invalid_value",
+    )
+
+
+def batch_not_cancellable(batch_id: str, status: str) -> ApiError:
+    """Cancelling a batch that already ended. Status and wording: UNCERTAIN (400 rather than
+    409, which the SDK would retry)."""
+    return ApiError(
+        400,
+        f"Cannot cancel batch {batch_id}: its status is '{status}'.",
+        type="invalid_request_error",
     )
 
 

@@ -22,22 +22,37 @@ JSON form: ``{"kind": ..., "count": 1, "match": {"route", "deployment", "endpoin
 - ``rate_limited``: ``retry_after_s`` [1.0], ``header_style``
   openai|azure_minus_one|retry_after_only|message_only [openai]
 - ``auth_error``: ``status`` 401|403 [401]
+
+Batch API kinds (``simulator.batches``), never taken by a synchronous request, and synchronous
+kinds are never taken by a batch:
+
+- ``batch_item_error``: the next ``count`` batch items fail with an HTTP error in the error file
+  (``response.status_code`` = ``status`` [500], ``body`` the error envelope of ``type``,
+  ``code``, ``message``, ``param``); not billable
+- ``batch_item_timeout``: the next ``count`` batch items fail without an HTTP answer
+  (``response: null``, ``error.code`` ``request_timeout``); not billable
+- ``batch_expire``: the next ``count`` batches expire once ``after_items`` [0] of their items
+  have run; the rest are written to the error file as ``batch_expired``
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 Route = Literal["openai", "azure", "azure_v1"]
 
-FaultStage = Literal["answer", "first_byte", "stream"]
+FaultStage = Literal["answer", "first_byte", "stream", "batch_item", "batch"]
 """Where a kind acts: ``answer`` replaces the response before any generation starts;
 ``first_byte`` holds the response of a generation back; ``stream`` changes the generation's
-timeline (what is sent, and when it stops)."""
+timeline (what is sent, and when it stops); ``batch_item`` replaces one batch item's result;
+``batch`` changes a whole batch's course."""
+
+REQUEST_STAGES: frozenset[FaultStage] = frozenset({"answer", "first_byte", "stream"})
+"""The stages a synchronous request takes faults of (``FaultQueue.take``'s default)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,11 @@ _KINDS: dict[str, _Kind] = {
     "rate_limited": _Kind(frozenset({"retry_after_s", "header_style"}), "answer"),
     "insufficient_quota": _Kind(frozenset(), "answer"),
     "auth_error": _Kind(frozenset({"status"}), "answer"),
+    "batch_item_error": _Kind(
+        frozenset({"status", "type", "code", "message", "param"}), "batch_item"
+    ),
+    "batch_item_timeout": _Kind(frozenset(), "batch_item"),
+    "batch_expire": _Kind(frozenset({"after_items"}), "batch"),
 }
 _COMMON = frozenset({"kind", "count", "match"})
 _MATCH_KEYS = ("route", "deployment", "endpoint", "stream", "size")
@@ -119,6 +139,7 @@ class FaultSpec:
     at: str = "before_headers"
     retry_after_s: float = 1.0
     header_style: str = "openai"
+    after_items: int = 0
 
     @property
     def stage(self) -> FaultStage:
@@ -233,6 +254,10 @@ def parse_fault(obj: Mapping[str, object]) -> FaultSpec:
         if "status" not in obj:
             raise _fail("status", "is required for kind 'http_error'")
         values["status"] = _integer(obj, "status", 400, 599)
+    if kind == "batch_item_error":
+        values["status"] = _integer(obj, "status", 400, 599) if "status" in obj else 500
+    if kind == "batch_expire" and "after_items" in obj:
+        values["after_items"] = _integer(obj, "after_items", 0)
     if kind == "auth_error":
         values["status"] = 401
         if "status" in obj:
@@ -293,11 +318,15 @@ class FaultQueue:
         with self._lock:
             self._entries.append(_Queued(spec, spec.count))
 
-    def take(self, ctx: RequestContext) -> FaultSpec | None:
-        """The first queued fault whose match fits ``ctx``; uses one of its count."""
+    def take(
+        self, ctx: RequestContext, *, stages: Collection[FaultStage] = REQUEST_STAGES
+    ) -> FaultSpec | None:
+        """The first queued fault of one of ``stages`` whose match fits ``ctx``; uses one of its
+        count. A synchronous request asks for the default stages, a batch item for
+        ``{"batch_item"}``, a batch for ``{"batch"}``."""
         with self._lock:
             for position, entry in enumerate(self._entries):
-                if not entry.spec.match.fits(ctx):
+                if entry.spec.stage not in stages or not entry.spec.match.fits(ctx):
                     continue
                 entry.remaining -= 1
                 if entry.remaining == 0:

@@ -25,16 +25,27 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import logging
+import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal
 
+from simulator import sse
 from simulator.faults import FaultSpec
 from simulator.images import ImageRenderer
 from simulator.latency import GenerationPlan, TimeScale
+from simulator.usage import TokenTable, usage_for
 from simulator.validation import ImageRequest
 
-__all__ = ["Event", "Generation", "Step", "build_steps", "fault_time", "log_failure"]
+__all__ = [
+    "Event",
+    "Generation",
+    "Step",
+    "build_steps",
+    "fault_time",
+    "images_response_body",
+    "log_failure",
+]
 
 StepKind = Literal["partial", "completed", "error", "end", "reset", "crash"]
 
@@ -64,6 +75,21 @@ def log_failure(what: str, exc: BaseException) -> None:
     request data, and prompts and keys stay out of logs)."""
     frames = "".join(traceback.format_tb(exc.__traceback__))
     logger.error("%s failed with %s:\n%s", what, type(exc).__name__, frames)
+
+
+def images_response_body(
+    request: ImageRequest, images: list[bytes], tokens: TokenTable
+) -> Iterator[bytes]:
+    """The non-streamed answer of a completed generation (``ImagesResponse``), in pieces: the
+    same for a synchronous request and for a batch request's output line."""
+    tail = {
+        "background": request.background,
+        "output_format": request.output_format,
+        "quality": request.quality,
+        "size": request.size,
+        "usage": usage_for(request, tokens),
+    }
+    return sse.images_response({"created": int(time.time())}, images, tail)
 
 
 def fault_time(plan: GenerationPlan, after_partials: int) -> float:

@@ -32,7 +32,13 @@ from simulator.auth import check_auth
 from simulator.config import ANY, Deployment, RouteSettings
 from simulator.errors import ApiError
 from simulator.faults import FaultSpec, RequestContext
-from simulator.generation import Event, Generation, build_steps, log_failure
+from simulator.generation import (
+    Event,
+    Generation,
+    build_steps,
+    images_response_body,
+    log_failure,
+)
 from simulator.state import SimState
 from simulator.usage import cost_usd, usage_for
 from simulator.validation import ImageRequest, parse_edit, parse_generation
@@ -640,17 +646,9 @@ class _Writer:
                 return None
             images = [image for image in self.images if image is not None]
             self.images = []
-            request = self.request
-            tail = {
-                "background": request.background,
-                "output_format": request.output_format,
-                "quality": request.quality,
-                "size": request.size,
-                "usage": usage_for(request, x.state.config.tokens),
-            }
             response = await x.start_response(content_type="application/json")
             x.finish(status=200, outcome="completed")
-            await x.write(sse.images_response({"created": int(time.time())}, images, tail))
+            await x.write(images_response_body(self.request, images, x.state.config.tokens))
             await x.end()
             return response
         assert self.fault is not None

@@ -11,11 +11,15 @@ Billing rules (see docs/simulator.md):
   only when the setting `bill_failed_generations` is on (off by default: field report B's reporter
   saw no charge for worker crashes, which is UNCERTAIN);
 - a request rejected before a generation started (validation, auth, rate limit, http_error,
-  moderation, content filter) is never billable.
+  moderation, content filter) is never billable;
+- a request of a batch (``billing: "batch"``, with its ``batch_id`` and ``custom_id``) is billed
+  at ``batch.price_factor`` of the synchronous price (half by default) when it completes; its
+  failures and the requests a batch never ran (expired, cancelled) are not billed.
 
     entries = sim.ledger()
     assert billable_count(entries) == 2
     assert count(entries, outcome="gateway_timeout") == 1
+    batch_usd = total_cost(entries, billing="batch", batch_id=batch.id)
 """
 
 from __future__ import annotations
@@ -58,6 +62,10 @@ class LedgerEntry:
     cost_usd: float = 0.0
     partials_sent: int = 0
     retry_count: int | None = None
+    # "standard" (a synchronous request) or "batch" (one request of the batch ``batch_id``).
+    billing: str = "standard"
+    batch_id: str | None = None
+    custom_id: str | None = None
     # Durations in the simulator's scaled time (what a test clock sees, what headers report).
     first_byte_s: float | None = None
     elapsed_s: float | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from types import TracebackType
+from typing import Any
 
 from loopserver import BackgroundServer
 from simulator.app import build_app
@@ -90,11 +91,15 @@ class Simulator:
         """Copies of the ledger's entries, oldest first."""
         return self.state.ledger.entries(since)
 
+    def batches(self) -> list[dict[str, Any]]:
+        """Every batch as its ``Batch`` JSON object, newest first (``GET /_sim/batches``)."""
+        return self.state.batches.list_json()
+
     @property
     def faults(self) -> FaultQueue:
         """The fault queue: ``sim.faults.add(parse_fault({...}))``."""
         return self.state.faults
 
     def reset(self) -> None:
-        """Clear the ledger, queued faults and rate-limit windows."""
+        """Clear the ledger, queued faults, rate-limit windows, files and batches."""
         self.state.reset()

@@ -2,8 +2,9 @@
 
 Config, time scale, ledger, fault queue, rate limiters (one per route owner and model or Azure
 deployment), the image renderer with its cache, the latency model with its seeded random source,
-the render thread pool, and the upstream generations still running after their client left.
-The admin API and ``Simulator.reset()`` clear the ledger, the faults and the limiter windows.
+the render thread pool, the upstream generations still running after their client left, and the
+Files and Batch APIs' files and batches. The admin API and ``Simulator.reset()`` clear the
+ledger, the faults, the limiter windows, the files and the batches (stopping those running).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import random
 import threading
 import time
 
+from simulator.batch_runner import BatchStore
 from simulator.config import SimulatorConfig
 from simulator.faults import FaultQueue
+from simulator.files import FileStore
 from simulator.images import ImageRenderer
 from simulator.latency import LatencyModel, TimeScale
 from simulator.ledger import Ledger
@@ -46,6 +49,8 @@ class SimState:
             thread_name_prefix="simulator-render",
         )
         self.upstream: set[asyncio.Task[None]] = set()
+        self.files = FileStore()
+        self.batches = BatchStore()
         self._limiters: dict[str, RateLimiter] = {}
         self._lock = threading.Lock()
 
@@ -62,7 +67,10 @@ class SimState:
             return limiter
 
     def reset(self) -> None:
-        """Clear the ledger, the queued faults and every rate-limit window."""
+        """Clear the ledger, the queued faults, every rate-limit window, the files and the
+        batches (a running batch stops)."""
+        self.batches.clear()
+        self.files.clear()
         self.ledger.clear()
         self.faults.clear()
         with self._lock:

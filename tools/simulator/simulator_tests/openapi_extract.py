@@ -1,4 +1,4 @@
-"""The image schemas of OpenAI's OpenAPI document, extracted into the repository.
+"""The image, file and batch schemas of OpenAI's OpenAPI document, extracted into the repository.
 
 The wire-shape tests check the simulator's bodies against OpenAI's own schemas, and must run in
 any clone, where the full document (openai/openai-openapi, several MB) is not present. So the
@@ -49,10 +49,15 @@ ROOTS = (
     "ImageEditCompletedEvent",
     "Error",
     "ErrorResponse",
+    "OpenAIFile",
+    "DeleteFileResponse",
+    "ListFilesResponse",
+    "Batch",
+    "ListBatchesResponse",
 )
 _PREFIX = "#/components/schemas/"
 # SHA-256 of the committed extract, as the last rewrite printed it.
-EXTRACT_SHA256 = "fb14134b0a09f5248a5df87bee925925456388409a0be645e46cbf9c93475ca5"
+EXTRACT_SHA256 = "085f575c01ac8a0b562941884f07d15a9b8e4dffc5a1322d66492012dfef5655"
 USAGE = "usage: python -m simulator_tests.openapi_extract [--check] [path/to/openapi.yaml]"
 
 

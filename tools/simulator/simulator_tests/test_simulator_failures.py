@@ -7,6 +7,7 @@ envelope, not aiohttp's plain text.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ import pytest
 from openai import OpenAI
 
 from loopserver.testing import wait_until
-from simulator.faults import FaultQueue, RequestContext
+from simulator.faults import FaultQueue, FaultStage, RequestContext
 from simulator.images import ImageRenderer
 from simulator.server import Simulator
 from simulator.validation import ImageRequest
@@ -95,7 +96,7 @@ def test_a_failure_before_the_first_event_of_a_stream_is_a_500(make_sim: MakeSim
 class BrokenFaultQueue(FaultQueue):
     """Fails when a request looks for its fault, as a bug before any generation would."""
 
-    def take(self, ctx: RequestContext) -> None:
+    def take(self, ctx: RequestContext, *, stages: Collection[FaultStage] = ()) -> None:
         raise RuntimeError("the fault queue is broken")
 
 

@@ -113,3 +113,50 @@ def test_invalid_json_is_a_400_in_the_openai_envelope(sim: Simulator):
     )
     assert response.status_code == 400
     assert violations(response.json(), "ErrorResponse") == []
+
+
+def _without_nulls(value: Any) -> Any:
+    """The document's Batch and File schemas type optional fields as plain strings and integers,
+    while its own examples (and the service) send null for unset ones: nulls are not checked."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
+def test_files_and_batches_fit_their_schemas(make_sim):
+    sim = make_sim()
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/images/generations", "body": BODY}
+    uploaded = httpx.post(
+        f"{sim.url}/v1/files",
+        data={"purpose": "batch"},
+        files={"file": ("requests.jsonl", json.dumps(line).encode(), "application/jsonl")},
+        headers=HEADERS,
+    )
+    file_id = uploaded.json()["id"]
+    created = httpx.post(
+        f"{sim.url}/v1/batches",
+        json={
+            "input_file_id": file_id,
+            "endpoint": "/v1/images/generations",
+            "completion_window": "24h",
+        },
+        headers=HEADERS,
+    )
+    listed = httpx.get(f"{sim.url}/v1/batches", headers=HEADERS)
+    files = httpx.get(f"{sim.url}/v1/files", headers=HEADERS)
+    deleted = httpx.delete(f"{sim.url}/v1/files/{file_id}", headers=HEADERS)
+    missing = httpx.get(f"{sim.url}/v1/batches/batch_nope", headers=HEADERS)
+
+    assert uploaded.status_code == 200
+    assert violations(_without_nulls(uploaded.json()), "OpenAIFile") == []
+    assert created.status_code == 200
+    assert created.headers["x-request-id"].startswith("req_")
+    assert violations(_without_nulls(created.json()), "Batch") == []
+    assert set(created.json()) >= {"id", "object", "status", "request_counts", "errors", "metadata"}
+    assert violations(_without_nulls(listed.json()), "ListBatchesResponse") == []
+    assert violations(_without_nulls(files.json()), "ListFilesResponse") == []
+    assert violations(deleted.json(), "DeleteFileResponse") == []
+    assert missing.status_code == 404
+    assert violations(missing.json(), "ErrorResponse") == []
