@@ -12,7 +12,8 @@ CODE := $(wildcard rules storage orchestrators activities http_api function_app.
 # is fetched at build time).
 TOOLS := $(patsubst %/pyproject.toml,%,$(wildcard tools/*/pyproject.toml))
 
-.PHONY: setup demo run test lint typecheck pytest bench-simulator bench-devhost bench-retries bench-edge clean
+.PHONY: setup demo run test lint typecheck pytest bench-simulator bench-devhost bench-retries bench-edge \
+	bench-drain bench-retry-after clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -75,6 +76,17 @@ bench-devhost: $(VENV)/.installed
 # the app's round trips timed inside the host.
 bench-edge: setup
 	$(PY) -m bench.edge_latency $(BENCH_ARGS)
+
+# 100 batch jobs posted at once to a 10 requests/min route (and 10 interactive ones over the
+# run), against the theoretical minimum and a plain SDK loop, sequential and 100 threads
+# (docs/benchmarks.md); about 4-5 minutes. BENCH_ARGS="--no-anchors --header-style ..." and more.
+bench-drain: setup
+	$(PY) -m bench.drain $(BENCH_ARGS)
+
+# A client that sleeps each Retry-After, and one that polls every 100 ms, against a direct SDK
+# call, in real time (docs/benchmarks.md); about 4 minutes.
+bench-retry-after: setup
+	$(PY) -m bench.retry_after $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
