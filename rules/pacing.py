@@ -42,10 +42,15 @@ from rules.route_records import Admission, AdmitRequest, Priority, RateLimitHint
 
 # Slack on the spacing and on the window, for the clocks and the network in between.
 MARGIN = 0.02
-# An admitted attempt's send time may be up to this far ahead (seconds of wall time).
+# An admitted attempt's send time may be up to this far ahead (seconds of wall time), and at
+# most half a spacing (``lead_s``): a lead of several spacings would hand out slots that an
+# interactive attempt asking a moment later should have had.
 LEAD_S = 1.0
-# A queued attempt asks again at least this often (route seconds), so its position stays fresh.
+# A queued attempt asks again at least this often (route seconds), so its position stays fresh,
+# but not more often than every REFRESH_MIN_S of wall time (a scaled local run's route seconds
+# are short: a hundred waiters asking every two seconds would load the entity for nothing).
 REFRESH_S = 30.0
+REFRESH_MIN_S = 5.0
 # An attempt that was told to come back and did not, this long after (seconds of wall time and
 # a spacing), has left (a cancelled or terminated job): it no longer holds its place.
 STALE_S = 5.0
@@ -189,6 +194,8 @@ class PacerState:
     # Counters since the entity was created.
     admitted: int = 0
     expired_slots: int = 0
+    # How late recent sends left after their admitted time (seconds, newest last).
+    late: tuple[float, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -200,6 +207,7 @@ class PacerState:
             "hint": self.hint.to_json() if self.hint else None,
             "admitted": self.admitted,
             "expired_slots": self.expired_slots,
+            "late": [round(v, 3) for v in self.late],
         }
 
     @classmethod
@@ -216,6 +224,7 @@ class PacerState:
             hint=RateLimitHint.from_json(hint) if hint else None,
             admitted=int(data.get("admitted", 0)),
             expired_slots=int(data.get("expired_slots", 0)),
+            late=tuple(float(v) for v in data.get("late", ())),
         )
 
 
@@ -228,6 +237,15 @@ class Limits:
     concurrency: int | None
     burst: int
     window_s: float
+    # How late the route's sends have left after their admitted time (the 95th percentile of
+    # the recent ones, seconds): a send counts in the window that much longer, so that a late
+    # worker's send cannot make the next window's first send a 429.
+    late_s: float = 0.0
+
+    @property
+    def held_s(self) -> float:
+        """How long a send holds its place in the route's window, as counted here."""
+        return self.window_s * (1 + MARGIN) + self.late_s
 
     @property
     def spacing_s(self) -> float | None:
@@ -242,6 +260,19 @@ def limits(pace: Pace, hint: RateLimitHint | None) -> Limits:
         rpm = _lower(rpm, hint.limit_requests)
         ipm = _lower(ipm, hint.limit_images)
     return Limits(rpm, ipm, pace.concurrency, max(1, pace.burst), pace.window_s)
+
+
+# Late sends remembered, and the fewest that say anything.
+LATE_SAMPLES = 50
+LATE_MIN_SAMPLES = 3
+
+
+def state_limits(state: PacerState, pace: Pace) -> Limits:
+    """The limits in force for ``state``: its route's headers and its workers' lateness."""
+    late = sorted(state.late)
+    slack = late[int(0.95 * (len(late) - 1))] if len(late) >= LATE_MIN_SAMPLES else 0.0
+    # A worker late by more than a quarter of a window is a restart, not a lag to plan for.
+    return replace(limits(pace, state.hint), late_s=min(slack, pace.window_s / 4))
 
 
 def _lower(configured: int | None, reported: int | None) -> int | None:
@@ -262,7 +293,7 @@ class _Plan:
 def tidy(state: PacerState, pace: Pace, now: float) -> PacerState:
     """Forget what no longer counts: sends older than a window (with margin), slots past their
     lease (a worker that died), waiters that did not come back when they said."""
-    horizon = now - pace.window_s * (1 + MARGIN)
+    horizon = now - state_limits(state, pace).held_s
     sends = tuple(send for send in state.sends if send.at > horizon)
     live = tuple(slot for slot in state.slots if slot.expires_at > now)
     spacing = limits(pace, state.hint).spacing_s or 0.0
@@ -293,7 +324,7 @@ def schedule(
     """When each queued attempt is expected to be admitted (job id -> epoch s), in queue order:
     each after the one before it, at the first moment every limit allows. ``through``: stop
     after that job (the ones behind it cannot move it)."""
-    current = limits(pace, state.hint)
+    current = state_limits(state, pace)
     plan = _Plan(
         sends=sorted((send.at, send.images) for send in state.sends),
         ends=sorted(_held_until(slot, now) for slot in state.slots),
@@ -342,7 +373,7 @@ def _by_requests(plan: _Plan, current: Limits, at: float) -> float:
         later = max(later, stamps[-current.burst] + current.burst * spacing)
     rpm = current.requests_per_minute
     if rpm is not None and len(stamps) >= rpm:
-        later = max(later, stamps[-rpm] + current.window_s * (1 + MARGIN))
+        later = max(later, stamps[-rpm] + current.held_s)
     return later
 
 
@@ -350,7 +381,7 @@ def _by_images(plan: _Plan, current: Limits, at: float, images: int) -> float:
     ipm = current.images_per_minute
     if ipm is None:
         return at
-    window = current.window_s * (1 + MARGIN)
+    window = current.held_s
     held = [(stamp, count) for stamp, count in plan.sends if at - window < stamp]
     used = sum(count for _, count in held)
     if used + min(images, ipm) <= ipm:
@@ -430,7 +461,8 @@ def admit(
     times = schedule(state, pace, now, through=request.job_id)
     at = times[request.job_id]
     position = [w.job_id for w in ordered(state.queue)].index(request.job_id)
-    if at <= now + LEAD_S and (position == 0 or at <= now):
+    lead = lead_s(pace, state.hint)
+    if at <= now + lead and (position == 0 or at <= now):
         send = Send(request.job_id, request.attempt, max(at, now), request.images)
         slot = Slot(
             job_id=request.job_id,
@@ -449,10 +481,10 @@ def admit(
             admitted=state.admitted + 1,
         )
         return state, _admitted(send.at, state, now)
-    # Never now: LEAD_S before its time, or at its time when those ahead of it go first (by
+    # Never now: a lead before its time, or at its time when those ahead of it go first (by
     # then they have been admitted, or are late and no longer hold it back).
-    back_at = at - LEAD_S if at - LEAD_S > now else at
-    back_at = min(back_at, now + pace.window_s * REFRESH_S / 60.0)
+    back_at = at - lead if at - lead > now else at
+    back_at = min(back_at, now + max(pace.window_s * REFRESH_S / 60.0, REFRESH_MIN_S))
     state = replace(state, queue=(*others, replace(waiter, back_at=back_at)))
     return state, Admission(
         admitted=False,
@@ -461,6 +493,13 @@ def admit(
         ask_again_at=back_at,
         reason=_why_waiting(state, pace, now),
     )
+
+
+def lead_s(pace: Pace, hint: RateLimitHint | None = None) -> float:
+    """How far ahead of its send time an attempt is admitted: ``LEAD_S``, at most half the
+    route's spacing."""
+    spacing = limits(pace, hint).spacing_s
+    return LEAD_S if spacing is None else min(LEAD_S, spacing / 2)
 
 
 def _admitted(send_at: float, state: PacerState, now: float) -> Admission:
@@ -510,13 +549,19 @@ def unsent(state: PacerState, job_id: str, attempt: int) -> PacerState:
 
 def sent_at(state: PacerState, job_id: str, attempt: int, at: float) -> PacerState:
     """The attempt's request really left at ``at``: its send is counted from then (a late
-    worker's send counts later than it was admitted for; an early one never happens)."""
+    worker's send counts later than it was admitted for; an early one never happens), and how
+    late it was is remembered (``state_limits``)."""
+    admitted = next((s.at for s in state.sends if (s.job_id, s.attempt) == (job_id, attempt)), None)
+    late = state.late
+    if admitted is not None:
+        late = (*late, max(0.0, at - admitted))[-LATE_SAMPLES:]
     return replace(
         state,
         sends=tuple(
             replace(s, at=max(s.at, at)) if (s.job_id, s.attempt) == (job_id, attempt) else s
             for s in state.sends
         ),
+        late=late,
     )
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from rules import route_model
-from rules.pacing import REFRESH_S, Pace
+from rules.pacing import REFRESH_MIN_S, REFRESH_S, Pace
 from rules.route_model import RouteState
 from rules.route_records import Admission, AdmitRequest, AttemptReport, Priority
 from rules.route_stats import calibrated
@@ -162,7 +162,8 @@ class Drain:
                 continue
             assert answer.ask_again_at is not None
             assert now < answer.ask_again_at <= answer.start_at  # never asked to spin
-            assert answer.ask_again_at <= now + self.pace.window_s * REFRESH_S / 60 + 1e-9
+            refresh = max(self.pace.window_s * REFRESH_S / 60, REFRESH_MIN_S)
+            assert answer.ask_again_at <= now + refresh + 1e-9
             assert answer.position >= 1
             back = answer.ask_again_at
             if self.lead_s is not None:

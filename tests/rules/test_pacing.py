@@ -558,3 +558,17 @@ def test_every_limit_holds_whatever_arrives(route):
         ]
         for start, _ in running:
             assert sum(1 for s, e in running if s <= start < e) <= current.concurrency
+
+
+def test_sends_that_left_late_hold_their_window_place_longer():
+    # A burst of ten, each of which left 2 s after its admitted time: the eleventh waits a
+    # window plus that lateness after them, so the route never sees eleven in its window.
+    pace = Pace(requests_per_minute=10, window_s=60.0, burst=10)
+    state = PacerState()
+    for i in range(10):
+        state, answer = admit(state, pace, f"s{i}", 0.0)
+        assert (answer.admitted, answer.start_at) == (True, 0.0)
+        state = pacing.sent_at(state, f"s{i}", 1, 2.0)
+    assert pacing.state_limits(state, pace).late_s == pytest.approx(2.0)
+    _, answer = admit(state, pace, "eleventh", 3.0)
+    assert answer.start_at == pytest.approx(2.0 + WINDOW + 2.0)
