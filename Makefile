@@ -15,7 +15,12 @@ TOOLS := $(patsubst %/pyproject.toml,%,$(wildcard tools/*/pyproject.toml))
 .PHONY: setup demo run test lint typecheck pytest bench-simulator bench-devhost bench-retries bench-edge \
 	bench-drain bench-retry-after clean
 
-setup: $(VENV)/.installed node_modules/.installed
+# Debian's chromium, for the web page's browser test (tests/e2e/test_web_page.py, driven by the
+# pinned Playwright of requirements-dev.txt). Never `playwright install`: it downloads a browser
+# build of its own, which machines without the open internet cannot fetch.
+CHROMIUM := /usr/bin/chromium
+
+setup: $(VENV)/.installed node_modules/.installed $(CHROMIUM)
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt $(TOOLS:%=%/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +32,18 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt $(TOOL
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# Installed with apt-get as root (CI and these machines run as root) when the file is missing,
+# else nothing: a second setup is a no-op. Elsewhere it only says how; the test then skips, and
+# fails under CI=true (loopserver.testing.missing_service).
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium (for tests/e2e/test_web_page.py)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "chromium is missing: run 'apt-get install chromium' as root for the web page test" >&2; \
+	fi
 
 # Options of `make run` and `make demo`, passed on only when given (defaults: python -m localrun):
 #   TIME_SCALE=25              divide the simulator's and the service's waits (run: 1, demo: 10)

@@ -19,7 +19,12 @@ import httpx
 
 from rules.errors import SettingsInvalid
 from rules.settings import AppSettings, RouteSettings
-from storage.azure_blob import AzureBlobAsyncStore, AzureBlobBatchStore, AzureBlobImageStore
+from storage.azure_blob import (
+    AzureBlobAsyncStore,
+    AzureBlobBatchStore,
+    AzureBlobImageStore,
+    blob_link_origin,
+)
 
 # The Azure SDKs log every HTTP request and response at INFO: noise in every job's log, and
 # request lines are no place for anything. Warnings and errors still come through.
@@ -49,6 +54,13 @@ def batch_store() -> AzureBlobBatchStore:
     batches = AzureBlobBatchStore(store(), settings().storage.batches_container)
     batches.ensure_container()
     return batches
+
+
+@functools.cache
+def link_origin() -> str:
+    """Where the store's read links point (``scheme://host[:port]``): the web page's
+    Content-Security-Policy lets images come from there and nowhere else."""
+    return blob_link_origin(settings().storage)
 
 
 # One asyncio Blob client per event loop: an aiohttp session must not outlive, or leave, the

@@ -9,7 +9,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 import wiring
-from http_api import batches, handlers, uploads
+from http_api import batches, client_timings, handlers, uploads, web_page
 from http_api.durable_jobs import DurableJobs
 from http_api.errors import answer_for
 from rules.settings import AppSettings
@@ -64,6 +64,14 @@ async def cancel_image_job(
     return await answer(handlers.cancel_job, req, client)
 
 
+@bp.route(route="images/{id}/client-timings", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def report_client_timings(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await answer(client_timings.report, req, client)
+
+
 @bp.route(route="routes", methods=["GET"])
 @bp.durable_client_input(client_name="client")
 async def list_routes(
@@ -100,6 +108,16 @@ async def cancel_batch(
 async def create_upload(req: func.HttpRequest) -> func.HttpResponse:
     try:
         return await uploads.create_upload(req, wiring.settings(), await wiring.edge_store())
+    except Exception as exc:
+        return answer_for(exc)
+
+
+# The web page and its files: anonymous, since it holds nothing secret and a key in the page's
+# URL would end up in history and logs; it asks for the key and sends it with each API call.
+@bp.route(route="ui/{file?}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def serve_web_page(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        return web_page.serve(req, wiring.link_origin())
     except Exception as exc:
         return answer_for(exc)
 

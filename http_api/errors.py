@@ -10,6 +10,7 @@
         ├── NoSuchRoute                   404: a path the API does not have
         ├── MethodNotAllowed              405 + Allow: a path of the API, another method
         ├── KeyConflict                   409: an Idempotency-Key reused for another body
+        ├── JobNotEnded                   409: a client's timings for a job without metadata.json
         ├── UnsupportedMediaType          415: a body declared as neither JSON nor multipart
         ├── StoreUnavailable              503 + Retry-After: the job store or Blob failed
         └── NoFreeJobId                   500: every generation under an id base is taken
@@ -100,6 +101,14 @@ class KeyConflict(EdgeError):
         super().__init__("the Idempotency-Key was used for a different request", job_id=job_id)
 
 
+class JobNotEnded(EdgeError):
+    """The caller's job has no metadata.json yet (it is running, or its record could not be
+    written): a client's timings have nowhere to go."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__("the job has not ended", job_id=job_id)
+
+
 class StoreUnavailable(EdgeError):
     """The durable job store or Blob answered with an error or not at all: whether the job
     exists cannot be told, so nothing is guessed (guessing "absent" could start a second job)."""
@@ -175,6 +184,14 @@ def answer_for(exc: BaseException) -> func.HttpResponse:
                 "idempotency_key_reused",
                 "this Idempotency-Key was used for a different request",
                 "Idempotency-Key",
+            )
+        case JobNotEnded():
+            return error_answer(
+                409,
+                "job_not_ended",
+                f"job {exc.job_id} has no metadata.json: it is still running, or its record "
+                "could not be written",
+                "id",
             )
         case StoreUnavailable():
             log.error("the job store failed (job %s): %s", exc.job_id, exc.message)

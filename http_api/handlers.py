@@ -429,6 +429,8 @@ ROUTES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
     (re.compile(r"images/?"), ("GET", "POST")),
     (re.compile(r"images/[^/]+/?"), ("GET",)),
     (re.compile(r"images/[^/]+/cancel/?"), ("POST",)),
+    (re.compile(r"images/[^/]+/client-timings/?"), ("POST",)),
+    (re.compile(r"ui(/[^/]*)?"), ("GET",)),
     (re.compile(r"uploads/?"), ("POST",)),
     (re.compile(r"routes/?"), ("GET",)),
     (re.compile(r"batches/?"), ("POST",)),

@@ -13,8 +13,15 @@ import contextlib
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.storage.blob import (
     BlobSasPermissions,
     BlobServiceClient,
@@ -264,6 +271,48 @@ class AzureBlobAsyncStore:
         except ResourceExistsError:
             return False
         return True
+
+    async def get_versioned(self, *, name: str) -> tuple[bytes, str] | None:
+        try:
+            downloader = await self._container.download_blob(name)
+            data: bytes = await downloader.readall()
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) != BLOB_NOT_FOUND:  # a container: an error
+                raise
+            return None
+        return data, str(downloader.properties.etag)
+
+    async def put_if_unchanged(
+        self, *, name: str, data: bytes, content_type: str, etag: str
+    ) -> bool:
+        try:
+            await self._container.upload_blob(
+                name,
+                data,
+                overwrite=True,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+                content_settings=ContentSettings(content_type=content_type),
+            )
+        except ResourceModifiedError:  # 412: written (or deleted) by someone else since
+            return False
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                return False
+            raise
+        return True
+
+
+def blob_link_origin(settings: StorageSettings) -> str:
+    """``scheme://host[:port]`` of the links the store hands out (its account's blob
+    endpoint), without a network call: what a web page must allow images from."""
+    if settings.connection_string:
+        url = BlobServiceClient.from_connection_string(settings.connection_string).url
+    else:
+        assert settings.account_url  # AppSettings.from_env guarantees one of the two
+        url = settings.account_url
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 class AzureBlobBatchStore:

@@ -72,6 +72,18 @@ class AsyncImageStore(Protocol):
         expires after ``ttl_s`` seconds; may block as read_link does."""
         ...
 
+    async def get_versioned(self, *, name: str) -> tuple[bytes, str] | None:
+        """The blob's bytes and its ETag (for ``put_if_unchanged``), None when it does not
+        exist."""
+        ...
+
+    async def put_if_unchanged(
+        self, *, name: str, data: bytes, content_type: str, etag: str
+    ) -> bool:
+        """Overwrite the blob only if its ETag is still ``etag`` (one round trip, the service
+        checks it): False when it changed, or went, since it was read."""
+        ...
+
 
 class BlobTooLarge(Exception):
     """A blob read with a bound has more bytes than the bound."""

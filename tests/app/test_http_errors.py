@@ -12,6 +12,7 @@ from azure.core.exceptions import ServiceRequestError
 from http_api.errors import (
     BatchNotFound,
     IdentityRequired,
+    JobNotEnded,
     JobNotFound,
     KeyConflict,
     MethodNotAllowed,
@@ -32,6 +33,7 @@ CASES: list[tuple[BaseException, int, str, str]] = [
     (BatchNotFound("bat-1"), 404, "not_found", "id"),
     (ManifestInvalid("manifest", "empty", "no line"), 400, "empty", "manifest"),
     (KeyConflict("img-1"), 409, "idempotency_key_reused", "Idempotency-Key"),
+    (JobNotEnded("img-1"), 409, "job_not_ended", "id"),
     (IdentityRequired(), 403, "identity_required", "x-ms-client-principal-id"),
     (NoSuchRoute("nope"), 404, "no_such_route", "path"),
     (MethodNotAllowed("PUT", ("POST",)), 405, "method_not_allowed", "method"),

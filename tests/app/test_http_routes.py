@@ -48,10 +48,12 @@ def test_every_route_of_the_api_is_there():
         "images",
         "images/{id}",
         "images/{id}/cancel",
+        "images/{id}/client-timings",
         "routes",
         "batches",
         "batches/{id}",
         "batches/{id}/cancel",
         "uploads",
+        "ui/{file?}",
         "{*path}",
     }

@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"simulator:       {stack.simulator_url}  (time scale {stack.time_scale:g})")
         print(f"scenario:        {stack.scenario.name}: {stack.scenario.summary}")
         print(f"functions:       {stack.devhost_url}/api/images")
+        print(f"web page:        {stack.devhost_url}/api/ui  (paste the function key there)")
         print(f"function key:    {stack.function_key}")
         print(f"logs:            {stack.log_dir}")
         print("Ctrl-C stops everything.", flush=True)
