@@ -9,7 +9,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 import wiring
-from http_api import batches, handlers, uploads
+from http_api import batches, handlers, uploads, webhooks
 from http_api.durable_jobs import DurableJobs
 from http_api.errors import answer_for
 from rules.settings import AppSettings
@@ -100,6 +100,14 @@ async def cancel_batch(
 async def create_upload(req: func.HttpRequest) -> func.HttpResponse:
     try:
         return await uploads.create_upload(req, wiring.settings(), await wiring.edge_store())
+    except Exception as exc:
+        return answer_for(exc)
+
+
+@bp.route(route="webhook-secret", methods=["GET"])
+async def get_webhook_secret(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        return await webhooks.webhook_secret(req, wiring.settings())
     except Exception as exc:
         return answer_for(exc)
 

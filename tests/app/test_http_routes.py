@@ -53,5 +53,6 @@ def test_every_route_of_the_api_is_there():
         "batches/{id}",
         "batches/{id}/cancel",
         "uploads",
+        "webhook-secret",
         "{*path}",
     }
