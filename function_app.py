@@ -10,12 +10,14 @@ from orchestrators.batch_intake import bp as batch_intake
 from orchestrators.image_batch import bp as batches
 from orchestrators.image_job import bp as orchestrators
 from orchestrators.route_entity import bp as route_entities
+from orchestrators.webhook_delivery import bp as webhook_deliveries
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(orchestrators)
 app.register_functions(batches)
 app.register_functions(batch_intake)
 app.register_functions(route_entities)
+app.register_functions(webhook_deliveries)
 app.register_functions(activities)
 app.register_functions(jobs_api)
 

@@ -9,14 +9,19 @@ import azure.durable_functions as df
 import httpx
 
 import wiring
-from activities import batch_api, batch_items
+from activities import batch_api, batch_items, webhooks
 from activities.attempt import Seams, run_attempt
 from activities.finish import finish_job as finish
 from orchestrators.batch_api_flow import API_CANCEL, API_COLLECT, API_POLL, API_SUBMIT
 from orchestrators.image_batch import READ_WAVE, REPORT, RESULTS, SPLIT
 from orchestrators.image_job import FINISH, GENERATE
+from orchestrators.webhook_delivery import DELIVER as DELIVER_WEBHOOK
+from orchestrators.webhook_delivery import ORCHESTRATOR as WEBHOOK_ORCHESTRATOR
+from orchestrators.webhook_delivery import START as START_WEBHOOK
+from orchestrators.webhook_delivery import delivery_instance_id
 from rules.batch_records import BatchInput, WaveItem
 from rules.job_records import AttemptInput, FinishInput, Outcome
+from rules.webhooks import WebhookDelivery
 
 bp = df.Blueprint()
 
@@ -37,6 +42,31 @@ async def generate_image(job: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="job", activity=FINISH)
 def finish_job(job: dict[str, Any]) -> dict[str, Any]:
     return finish(FinishInput.from_json(job), wiring.settings(), wiring.store())
+
+
+@bp.activity_trigger(input_name="delivery", activity=START_WEBHOOK)
+@bp.durable_client_input(client_name="client")
+async def start_webhook_delivery(
+    delivery: dict[str, Any], client: df.DurableOrchestrationClient
+) -> dict[str, Any]:
+    """Start the event's delivery orchestration once: a re-run of this activity (they run at
+    least once) finds it started, and never starts it again (the host would overwrite a
+    finished instance, delivering the event anew)."""
+    job_id = WebhookDelivery.from_json(delivery).job_id
+    instance = delivery_instance_id(job_id)
+    status = await client.get_status(instance)
+    if status and status.runtime_status is not None:
+        return {"instance": instance, "started": False}
+    await client.start_new(WEBHOOK_ORCHESTRATOR, instance, delivery)
+    return {"instance": instance, "started": True}
+
+
+@bp.activity_trigger(input_name="delivery", activity=DELIVER_WEBHOOK)
+def deliver_webhook(delivery: dict[str, Any]) -> dict[str, Any]:
+    hooks = wiring.settings().webhooks
+    with webhooks.webhook_client(hooks, wiring.ssl_context()) as client:
+        seams = webhooks.Seams(client=client, store=wiring.store())
+        return webhooks.deliver(WebhookDelivery.from_json(delivery), hooks, seams).to_json()
 
 
 @bp.activity_trigger(input_name="batch", activity=SPLIT)

@@ -9,7 +9,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 import wiring
-from http_api import batches, client_timings, handlers, uploads, web_page
+from http_api import batches, client_timings, handlers, uploads, web_page, webhooks
 from http_api.durable_jobs import DurableJobs
 from http_api.errors import answer_for
 from rules.settings import AppSettings
@@ -118,6 +118,14 @@ async def create_upload(req: func.HttpRequest) -> func.HttpResponse:
 async def serve_web_page(req: func.HttpRequest) -> func.HttpResponse:
     try:
         return web_page.serve(req, wiring.link_origin())
+    except Exception as exc:
+        return answer_for(exc)
+
+
+@bp.route(route="webhook-secret", methods=["GET"])
+async def get_webhook_secret(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        return await webhooks.webhook_secret(req, wiring.settings())
     except Exception as exc:
         return answer_for(exc)
 

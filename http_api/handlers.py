@@ -47,6 +47,7 @@ from http_api.status_view import (
     retry_after_s,
     status_answer,
 )
+from http_api.webhooks import deliveries
 from orchestrators.image_job import CANCEL_EVENT, ORCHESTRATOR
 from rules import route_model
 from rules.dedup import caller_digest, check_key, fingerprint, is_job_id, job_id_for
@@ -59,6 +60,7 @@ from rules.send_plan import FIRST_PARTIAL_FRACTION, plans
 from rules.settings import AppSettings
 from rules.status import RUNNING_STATUSES
 from rules.timing import epoch_iso, epoch_ms, iso_utc
+from rules.webhooks import WebhookTarget, parse_webhook_url
 from storage.protocol import (
     JSON,
     AsyncImageStore,
@@ -99,13 +101,14 @@ async def start_job(
         _check_content_type(req)
         body = _json_body(req)
     request = parse_job_request(body, settings)
+    webhook_url = parse_webhook_url(body, settings.webhooks)
     raw_key = req.headers.get("idempotency-key")
     key = check_key(raw_key) if raw_key is not None else None
     caller = caller_of(req, settings)
     if isinstance(body, dict):  # an edit: its inputs checked and stored, the request by hash
         digest = caller_digest(settings.job_id_secret, caller)
         request = await with_inputs(request, body, parts, settings, store, digest)
-    request_fingerprint = fingerprint(request)
+    request_fingerprint = fingerprint(request, webhook_url)
     planned = plans(request, settings)
     job = JobInput(
         request=request,
@@ -118,6 +121,7 @@ async def start_job(
         created_at=iso_utc(now()),
         priority=parse_priority(body),
         failover=parse_failover(body),
+        webhook=_webhook_target(req, webhook_url, settings),
     )
     ids = JobIds(
         jobs,
@@ -158,6 +162,18 @@ async def start_job(
     return json_answer(answer, 202, headers=headers)
 
 
+def _webhook_target(
+    req: func.HttpRequest, url: str | None, settings: AppSettings
+) -> WebhookTarget | None:
+    """The job's webhook, with the base of the status URL the event carries: built as
+    ``statusUrl`` is, but never with ``?code=`` (a function key does not travel to a webhook)."""
+    if url is None:
+        return None
+    keyless = func.HttpRequest(method=req.method, url=str(req.url), body=b"", params={})
+    images = status_url(keyless, "x", settings.public_base_url).removesuffix("/x")
+    return WebhookTarget(url=url, status_base=images)
+
+
 async def get_job(
     req: func.HttpRequest,
     jobs: DurableJobs,
@@ -188,6 +204,12 @@ async def get_job(
     else:  # a user-delegation key may need fetching (a network call): off the event loop
         answer = await asyncio.to_thread(status_answer, view, link, include_prompt=include_prompt)
     running = JobState(answer["state"]) not in TERMINAL_STATES
+    job = view.instance.job
+    answer["webhooks"] = None  # no webhook; else its deliveries, once the job has ended
+    if job.webhook is not None:
+        async with asyncio.timeout(STATUS_READ_S):
+            over = view.instance.output is not None
+            answer["webhooks"] = await deliveries(store, job_id, job.created_at) if over else []
     wait = retry_after_s(view, now(), default_s=settings.status_retry_after_s)
     headers = {"Retry-After": str(wait)} if running else {}
     return json_answer(answer, 202 if running else 200, headers=headers)
@@ -436,6 +458,7 @@ ROUTES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
     (re.compile(r"batches/?"), ("POST",)),
     (re.compile(r"batches/[^/]+/?"), ("GET",)),
     (re.compile(r"batches/[^/]+/cancel/?"), ("POST",)),
+    (re.compile(r"webhook-secret/?"), ("GET",)),
 )
 
 

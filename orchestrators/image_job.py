@@ -15,6 +15,9 @@ Cancel arrives as the external event ``cancel`` (the HTTP endpoint also leaves a
 which the running activity watches so that it closes its stream). A cancel while waiting ends the
 job at once; a cancel while an attempt runs waits for that attempt to stop, so an image that was
 already stored is reported (saved), never left behind as an orphan.
+
+A job with a webhook hands its end's event to a delivery orchestration of its own once
+metadata.json is written (orchestrators.webhook_delivery), and completes without waiting for it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import wiring
 from orchestrators.route_calls import admission as admission_for
 from orchestrators.route_calls import attempt_report, attempt_shape_of
 from orchestrators.route_entity import REPORT, SUMMARY, route_entity_id
+from orchestrators.webhook_delivery import START as START_DELIVERY
 from rules.failover import failover_target, healthier, moved
 from rules.job_records import (
     AttemptInput,
@@ -48,6 +52,8 @@ from rules.retry import Decision, decide, failure_category
 from rules.route_records import RouteSummary
 from rules.send_plan import plans, silence_kill
 from rules.timing import epoch_iso, iso_utc
+from rules.webhook_events import job_event
+from rules.webhooks import WebhookDelivery
 from storage.protocol import metadata_name
 
 bp = df.Blueprint()
@@ -231,6 +237,15 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
         outcome = replace(
             outcome, metadata_blob=None, metadata_error="metadata.json could not be written"
         )
+    if job.webhook is not None:
+        # Started apart (orchestrators.webhook_delivery): the job ends now, its event is
+        # delivered and retried on its own; a start that fails still leaves the outcome.
+        event = job_event(job_id, outcome, job.webhook, context.current_utc_datetime)
+        delivery = WebhookDelivery(job_id, job.created_at, job.caller, job.webhook, event)
+        with contextlib.suppress(Exception):
+            yield context.call_activity_with_retry(
+                START_DELIVERY, FINISH_RETRY, delivery.to_json(), expected_type=dict
+            )
     return outcome.to_json()
 
 

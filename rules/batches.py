@@ -211,6 +211,12 @@ def _item(number: int, line: str, settings: AppSettings, route: str | None) -> B
             raise _LineRefused(
                 LineError(number, custom_id, field, "unsupported", "a batch takes no edits")
             )
+    if "webhookUrl" in body:  # a start's field (rules.webhooks): a batch has its report
+        raise _LineRefused(
+            LineError(
+                number, custom_id, "webhookUrl", "unsupported", "a batch item takes no webhook"
+            )
+        )
     try:
         request = parse_job_request(body, settings)
         failover = parse_failover(body)

@@ -30,10 +30,14 @@ MAX_KEY_CHARS = 255
 JOB_ID = re.compile(r"img-[0-9a-f]{24}-[1-9][0-9]{0,8}")
 
 
-def fingerprint(request: ImageJobRequest) -> str:
+def fingerprint(request: ImageJobRequest, webhook_url: str | None = None) -> str:
     """A digest of everything the request asks for, prompt included (the digest, not the text,
-    is what is kept)."""
+    is what is kept), and of its webhook URL when it has one: the same key with another
+    ``webhookUrl`` is another body (409), not a replay that would drop the new URL. Without a
+    webhook the digest is what it always was, so job ids do not change."""
     canonical = json.dumps(request.to_json(), sort_keys=True, separators=(",", ":"))
+    if webhook_url is not None:
+        canonical += "\nwebhook\n" + webhook_url
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -27,6 +27,7 @@ from rules.request import ImageJobRequest
 from rules.retry import Decision, RetryPolicy
 from rules.route_records import Priority
 from rules.send_plan import SendPlan
+from rules.webhooks import WebhookTarget
 
 SCHEMA_VERSION = 1
 # Version 2 of the records that carry the request (JobInput, AttemptInput, FinishInput) added an
@@ -34,6 +35,12 @@ SCHEMA_VERSION = 1
 # previous deployment reads as before; an edit's is version 2, which that deployment refuses
 # (RecordUnreadable) instead of running the edit as a generation without its images.
 REQUEST_SCHEMA_VERSION = 2
+
+
+# Version 3 of JobInput added the job's webhook (rules.webhooks): only a job with one is written
+# as version 3, which the previous deployment refuses instead of running the job without telling
+# the receiver that waits for it.
+JOB_INPUT_SCHEMA_VERSION = 3
 
 
 def request_version(request: ImageJobRequest) -> int:
@@ -86,10 +93,12 @@ class JobInput:
     # The batch the job is an item of (rules.batches), None for a job of its own: a cancel of
     # the batch reaches it through the batch's cancel marker and its route's governor.
     batch_id: str | None = None
+    # Where the job's end is posted (rules.webhooks), None for no webhook.
+    webhook: WebhookTarget | None = None
 
     def to_json(self) -> dict[str, Any]:
         gateway, read_idle = self.send_after_gateway_kill, self.send_after_read_idle
-        return {
+        data: dict[str, Any] = {
             "priority": self.priority.value,
             "failover": self.failover,
             "batch_id": self.batch_id,
@@ -103,14 +112,18 @@ class JobInput:
             "fingerprint": self.fingerprint,
             "created_at": self.created_at,
         }
+        if self.webhook is not None:  # without one, written exactly as before
+            data.update(v=JOB_INPUT_SCHEMA_VERSION, webhook=self.webhook.to_json())
+        return data
 
     @classmethod
     @reading("job input")
     def from_json(cls, value: object) -> JobInput:
         """Version 0 had the same fields without ``v`` and the resend shapes."""
         data = as_object(value, "job input")
-        checked_version(data, "job input", REQUEST_SCHEMA_VERSION)
+        checked_version(data, "job input", JOB_INPUT_SCHEMA_VERSION)
         gateway, read_idle = data.get("send_after_gateway_kill"), data.get("send_after_read_idle")
+        webhook = data.get("webhook")
         return cls(
             request=ImageJobRequest.from_json(required(data, "request", "job input")),
             send=SendPlan.from_json(required(data, "send", "job input")),
@@ -123,6 +136,7 @@ class JobInput:
             priority=Priority(data.get("priority", Priority.INTERACTIVE.value)),
             failover=bool(data.get("failover", True)),
             batch_id=data.get("batch_id"),
+            webhook=WebhookTarget.from_json(webhook) if webhook else None,
         )
 
 

@@ -38,6 +38,8 @@ FIELDS = (
     # An edit's input images and mask (rules.inputs): resolved by the starter, not here.
     "images",
     "mask",
+    # Where the job's end is posted (rules.webhooks): a job lever, not sent upstream.
+    "webhookUrl",
 )
 _SIZE = re.compile(r"^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})$")
 

@@ -23,6 +23,7 @@ from rules.errors import SettingsInvalid
 from rules.models import MODELS, ROUTE_OWNERS
 from rules.pacing import Pace
 from rules.retry import RetryPolicy
+from rules.webhooks import WebhookSettings
 
 RouteOwner = Literal["openai", "azure", "gateway"]
 RouteAuth = Literal["key", "entra", "none"]
@@ -194,6 +195,8 @@ class AppSettings:
     # jobs; off, the list is for callers with an identity of their own (Easy Auth).
     shared_caller_may_list: bool = False
     batches: BatchSettings = field(default_factory=lambda: BatchSettings())
+    # Webhook deliveries (rules.webhooks): off without IMAGE_WEBHOOK_SECRET.
+    webhooks: WebhookSettings = field(default_factory=lambda: WebhookSettings())
 
     def pace(self, name: str) -> Pace:
         """The route's limits for its governor, in the route's time (a minute is 60 s, or
@@ -304,6 +307,7 @@ class AppSettings:
                 )
                 / scale,
             ),
+            webhooks=WebhookSettings.from_env(env, scale),
         )
         check_silence(settings)
         return settings

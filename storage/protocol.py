@@ -135,6 +135,12 @@ def metadata_name(job_id: str) -> str:
     return f"{job_id}/metadata.json"
 
 
+def webhooks_name(job_id: str) -> str:
+    """``{id}/webhooks.json``: the deliveries of the job's webhook events, rewritten after each
+    attempt (rules.webhooks.WebhookLog); they go on after metadata.json is written."""
+    return f"{job_id}/webhooks.json"
+
+
 def input_name(sha256: str, image_format: str) -> str:
     """``inputs/{sha256}.{ext}``: an edit's input image, stored once by its content hash and
     shared by every job that uses it."""

@@ -55,5 +55,6 @@ def test_every_route_of_the_api_is_there():
         "batches/{id}/cancel",
         "uploads",
         "ui/{file?}",
+        "webhook-secret",
         "{*path}",
     }

@@ -47,6 +47,7 @@ def test_every_valid_line_runs_and_every_bad_line_says_why():
             line("c", quality="high", route="openai"),
             line("d", images=[{"upload": "x"}]),
             line("e", colour="red"),
+            line("f", webhookUrl="https://hooks.example.com/in"),
         ),
         SETTINGS,
     )
@@ -60,8 +61,9 @@ def test_every_valid_line_runs_and_every_bad_line_says_why():
         (5, "custom_id", "duplicate"),
         (7, "images", "unsupported"),
         (8, "colour", "unknown_field"),
+        (9, "webhookUrl", "unsupported"),
     }
-    assert manifest.lines == 8
+    assert manifest.lines == 9
     # No prompt text in any error.
     assert "a cat" not in json.dumps([e.to_json() for e in manifest.errors])
 

@@ -10,6 +10,7 @@ import pytest
 
 from rules.inputs import InputRef
 from rules.job_records import (
+    JOB_INPUT_SCHEMA_VERSION,
     REQUEST_SCHEMA_VERSION,
     AttemptInput,
     AttemptRecord,
@@ -38,6 +39,7 @@ from rules.records import RecordUnreadable
 from rules.request import ImageJobRequest
 from rules.retry import Decision, RetryPolicy
 from rules.send_plan import SendPlan
+from rules.webhooks import WebhookTarget
 
 REQUEST = ImageJobRequest(
     prompt="a red apple",
@@ -162,7 +164,7 @@ def test_every_stored_record_carries_its_schema_version(kind):
 def test_a_newer_version_is_refused_not_guessed(kind):
     record = next(r for r in RECORDS if type(r) is kind)
     with pytest.raises(RecordUnreadable, match="newer"):
-        kind.from_json({**record.to_json(), "v": REQUEST_SCHEMA_VERSION + 1})
+        kind.from_json({**record.to_json(), "v": JOB_INPUT_SCHEMA_VERSION + 1})
 
 
 @pytest.mark.parametrize("kind", [JobInput, AttemptInput, FinishInput], ids=lambda k: k.__name__)
@@ -176,6 +178,28 @@ def test_an_edit_is_version_2_which_the_previous_deployment_refuses(kind):
 
     with pytest.raises(RecordUnreadable, match="newer"):
         records.checked_version(data, kind.__name__, 1)
+
+
+def test_a_job_with_a_webhook_is_version_3_which_the_previous_deployment_refuses():
+    """An older worker refuses the job (its newest is 2) instead of running it without telling
+    the receiver; a job without a webhook is written exactly as before."""
+    plain = JobInput(REQUEST, SEND, RetryPolicy(max_attempts=3), "digest", "fingerprint", CREATED)
+    assert "webhook" not in plain.to_json()
+    assert plain.to_json()["v"] == 1
+    target = WebhookTarget(
+        "https://hooks.example.com/in?token=t", "https://svc.example.com/api/images"
+    )
+    hooked = JobInput(
+        EDIT, SEND, RetryPolicy(max_attempts=3), "digest", "fingerprint", CREATED, webhook=target
+    )
+    data = hooked.to_json()
+    assert data["v"] == JOB_INPUT_SCHEMA_VERSION == 3
+    assert JobInput.from_json(json.loads(json.dumps(data))) == hooked
+    assert "token=t" not in repr(hooked)  # the URL may carry a token: never in a repr
+    from rules import records
+
+    with pytest.raises(RecordUnreadable, match="newer"):
+        records.checked_version(data, "job input", REQUEST_SCHEMA_VERSION)
 
 
 def test_an_edit_request_keeps_hashes_and_a_generation_keeps_its_old_layout():

@@ -48,6 +48,7 @@ class ExitCode(IntEnum):
 
     OK = 0
     JOB_FAILED = 1  # the job ended failed
+    NOT_VERIFIED = 1  # verify-webhook: the signature does not verify
     USAGE = 2  # click's own: an unknown option, a missing argument
     JOB_CANCELLED = 3  # the job ended cancelled
     AUTH = 4  # 401/403: the function key is missing or wrong

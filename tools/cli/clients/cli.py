@@ -1,7 +1,8 @@
 """The image job CLI: ``python -m clients.cli generate --prompt "a red apple" --wait``.
 
 Commands: ``generate`` (start a job; with ``--wait`` follow it to the end), ``status ID``,
-``wait ID`` (follow a job already started) and ``cancel ID``. The function key comes from
+``wait ID`` (follow a job already started), ``cancel ID`` and ``verify-webhook`` (check a
+webhook delivery's signature, offline). The function key comes from
 ``--key`` or ``IMAGEJOBS_KEY`` and is never printed; the service from ``--url`` or
 ``IMAGEJOBS_URL``. Every failure is one line on stderr saying what to do, with an exit code of
 its class (``clients.api.ExitCode``); none is a traceback. ``main(argv) -> int`` is the entry
@@ -48,14 +49,16 @@ from clients.render import (
     seconds,
     waterfall_table,
 )
+from clients.verify import UnreadableInput, parse_headers, verify
 
 PROG = f"{python_command()} -m clients.cli"
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp"}
 
 EXIT_CODES_HELP = """\b
 Exit codes:
-  0    done (generate --wait / wait: the job is saved and its images written)
-  1    the job ended failed
+  0    done (generate --wait / wait: the job is saved and its images written;
+       verify-webhook: the signature verifies)
+  1    the job ended failed (verify-webhook: the signature does not verify)
   2    a wrong option or argument
   3    the job ended cancelled
   4    the function key is missing or wrong (HTTP 401/403)
@@ -273,6 +276,11 @@ def cli(ctx: click.Context, url: str, key: str | None, http_timeout: float) -> N
     help="Sent as Idempotency-Key: the same key returns the same job, never a second one.",
 )
 @click.option(
+    "--webhook-url",
+    metavar="URL",
+    help="Where the service POSTs the job's end (signed; check one with verify-webhook).",
+)
+@click.option(
     "--wait/--no-wait",
     default=False,
     show_default=True,
@@ -290,10 +298,13 @@ def generate(ctx: click.Context, /, **kwargs: Any) -> int:
     settings = _settings(ctx, kwargs.pop("command_url"), kwargs.pop("command_key"))
     wait = kwargs.pop("wait")
     idempotency_key = kwargs.pop("idempotency_key")
+    webhook_url = kwargs.pop("webhook_url")
     options = _follow_options_from(kwargs)
     if not wait and (options.out or options.out_dir or options.previews_dir):
         raise click.UsageError("--out, --out-dir and --previews-dir need --wait")
     request = {name: value for name, value in kwargs.items() if value is not None}
+    if webhook_url is not None:
+        request["webhookUrl"] = webhook_url
     screen = _screen(settings.runtime, as_json=options.as_json)
     started = settings.runtime.monotonic()
     with settings.client() as client:
@@ -414,6 +425,86 @@ def cancel(
     screen.line(f"job {job_id}: {state}{note}")
     screen.line(f"follow it to the end: {settings.command('wait', job_id)}")
     return ExitCode.OK
+
+
+@cli.command("verify-webhook")
+@click.option(
+    "--payload",
+    "payload_file",
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+    required=True,
+    metavar="FILE",
+    help="The request body exactly as received (`-`: standard input).",
+)
+@click.option(
+    "--headers",
+    "headers_file",
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+    metavar="FILE",
+    help="The request's headers: a JSON object or `Name: value` lines (`-`: standard input).",
+)
+@click.option("--id", "webhook_id", metavar="ID", help="The webhook-id header (or in --headers).")
+@click.option("--timestamp", metavar="SECONDS", help="The webhook-timestamp header.")
+@click.option("--signature", metavar="SIG", help="The webhook-signature header.")
+@click.option(
+    "--secret",
+    envvar="IMAGEJOBS_WEBHOOK_SECRET",
+    show_envvar=True,
+    required=True,
+    metavar="WHSEC",
+    help="The caller's secret (whsec_..., from GET /api/webhook-secret); never printed. "
+    "Prefer the environment variable: a command line shows in `ps`.",
+)
+@click.option(
+    "--any-age",
+    is_flag=True,
+    help="Check the signature only: a delivery captured more than 5 minutes ago is otherwise "
+    "refused as a possible replay.",
+)
+@click.pass_context
+def verify_webhook(
+    ctx: click.Context,
+    /,
+    payload_file: str,
+    headers_file: str | None,
+    webhook_id: str | None,
+    timestamp: str | None,
+    signature: str | None,
+    secret: str,
+    any_age: bool,
+) -> int:
+    """Check a webhook delivery's Standard Webhooks signature: exit 0 when it verifies, 1 when
+    it does not. Nothing is sent anywhere."""
+    settings = ctx.obj
+    assert isinstance(settings, Settings)
+    screen = Screen(settings.runtime.out, settings.runtime.err)
+    if payload_file == "-" and headers_file == "-":
+        raise click.UsageError("--payload and --headers cannot both be standard input")
+    try:
+        headers = parse_headers(_read(headers_file).decode()) if headers_file else {}
+        given = {"webhook-id": webhook_id, "webhook-timestamp": timestamp}
+        given["webhook-signature"] = signature
+        headers.update({name: value for name, value in given.items() if value is not None})
+        verdict = verify(_read(payload_file), headers, secret, any_age=any_age)
+    except UnreadableInput as unreadable:
+        raise click.UsageError(str(unreadable)) from None
+    if not verdict.ok:
+        screen.error(
+            f"{verdict.message}; the payload may not be the service's", label="not verified"
+        )
+        return ExitCode.NOT_VERIFIED
+    settings.runtime.out.print(Text(f"verified: {verdict.message}"), soft_wrap=True)
+    return ExitCode.OK
+
+
+def _read(path: str) -> bytes:
+    """A file's bytes exactly as they are (a signature covers every byte); ``-``: stdin."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise click.UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _screen(runtime: Runtime, *, as_json: bool) -> Screen:

@@ -8,7 +8,8 @@ same object raises "does not have a unique function name"). Each function lands 
   `durableClient` binding if any;
 - orchestrators: name -> the SDK's `Orchestrator.create(fn)` handle (the engine replays it);
 - activities: name -> an `ActivityInvoker` that decodes the input and encodes the result with the
-  SDK's own `ActivityTriggerConverter`, running sync code in a thread pool as the worker does;
+  SDK's own `ActivityTriggerConverter`, running sync code in a thread pool as the worker does,
+  with the `durableClient` binding if any (the host supplies the client JSON: `client_json`);
 - entities: lowercased entity name -> the SDK's `Entity.create(fn)` handle (entities.py runs it);
 - timer functions: schedule, run_on_startup, use_monitor;
 - everything else (queue/blob/event triggers, functions with bindings devhost cannot
@@ -61,6 +62,9 @@ OrchestratorHandle = Callable[[str], str]
 # Bindings a function may carry besides its trigger, per trigger type, for devhost to host it.
 _HTTP_EXTRAS = {"http", "durableClient"}
 _TIMER_EXTRAS = {"durableClient"}
+# An activity may start or signal other instances through a client binding (the extension
+# binds `durableClient` in any function); orchestrators and entities take none.
+_ACTIVITY_EXTRAS = {"durableClient"}
 _DURABLE_EXTRAS: set[str] = set()
 
 
@@ -176,7 +180,9 @@ class ActivityInvoker:
     """Runs one activity function: input JSON text -> output JSON text (raises on failure).
 
     The converter calls are the worker's own: `ActivityTriggerConverter.decode` (a JSON payload
-    that is not JSON falls back to the raw string) and `.encode(result).value`.
+    that is not JSON falls back to the raw string) and `.encode(result).value`. An activity with
+    a `durableClient` binding gets the binding's JSON from `client_json`, which the host sets
+    once its listeners are known (as the HTTP and timer functions get it).
     """
 
     def __init__(
@@ -188,8 +194,11 @@ class ActivityInvoker:
         executor: Executor | None = None,
         log: logging.Logger | None = None,
         directory: str = "",
+        client_arg: str | None = None,
     ) -> None:
         self.name = name
+        self.client_arg = client_arg
+        self.client_json: Callable[[], str] | None = None
         self._fn = user_function
         self._input_arg = input_arg
         self._executor = executor
@@ -203,6 +212,10 @@ class ActivityInvoker:
             meta.Datum(type="json", value=payload), trigger_metadata=None
         )
         kwargs: dict[str, Any] = {self._input_arg: value}
+        if self.client_arg:
+            if self.client_json is None:
+                raise RuntimeError(f"activity {self.name}: no durable client (the host is not up)")
+            kwargs[self.client_arg] = self.client_json()
         if self._wants_context:
             kwargs["context"] = InvocationContext(self.name, str(uuid.uuid4()), self._directory)
         result = await call_user_function(self._fn, kwargs, self._executor)
@@ -323,6 +336,7 @@ def index_functions(
                 not in {
                     "httpTrigger": _HTTP_EXTRAS,
                     "timerTrigger": _TIMER_EXTRAS,
+                    "activityTrigger": _ACTIVITY_EXTRAS,
                 }.get(kind, _DURABLE_EXTRAS)
             }
         )
@@ -363,7 +377,13 @@ def index_functions(
         elif kind == "activityTrigger":
             activity = getattr(trigger, "activity", None) or name
             index.activities[activity] = ActivityInvoker(
-                activity, user, trigger.name, executor=executor, log=logger, directory=directory
+                activity,
+                user,
+                trigger.name,
+                executor=executor,
+                log=logger,
+                directory=directory,
+                client_arg=_client_arg(extras),
             )
         elif kind == "timerTrigger":
             index.timers.append(

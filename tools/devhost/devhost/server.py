@@ -244,6 +244,9 @@ class DevHost:
             app_dir=str(self.app_dir),
             log=log,
         )
+        for invoker in index.activities.values():
+            if invoker.client_arg:
+                invoker.client_json = http_host.client_binding_json
         timers = TimerScheduler(
             http_host.run_timer,
             status_dir=self.state_dir / "timers" if self.state_dir else None,

@@ -41,6 +41,16 @@ def test_activity_chain_and_the_check_status_response(app):
     assert r.json()["output"] == ["Hello Tokyo!", "Hello Seattle!"]
 
 
+def test_an_activity_with_a_client_binding_starts_an_instance_of_its_own(app):
+    started = app.start("detach", {"instance": "detached-1", "cities": ["Lima"]})
+    done = app.wait(started["id"])
+    assert done["runtimeStatus"] == "Completed"
+    assert done["output"] == "detached-1"
+    detached = app.wait("detached-1")
+    assert detached["runtimeStatus"] == "Completed"
+    assert detached["output"] == ["Hello Lima!"]
+
+
 def test_history_is_rendered_as_the_host_renders_it(app):
     started = app.start("chain", ["Oslo"])
     app.wait(started["id"])

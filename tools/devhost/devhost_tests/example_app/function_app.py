@@ -311,6 +311,14 @@ def entity_calls(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def detach(context: df.DurableOrchestrationContext):
+    # Starts `chain` as an instance of its own through an activity's client, and ends without
+    # waiting for it (the fire-and-forget start the Python SDK has no action for).
+    started = yield context.call_activity("start_detached", context.get_input())
+    return started
+
+
+@app.orchestration_trigger(context_name="context")
 def calls_no_entity(context: df.DurableOrchestrationContext):
     value = yield context.call_entity(df.EntityId("NoSuchEntity", "k"), "get")
     return value
@@ -355,6 +363,12 @@ def say_hello(name: str) -> str:
 def always_fails(key: str) -> str:
     attempt = _count(key)
     raise ValueError(f"attempt {attempt} failed")
+
+
+@app.activity_trigger(input_name="spec")
+@app.durable_client_input(client_name="client")
+async def start_detached(spec: dict[str, Any], client: df.DurableOrchestrationClient) -> str:
+    return str(await client.start_new("chain", spec["instance"], spec["cities"]))
 
 
 @app.activity_trigger(input_name="key")
