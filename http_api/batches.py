@@ -17,6 +17,7 @@ import json
 import re
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import azure.functions as func
 
@@ -28,6 +29,7 @@ from http_api.errors import BatchNotFound, UnsupportedMediaType, blob_call
 from orchestrators.image_batch import BATCH_ORCHESTRATOR, CANCEL_EVENT
 from rules.batch_records import TERMINAL_BATCH_STATES, BatchInput, BatchState
 from rules.batches import (
+    OPTIONS,
     BatchMode,
     BatchOptions,
     BatchPlan,
@@ -69,8 +71,12 @@ def manifest_body(req: func.HttpRequest) -> bytes:
         ) from None
     if not isinstance(value, dict) or not isinstance(value.get("items"), list):
         raise RequestInvalid("items", "invalid_type", "a JSON body holds the lines as items")
+    # A misspelt option (``deadlne``) would otherwise be dropped, and the batch run without it.
+    unknown = sorted(set(value) - {"items", *OPTIONS})
+    if unknown:
+        raise RequestInvalid(unknown[0], "unknown_field", f"unknown field {unknown[0]!r}")
     lines = []
-    options = {k: value[k] for k in ("deadline", "route") if k in value}
+    options = {k: value[k] for k in OPTIONS if k in value}
     if options:
         lines.append(json.dumps({"batch": options}))
     lines += [json.dumps(item) for item in value["items"]]
@@ -92,7 +98,8 @@ def batch_url(req: func.HttpRequest, batch_id: str, public_base_url: str | None)
         base = path[: path.rindex("/batches") + len("/batches")] if "/batches" in path else path
     url = f"{base}/{batch_id}"
     code = req.params.get("code")
-    return f"{url}?code={code}" if code else url
+    # Encoded as status_url encodes it: the URL goes out in the Location header too.
+    return f"{url}?{urlencode({'code': code})}" if code else url
 
 
 def _plan_answer(plan: BatchPlan, manifest: Manifest | None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 import wiring
-from http_api import batches, client_timings, handlers, uploads, web_page, webhooks
+from http_api import batches, client_timings, handlers, openapi, uploads, web_page, webhooks
 from http_api.durable_jobs import DurableJobs
 from http_api.errors import answer_for
 from rules.settings import AppSettings
@@ -126,6 +126,16 @@ async def serve_web_page(req: func.HttpRequest) -> func.HttpResponse:
 async def get_webhook_secret(req: func.HttpRequest) -> func.HttpResponse:
     try:
         return await webhooks.webhook_secret(req, wiring.settings())
+    except Exception as exc:
+        return answer_for(exc)
+
+
+# Anonymous: the document names nothing of a deployment or a caller, and clients and tools
+# read it before they hold a key (http_api.openapi).
+@bp.route(route=openapi.ROUTE, methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        return await openapi.serve(req)
     except Exception as exc:
         return answer_for(exc)
 

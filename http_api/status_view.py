@@ -288,5 +288,9 @@ def ended_answer(ended: EndedJob, link: Callable[[str], str]) -> dict[str, Any]:
         "costEstimated": outcome.cost_estimated,
         "createdAt": None,
         "updatedAt": ended.finished_at,
+        # As for any ended job: the same fields as a live answer (docs/job-contract.md).
+        "queuePosition": None,
+        "queueReason": None,
+        "eta": None,
         "historyPurged": True,
     }

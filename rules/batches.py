@@ -25,7 +25,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -272,6 +272,12 @@ def parse_deadline(value: object) -> datetime | None:
         ) from None
     if moment.tzinfo is None:
         raise ManifestInvalid("deadline", "invalid_value", "deadline needs its offset, e.g. Z")
+    try:
+        moment.astimezone(UTC)  # 0001-01-01T00:00:00+01:00 is no moment in UTC
+    except OverflowError:
+        raise ManifestInvalid(
+            "deadline", "invalid_value", "deadline is out of range (years 1 to 9999 in UTC)"
+        ) from None
     return moment
 
 

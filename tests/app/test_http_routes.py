@@ -28,13 +28,18 @@ def _app() -> Any:
 
 
 @functools.cache  # the SDK indexes an app once: a second get_functions() call raises
-def _http_functions() -> dict[str, str]:
-    routes = {}
+def http_triggers() -> dict[str, Any]:
+    """Each HTTP function's trigger (route, methods, auth level), by function name."""
+    triggers = {}
     for function in _app().get_functions():
         trigger = function.get_trigger()
         if trigger is not None and trigger.get_binding_name() == "httpTrigger":
-            routes[function.get_function_name()] = trigger.route
-    return routes
+            triggers[function.get_function_name()] = trigger
+    return triggers
+
+
+def _http_functions() -> dict[str, str]:
+    return {name: trigger.route for name, trigger in http_triggers().items()}
 
 
 def test_the_catch_all_sorts_after_every_other_http_function():
@@ -56,5 +61,6 @@ def test_every_route_of_the_api_is_there():
         "uploads",
         "ui/{file?}",
         "webhook-secret",
+        "openapi.json",
         "{*path}",
     }

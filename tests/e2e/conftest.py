@@ -19,6 +19,8 @@ from localrun.stack import LocalStack
 from loopserver.testing import missing_service
 from rules.settings import StorageSettings
 
+from . import documented
+
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "a red apple on a white background, studio light"
 
@@ -50,6 +52,8 @@ class Api:
             base_url=stack.devhost_url,
             headers={"x-functions-key": stack.function_key},
             timeout=30.0,
+            # Every answer of a documented operation is held against the OpenAPI document.
+            event_hooks={"response": [documented.check]},
         )
         self.sim = httpx.Client(base_url=stack.simulator_url, timeout=30.0)
 
