@@ -429,6 +429,7 @@ ROUTES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
     (re.compile(r"images/?"), ("GET", "POST")),
     (re.compile(r"images/[^/]+/?"), ("GET",)),
     (re.compile(r"images/[^/]+/cancel/?"), ("POST",)),
+    (re.compile(r"images/[^/]+/evidence/?"), ("GET",)),
     (re.compile(r"uploads/?"), ("POST",)),
     (re.compile(r"routes/?"), ("GET",)),
     (re.compile(r"batches/?"), ("POST",)),

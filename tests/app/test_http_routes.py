@@ -48,6 +48,7 @@ def test_every_route_of_the_api_is_there():
         "images",
         "images/{id}",
         "images/{id}/cancel",
+        "images/{id}/evidence",
         "routes",
         "batches",
         "batches/{id}",
