@@ -284,11 +284,14 @@ class JobClient:
     ) -> Answer:
         code = response.status_code
         retry_after = retry_after_seconds(response.headers.get("retry-after"))
-        if code in (401, 403):
+        body = _json_object(response)
+        # The host refuses a key with an empty 401 (or 403); a 403 in the service's own error
+        # envelope is the service refusing the request (a list without an identity), not the key.
+        envelope = isinstance(body, dict) and isinstance(body.get("error"), dict)
+        if code == 401 or (code == 403 and not envelope):
             if not self._has_key:
                 raise AuthRefused(f"HTTP {code}: no function key was sent; {KEY_HINT}")
             raise AuthRefused(f"HTTP {code}: the service refused the function key; {KEY_HINT}")
-        body = _json_object(response)
         where = f"{method} {_path(url)}"
         if body is None:
             kind = response.headers.get("content-type") or "no content type"
@@ -343,6 +346,8 @@ def _envelope(code: int, error: dict[str, Any]) -> str:
 
 
 def _hint_for(code: int) -> str:
+    if code == 403:
+        return "; the service lists jobs only for a caller with an identity of its own"
     if code == 404:
         return "; check the job id (a job is found only with the key that started it)"
     if code == 409:
