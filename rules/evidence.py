@@ -29,7 +29,7 @@ import ipaddress
 import json
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,6 +48,8 @@ EVIDENCE_VERSION = 1
 # keeps the two equal).
 SERVICE_VERSION = "0.1.0"
 IP_MARK = "[ip]"
+# Upstream text made fit for the packet: redacted with the job's secrets, then sanitized.
+Cleaner = Callable[[str | None], str | None]
 HOST_PLACEHOLDER = "ROUTE_HOST"
 PROMPT_PLACEHOLDER = "PROMPT"
 KEY_PLACEHOLDER = "$IMAGE_ROUTE_KEY"
@@ -747,7 +749,7 @@ def build_evidence(
     )
 
 
-def _attempt(attempt: MetadataAttempt, clean: Any) -> AttemptEvidence:
+def _attempt(attempt: MetadataAttempt, clean: Cleaner) -> AttemptEvidence:
     decision = attempt.decision
     sent_as = attempt.sent_as
     return AttemptEvidence(

@@ -6,6 +6,8 @@ OpenAI's 401 shows the key masked (``sk-proj-****wXyZ``), a moderation message m
 prompt, cut after its first N characters. Two steps: ``scrub`` removes anything that looks like a
 key where the failure is made (nothing of the attempt is known there); ``redact``, the rule the
 attempt applies with its own key and prompt, removes every trace of them, whole or in part.
+A link in upstream text keeps no query string, fragment or user info (``bare_urls``): that is
+where a signed link carries its signature.
 """
 
 from __future__ import annotations
