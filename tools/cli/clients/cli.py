@@ -663,11 +663,12 @@ def _csv_list(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple
 @_connection_options
 @click.pass_context
 def compare(ctx: click.Context, /, **kwargs: Any) -> int:
-    """Run the experiment matrix for real: routes x qualities x sizes x formats, N jobs each.
+    """Compare shapes and routes for real: N jobs per cell of the experiment matrix.
 
-    Per cell: p50 and p95 of first byte, first partial image, final image (the service's
-    clocks) and total to saved (this client's), success rate, errors by kind, and cost.
-    Writes the summary and the runs as CSV, and a PNG chart. Ctrl-C stops following; the
+    The matrix is every combination of --route, --quality, --size and --format. Per cell:
+    p50 and p95 of first byte, first partial image, final image (the service's clocks) and
+    total to saved (this client's), success rate, errors by kind, and cost. Writes the
+    summary and the runs as CSV, and a PNG chart. Ctrl-C stops following; the
     jobs started go on, and what ended so far is still written.
     """
     settings = _settings(ctx, kwargs.pop("command_url"), kwargs.pop("command_key"))

@@ -328,8 +328,8 @@ RUN_COLUMNS = (
 
 
 def errors_text(errors: Counter[str]) -> str:
-    """``server_error:2; rejected:1``, most frequent first."""
-    return "; ".join(f"{kind}:{count}" for kind, count in errors.most_common())
+    """``server_error=2; rejected=1``, most frequent first."""
+    return "; ".join(f"{kind}={count}" for kind, count in errors.most_common())
 
 
 def write_csv(path: Path, summaries: Sequence[CellSummary]) -> None:

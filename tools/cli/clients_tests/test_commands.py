@@ -276,7 +276,7 @@ def test_a_refused_cell_is_counted_as_errors_and_the_others_still_run(tmp_path):
     assert run.code == ExitCode.OK, run.err
     rows = {r["size"]: r for r in csv.DictReader((tmp_path / "c.csv").open())}
     assert rows["7x7"]["saved"] == "0"
-    assert rows["7x7"]["errors"] == "client:refused:2"
+    assert rows["7x7"]["errors"] == "client:refused=2"
     assert rows["1024x1024"]["saved"] == "2"
     assert "HTTP 400 invalid_value (field size)" in run.err
 
