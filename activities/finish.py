@@ -87,6 +87,8 @@ def _attempt_entry(record: AttemptRecord) -> dict[str, Any]:
         "code": failure.code if failure else None,
         "param": failure.param if failure else None,
         "message": failure.message if failure else None,
+        # Which of our limits fired (connect, read_idle, request, upload), for a local timeout.
+        "timeout": failure.timeout if failure else None,
         "request_id": attempt.timings.request_id or (failure.request_id if failure else None),
         "timings": attempt.timings.to_json(),
         "request_sent_as": attempt.request_sent_as.to_json() if attempt.request_sent_as else None,

@@ -9,7 +9,16 @@ import azure.durable_functions as df
 import azure.functions as func
 
 import wiring
-from http_api import batches, client_timings, handlers, openapi, uploads, web_page, webhooks
+from http_api import (
+    batches,
+    client_timings,
+    evidence,
+    handlers,
+    openapi,
+    uploads,
+    web_page,
+    webhooks,
+)
 from http_api.durable_jobs import DurableJobs
 from http_api.errors import answer_for
 from rules.settings import AppSettings
@@ -54,6 +63,14 @@ async def get_image_job(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     return await answer(handlers.get_job, req, client)
+
+
+@bp.route(route="images/{id}/evidence", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def get_image_job_evidence(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await answer(evidence.get_evidence, req, client)
 
 
 @bp.route(route="images/{id}/cancel", methods=["POST"])

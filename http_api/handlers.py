@@ -458,6 +458,7 @@ ROUTES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
     (re.compile(r"images/[^/]+/cancel/?"), ("POST",)),
     (re.compile(r"images/[^/]+/client-timings/?"), ("POST",)),
     (re.compile(r"ui(/[^/]*)?"), ("GET",)),
+    (re.compile(r"images/[^/]+/evidence/?"), ("GET",)),
     (re.compile(r"uploads/?"), ("POST",)),
     (re.compile(r"routes/?"), ("GET",)),
     (re.compile(r"batches/?"), ("POST",)),

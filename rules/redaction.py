@@ -6,6 +6,8 @@ OpenAI's 401 shows the key masked (``sk-proj-****wXyZ``), a moderation message m
 prompt, cut after its first N characters. Two steps: ``scrub`` removes anything that looks like a
 key where the failure is made (nothing of the attempt is known there); ``redact``, the rule the
 attempt applies with its own key and prompt, removes every trace of them, whole or in part.
+A link in upstream text keeps no query string, fragment or user info (``bare_urls``): that is
+where a signed link carries its signature.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ _BEARER = re.compile(r"(?i)\b(bearer\s+)[\w\-.~+/=]{8,}")
 _TOKEN = re.compile(r"[\w\-*.\u2026~+/=]+")
 _KEY_CHAR = re.compile(r"[\w\-]")
 _MASK = re.compile(r"\*|\.\.\.|\u2026")
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>(){}`]+")
 
 
 @dataclass(frozen=True)
@@ -124,9 +127,27 @@ def redact_json(value: Any, secrets: Secrets) -> Any:
 
 
 def scrub(message: str) -> str:
-    """Anything key-like out of a route's text, before anything of the attempt is known."""
+    """Anything key-like out of a route's text, before anything of the attempt is known: keys
+    (``sk-...``, ``Bearer ...``), and what a link may carry that is a credential (its query
+    string and fragment, a SAS signature or a ``?code=``, and user info): ``bare_urls``."""
     message = _KEY_LIKE.sub(r"\1[redacted]", message[:UPSTREAM_TEXT_MAX])
-    return _BEARER.sub(r"\1[redacted]", message)
+    return bare_urls(_BEARER.sub(r"\1[redacted]", message))
+
+
+def bare_urls(text: str) -> str:
+    """Every URL in ``text`` cut to its scheme, host, port and path. Idempotent."""
+    return _URL.sub(_bare_url, text)
+
+
+def _bare_url(match: re.Match[str]) -> str:
+    url, trail = match.group(0), ""
+    # A URL ends where prose goes on: a full stop or comma after it is the sentence's.
+    while url and url[-1] in ".,;:!?":
+        url, trail = url[:-1], url[-1] + trail
+    scheme, _, rest = url.partition("://")
+    rest = re.split(r"[?#]", rest, maxsplit=1)[0]
+    netloc, slash, path = rest.partition("/")
+    return f"{scheme}://{netloc.rsplit('@', 1)[-1]}{slash}{path}{trail}"
 
 
 def _key_word(text: str, start: int, end: int) -> tuple[int, int]:

@@ -471,3 +471,23 @@ def test_redact_failure_covers_every_field_copied_from_upstream():
     assert PROMPT[:20] not in text
     assert clean.kind is failure.kind
     assert len(redaction.redact("x" * 10_000, SECRETS)) == redaction.MESSAGE_MAX
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "see https://acct.blob.core.windows.net/c/b.png?sv=1&sig=abc%3D.",
+            "see https://acct.blob.core.windows.net/c/b.png.",
+        ),
+        ("at http://user:pass@host:8080/p?code=abc#frag", "at http://host:8080/p"),
+        (
+            "https://platform.openai.com/account/api-keys.",
+            "https://platform.openai.com/account/api-keys.",
+        ),
+    ],
+)
+def test_a_link_a_route_echoes_keeps_no_query_string_fragment_or_user_info(text, expected):
+    # A signed link's signature or a ?code= is a credential: gone wherever upstream text goes.
+    assert redaction.scrub(text) == expected
+    assert redaction.redact(text, SECRETS) == expected

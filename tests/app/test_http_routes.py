@@ -54,6 +54,7 @@ def test_every_route_of_the_api_is_there():
         "images/{id}",
         "images/{id}/cancel",
         "images/{id}/client-timings",
+        "images/{id}/evidence",
         "routes",
         "batches",
         "batches/{id}",

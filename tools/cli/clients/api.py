@@ -3,6 +3,7 @@
     client = JobClient("http://127.0.0.1:7071", key)
     answer = client.start({"prompt": "a red apple"})      # Answer(status_code=202, body={...})
     client.status(job_id), client.cancel(job_id), client.download(url)
+    client.list_jobs(limit=20), client.evidence(job_id)
 
 A call either returns an ``Answer`` (an HTTP status the call expects, with a JSON object) or
 raises a ``Problem``: one line that says what went wrong and what to do, and the exit code of its
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
@@ -205,6 +206,20 @@ class JobClient:
         """POST /api/images/{id}/cancel: 202 (cancelling) or 200 (it had ended)."""
         return self._call("POST", f"{self.job_url(job_id)}/cancel", expect=(200, 202))
 
+    def list_jobs(self, *, limit: int = 20, after: str | None = None) -> Answer:
+        """GET /api/images?limit=&after=: a page of the caller's jobs, newest first."""
+        params = {"limit": str(limit), **({"after": after} if after else {})}
+        url = str(httpx.URL(f"{self.base_url}/api/images", params=params))
+        return self._call("GET", url, expect=(200,))
+
+    def routes(self) -> Answer:
+        """GET /api/routes: each route's health (and so, which routes the service has)."""
+        return self._call("GET", f"{self.base_url}/api/routes", expect=(200,))
+
+    def evidence(self, job_id: str) -> Answer:
+        """GET /api/images/{id}/evidence: the job's escalation packet."""
+        return self._call("GET", f"{self.job_url(job_id)}/evidence", expect=(200,))
+
     def download(self, url: str, *, what: str) -> bytes:
         """The bytes behind an image or preview link; SaveFailed on any failure."""
         try:
@@ -270,11 +285,14 @@ class JobClient:
     ) -> Answer:
         code = response.status_code
         retry_after = retry_after_seconds(response.headers.get("retry-after"))
-        if code in (401, 403):
+        body = _json_object(response)
+        # The host refuses a key with an empty 401 (or 403); a 403 in the service's own error
+        # envelope is the service refusing the request (a list without an identity), not the key.
+        envelope = isinstance(body, dict) and isinstance(body.get("error"), dict)
+        if code == 401 or (code == 403 and not envelope):
             if not self._has_key:
                 raise AuthRefused(f"HTTP {code}: no function key was sent; {KEY_HINT}")
             raise AuthRefused(f"HTTP {code}: the service refused the function key; {KEY_HINT}")
-        body = _json_object(response)
         where = f"{method} {_path(url)}"
         if body is None:
             kind = response.headers.get("content-type") or "no content type"
@@ -302,6 +320,15 @@ class JobClient:
         )
 
 
+def page_token(next_url: object) -> str | None:
+    """The ``after`` token of a list answer's ``next`` URL. The next page is asked of the
+    service this client was pointed at, never of the URL's own host: the key goes nowhere else."""
+    if not isinstance(next_url, str) or not next_url:
+        return None
+    tokens = parse_qs(urlsplit(next_url).query).get("after")
+    return tokens[0] if tokens else None
+
+
 def _json_object(response: httpx.Response) -> dict[str, Any] | None:
     try:
         body = json.loads(response.content)
@@ -320,6 +347,8 @@ def _envelope(code: int, error: dict[str, Any]) -> str:
 
 
 def _hint_for(code: int) -> str:
+    if code == 403:
+        return "; the service lists jobs only for a caller with an identity of its own"
     if code == 404:
         return "; check the job id (a job is found only with the key that started it)"
     if code == 409:

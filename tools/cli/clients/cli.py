@@ -1,8 +1,10 @@
 """The image job CLI: ``python -m clients.cli generate --prompt "a red apple" --wait``.
 
 Commands: ``generate`` (start a job; with ``--wait`` follow it to the end), ``status ID``,
-``wait ID`` (follow a job already started), ``cancel ID`` and ``verify-webhook`` (check a
-webhook delivery's signature, offline). The function key comes from
+``wait ID`` (follow a job already started), ``cancel ID``, ``list`` (the caller's jobs),
+``evidence ID`` (the job's escalation packet, JSON or Markdown), ``compare`` (the experiment
+matrix, run for real: percentiles, success rate, errors, cost; a CSV and a PNG chart) and
+``verify-webhook`` (check a webhook delivery's signature, offline). The function key comes from
 ``--key`` or ``IMAGEJOBS_KEY`` and is never printed; the service from ``--url`` or
 ``IMAGEJOBS_URL``. Every failure is one line on stderr saying what to do, with an exit code of
 its class (``clients.api.ExitCode``); none is a traceback. ``main(argv) -> int`` is the entry
@@ -14,9 +16,11 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from types import FrameType
 from typing import Any
@@ -25,6 +29,14 @@ from urllib.parse import unquote, urlsplit
 import click
 import httpx
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.text import Text
 
 from clients.api import (
@@ -35,23 +47,44 @@ from clients.api import (
     Problem,
     SaveFailed,
     WaitTimedOut,
+    page_token,
     python_command,
 )
+from clients.compare import (
+    RunResult,
+    matrix,
+    run_matrix,
+    runs_csv_path,
+    summarize,
+    summary_json,
+    write_chart,
+    write_csv,
+    write_runs_csv,
+)
+from clients.evidence import markdown, with_local_moment
 from clients.follow import follow, poll_delay
 from clients.render import (
     LiveLine,
     Screen,
     change_line,
+    compare_errors,
+    compare_table,
     error_text,
     image_text,
+    jobs_table,
     request_text,
     retry_text,
+    run_line,
     seconds,
     waterfall_table,
 )
 from clients.verify import UnreadableInput, parse_headers, verify
 
 PROG = f"{python_command()} -m clients.cli"
+# The service's largest page of GET /api/images.
+MAX_PAGE = 100
+# compare's prompt: one for every run, so that only the shape varies between cells.
+COMPARE_PROMPT = "a red apple on a white background, studio light"
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp"}
 
 EXIT_CODES_HELP = """\b
@@ -147,10 +180,12 @@ def _follow_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
             "--out",
+            "--image",
+            "out",
             type=click.Path(dir_okay=False, path_type=Path),
             metavar="FILE",
             help="Save image 0 as FILE, and the others of an n > 1 job as FILE-1.ext, "
-            "FILE-2.ext, ...",
+            "FILE-2.ext, ... (--image is the same option).",
         ),
         click.option(
             "--out-dir",
@@ -507,12 +542,338 @@ def _read(path: str) -> bytes:
         raise click.UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+@cli.command(name="list")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    metavar="N",
+    help="Show the newest N jobs (pages of up to 100 are asked for as needed).",
+)
+@click.option("--all", "every", is_flag=True, help="Show every job, page after page.")
+@click.option("--json", "as_json", is_flag=True, help="Print the jobs as a JSON list.")
+@_connection_options
+@click.pass_context
+def list_jobs(
+    ctx: click.Context,
+    limit: int,
+    every: bool,
+    as_json: bool,
+    command_url: str | None,
+    command_key: str | None,
+) -> int:
+    """List the caller's jobs, newest first: id, state, created.
+
+    The service lists them for a caller with an identity of its own (Easy Auth), or for any
+    key holder where IMAGE_SHARED_CALLER_MAY_LIST is on (the local sample).
+    """
+    settings = _settings(ctx, command_url, command_key)
+    items: list[dict[str, Any]] = []
+    after: str | None = None
+    more = False
+    with settings.client() as client:
+        while True:
+            want = MAX_PAGE if every else min(MAX_PAGE, limit - len(items))
+            page = client.list_jobs(limit=want, after=after).body
+            items += [i for i in page.get("items") or [] if isinstance(i, dict)]
+            after = page_token(page.get("next"))
+            more = after is not None
+            if after is None or (not every and len(items) >= limit):
+                break
+    if as_json:
+        _print_json(settings.runtime, items)
+        return ExitCode.OK
+    screen = _screen(settings.runtime, as_json=False)
+    if not items:
+        screen.line("no jobs")
+        return ExitCode.OK
+    screen.print(jobs_table(items))
+    shown = f"{len(items)} job{'s' if len(items) != 1 else ''}, newest first"
+    if more:
+        shown += f"; more: {settings.command('list', '--limit', str(len(items) + limit))}"
+        shown += " or --all"
+    screen.line(shown, style="dim")
+    return ExitCode.OK
+
+
+@cli.command()
+@click.argument("job_id", metavar="ID")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["json", "md"]),
+    default="md",
+    show_default=True,
+    help="JSON (the service's packet, with the moments in this machine's time zone too) or "
+    "Markdown (for a ticket).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Write the packet to FILE instead of stdout.",
+)
+@_connection_options
+@click.pass_context
+def evidence(
+    ctx: click.Context,
+    job_id: str,
+    output_format: str,
+    out: Path | None,
+    command_url: str | None,
+    command_key: str | None,
+) -> int:
+    """The job's escalation packet: what to send a provider about a slow or failed job.
+
+    Time (UTC and this machine's time zone), route and owner, model and endpoint, the
+    request's shape, every clock, the layer that timed out, retries and their reasons, what
+    the route returned, request ids, the local infrastructure and a sanitized reproduction.
+    Never a key, token, prompt, image, IP address, signed link or caller id.
+    """
+    settings = _settings(ctx, command_url, command_key)
+    with settings.client() as client:
+        answer = client.evidence(job_id)
+    packet = with_local_moment(answer.body)
+    text = json.dumps(packet, indent=2) + "\n" if output_format == "json" else markdown(packet)
+    if out is None:
+        settings.runtime.out.file.write(text)
+        settings.runtime.out.file.flush()
+        return ExitCode.OK
+    _write(out, text.encode())
+    _screen(settings.runtime, as_json=False).line(f"evidence of job {job_id} written to {out}")
+    return ExitCode.OK
+
+
+def _csv_list(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
+    items = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not items:
+        raise click.BadParameter("name at least one value (comma-separated)")
+    return items
+
+
+@cli.command()
+@click.option(
+    "--route",
+    "routes",
+    default="azure",
+    show_default=True,
+    callback=_csv_list,
+    metavar="A,B",
+    help="Routes to compare (comma-separated; GET /api/routes lists them).",
+)
+@click.option(
+    "--quality",
+    "qualities",
+    default="low",
+    show_default=True,
+    callback=_csv_list,
+    metavar="Q,...",
+    help="Qualities (low, medium, high, auto).",
+)
+@click.option(
+    "--size",
+    "sizes",
+    default="1024x1024",
+    show_default=True,
+    callback=_csv_list,
+    metavar="WxH,...",
+    help="Sizes (e.g. 1024x1024,1536x1024).",
+)
+@click.option(
+    "--format",
+    "formats",
+    default="png",
+    show_default=True,
+    callback=_csv_list,
+    metavar="F,...",
+    help="Output formats (png, jpeg, webp).",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    metavar="N",
+    help="Jobs per cell.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    metavar="K",
+    help="Jobs running at once.",
+)
+@click.option(
+    "--prompt",
+    default=COMPARE_PROMPT,
+    show_default=True,
+    help="The prompt of every run (one prompt for all: only the shape varies).",
+)
+@click.option(
+    "--partial-images",
+    type=int,
+    metavar="K",
+    help="Previews to stream (the service's default).",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("compare.csv"),
+    show_default=True,
+    metavar="FILE",
+    help="The summary, one row per cell; the runs go beside it as FILE-runs.csv.",
+)
+@click.option(
+    "--chart",
+    "chart_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("compare.png"),
+    show_default=True,
+    metavar="FILE",
+    help="The PNG chart: per cell and clock, p50 (bar) and p95 (whisker).",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.05),
+    metavar="SECONDS",
+    help="Poll at this pace instead of the service's Retry-After (total-to-saved is measured "
+    "at the poll that sees the job saved).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=900.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Give up following one job after this long (it counts as an error).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@_connection_options
+@click.pass_context
+def compare(ctx: click.Context, /, **kwargs: Any) -> int:
+    """Compare shapes and routes for real: N jobs per cell of the experiment matrix.
+
+    The matrix is every combination of --route, --quality, --size and --format. Per cell:
+    p50 and p95 of first byte, first partial image, final image (the service's clocks) and
+    total to saved (this client's), success rate, errors by kind, and cost. Writes the
+    summary and the runs as CSV, and a PNG chart. Ctrl-C stops following; the
+    jobs started go on, and what ended so far is still written.
+    """
+    settings = _settings(ctx, kwargs.pop("command_url"), kwargs.pop("command_key"))
+    runtime = settings.runtime
+    screen = _screen(runtime, as_json=kwargs["as_json"])
+    cells = matrix(kwargs["routes"], kwargs["qualities"], kwargs["sizes"], kwargs["formats"])
+    with settings.client() as client:
+        known = [str(r.get("route")) for r in client.routes().body.get("routes") or []]
+    unknown = [route for route in kwargs["routes"] if route not in known]
+    if unknown:
+        raise click.BadParameter(
+            f"no route {', '.join(unknown)} in the service (it has {', '.join(known)})",
+            param_hint="--route",
+        )
+    runs, concurrency = kwargs["runs"], kwargs["concurrency"]
+    total = len(cells) * runs
+    screen.line(
+        f"comparing {len(cells)} cell{'s' if len(cells) != 1 else ''} x {runs} run"
+        f"{'s' if runs != 1 else ''} = {total} jobs, {concurrency} at once"
+    )
+    stop = threading.Event()
+    progress = CompareProgress(screen, total)
+    interrupted = False
+    results: list[RunResult] = []
+    try:
+        with progress:
+            results = run_matrix(
+                settings.client,
+                cells,
+                runs=runs,
+                concurrency=concurrency,
+                prompt=kwargs["prompt"],
+                partial_images=kwargs["partial_images"],
+                poll_interval_s=kwargs["poll_interval"],
+                timeout_s=kwargs["timeout"],
+                on_result=progress.done,
+                stop=stop,
+            )
+    except KeyboardInterrupt:
+        stop.set()
+        interrupted = True
+        results = sorted(progress.results, key=lambda r: (r.cell, r.run))
+    summaries = summarize(results)
+    if summaries:
+        write_csv(kwargs["csv_path"], summaries)
+        write_runs_csv(runs_csv_path(kwargs["csv_path"]), results)
+        title = f"{len(results)} runs, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+        write_chart(kwargs["chart_path"], summaries, title=title)
+        screen.print(compare_table(summaries))
+        for line in compare_errors(summaries):
+            screen.line(f"errors {line}", style="yellow")
+        screen.line(f"summary: {kwargs['csv_path']}")
+        screen.line(f"runs:    {runs_csv_path(kwargs['csv_path'])}")
+        screen.line(f"chart:   {kwargs['chart_path']}")
+    if kwargs["as_json"]:
+        _print_json(runtime, {"cells": [summary_json(s) for s in summaries]})
+    if interrupted:
+        screen.error(
+            f"stopped after {len(results)} of {total} runs; the jobs started go on "
+            f"(`{settings.command('list')}` shows them)",
+            label="interrupted",
+        )
+        return ExitCode.INTERRUPTED
+    return ExitCode.OK
+
+
+class CompareProgress:
+    """The runs as they end: a rich progress bar on a terminal, a line per run elsewhere."""
+
+    def __init__(self, screen: Screen, total: int) -> None:
+        self.screen = screen
+        self.total = total
+        self.results: list[RunResult] = []
+        self._lock = threading.Lock()
+        self._bar = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=screen.out,
+            transient=True,
+        )
+        self._task = self._bar.add_task("runs", total=total)
+
+    def __enter__(self) -> CompareProgress:
+        if self.screen.out.is_terminal:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._bar.stop()
+
+    def done(self, result: RunResult) -> None:
+        with self._lock:
+            self.results.append(result)
+            failed = sum(1 for r in self.results if not r.saved)
+            self._bar.update(
+                self._task,
+                advance=1,
+                description=f"runs ({failed} not saved)" if failed else "runs",
+            )
+            if not self.screen.out.is_terminal:
+                self.screen.line(run_line(result, len(self.results), self.total))
+            if result.detail and result.error_kind == "client:refused":
+                self.screen.warn(f"{result.cell.label}: {result.detail}")
+
+
 def _screen(runtime: Runtime, *, as_json: bool) -> Screen:
     # With --json, stdout carries the JSON alone: what a person reads goes to stderr.
     return Screen(runtime.err if as_json else runtime.out, runtime.err)
 
 
-def _print_json(runtime: Runtime, body: dict[str, Any]) -> None:
+def _print_json(runtime: Runtime, body: object) -> None:
     runtime.out.file.write(json.dumps(body, indent=2) + "\n")
     runtime.out.file.flush()
 

@@ -8,7 +8,7 @@ and never wrapped (``soft_wrap``), so they can be copied as they are.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +19,9 @@ from rich.live import Live
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
+
+from clients.compare import CLOCKS as COMPARE_CLOCKS
+from clients.compare import CellSummary, RunResult
 
 # The clocks of one attempt, in the order they happen: the status answer's ``timings`` names
 # (camelCase), the record's names (snake_case, as answers had them before), the label.
@@ -95,6 +98,78 @@ def waterfall_table(
         at = f"{s.end_ms:,}" if not s.duration else f"~{s.end_ms:,}"
         table.add_row(s.label, at, f"{s.end_ms - s.start_ms:,}", bar)
     return table
+
+
+def jobs_table(items: Sequence[Mapping[str, Any]]) -> Table:
+    """``list``: one row per job, newest first (id, state, created)."""
+    table = Table(box=None, padding=(0, 1))
+    table.add_column("id", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("created (UTC)", no_wrap=True)
+    for item in items:
+        state = str(item.get("state") or "?")
+        table.add_row(
+            str(item.get("id")),
+            Text(state, style=STATE_STYLE.get(state, "")),
+            str(item.get("createdAt") or "-"),
+        )
+    return table
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def compare_table(summaries: Sequence[CellSummary]) -> Table:
+    """``compare``: two rows per cell (p50, then p95) of each clock in ms, with the cell's
+    saved runs and cost (its errors follow the table: ``compare_errors``)."""
+    table = Table(
+        title="ms: first byte, first partial and final image from the send (the service's "
+        "clocks); to saved: from the start request to the answer saying saved (seen here); "
+        "$: the cell's cost",
+        title_justify="left",
+        box=None,
+        padding=(0, 1),
+    )
+    table.add_column("cell", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    for _key, label in COMPARE_CLOCKS:
+        header = "to\nsaved" if label.startswith("total") else label.replace(" ", "\n", 1)
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("saved", justify="right", no_wrap=True)
+    table.add_column("$", justify="right", no_wrap=True)
+    for s in summaries:
+        saved = f"{s.saved}/{s.runs}"
+        cost = "-" if s.cost_usd is None else f"{s.cost_usd:.4f}"
+        cost += "~" if s.cost_estimated else ""
+        for p in (50, 95):
+            clocks = [_ms(s.clocks[key][p]) for key, _ in COMPARE_CLOCKS]
+            first = p == 50
+            table.add_row(
+                s.cell.label if first else "",
+                f"p{p}",
+                *clocks,
+                saved if first else "",
+                cost if first else "",
+                end_section=not first,
+            )
+    return table
+
+
+def compare_errors(summaries: Sequence[CellSummary]) -> list[str]:
+    """One line per cell that had errors: the kinds, most frequent first."""
+    return [
+        f"{s.cell.label}: " + ", ".join(f"{kind} x{n}" for kind, n in s.errors.most_common())
+        for s in summaries
+        if s.errors
+    ]
+
+
+def run_line(result: RunResult, done: int, total: int) -> str:
+    """One finished run, when no progress bar can be drawn (not a terminal)."""
+    what = result.state if result.error_kind is None else f"{result.state} ({result.error_kind})"
+    total_ms = f", total {result.total_ms:,} ms" if result.total_ms is not None else ""
+    return f"[{done}/{total}] {result.cell.label} run {result.run}: {what}{total_ms}"
 
 
 def seconds(value: float) -> str:

@@ -95,6 +95,9 @@ class Service:
     start: list[Reply] = field(default_factory=lambda: [started()])
     polls: list[Reply] = field(default_factory=list)
     cancels: list[Reply] = field(default_factory=list)
+    lists: list[Reply] = field(default_factory=list)
+    evidences: list[Reply] = field(default_factory=list)
+    routes: list[Reply] = field(default_factory=list)
     blobs: dict[str, Reply] = field(default_factory=dict)
     seen: list[httpx.Request] = field(default_factory=list)
 
@@ -110,6 +113,12 @@ class Service:
             return self._next(self.start, request)
         if request.method == "POST" and path.endswith("/cancel"):
             return self._next(self.cancels, request)
+        if request.method == "GET" and path == "/api/images":
+            return self._next(self.lists, request)
+        if request.method == "GET" and path.endswith("/evidence"):
+            return self._next(self.evidences, request)
+        if request.method == "GET" and path == "/api/routes":
+            return self._next(self.routes, request)
         if request.method == "GET" and path.startswith("/api/images/"):
             return self._next(self.polls, request)
         return httpx.Response(404)
@@ -160,7 +169,12 @@ class Run:
 
 
 def run_cli(
-    service: Service, *argv: str, clock: Clock | None = None, width: int = 60, key: str = "k-1"
+    service: Service,
+    *argv: str,
+    clock: Clock | None = None,
+    width: int = 60,
+    key: str = "k-1",
+    transport: httpx.BaseTransport | None = None,
 ) -> Run:
     """``python -m clients.cli --url SERVICE --key KEY argv...`` against ``service``."""
     clock = clock or Clock()
@@ -168,7 +182,7 @@ def run_cli(
     runtime = Runtime(
         out=Console(file=out, width=width, color_system=None, highlight=False),
         err=Console(file=err, width=width, color_system=None, highlight=False),
-        transport=service.transport(),
+        transport=transport or service.transport(),
         sleep=clock.sleep,
         monotonic=clock.monotonic,
     )

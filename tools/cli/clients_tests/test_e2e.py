@@ -6,6 +6,7 @@ A missing Azurite fails under CI=true (loopserver.testing.missing_service), skip
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import select
@@ -258,3 +259,90 @@ def test_ctrl_c_stops_following_cleanly_and_the_job_goes_on(stack, key, presses)
     # It went on: following it again sees it to the end.
     waited = cli(env_for(stack, key), "wait", job_id, "--poll-interval", "0.2")
     assert waited.returncode == ExitCode.OK, waited.stdout + waited.stderr
+
+
+def test_compare_runs_a_tiny_matrix_for_real_and_writes_its_csv_and_chart(stack, key, tmp_path):
+    summary, chart = tmp_path / "compare.csv", tmp_path / "compare.png"
+    done = cli(
+        env_for(stack, key),
+        "compare",
+        "--route",
+        "azure,openai",
+        "--quality",
+        "low",
+        "--size",
+        "1024x1024",
+        "--format",
+        "jpeg",
+        "--runs",
+        "2",
+        "--concurrency",
+        "4",
+        "--poll-interval",
+        "0.1",
+        "--csv",
+        str(summary),
+        "--chart",
+        str(chart),
+    )
+    assert done.returncode == ExitCode.OK, done.stdout + done.stderr
+    rows = list(csv.DictReader(summary.open()))
+    assert [(r["route"], r["quality"], r["size"], r["format"]) for r in rows] == [
+        ("azure", "low", "1024x1024", "jpeg"),
+        ("openai", "low", "1024x1024", "jpeg"),
+    ]
+    for row in rows:
+        assert row["runs"] == "2"
+        assert row["saved"] == "2", row
+        assert row["success_rate"] == "1.0000"
+        assert row["errors"] == ""
+        for clock in ("first_byte", "first_partial", "final_image", "total"):
+            p50, p95 = float(row[f"{clock}_p50_ms"]), float(row[f"{clock}_p95_ms"])
+            assert 0 <= p50 <= p95, (clock, row)
+        # The clocks come in their order; total (start to saved, seen here) after the image.
+        assert float(row["first_byte_p50_ms"]) <= float(row["final_image_p50_ms"])
+        assert float(row["final_image_p50_ms"]) < float(row["total_p50_ms"])
+        assert float(row["cost_usd"]) > 0
+    runs = list(csv.DictReader((tmp_path / "compare-runs.csv").open()))
+    assert len(runs) == 4
+    assert len({r["job_id"] for r in runs}) == 4  # four real jobs, none folded into another
+    with Image.open(chart) as picture:
+        picture.verify()
+    with Image.open(chart) as picture:
+        assert picture.format == "PNG"
+    assert "azure/low/1024x1024/jpeg" in done.stdout
+
+
+def test_list_and_evidence_of_a_real_job(stack, key, tmp_path):
+    env = env_for(stack, key)
+    started = cli(env, "generate", "--prompt", PROMPT + " for the record", "--quality", "low")
+    assert started.returncode == ExitCode.OK, started.stderr
+    job_id = started.stdout.split()[1]
+    waited = cli(env, "wait", job_id, "--poll-interval", "0.1")
+    assert waited.returncode == ExitCode.OK, waited.stdout + waited.stderr
+
+    listed = cli(env, "list", "--json")
+    assert listed.returncode == ExitCode.OK, listed.stderr
+    assert job_id in [item["id"] for item in json.loads(listed.stdout)]
+    table = cli(env, "list", "--limit", "50")
+    assert job_id in table.stdout
+
+    packet = cli(env, "evidence", job_id, "--format", "json")
+    assert packet.returncode == ExitCode.OK, packet.stderr
+    body = json.loads(packet.stdout)
+    assert body["id"] == job_id
+    assert body["complete"] is True
+    assert body["state"] == "saved"
+    assert body["moment"]["local"]["timezone"]
+    assert body["route"]["host"].startswith("[ip]:")
+    assert "Azurite (Blob Storage)" in body["infrastructure"]["localStandIns"]
+    assert PROMPT not in packet.stdout
+    assert "127.0.0.1" not in packet.stdout
+
+    out = tmp_path / "evidence.md"
+    written = cli(env, "evidence", job_id, "--format", "md", "--out", str(out))
+    assert written.returncode == ExitCode.OK, written.stderr
+    text = out.read_text()
+    assert text.startswith(f"# Escalation packet: image job {job_id}")
+    assert "## Reproduction" in text
+    assert PROMPT not in text
