@@ -167,20 +167,30 @@ def may_end_now(view: JobView, now: datetime) -> bool:
         return False
 
 
+# States a held poll holds through: the image has arrived (or the outcome is decided) and is
+# being stored, a fraction of a second before the job ends. Answered there, a client that
+# honours Retry-After would sleep a whole second past the end.
+HELD_THROUGH = frozenset({JobState.FINALIZING})
+
+
 def changed(before: JobView, after: JobView) -> bool:
-    """Whether a poller would see something new: another state, attempt or stored preview."""
+    """Whether a poller would see something new worth answering for: the job ended or moved to
+    another state (``finalizing`` aside: the end follows at once), another attempt, another
+    stored preview."""
 
     def seen(view: JobView) -> tuple[object, ...]:
         custom = view.instance.custom_status
         previews = view.progress.previews if view.progress else ()
+        state = job_state(view)
         return (
-            job_state(view),
-            view.instance.runtime_status,
+            None if state in HELD_THROUGH else state,
             custom.attempt if custom else None,
             sum(1 for preview in previews if preview.stored),
         )
 
-    return seen(before) != seen(after)
+    if job_state(after) in TERMINAL_STATES:
+        return True
+    return seen(before) != seen(after) and job_state(after) not in HELD_THROUGH
 
 
 def retry_after_s(view: JobView, now: datetime, *, default_s: int) -> int:

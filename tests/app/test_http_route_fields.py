@@ -12,7 +12,7 @@ import pytest
 
 from http_api import handlers
 from http_api.durable_jobs import DurableJobs
-from rules.job_records import CustomStatus, Phase
+from rules.job_records import CustomStatus, JobState, Phase
 from rules.timing import iso_utc
 from tests.fakes import AsyncInMemoryStore
 
@@ -136,3 +136,30 @@ def test_a_held_poll_that_sees_no_change_answers_when_the_hold_ends():
     status, answer, headers = world.status(job_id)
     assert (status, answer["state"], headers["Retry-After"]) == (202, "queued", "1")
     assert world.client.count("get_status") - reads_before >= 2
+
+
+def test_a_held_poll_holds_through_finalizing_to_the_end():
+    world = World()
+    job_id = started(world)
+    world.client.instances[job_id]["customStatus"] = custom(Phase.GENERATING, early_in_s=-1.0)
+    finalizing = CustomStatus(Phase.FINISHING, 1, ending=JobState.SAVED).to_json()
+
+    async def poll() -> tuple[int, dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        # The image arrives and is stored (finalizing), then the job ends: one answer, the end.
+        loop.call_later(
+            0.15, world.client.instances[job_id].__setitem__, "customStatus", finalizing
+        )
+        loop.call_later(0.45, world.finish, job_id, saved_output(job_id))
+        jobs, store = DurableJobs(world.client), AsyncInMemoryStore(world.store)
+        answer = await handlers.get_job(
+            request("GET", f"{BASE}/{job_id}", job_id=job_id),
+            jobs,
+            world.settings,
+            store,
+            lambda: NOW,
+        )
+        return answer.status_code, json.loads(answer.get_body())
+
+    status, answer = asyncio.run(poll())
+    assert (status, answer["state"]) == (200, "saved")
