@@ -94,6 +94,8 @@ class Options:
     header_style: str = "openai"
     stall_s: float = 30.0
     anchors: bool = True
+    # Post the batch jobs as one manifest (POST /api/batches) instead of one POST each.
+    manifest: bool = False
 
 
 # --- the arithmetic ---------------------------------------------------------------------------
@@ -209,6 +211,8 @@ class ServiceRun:
     histories: dict[str, JobHistory] = field(default_factory=dict)
     clocks: dict[str, JobClocks] = field(default_factory=dict)  # from devhost's log
     load: list[FunctionLoad] = field(default_factory=list)
+    # With --manifest: (batch id, posted at, answered at).
+    batch: tuple[str, float, float] | None = None
 
     @property
     def saved(self) -> int:
@@ -263,6 +267,58 @@ class Service:
         job = str(answer.json()["id"])
         run.posts[job] = Posted(job, priority, index, length, at, time.time())
 
+    async def post_batch(self, run: ServiceRun, jobs: int) -> str:
+        """The batch jobs as one manifest; its items' ids are read from its report at the end."""
+        lines = [
+            json.dumps(
+                {
+                    "custom_id": f"b{i}",
+                    "prompt": prompt("batch", i, chars("batch", i, jobs)),
+                    **JOB,
+                }
+            )
+            for i in range(jobs)
+        ]
+        at = time.time()
+        answer = await self.http.post(
+            "/api/batches",
+            content="\n".join(lines) + "\n",
+            headers={"content-type": "application/jsonl"},
+        )
+        if answer.status_code != 202:
+            raise RuntimeError(f"POST /api/batches: {answer.status_code}: {answer.text[:300]}")
+        run.batch = (str(answer.json()["id"]), at, time.time())
+        return run.batch[0]
+
+    async def batch_items(self, run: ServiceRun, jobs: int) -> None:
+        """The manifest's items as posted jobs, from the batch's report, once it has ended."""
+        assert run.batch is not None
+        batch_id, posted_at, answered_at = run.batch
+        status = (await self.http.get(f"/api/batches/{batch_id}")).json()
+        report = status.get("report") or {}
+        if not report.get("jsonl"):
+            return
+        async with httpx.AsyncClient(timeout=60) as plain:
+            text = (await plain.get(report["jsonl"])).text
+        for line in text.splitlines():
+            item = json.loads(line)
+            if item.get("job_id"):
+                index = int(str(item["custom_id"])[1:])
+                run.posts[item["job_id"]] = Posted(
+                    item["job_id"],
+                    "batch",
+                    index,
+                    chars("batch", index, jobs),
+                    posted_at,
+                    answered_at,
+                )
+
+    async def batch_ended(self, run: ServiceRun) -> bool:
+        if run.batch is None:
+            return True
+        answer = await self.http.get(f"/api/batches/{run.batch[0]}")
+        return answer.status_code == 200
+
     async def instances(self, *statuses: str) -> list[dict[str, Any]]:
         query = "&".join(f"runtimeStatus={s}" for s in statuses)
         answer = await self.host.get(f"{WEBHOOK}/instances?{query}&showInput=false&top=100000")
@@ -298,9 +354,12 @@ async def drain_service(
             await service.post(run, "interactive", k, chars("interactive", k, o.jobs))
 
     late = asyncio.create_task(interactive())
-    await asyncio.gather(
-        *(service.post(run, "batch", i, chars("batch", i, o.jobs)) for i in range(o.jobs))
-    )
+    if o.manifest:
+        await service.post_batch(run, o.jobs)
+    else:
+        await asyncio.gather(
+            *(service.post(run, "batch", i, chars("batch", i, o.jobs)) for i in range(o.jobs))
+        )
     seq, progress_at = 0, time.time()
     while True:
         running = {str(i["instanceId"]) for i in await service.instances("Pending", "Running")}
@@ -313,7 +372,7 @@ async def drain_service(
             seq = fresh[-1]["seq"]
         if ended or fresh:
             progress_at = now
-        if late.done() and len(run.ended_at) == len(run.posts):
+        if late.done() and len(run.ended_at) == len(run.posts) and await service.batch_ended(run):
             break
         if now - progress_at > o.stall_s:
             run.stalled_at = progress_at
@@ -323,6 +382,13 @@ async def drain_service(
     if not late.done():
         late.cancel()
     await asyncio.gather(late, return_exceptions=True)
+    if run.batch is not None:
+        await service.batch_items(run, o.jobs)
+        for item in await service.instances("Completed", "Failed", "Terminated"):
+            job = str(item["instanceId"])
+            if job in run.posts and job not in run.ended_at:
+                moment = datetime.fromisoformat(str(item["lastUpdatedTime"]).replace("Z", "+00:00"))
+                run.ended_at[job] = moment.timestamp()
     for item in await service.instances("Pending", "Running"):
         job = str(item["instanceId"])
         if job in run.posts:
@@ -756,6 +822,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--stall-s", type=float, default=30.0, help="give up after this long idle")
     p.add_argument("--no-anchors", action="store_true", help="skip the SDK loops")
+    p.add_argument(
+        "--manifest",
+        action="store_true",
+        help="post the batch jobs as one manifest (POST /api/batches), not one POST each",
+    )
     args = p.parse_args(argv)
     options = Options(
         jobs=args.jobs,
@@ -765,6 +836,7 @@ def main(argv: list[str] | None = None) -> int:
         header_style=args.header_style,
         stall_s=args.stall_s,
         anchors=not args.no_anchors,
+        manifest=args.manifest,
     )
     result = run(options, log=lambda line: print(line, file=sys.stderr, flush=True))
     for line in result.lines():

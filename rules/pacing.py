@@ -293,7 +293,9 @@ class _Plan:
 def tidy(state: PacerState, pace: Pace, now: float) -> PacerState:
     """Forget what no longer counts: sends older than a window (with margin), slots past their
     lease (a worker that died), waiters that did not come back when they said."""
-    horizon = now - state_limits(state, pace).held_s
+    # Two windows: a route's headers arrive with the attempt's report, up to a window after
+    # they were seen, and are judged against the sends of that moment (``with_hint``).
+    horizon = now - 2 * state_limits(state, pace).held_s
     sends = tuple(send for send in state.sends if send.at > horizon)
     live = tuple(slot for slot in state.slots if slot.expires_at > now)
     spacing = limits(pace, state.hint).spacing_s or 0.0
@@ -404,20 +406,10 @@ def _by_concurrency(plan: _Plan, current: Limits, at: float) -> float:
 
 
 def _by_hint(plan: _Plan, hint: RateLimitHint | None, current: Limits, at: float) -> float:
-    """The route's remaining count binds only when it is less than this governor's own sends
-    explain (someone else uses the quota): at a full window and nobody else, ``remaining 0`` is
-    what the window rule already keeps, and holding every send until the reset (a whole window
-    when the route names no reset, as Azure's) would halve the pace."""
+    """At most the route's remaining count of sends after it spoke, until its reset (a count
+    ``with_hint`` kept: less than this governor's own sends explain)."""
     if hint is None or at >= hint.until or hint.remaining is None:
         return at
-    limit = current.requests_per_minute or current.images_per_minute
-    if limit is not None:
-        window = current.window_s * (1 + MARGIN)
-        ours = sum(
-            1 for stamp, _ in plan.sends if hint.observed_at - window < stamp <= hint.observed_at
-        )
-        if hint.remaining >= limit - ours:
-            return at
     since = sum(1 for stamp, _ in plan.sends if hint.observed_at < stamp)
     return at if since < hint.remaining else hint.until
 
@@ -572,8 +564,19 @@ def cool_down(state: PacerState, until: float, reason: str) -> PacerState:
     return replace(state, cool_until=until, cool_reason=reason)
 
 
-def with_hint(state: PacerState, hint: RateLimitHint) -> PacerState:
-    """The route's newest word on its limits replaces an older one."""
+def with_hint(state: PacerState, hint: RateLimitHint, pace: Pace) -> PacerState:
+    """The route's newest word on its limits replaces an older one. Its remaining count is
+    kept only when it is less than this governor's own sends at that moment explain (someone
+    else uses the quota); otherwise it says nothing the window rule does not already keep, and
+    holding sends until its reset would stall the route for a whole window. Judged now, while
+    the sends of that moment are still remembered."""
     if state.hint is not None and state.hint.observed_at > hint.observed_at:
         return state
+    current = limits(pace, hint)
+    limit = current.requests_per_minute or current.images_per_minute
+    if hint.remaining is not None and limit is not None:
+        window = state_limits(state, pace).held_s
+        ours = sum(1 for s in state.sends if hint.observed_at - window < s.at <= hint.observed_at)
+        if hint.remaining >= limit - ours:
+            hint = replace(hint, remaining=None)
     return replace(state, hint=hint)

@@ -284,7 +284,7 @@ def hint(observed_at: float, until: float, remaining: int | None, **limits: int)
 
 
 def test_a_hint_with_nothing_remaining_holds_sends_until_its_reset():
-    state = pacing.with_hint(PacerState(), hint(10.0, 16.0, 0))
+    state = pacing.with_hint(PacerState(), hint(10.0, 16.0, 0), RPM10)
     state, answer = admit(state, RPM10, "a", 10.0)
     assert (answer.admitted, answer.start_at) == (False, 16.0)
     assert answer.reason == "the route's rate-limit headers say its quota is nearly used"
@@ -294,7 +294,7 @@ def test_a_hint_with_nothing_remaining_holds_sends_until_its_reset():
 
 def test_a_hint_lets_its_remaining_sends_go_then_holds_the_rest():
     pace = Pace(requests_per_minute=600, burst=5)
-    state = pacing.with_hint(PacerState(), hint(0.0, 30.0, 2))
+    state = pacing.with_hint(PacerState(), hint(0.0, 30.0, 2), RPM10)
     sent = []
     for job in "abc":
         state, answer = admit(state, pace, job, 1.0)
@@ -309,7 +309,7 @@ def test_remaining_zero_at_a_window_of_our_own_sends_keeps_the_even_pace():
     sends = tuple(pacing.Send(f"s{i}", 1, i * SPACING, 1) for i in range(10))
     now = 9 * SPACING + 0.5
     state = pacing.with_hint(
-        replace(PacerState(), sends=sends), hint(now, now + 60.0, 0, limit_requests=10)
+        replace(PacerState(), sends=sends), hint(now, now + 60.0, 0, limit_requests=10), RPM10
     )
     _, answer = admit(state, RPM10, "next", now)
     assert answer.start_at == pytest.approx(max(WINDOW, 9 * SPACING + SPACING))
@@ -321,28 +321,29 @@ def test_remaining_below_what_our_own_sends_explain_holds_the_rest():
     # the quota, so nothing more goes out until the hint's end.
     sends = (pacing.Send("s0", 1, 0.0, 1), pacing.Send("s1", 1, SPACING, 1))
     now = SPACING + 0.5
-    state = pacing.with_hint(replace(PacerState(), sends=sends), hint(now, now + 60.0, 0))
+    state = pacing.with_hint(replace(PacerState(), sends=sends), hint(now, now + 60.0, 0), RPM10)
     _, answer = admit(state, RPM10, "next", now)
     assert answer.start_at == pytest.approx(now + 60.0)
 
 
 def test_the_limits_a_route_reported_outlive_the_reset_of_its_remaining_count():
     reported = hint(10.0, 16.0, 0, limit_requests=5)
-    state = pacing.with_hint(PacerState(), reported)
+    state = pacing.with_hint(PacerState(), reported, RPM10)
     state = pacing.tidy(state, RPM10, 20.0)
     assert state.hint == replace(reported, remaining=None)
     assert pacing.limits(RPM10, state.hint).requests_per_minute == 5
     # A hint that said nothing of the limits goes with its reset.
-    state = pacing.with_hint(PacerState(), hint(10.0, 16.0, 0))
+    state = pacing.with_hint(PacerState(), hint(10.0, 16.0, 0), RPM10)
     assert pacing.tidy(state, RPM10, 16.0).hint is None
 
 
 def test_the_newest_hint_wins():
     newer = hint(20.0, 30.0, 3)
     older = hint(10.0, 40.0, 0)
-    state = pacing.with_hint(PacerState(), newer)
-    assert pacing.with_hint(state, older).hint == newer
-    assert pacing.with_hint(pacing.with_hint(PacerState(), older), newer).hint == newer
+    state = pacing.with_hint(PacerState(), newer, RPM10)
+    assert pacing.with_hint(state, older, RPM10).hint == newer
+    older_first = pacing.with_hint(PacerState(), older, RPM10)
+    assert pacing.with_hint(older_first, newer, RPM10).hint == newer
 
 
 @pytest.mark.parametrize(
@@ -441,9 +442,11 @@ def test_tidy_forgets_old_sends_expired_slots_and_stale_waiters():
         slots=(slot,),
         queue=(waiter,),
     )
-    at_window = pacing.tidy(state, RPM10, WINDOW)  # a send exactly a window old is gone
-    assert [s.job_id for s in at_window.sends] == ["new"]
-    assert pacing.tidy(state, RPM10, WINDOW - 0.001).sends == state.sends
+    # A send is remembered for two windows (a route's headers are judged against the sends of
+    # the moment they were seen, up to a window later): exactly two windows old, it is gone.
+    at_two = pacing.tidy(state, RPM10, 2 * WINDOW)
+    assert [s.job_id for s in at_two.sends] == ["new"]
+    assert pacing.tidy(state, RPM10, 2 * WINDOW - 0.001).sends == state.sends
     kept = pacing.tidy(state, RPM10, 50.0 + 2 * SPACING)
     assert (kept.queue, kept.slots, kept.expired_slots) == ((waiter,), (slot,), 0)
     gone = pacing.tidy(state, RPM10, 100.0)
