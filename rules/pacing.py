@@ -84,20 +84,31 @@ class Pace:
 
 @dataclass(frozen=True)
 class Send:
-    """One admitted attempt, counted in the windows from ``at`` (its send time)."""
+    """One admitted attempt: ``at`` is its admitted send time (the even pace is kept on these),
+    ``left`` when its request really left, once its report said so (None before)."""
 
     job_id: str
     attempt: int
     at: float
     images: int
+    left: float | None = None
+
+    def held_from(self, late_s: float) -> float:
+        """From when the send holds its place in the route's window: when it left, or, not known
+        yet, its admitted time plus how late the route's sends have been (``Limits.late_s``)."""
+        return max(self.at, self.left) if self.left is not None else self.at + late_s
 
     def to_json(self) -> list[Any]:
-        return [self.job_id, self.attempt, round(self.at, 3), self.images]
+        left = None if self.left is None else round(self.left, 3)
+        return [self.job_id, self.attempt, round(self.at, 3), self.images, left]
 
     @classmethod
     def from_json(cls, value: Any) -> Send:
-        job_id, attempt, at, images = value
-        return cls(str(job_id), int(attempt), float(at), int(images))
+        job_id, attempt, at, images, *rest = value
+        left = rest[0] if rest else None
+        return cls(
+            str(job_id), int(attempt), float(at), int(images), None if left is None else float(left)
+        )
 
 
 @dataclass(frozen=True)
@@ -285,7 +296,10 @@ def _lower(configured: int | None, reported: int | None) -> int | None:
 class _Plan:
     """A projection of the sends to come: the sends so far plus each waiter at its time."""
 
+    # Admitted send times (the even pace), and when each holds its place in the route's window
+    # (the window, image and header rules), both with the images sent, oldest first.
     sends: list[tuple[float, int]]
+    held: list[tuple[float, int]]
     ends: list[float]
     times: dict[str, float] = field(default_factory=dict)
 
@@ -296,7 +310,8 @@ def tidy(state: PacerState, pace: Pace, now: float) -> PacerState:
     # Two windows: a route's headers arrive with the attempt's report, up to a window after
     # they were seen, and are judged against the sends of that moment (``with_hint``).
     horizon = now - 2 * state_limits(state, pace).held_s
-    sends = tuple(send for send in state.sends if send.at > horizon)
+    late = state_limits(state, pace).late_s
+    sends = tuple(send for send in state.sends if send.held_from(late) > horizon)
     live = tuple(slot for slot in state.slots if slot.expires_at > now)
     spacing = limits(pace, state.hint).spacing_s or 0.0
     queue = tuple(w for w in state.queue if now <= w.back_at + max(STALE_S, 2 * spacing))
@@ -329,6 +344,7 @@ def schedule(
     current = state_limits(state, pace)
     plan = _Plan(
         sends=sorted((send.at, send.images) for send in state.sends),
+        held=sorted((send.held_from(current.late_s), send.images) for send in state.sends),
         ends=sorted(_held_until(slot, now) for slot in state.slots),
     )
     earliest = now
@@ -337,6 +353,8 @@ def schedule(
         plan.times[waiter.job_id] = at
         plan.sends.append((at, waiter.images))
         plan.sends.sort()
+        plan.held.append((at + current.late_s, waiter.images))
+        plan.held.sort()
         plan.ends.append(at + waiter.expected_s)
         plan.ends.sort()
         earliest = at
@@ -368,14 +386,17 @@ def _earliest(plan: _Plan, current: Limits, state: PacerState, images: int, star
 
 def _by_requests(plan: _Plan, current: Limits, at: float) -> float:
     spacing = current.spacing_s
-    # Every send counts, those admitted ahead of their send time too (sorted, oldest first).
+    # Every send counts, those admitted ahead of their send time too (sorted, oldest first). The
+    # even pace is kept on admitted times, so a late worker does not push every send after it;
+    # the window, on when each send holds its place there.
     stamps = [stamp for stamp, _ in plan.sends]
     later = at
     if spacing is not None and len(stamps) >= current.burst:
         later = max(later, stamps[-current.burst] + current.burst * spacing)
     rpm = current.requests_per_minute
-    if rpm is not None and len(stamps) >= rpm:
-        later = max(later, stamps[-rpm] + current.held_s)
+    held = [stamp for stamp, _ in plan.held]
+    if rpm is not None and len(held) >= rpm:
+        later = max(later, held[-rpm] + current.window_s * (1 + MARGIN))
     return later
 
 
@@ -383,8 +404,8 @@ def _by_images(plan: _Plan, current: Limits, at: float, images: int) -> float:
     ipm = current.images_per_minute
     if ipm is None:
         return at
-    window = current.held_s
-    held = [(stamp, count) for stamp, count in plan.sends if at - window < stamp]
+    window = current.window_s * (1 + MARGIN)
+    held = [(stamp, count) for stamp, count in plan.held if at - window < stamp]
     used = sum(count for _, count in held)
     if used + min(images, ipm) <= ipm:
         return at
@@ -410,7 +431,7 @@ def _by_hint(plan: _Plan, hint: RateLimitHint | None, current: Limits, at: float
     ``with_hint`` kept: less than this governor's own sends explain)."""
     if hint is None or at >= hint.until or hint.remaining is None:
         return at
-    since = sum(1 for stamp, _ in plan.sends if hint.observed_at < stamp)
+    since = sum(1 for stamp, _ in plan.held if hint.observed_at < stamp)
     return at if since < hint.remaining else hint.until
 
 
@@ -540,9 +561,10 @@ def unsent(state: PacerState, job_id: str, attempt: int) -> PacerState:
 
 
 def sent_at(state: PacerState, job_id: str, attempt: int, at: float) -> PacerState:
-    """The attempt's request really left at ``at``: its send is counted from then (a late
-    worker's send counts later than it was admitted for; an early one never happens), and how
-    late it was is remembered (``state_limits``)."""
+    """The attempt's request really left at ``at``: it holds its place in the route's window
+    from then (a late worker's send later than it was admitted for; an early one never
+    happens), while the even pace stays on its admitted time; how late it was is remembered
+    (``state_limits``)."""
     admitted = next((s.at for s in state.sends if (s.job_id, s.attempt) == (job_id, attempt)), None)
     late = state.late
     if admitted is not None:
@@ -550,7 +572,7 @@ def sent_at(state: PacerState, job_id: str, attempt: int, at: float) -> PacerSta
     return replace(
         state,
         sends=tuple(
-            replace(s, at=max(s.at, at)) if (s.job_id, s.attempt) == (job_id, attempt) else s
+            replace(s, left=at) if (s.job_id, s.attempt) == (job_id, attempt) else s
             for s in state.sends
         ),
         late=late,
@@ -575,8 +597,13 @@ def with_hint(state: PacerState, hint: RateLimitHint, pace: Pace) -> PacerState:
     current = limits(pace, hint)
     limit = current.requests_per_minute or current.images_per_minute
     if hint.remaining is not None and limit is not None:
-        window = state_limits(state, pace).held_s
-        ours = sum(1 for s in state.sends if hint.observed_at - window < s.at <= hint.observed_at)
+        late = state_limits(state, pace).late_s
+        window = pace.window_s * (1 + MARGIN) + late
+        ours = sum(
+            1
+            for s in state.sends
+            if hint.observed_at - window < s.held_from(late) <= hint.observed_at
+        )
         if hint.remaining >= limit - ours:
             hint = replace(hint, remaining=None)
     return replace(state, hint=hint)

@@ -426,7 +426,9 @@ def test_sent_at_moves_a_send_later_never_earlier(stamps, at):
     sends = tuple(Send(f"j{i}", 1, stamp, 1) for i, stamp in enumerate(stamps))
     state = PacerState(sends=sends)
     moved = pacing.sent_at(state, "j0", 1, at)
-    assert moved.sends[0].at == max(stamps[0], at)
+    # The even pace stays on the admitted time; the window place follows the real one.
+    assert moved.sends[0].at == stamps[0]
+    assert moved.sends[0].held_from(0.0) == max(stamps[0], at)
     assert moved.sends[1:] == sends[1:]
     assert pacing.sent_at(state, "j0", 2, at) == state  # another attempt: nothing moves
 
@@ -574,4 +576,11 @@ def test_sends_that_left_late_hold_their_window_place_longer():
         state = pacing.sent_at(state, f"s{i}", 1, 2.0)
     assert pacing.state_limits(state, pace).late_s == pytest.approx(2.0)
     _, answer = admit(state, pace, "eleventh", 3.0)
-    assert answer.start_at == pytest.approx(2.0 + WINDOW + 2.0)
+    # Known to have left at 2 s: each holds the window from then, exactly.
+    assert answer.start_at == pytest.approx(2.0 + WINDOW)
+    # Not known yet: a send is held from its admitted time plus the lateness seen so far.
+    state, answer = admit(state, pace, "twelfth", 2.0 + WINDOW)
+    assert answer.admitted
+    unreported = replace(state, sends=tuple(replace(s, left=None) for s in state.sends))
+    _, later = admit(unreported, pace, "thirteenth", 2.0 + WINDOW)
+    assert later.start_at == pytest.approx(0.0 + 2.0 + WINDOW)

@@ -293,16 +293,17 @@ def test_a_report_frees_the_slot_and_counts_the_real_send_time():
     assert first.admitted
     state, waiting = route_model.on_admit(state, pace, ask("b", 1.0), 1.0)
     assert waiting.admitted is False
-    # a's request really left at 4 s (a late worker): the spacing counts from then.
+    # a's request really left at 4 s (a late worker): it holds the route's window from then,
+    # while the even pace stays on its admitted time (a late worker does not push every send).
     state = route_model.on_report(state, pace, saved("a", 4.0, 3.0), 7.0)
     assert state.pacer.slots == ()
-    assert [s.at for s in state.pacer.sends] == [4.0]
+    assert [(s.at, s.left) for s in state.pacer.sends] == [(0.0, 4.0)]
     state, second = route_model.on_admit(state, pace, ask("b", 1.0), 8.0)
-    assert second.admitted is False
-    assert second.start_at == pytest.approx(4.0 + SPACING)
-    # An early report never moves a send earlier.
-    state = route_model.on_report(state, pace, saved("a", 0.0, 3.0), 8.5)
-    assert [s.at for s in state.pacer.sends] == [4.0]
+    assert second.admitted
+    assert second.start_at == pytest.approx(8.0)
+    # An early report never moves a send's window place earlier than its admitted time.
+    early = route_model.on_report(RouteState(), pace, saved("a", 0.0, 3.0), 8.5)
+    assert early.pacer.sends == ()
 
 
 def test_a_job_that_leaves_leaves_the_queue():
