@@ -94,9 +94,10 @@ class Send:
     left: float | None = None
 
     def held_from(self, late_s: float) -> float:
-        """From when the send holds its place in the route's window: when it left, or, not known
-        yet, its admitted time plus how late the route's sends have been (``Limits.late_s``)."""
-        return max(self.at, self.left) if self.left is not None else self.at + late_s
+        """From when the send holds its place in the route's window: when it left (its admitted
+        time while not known yet), plus how late this host's sends have been (``Limits.late_s``):
+        the same host's lag between a worker's clock and the request's arrival is no smaller."""
+        return (max(self.at, self.left) if self.left is not None else self.at) + late_s
 
     def to_json(self) -> list[Any]:
         left = None if self.left is None else round(self.left, 3)
@@ -597,12 +598,11 @@ def with_hint(state: PacerState, hint: RateLimitHint, pace: Pace) -> PacerState:
     current = limits(pace, hint)
     limit = current.requests_per_minute or current.images_per_minute
     if hint.remaining is not None and limit is not None:
-        late = state_limits(state, pace).late_s
-        window = pace.window_s * (1 + MARGIN) + late
+        window = pace.window_s * (1 + MARGIN) + state_limits(state, pace).late_s
         ours = sum(
             1
             for s in state.sends
-            if hint.observed_at - window < s.held_from(late) <= hint.observed_at
+            if hint.observed_at - window < s.held_from(0.0) <= hint.observed_at
         )
         if hint.remaining >= limit - ours:
             hint = replace(hint, remaining=None)
