@@ -125,8 +125,13 @@ def redact_json(value: Any, secrets: Secrets) -> Any:
 
 def scrub(message: str) -> str:
     """Anything key-like out of a route's text, before anything of the attempt is known."""
-    message = _KEY_LIKE.sub(r"\1[redacted]", message[:UPSTREAM_TEXT_MAX])
-    return _BEARER.sub(r"\1[redacted]", message)
+    return scrub_keys(message[:UPSTREAM_TEXT_MAX])
+
+
+def scrub_keys(text: str) -> str:
+    """Anything key-like (``sk-...``, ``Bearer ...``) out of ``text``, whatever its length:
+    for text of our own, such as what the app's telemetry exports (telemetry.py)."""
+    return _BEARER.sub(r"\1[redacted]", _KEY_LIKE.sub(r"\1[redacted]", text))
 
 
 def _key_word(text: str, start: int, end: int) -> tuple[int, int]:
