@@ -433,3 +433,31 @@ def test_the_function_app_is_flex_consumption_python_311_without_shared_keys(api
     assert isinstance(insights["WorkspaceResourceId"], Unknown)  # on the Log Analytics workspace
     vault = api.evaluate(api.resource("keyVault").property("properties"), values)
     assert vault["enableRbacAuthorization"] is True
+
+
+# --- documented ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=scenario_id)
+def test_every_setting_the_app_reads_is_set_by_the_infra_or_documented(api: Template, scenario):
+    docs = "".join(
+        (ROOT / "docs" / name).read_text("utf-8") for name in ("settings.md", "batches.md")
+    )
+    settings = app_settings(api, scenario)
+    undocumented = []
+    for name in sorted(reads(as_host_sees_them(settings)) - set(settings)):
+        forms = {name}
+        if name.startswith("IMAGE_ROUTE_AZURE_"):
+            rest = name.removeprefix("IMAGE_ROUTE_AZURE_")
+            forms |= {f"IMAGE_ROUTE_{{NAME}}_{rest}", f"IMAGE_ROUTE_<R>_{rest}"}
+        if not any(f"`{form}`" in docs for form in forms):
+            undocumented.append(name)
+    assert undocumented == [], "read by the app, neither set in infra/ nor in docs/settings.md"
+
+
+def test_the_platform_settings_and_the_forbidden_ones_are_documented():
+    docs = (ROOT / "docs" / "settings.md").read_text("utf-8")
+    for setting in PLATFORM_SETTINGS:
+        assert f"`{setting.name}`" in docs, setting.name
+    for name in NEVER_SET:
+        assert f"`{name}`" in docs, name
