@@ -84,7 +84,9 @@ def test_a_span_loses_every_secret_before_export(secret: str):
     text = repr(dict(done.attributes or {})) + repr(done.events[0].attributes)
     text += done.status.description or ""
     assert secret not in text
-    assert KEY_MARK in done.attributes["url.full"]  # type: ignore[index,operator]
+    # The secret is marked, or the link's query string is cut whole (rules.redaction).
+    url = str(done.attributes["url.full"])  # type: ignore[index]
+    assert KEY_MARK in url or "?" not in url
     assert done.attributes["plain"] == "nothing to hide"  # type: ignore[index]
     assert done.status.status_code is StatusCode.ERROR
 
