@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 # Lint, format and type-check all Python code: the app, its tests, the benchmarks, and tools/
 # with their tests.
-CODE := $(wildcard rules storage orchestrators activities http_api function_app.py wiring.py tests bench tools)
+CODE := $(wildcard rules storage orchestrators activities http_api function_app.py wiring.py telemetry.py tests bench tools)
 # The local tools (stand-ins, CLI, stack runner), each a package of its own under tools/: installed
 # editable, built by the pinned setuptools of requirements-dev.txt (no build isolation, so nothing
 # is fetched at build time).

@@ -3,6 +3,7 @@
 import azure.durable_functions as df
 import azure.functions as func
 
+import telemetry
 import wiring
 from activities.blueprint import bp as activities
 from http_api.blueprint import bp as jobs_api
@@ -23,3 +24,6 @@ app.register_functions(jobs_api)
 
 # Bad app settings stop the host here, at start-up, with SettingsInvalid naming the setting.
 wiring.settings()
+# The app's own telemetry to Application Insights, when APPLICATIONINSIGHTS_CONNECTION_STRING is
+# set (in Azure); before any route client exists, so that every route call is instrumented.
+telemetry.configure()

@@ -130,8 +130,14 @@ def scrub(message: str) -> str:
     """Anything key-like out of a route's text, before anything of the attempt is known: keys
     (``sk-...``, ``Bearer ...``), and what a link may carry that is a credential (its query
     string and fragment, a SAS signature or a ``?code=``, and user info): ``bare_urls``."""
-    message = _KEY_LIKE.sub(r"\1[redacted]", message[:UPSTREAM_TEXT_MAX])
-    return bare_urls(_BEARER.sub(r"\1[redacted]", message))
+    return scrub_keys(message[:UPSTREAM_TEXT_MAX])
+
+
+def scrub_keys(text: str) -> str:
+    """Anything key-like (``sk-...``, ``Bearer ...``, a link's query string, fragment and user
+    info) out of ``text``, whatever its length: for text of our own too, such as what the app's
+    telemetry exports (telemetry.py)."""
+    return bare_urls(_BEARER.sub(r"\1[redacted]", _KEY_LIKE.sub(r"\1[redacted]", text)))
 
 
 def bare_urls(text: str) -> str:

@@ -1,8 +1,9 @@
 """The tree shows the product: what is deployed, what is excluded from the deploy, what is where.
 
 - Every tracked path is either part of the deployed app (DEPLOYED) or left out by .funcignore,
-  read the way Core Tools reads it (`func azure functionapp publish`), and .funcignore names
-  nothing that does not exist.
+  read the way Core Tools reads it (`func azure functionapp publish`) and the way azd reads it
+  (`azd deploy` of azure.yaml's `project: .`: gitignore rules), and .funcignore names nothing
+  that does not exist.
 - The product never imports the local tools (tools/*: the stand-ins, the CLI, the stack runner)
   nor the tests.
 - The README's code map names exactly the top-level folders, and the packages of tools/.
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # What `func azure functionapp publish` must upload: the app and nothing else.
 PRODUCT_PACKAGES = ("activities", "http_api", "orchestrators", "rules", "storage")
-PRODUCT_MODULES = ("function_app.py", "wiring.py")
+PRODUCT_MODULES = ("function_app.py", "wiring.py", "telemetry.py")
 DEPLOYED = {*PRODUCT_PACKAGES, *PRODUCT_MODULES, "host.json", "requirements.txt"}
 
 # Untracked things a working copy has that must never be uploaded either.
@@ -39,6 +40,8 @@ LOCAL_ONLY = (
     ".hypothesis/examples/x",
     "local.settings.json",
     "rules/__pycache__/request.cpython-311.pyc",
+    ".azure/dev/.env",  # azd's environment: a deployment's values
+    ".azure/config.json",
 )
 
 
@@ -95,6 +98,24 @@ def test_every_tracked_path_is_deployed_or_left_out_and_nothing_else():
     left_out_by_mistake = [p for p in paths if p.split("/")[0] in DEPLOYED and denies(patterns, p)]
     assert left_out_by_mistake == []
     assert [p for p in LOCAL_ONLY if not denies(patterns, p)] == []
+
+
+def azd_denies(patterns: list[str], path: str) -> bool:
+    """Whether azd leaves ``path`` out of the package: .funcignore read with gitignore rules
+    (learn.microsoft.com/azure/developer/azure-developer-cli/service-packaging-ignore-files)."""
+    import pathspec
+
+    return pathspec.GitIgnoreSpec.from_lines(patterns).match_file(path)
+
+
+def test_azd_deploys_exactly_what_core_tools_deploys():
+    patterns = funcignore_patterns()
+    paths = tracked_paths() + list(LOCAL_ONLY)
+    differ = [p for p in paths if azd_denies(patterns, p) != denies(patterns, p)]
+    assert differ == [], "Core Tools and azd read .funcignore differently for these"
+    assert azd_denies(patterns, "infra/main.bicep")
+    assert azd_denies(patterns, "azure.yaml")
+    assert not azd_denies(patterns, "telemetry.py")
 
 
 def test_funcignore_names_nothing_stale():
