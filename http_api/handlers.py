@@ -47,7 +47,7 @@ from http_api.status_view import (
     retry_after_s,
     status_answer,
 )
-from http_api.webhooks import deliveries
+from http_api.webhooks import deliveries, purged_deliveries
 from orchestrators.image_job import CANCEL_EVENT, ORCHESTRATOR
 from rules import route_model
 from rules.dedup import caller_digest, check_key, fingerprint, is_job_id, job_id_for
@@ -195,8 +195,12 @@ async def get_job(
             ended = await read_ended(store, job_id, caller)
             link = _linker(store, settings)
             if store.links_are_local:
-                return json_answer(ended_answer(ended, link), 200)
-            return json_answer(await asyncio.to_thread(ended_answer, ended, link), 200)
+                purged = ended_answer(ended, link)
+            else:
+                purged = await asyncio.to_thread(ended_answer, ended, link)
+            # The same fields as a live answer: the deliveries, where a record of them is left.
+            purged["webhooks"] = await purged_deliveries(store, job_id)
+            return json_answer(purged, 200)
     include_prompt = req.params.get("includePrompt", "").lower() == "true"
     link = _linker(store, settings)
     if store.links_are_local:

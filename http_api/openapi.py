@@ -13,6 +13,11 @@ handler tests produce against the document's response schema and headers, and fa
 the document lists that no answer has; tests/e2e/test_openapi_fuzz.py fuzzes the running app
 from the document (schemathesis) and checks every answer against it.
 
+Besides the JSON API it describes the web page's answers (its files as text/html,
+text/javascript and text/css, a 304, the 308 to its folder, each with its headers) and, as
+OpenAPI's ``webhooks``, the event a job's ``webhookUrl`` is sent: what the service itself
+requests, which tests/e2e/test_webhooks.py holds every delivery against.
+
 The document is the same for every deployment: it names no route, host or setting's value, so
 it is served anonymously (clients and tools read it before they hold a key) and says nothing
 that the repository's docs do not.
@@ -26,15 +31,20 @@ from typing import Any
 
 import azure.functions as func
 
+from http_api.caller import PRINCIPAL_HEADER
+from http_api.web_page import INDEX, MEDIA_TYPES, content_security_policy
 from rules.batch_records import BatchState
 from rules.batches import MAX_CUSTOM_ID_CHARS, MAX_ITEMS, BatchMode
+from rules.client_timings import MAX_MS
 from rules.dedup import MAX_KEY_CHARS
+from rules.evidence import EVIDENCE_VERSION, SERVICE_VERSION
 from rules.inputs import INLINE_JSON_MAX_BYTES, INLINE_MULTIPART_MAX_BYTES
 from rules.job_records import TERMINAL_STATES, JobState
 from rules.models import GPT_IMAGE_2, ROUTE_OWNERS
 from rules.outcome import FailureKind, Layer
 from rules.request import FIELDS
 from rules.route_records import Priority
+from rules.webhooks import MAX_URL_CHARS, SECRET_PREFIX, WEBHOOK_FIELD, DeliveryState, EventType
 from storage.protocol import JSON
 
 Schema = dict[str, Any]
@@ -93,6 +103,39 @@ _ERROR_TEXT = {
     500: "The service is misconfigured, or failed (a bug); the message says no more.",
     503: "The job store or Blob Storage failed or did not answer in time: try again after "
     "Retry-After seconds. Never taken for 'absent'.",
+}
+# Error answers that only some operations give, each with the codes it has: a schema and a
+# response of their own, so that an operation lists exactly the codes it answers with.
+ERROR_VARIANTS: dict[str, tuple[int, tuple[str, ...], str]] = {
+    "Error400ClientTimings": (
+        400,
+        ("invalid_json", "invalid_type", "invalid_value", "missing", "unknown_field"),
+        "The report is not `{downloadMs, renderMs}`, each a number of 0 to "
+        f"{MAX_MS}: `field` names the body field (or `body`).",
+    ),
+    "Error400Caller": (
+        400,
+        ("invalid_value",),
+        f"The principal header ({PRINCIPAL_HEADER}) is not a principal id: Easy Auth sets a "
+        "short printable one, so it did not come from there.",
+    ),
+    "Error400WebhookSecret": (
+        400,
+        ("unsupported", "invalid_value"),
+        "Webhooks are off on this service (no IMAGE_WEBHOOK_SECRET: `unsupported`, field "
+        f"{WEBHOOK_FIELD}), or the principal header is not a principal id (`invalid_value`).",
+    ),
+    "Error404NoSuchFile": (
+        404,
+        ("no_such_route",),
+        "The page has no file of this name: the JSON 404 of every unknown path (`field` path).",
+    ),
+    "Error409JobNotEnded": (
+        409,
+        ("job_not_ended",),
+        "The job has no metadata.json yet (it is running, or its record could not be written): "
+        "report again once it ended.",
+    ),
 }
 
 
@@ -286,10 +329,30 @@ def _input_source() -> Schema:
     }
 
 
+def _webhook_url() -> Schema:
+    return _nullable(
+        _url(
+            "Where the job's end is POSTed, signed the Standard Webhooks way with the caller's "
+            "secret (GET /api/webhook-secret; docs/webhooks.md). https:// (http:// only where "
+            "IMAGE_WEBHOOK_ALLOW_HTTP is on), printable ASCII, no user name or password, no "
+            "#fragment; a host that is a loopback (unless IMAGE_WEBHOOK_ALLOW_LOOPBACK is on), "
+            "private, link-local, reserved or multicast address, an address in another form "
+            "than a.b.c.d, or a single-label name is refused, as is any webhookUrl while "
+            "webhooks are off (400 naming the field). Part of the job's identity; never shown "
+            "back. null or absent: no webhook."
+        )
+        | {
+            "maxLength": MAX_URL_CHARS,
+            "examples": ["https://hooks.example.com/imagejobs?token=abc"],
+        }
+    )
+
+
 def _job_request() -> Schema:
     inputs = _RULES.inputs
     assert inputs is not None
     fields = _request_fields()
+    fields[WEBHOOK_FIELD] = _webhook_url()
     fields["images"] = _nullable(
         {
             "type": "array",
@@ -311,9 +374,9 @@ def _job_request() -> Schema:
     return _object(
         required,
         fields,
-        description="A job: the OpenAI image request's fields (gpt-image-2's rules) and two "
-        "job levers, `priority` and `failover`. A field the model would refuse, or an unknown "
-        "one, is a 400 naming it; nothing starts.",
+        description="A job: the OpenAI image request's fields (gpt-image-2's rules) and three "
+        "job levers, `priority`, `failover` and `webhookUrl`. A field the model would refuse, "
+        "or an unknown one, is a 400 naming it; nothing starts.",
     )
 
 
@@ -321,9 +384,8 @@ def _multipart_request() -> Schema:
     inputs = _RULES.inputs
     assert inputs is not None
     # Form fields are text, never null (an empty one is left out); failover is no text.
-    form = {
-        name: _not_null(schema) for name, schema in _request_fields().items() if name != "failover"
-    }
+    fields = {**_request_fields(), WEBHOOK_FIELD: _webhook_url()}
+    form = {name: _not_null(schema) for name, schema in fields.items() if name != "failover"}
     image = {"type": "string", "contentMediaType": "application/octet-stream"}
     files = {"type": "array", "items": image, "minItems": 1, "maxItems": inputs.max_images}
     return {
@@ -410,7 +472,15 @@ def _input_shape() -> Schema:
     )
 
 
-def _request_shape() -> Schema:
+def _request_shape(*, prompt: bool = True) -> Schema:
+    """The request's shape as an answer shows it; ``prompt``: the status answer may show the
+    prompt itself, when asked for it (the escalation packet never does)."""
+    optional: dict[str, Schema] = {
+        "images": {"type": "array", "items": _ref("InputShape")},
+        "mask": _nullable(_ref("InputShape")),
+    }
+    if prompt:
+        optional["prompt"] = _text("Only with `?includePrompt=true`.")
     return _object(
         {
             "size": _text(),
@@ -424,11 +494,7 @@ def _request_shape() -> Schema:
             "route": _text(),
             "promptChars": _integer("The prompt's length.", minimum=1),
         },
-        {
-            "images": {"type": "array", "items": _ref("InputShape")},
-            "mask": _nullable(_ref("InputShape")),
-            "prompt": _text("Only with `?includePrompt=true`."),
-        },
+        optional,
         description="The request as the job runs it, without its prompt (`images` and `mask` "
         "for an edit).",
     )
@@ -533,6 +599,15 @@ def _job_status() -> Schema:
         ),
         "queueReason": _nullable(_text("While queued: why it waits.")),
         "eta": _nullable(_moment("While running: when the image is expected to be stored.")),
+        "webhooks": _nullable(
+            {
+                "type": "array",
+                "items": _ref("WebhookDelivery"),
+                "description": "A job with webhookUrl: each event's delivery, [] until the job "
+                "ended and its first attempt is recorded; null for a job without one (and for a "
+                "purged job whose deliveries left no record).",
+            }
+        ),
     }
     optional: dict[str, Schema] = {
         "retry": _object(
@@ -685,18 +760,348 @@ def _batch_status() -> Schema:
     )
 
 
-def _error(status: int) -> Schema:
+# --- webhooks ------------------------------------------------------------------------------
+
+_JOB_ID_PATTERN = r"img-[0-9a-f]{24}-[1-9][0-9]{0,8}"
+_EVENT_STATES = [JobState.SAVED.value, JobState.FAILED.value, JobState.CANCELLED.value]
+
+
+def _webhook_delivery() -> Schema:
+    events = "|".join(e.value.removeprefix("image.") for e in EventType)
+    return _object(
+        {
+            "id": _text(
+                "The event's webhook-id, the same on every attempt: dedupe on it.",
+                pattern=f"^msg_{_JOB_ID_PATTERN}_({events})$",
+            ),
+            "type": _enum([e.value for e in EventType]),
+            "timestamp": _moment("When the job ended: the event's own moment."),
+            "state": _enum(
+                [s.value for s in DeliveryState],
+                "delivering (nextAttemptAt says when), delivered (a 2xx), failed (every "
+                "attempt failed), refused (the target resolved to an address deliveries never "
+                "go to).",
+            ),
+            "attempts": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "attempt": _integer(minimum=1),
+                        "at": _moment("When the attempt was sent."),
+                        "durationMs": _integer(minimum=0),
+                        "statusCode": _nullable(
+                            _integer("The receiver's answer.", minimum=100, maximum=999)
+                        ),
+                        "error": _nullable(
+                            _text("Why no answer came (a timeout, a refused connection...).")
+                        ),
+                    }
+                ),
+            },
+            "nextAttemptAt": _nullable(_moment("While delivering: the next attempt.")),
+        },
+        description="One event's delivery to the job's webhookUrl (never the URL itself).",
+    )
+
+
+def _webhook_event() -> Schema:
+    image = _object(
+        {
+            "contentType": _text(examples=["image/png"]),
+            "bytes": _integer(minimum=0),
+            "width": _integer(minimum=1),
+            "height": _integer(minimum=1),
+        },
+        description="A stored image, without a link (a link expires; fetch statusUrl).",
+    )
+    data = _object(
+        {
+            "id": _ref("JobId"),
+            "state": _enum(_EVENT_STATES),
+            "statusUrl": _nullable(_url("The job's status URL, never with ?code=.")),
+            "failure": _nullable(
+                _enum(["returned_error", "local_timeout", "internal_error"], "image.failed only.")
+            ),
+            "error": _nullable(
+                _object(
+                    {
+                        "layer": _enum([layer.value for layer in Layer]),
+                        "kind": _enum([kind.value for kind in FailureKind]),
+                        "httpStatus": _nullable(_integer()),
+                        "type": _nullable(_text()),
+                        "code": _nullable(_text()),
+                    },
+                    description="image.failed only; never the route's message.",
+                )
+            ),
+            "attempt": _integer(minimum=0),
+            "retryCount": _integer(minimum=0),
+            "image": _nullable(image),
+            "images": {"type": "array", "items": image},
+            "costUsd": _nullable(_number(minimum=0)),
+        }
+    )
+    return _object(
+        {
+            "type": _enum([e.value for e in EventType]),
+            "timestamp": _moment("When the job ended, the same on every attempt."),
+            "data": data,
+        },
+        description="What a job's webhookUrl is sent when the job ends: no prompt, key, "
+        "error message, link or preview.",
+    )
+
+
+def _webhook_secret() -> Schema:
+    return _object(
+        {
+            "secret": _text(
+                "The caller's signing secret: whsec_ and base64 of 32 bytes, as the Standard "
+                "Webhooks libraries take it.",
+                pattern=f"^{SECRET_PREFIX}[A-Za-z0-9+/]{{43}}=$",
+            ),
+            "scheme": {"const": "standard-webhooks/v1"},
+            "identity": _enum(
+                ["own", "shared"],
+                "own: an Easy Auth principal's; shared: the default caller's, which every "
+                "function-key holder is (they share one secret, as they see the same jobs).",
+            ),
+        },
+        description="The secret the calling identity's webhooks are signed with.",
+    )
+
+
+# --- client timings and the escalation packet ------------------------------------------------
+
+
+def _client_timings_report() -> Schema:
+    ms = _number(f"Milliseconds, 0 to {MAX_MS} (stored rounded).", minimum=0, maximum=MAX_MS)
+    return _object(
+        {"downloadMs": ms, "renderMs": ms},
+        description="A client's own times for the job's final image(s): download, from asking "
+        "for the image to its last byte; render, from there to decoded and painted.",
+    )
+
+
+def _client_timings_stored() -> Schema:
+    return _object(
+        {
+            "id": _ref("JobId"),
+            "client": _object(
+                {
+                    "downloadMs": _integer(minimum=0, maximum=MAX_MS),
+                    "renderMs": _integer(minimum=0, maximum=MAX_MS),
+                    "reportedAt": _moment("When the service took the report."),
+                },
+                description="As metadata.json now keeps it (`client`); a later report replaces it.",
+            ),
+        }
+    )
+
+
+def _packet_clocks() -> Schema:
+    ms = _nullable(_integer("Milliseconds from requestStartedAt.", minimum=0))
+    return _object(
+        {
+            "requestStartedAt": _nullable(_moment()),
+            "connectMs": ms,
+            "firstByteMs": ms,
+            "firstPartialImageMs": ms,
+            "finalImageMs": ms,
+            "downloadMs": ms,
+            "uploadMs": ms,
+            "readInputsMs": ms,
+            "uploadInputsMs": ms,
+            "partialImagesMs": {"type": "array", "items": ms},
+        },
+        description="An attempt's clocks (the status answer's, without the call's facts).",
+    )
+
+
+def _evidence() -> Schema:
+    text = _nullable(_text())
+    moment = _nullable(_moment())
+    outcomes = ["saved", *(kind.value for kind in FailureKind)]
+    error = _object(
+        {
+            "layer": _enum([layer.value for layer in Layer]),
+            "kind": _enum([kind.value for kind in FailureKind]),
+            "httpStatus": _nullable(_integer()),
+            "type": text,
+            "code": text,
+            "param": text,
+            "message": _nullable(_text("Redacted (key, prompt), sanitized (addresses, links).")),
+            "requestId": text,
+        }
+    )
+    decision = _object(
+        {
+            "retry": {"type": "boolean"},
+            "waitS": _number(minimum=0),
+            "reason": _text(),
+            "postSendResend": {"type": "boolean"},
+        },
+        description="What the job decided after the attempt.",
+    )
+    attempt = _object(
+        {
+            "attempt": _integer(minimum=1),
+            "outcome": _nullable(_enum(outcomes)),
+            "layer": _nullable(_enum([layer.value for layer in Layer])),
+            "sent": {"type": "boolean"},
+            "httpStatus": _nullable(_integer()),
+            "type": text,
+            "code": text,
+            "param": text,
+            "message": text,
+            "requestId": text,
+            "timeoutLayer": text,
+            "timings": _ref("PacketClocks"),
+            "stream": _nullable({"type": "boolean"}),
+            "partialImages": _nullable(_integer(minimum=0)),
+            "decision": _nullable(decision),
+        }
+    )
+    seconds = _number(minimum=0)
+    limit = _nullable(_integer(minimum=0))
+    infrastructure = _object(
+        {
+            "host": _text("Azure Functions, devhost, or a local Functions host."),
+            "functionsRuntime": text,
+            "python": _text(),
+            "region": text,
+            "plan": text,
+            "storage": _text(),
+            "timeScale": _number(exclusiveMinimum=0),
+            "localStandIns": {"type": "array", "items": _text()},
+            "gateway": _object(
+                {"idleTimeoutS": _nullable(_number(minimum=0)), "retryHeader": text}
+            ),
+            "timeoutsS": _object(
+                {
+                    name: seconds
+                    for name in (
+                        "connect",
+                        "readIdle",
+                        "request",
+                        "upload",
+                        "activity",
+                        "httpStarter",
+                        "clientHttp",
+                        "clientPoll",
+                    )
+                },
+                description="The timeout budget in force.",
+            ),
+            "pace": _object(
+                {"requestsPerMinute": limit, "imagesPerMinute": limit, "concurrency": limit},
+                description="The route's configured limits.",
+            ),
+        }
+    )
+    return _object(
+        {
+            "v": {"const": EVIDENCE_VERSION, "description": "The packet's schema version."},
+            "id": _ref("JobId"),
+            "generatedAt": _moment("When the packet was made."),
+            "complete": {
+                "type": "boolean",
+                "description": "false while the job runs, or when its metadata.json is missing "
+                "(the durable outcome stands in).",
+            },
+            "state": _enum(_STATES),
+            "failure": _nullable(_enum(["returned_error", "local_timeout", "internal_error"])),
+            "moment": _object(
+                {
+                    "timezone": {"const": "UTC"},
+                    "createdAt": moment,
+                    "firstSendAt": moment,
+                    "lastSendAt": moment,
+                    "finishedAt": moment,
+                    "occurrence": _text("One-off or repeated within the job."),
+                }
+            ),
+            "route": _object(
+                {
+                    "name": _text(),
+                    "owner": _enum([*ROUTE_OWNERS, "unknown"]),
+                    "model": _text(),
+                    "api": {"const": "Image API"},
+                    "endpoint": _enum(["generations", "edits"]),
+                    "host": _nullable(_text("host[:port]; an IP address as [ip].")),
+                    "path": _nullable(_text("The endpoint's path, no query.")),
+                    "deployment": text,
+                    "apiVersion": text,
+                    "stream": _nullable({"type": "boolean"}),
+                    "partialImages": _nullable(_integer(minimum=0)),
+                }
+            ),
+            "request": _ref("PacketRequest"),
+            "sentAs": {"type": "array", "items": _text()},
+            "priority": _nullable(_enum([p.value for p in Priority])),
+            "timings": _ref("PacketClocks"),
+            "timeoutLayer": _nullable(
+                _text("gateway, or http_client (connect|read_idle|request|upload).")
+            ),
+            "retries": _object(
+                {
+                    "count": _integer(minimum=0),
+                    "reasons": {"type": "array", "items": _text()},
+                    "postSendResends": _integer(minimum=0),
+                    "gatewayRetries": _integer(minimum=0),
+                }
+            ),
+            "returned": _object(
+                {
+                    "httpStatus": _nullable(_integer()),
+                    "error": _nullable(error),
+                    "requestIds": {"type": "array", "items": _text()},
+                    "rateLimit": {
+                        "type": "object",
+                        "additionalProperties": {"type": "string"},
+                        "description": "The route's rate-limit headers.",
+                    },
+                }
+            ),
+            "attempts": {"type": "array", "items": attempt},
+            "cost": _object(
+                {"usd": _nullable(_number(minimum=0)), "estimated": {"type": "boolean"}}
+            ),
+            "service": _object(
+                {"name": {"const": "gpt-image-durable"}, "version": {"const": SERVICE_VERSION}}
+            ),
+            "infrastructure": infrastructure,
+            "reproduction": _object(
+                {
+                    "curl": _text("With PROMPT and $IMAGE_ROUTE_KEY for the secrets."),
+                    "python": _text("The openai SDK, the same way."),
+                    "notes": {"type": "array", "items": _text()},
+                }
+            ),
+            "withheld": {
+                "type": "array",
+                "items": _text(),
+                "description": "What the packet never holds, in words.",
+            },
+        },
+        description="The escalation packet (field report A): what to send a provider about a "
+        "slow or failed job. Never a key, token, prompt, image, IP address, link's query "
+        "string or caller id.",
+    )
+
+
+def _error(codes: tuple[str, ...], description: str) -> Schema:
     return _object(
         {
             "error": _object(
                 {
-                    "code": _enum(ERROR_CODES[status]),
+                    "code": _enum(codes),
                     "message": _text("For a person; never a setting's value or a key."),
                     "field": _text("What is at fault."),
                 }
             )
         },
-        description=_ERROR_TEXT[status],
+        description=description,
     )
 
 
@@ -739,6 +1144,14 @@ def _schemas() -> dict[str, Schema]:
         ),
         "JobStatus": _job_status(),
         "RequestShape": _request_shape(),
+        "WebhookDelivery": _webhook_delivery(),
+        "WebhookEvent": _webhook_event(),
+        "WebhookSecret": _webhook_secret(),
+        "ClientTimingsReport": _client_timings_report(),
+        "ClientTimingsStored": _client_timings_stored(),
+        "Evidence": _evidence(),
+        "PacketRequest": _request_shape(prompt=False),
+        "PacketClocks": _packet_clocks(),
         "InputShape": _input_shape(),
         "Timings": _timings(),
         "StoredImage": _stored_image(),
@@ -822,8 +1235,10 @@ def _schemas() -> dict[str, Schema]:
             "description": "This document.",
         },
     }
-    for status in ERROR_CODES:
-        schemas[f"Error{status}"] = _error(status)
+    for status, codes in ERROR_CODES.items():
+        schemas[f"Error{status}"] = _error(codes, _ERROR_TEXT[status])
+    for name, (_, codes, text) in ERROR_VARIANTS.items():
+        schemas[name] = _error(codes, text)
     return schemas
 
 
@@ -851,12 +1266,17 @@ def _answer(
     return answer
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
-    answers: dict[str, Any] = {
-        str(s): {"$ref": f"#/components/responses/Error{s}"} for s in statuses
-    }
+def _errors(*statuses: int | str, unavailable: bool = True) -> dict[str, Any]:
+    """The error answers of an operation: a status (its general codes) or the name of an
+    ERROR_VARIANTS answer; always 500, and 503 unless the operation touches no store."""
+    answers: dict[str, Any] = {}
+    for given in statuses:
+        name = given if isinstance(given, str) else f"Error{given}"
+        status = ERROR_VARIANTS[name][0] if isinstance(given, str) else given
+        answers[str(status)] = {"$ref": f"#/components/responses/{name}"}
     answers["500"] = {"$ref": "#/components/responses/Error500"}
-    answers["503"] = {"$ref": "#/components/responses/Error503"}
+    if unavailable:
+        answers["503"] = {"$ref": "#/components/responses/Error503"}
     return answers
 
 
@@ -864,6 +1284,8 @@ def _responses() -> dict[str, Any]:
     responses: dict[str, Any] = {
         f"Error{status}": _answer(_ERROR_TEXT[status], f"Error{status}") for status in ERROR_CODES
     }
+    for name, (_, _, text) in ERROR_VARIANTS.items():
+        responses[name] = _answer(text, name)
     responses["Error503"]["headers"] = {
         "Retry-After": {**_RETRY_AFTER, "schema": {"type": "integer", "const": 5}}
     }
@@ -913,6 +1335,151 @@ _REPLAYED = {
     "required": False,
     "schema": {"type": "string", "const": "true"},
 }
+
+
+_NO_STORE = {
+    "description": "Never cached by anything in between.",
+    "required": True,
+    "schema": {"type": "string", "const": "no-store"},
+}
+# What a regular expression would read as more than itself (the policy's text has none of it).
+_REGEX_SPECIAL = frozenset(".^$*+?()[]{}|\\")
+
+
+def _literal(text: str) -> str:
+    return "".join("\\" + c if c in _REGEX_SPECIAL else c for c in text)
+
+
+def _page_headers(*, cached: bool) -> dict[str, Any]:
+    """The headers of every answer of the web page (http_api.web_page.security_headers), and
+    with a file (``cached``) its revalidation: no-cache and a strong ETag."""
+    marker = "IMAGE-ORIGIN"
+    policy = _literal(content_security_policy(marker)).replace(marker, "[^ ;]+")
+
+    def const(value: str, description: str) -> dict[str, Any]:
+        return {
+            "description": description,
+            "required": True,
+            "schema": {"type": "string", "const": value},
+        }
+
+    headers: dict[str, Any] = {
+        "Content-Security-Policy": {
+            "description": "Scripts, styles and API calls from the page's own origin only (no "
+            "inline code), images from the image store's origin only (the read links the "
+            "status answer hands out), no frames, plugins or form posts.",
+            "required": True,
+            "schema": {"type": "string", "pattern": f"^{policy}$"},
+        },
+        "X-Content-Type-Options": const("nosniff", "The content type is the one given."),
+        "Referrer-Policy": const("no-referrer", "The page's URL goes to nobody."),
+        "X-Frame-Options": const("DENY", "Never in a frame."),
+        "Cross-Origin-Opener-Policy": const("same-origin", "A window of its own."),
+        "Cross-Origin-Resource-Policy": const("same-origin", "Loaded by its own origin only."),
+    }
+    if cached:
+        headers["Cache-Control"] = const(
+            "no-cache", "Revalidate each time (the names carry no content hash)."
+        )
+        headers["ETag"] = {
+            "description": "A strong tag of the file's content.",
+            "required": True,
+            "schema": {"type": "string", "pattern": '^"[0-9a-f]{32}"$'},
+        }
+    return headers
+
+
+def _page_file(description: str, media_types: list[str]) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": _page_headers(cached=True),
+        "content": {media: {"schema": {"type": "string"}} for media in media_types},
+    }
+
+
+def _page_not_modified() -> dict[str, Any]:
+    return {
+        "description": "If-None-Match names the file's ETag: unchanged (no body).",
+        "headers": _page_headers(cached=True),
+    }
+
+
+_IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "ETags the browser holds (or *): a 304 when one is the file's.",
+    "schema": {"type": "string"},
+}
+
+
+def _web_page_paths() -> dict[str, Any]:
+    anonymous = {"tags": ["web page"], "security": []}
+    page_types = sorted(set(MEDIA_TYPES.values()))
+    return {
+        "/ui": {
+            "get": {
+                **anonymous,
+                "operationId": "getWebPageFolder",
+                "summary": "The web page's address without its slash: redirected to it",
+                "description": "Relative to /api/ui, ui/ is /api/ui/: the page's relative "
+                "links then resolve under any route prefix. No host name is taken from the "
+                "request.",
+                "responses": {
+                    "308": {
+                        "description": "To the page's folder (no body).",
+                        "headers": {
+                            "Location": {
+                                "description": "The folder, relative.",
+                                "required": True,
+                                "schema": {"type": "string", "const": "ui/"},
+                            },
+                            **_page_headers(cached=False),
+                        },
+                    },
+                    **_errors(unavailable=False),
+                },
+            }
+        },
+        "/ui/": {
+            "get": {
+                **anonymous,
+                "operationId": "getWebPage",
+                "summary": "The web page: start a job and watch it (docs/job-contract.md)",
+                "description": "Static, anonymous and holding nothing secret: it asks for the "
+                "function key, keeps it in the tab's sessionStorage and sends it as "
+                "x-functions-key on each API call.",
+                "parameters": [_IF_NONE_MATCH],
+                "responses": {
+                    "200": _page_file(f"The page ({INDEX}), UTF-8.", [MEDIA_TYPES[INDEX]]),
+                    "304": _page_not_modified(),
+                    **_errors(unavailable=False),
+                },
+            }
+        },
+        "/ui/{file}": {
+            "get": {
+                **anonymous,
+                "operationId": "getWebPageFile",
+                "summary": "One of the web page's files",
+                "parameters": [
+                    {
+                        "name": "file",
+                        "in": "path",
+                        "required": True,
+                        "description": "A file of the page; any other name is a 404.",
+                        "schema": {"type": "string", "enum": list(MEDIA_TYPES)},
+                    },
+                    _IF_NONE_MATCH,
+                ],
+                "responses": {
+                    "200": _page_file("The file, UTF-8, by its media type.", page_types),
+                    "304": _page_not_modified(),
+                    **_errors("Error404NoSuchFile", unavailable=False),
+                },
+            }
+        },
+    }
 
 
 def _paths() -> dict[str, Any]:
@@ -1019,6 +1586,41 @@ def _paths() -> dict[str, Any]:
                         },
                     ),
                     **_errors(400, 404),
+                },
+            }
+        },
+        "/images/{id}/evidence": {
+            "get": {
+                "operationId": "getImageJobEvidence",
+                "tags": ["images"],
+                "summary": "A job's escalation packet: what to send a provider about it",
+                "description": "Made from the job's own records: the durable status and, once "
+                "it ended, its metadata.json (alone, once the durable history is purged). "
+                "Partial while the job runs (`complete` false). Caller-checked as the status is.",
+                "parameters": [_job_id_parameter()],
+                "responses": {
+                    "200": _answer("The packet.", "Evidence", {"Cache-Control": _NO_STORE}),
+                    **_errors("Error400Caller", 404),
+                },
+            }
+        },
+        "/images/{id}/client-timings": {
+            "post": {
+                "operationId": "reportClientTimings",
+                "tags": ["images"],
+                "summary": "A client's own download and render times for the job's image",
+                "description": "Kept in the job's metadata.json as `client` (a later report "
+                "replaces it; every other field stays), under an ETag condition: a write in "
+                "between makes it read again, up to 3 times, then 503. An undeclared body is "
+                "read as JSON.",
+                "parameters": [_job_id_parameter()],
+                "requestBody": {
+                    "required": True,
+                    "content": _json(_ref("ClientTimingsReport")),
+                },
+                "responses": {
+                    "200": _answer("Kept.", "ClientTimingsStored"),
+                    **_errors("Error400ClientTimings", 404, "Error409JobNotEnded", 415),
                 },
             }
         },
@@ -1165,6 +1767,21 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/webhook-secret": {
+            "get": {
+                "operationId": "getWebhookSecret",
+                "tags": ["webhooks"],
+                "summary": "The secret the calling identity's webhooks are signed with",
+                "description": "Derived from IMAGE_WEBHOOK_SECRET and the caller, so every job "
+                "of a caller is signed with it; it changes when either secret setting does. "
+                "Verify deliveries with any Standard Webhooks library (docs/webhooks.md).",
+                "responses": {
+                    "200": _answer("The secret.", "WebhookSecret", {"Cache-Control": _NO_STORE}),
+                    **_errors("Error400WebhookSecret", unavailable=False),
+                },
+            }
+        },
+        **_web_page_paths(),
         "/" + ROUTE: {
             "get": {
                 "operationId": "getOpenApiDocument",
@@ -1175,6 +1792,54 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _answer("The document.", "OpenApiDocument")},
             }
         },
+    }
+
+
+def _webhooks() -> dict[str, Any]:
+    """What the service sends (OpenAPI's ``webhooks``): a job's end to its webhookUrl."""
+    header = {"in": "header", "required": True}
+    return {
+        "imageJobEnded": {
+            "post": {
+                "operationId": "imageJobEnded",
+                "tags": ["webhooks"],
+                "summary": "A job started with webhookUrl ended: one signed event",
+                "description": "Signed the Standard Webhooks way with the caller's secret (GET "
+                "/api/webhook-secret). Any answer but a 2xx, a timeout or a refused connection "
+                "is tried again on durable timers (IMAGE_WEBHOOK_RETRY_WAITS_S, up to "
+                "IMAGE_WEBHOOK_MAX_ATTEMPTS); a redirect is not followed; the answer's body is "
+                "never read. The status answer's `webhooks` shows every attempt.",
+                "security": [],
+                "parameters": [
+                    {
+                        **header,
+                        "name": "webhook-id",
+                        "description": "msg_{job id}_{saved|failed|cancelled}: the same on "
+                        "every attempt of the event (an attempt may arrive twice: dedupe).",
+                        "schema": _text(
+                            pattern=f"^msg_{_JOB_ID_PATTERN}_(saved|failed|cancelled)$"
+                        ),
+                    },
+                    {
+                        **header,
+                        "name": "webhook-timestamp",
+                        "description": "The attempt's moment, in whole seconds since 1970.",
+                        "schema": _text(pattern="^[0-9]+$"),
+                    },
+                    {
+                        **header,
+                        "name": "webhook-signature",
+                        "description": "v1,<base64 HMAC-SHA256 of id.timestamp.body>.",
+                        "schema": _text(pattern="^v1,[A-Za-z0-9+/]+=*$"),
+                    },
+                ],
+                "requestBody": {"required": True, "content": _json(_ref("WebhookEvent"))},
+                "responses": {
+                    "2XX": {"description": "Delivered: no more attempts."},
+                    "default": {"description": "Not delivered: tried again later."},
+                },
+            }
+        }
     }
 
 
@@ -1192,9 +1857,10 @@ def _built() -> str:
             "title": "gpt-image durable jobs",
             "version": API_VERSION,
             "description": "Durable gpt-image-2 image jobs: start a job and get its id at "
-            "once, poll its status (Retry-After says when), cancel it; upload an edit's input "
-            "images; run batches; see each route's health. Every answer is JSON, camelCase; "
-            "every failure the envelope "
+            "once, poll its status (Retry-After says when) or have its end pushed to a "
+            "webhook, cancel it, get its escalation packet; upload an edit's input images; run "
+            "batches; see each route's health; a web page that does the same. Every answer is "
+            "JSON, camelCase (the web page's files aside); every failure the envelope "
             '`{"error": {"code", "message", "field"}}`. A path no route has is a 404 '
             "(`no_such_route`), a route asked with another method a 405 (`method_not_allowed`, "
             "with Allow). Contract: docs/job-contract.md.",
@@ -1205,9 +1871,12 @@ def _built() -> str:
             {"name": "images", "description": "Image jobs and their inputs."},
             {"name": "batches", "description": "Many image requests at once (docs/batches.md)."},
             {"name": "routes", "description": "The routes' health (docs/routes.md)."},
+            {"name": "webhooks", "description": "A job's end, pushed (docs/webhooks.md)."},
+            {"name": "web page", "description": "The page at /api/ui (docs/job-contract.md)."},
             {"name": "meta", "description": "This document."},
         ],
         "paths": paths,
+        "webhooks": _webhooks(),
         "components": {
             "schemas": _schemas(),
             "responses": _responses(),

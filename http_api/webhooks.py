@@ -55,3 +55,18 @@ async def deliveries(store: AsyncImageStore, job_id: str, job_created_at: str) -
     if log.job_created_at != job_created_at:  # an earlier job under this id left it
         return []
     return [delivery.answer() for delivery in log.deliveries]
+
+
+async def purged_deliveries(store: AsyncImageStore, job_id: str) -> list[Any] | None:
+    """The ``webhooks`` of a job answered from metadata.json (its durable history, which held
+    the webhook, is purged): the deliveries ``{id}/webhooks.json`` recorded, or None when there
+    is no record. A finished job's folder is never another job's (http_api.job_ids), so the
+    record is this job's. StoreUnavailable, RecordUnreadable."""
+    with blob_call(job_id=job_id):
+        raw = await store.get(name=webhooks_name(job_id))
+    if raw is None:
+        return None
+    log = WebhookLog.from_json(raw)
+    if log.job_id != job_id:
+        return None
+    return [delivery.answer() for delivery in log.deliveries]

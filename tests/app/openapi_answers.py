@@ -16,35 +16,55 @@ a ``!`` (``JobStatus.error!``) for an answer that showed it not null.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 import azure.functions as func
 import jsonschema
 import pytest
 
-from http_api import batches, handlers, openapi, uploads
+from http_api import (
+    batches,
+    client_timings,
+    evidence,
+    handlers,
+    openapi,
+    uploads,
+    web_page,
+    webhooks,
+)
 from http_api.errors import answer_for
 
 Schema = dict[str, Any]
 
-# Each operation's handler, as the blueprint calls it (http_api.blueprint).
-HANDLERS: dict[tuple[ModuleType, str], tuple[str, str]] = {
-    (handlers, "start_job"): ("post", "/images"),
-    (handlers, "list_jobs"): ("get", "/images"),
-    (handlers, "get_job"): ("get", "/images/{id}"),
-    (handlers, "cancel_job"): ("post", "/images/{id}/cancel"),
-    (handlers, "list_routes"): ("get", "/routes"),
-    (uploads, "create_upload"): ("post", "/uploads"),
-    (batches, "start_batch"): ("post", "/batches"),
-    (batches, "get_batch"): ("get", "/batches/{id}"),
-    (batches, "cancel_batch"): ("post", "/batches/{id}/cancel"),
-    (openapi, "serve"): ("get", "/openapi.json"),
+# Each operation's handler, as the blueprint calls it (http_api.blueprint). A handler of a route
+# with an optional segment (ui/{file?}) answers several of the document's paths: the request's
+# URL tells which.
+HANDLERS: dict[tuple[ModuleType, str], tuple[str, tuple[str, ...]]] = {
+    (handlers, "start_job"): ("post", ("/images",)),
+    (handlers, "list_jobs"): ("get", ("/images",)),
+    (handlers, "get_job"): ("get", ("/images/{id}",)),
+    (handlers, "cancel_job"): ("post", ("/images/{id}/cancel",)),
+    (evidence, "get_evidence"): ("get", ("/images/{id}/evidence",)),
+    (client_timings, "report"): ("post", ("/images/{id}/client-timings",)),
+    (handlers, "list_routes"): ("get", ("/routes",)),
+    (uploads, "create_upload"): ("post", ("/uploads",)),
+    (batches, "start_batch"): ("post", ("/batches",)),
+    (batches, "get_batch"): ("get", ("/batches/{id}",)),
+    (batches, "cancel_batch"): ("post", ("/batches/{id}/cancel",)),
+    (webhooks, "webhook_secret"): ("get", ("/webhook-secret",)),
+    (web_page, "serve"): ("get", ("/ui", "/ui/", "/ui/{file}")),
+    (openapi, "serve"): ("get", ("/openapi.json",)),
 }
+# Where the host serves the document's paths (its servers' url).
+PREFIX = "/api"
 # Headers every answer has, which the document gives as the content's media type.
 CONTENT_HEADERS = frozenset({"content-type", "content-length"})
 
@@ -86,6 +106,21 @@ def _answer(method: str, path: str, response: func.HttpResponse) -> Answer:
     )
 
 
+def path_pattern(path: str) -> re.Pattern[str]:
+    """What URL paths (under the host's prefix) one of the document's paths stands for."""
+    return re.compile(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(PREFIX + path)))
+
+
+def _path_of(paths: tuple[str, ...], args: tuple[Any, ...]) -> str:
+    """Which of ``paths`` the handler's request (its first argument) asked for."""
+    if len(paths) > 1 and args and isinstance(args[0], func.HttpRequest):
+        url_path = urlsplit(args[0].url).path
+        for path in paths:
+            if path_pattern(path).fullmatch(url_path):
+                return path
+    return paths[0]
+
+
 class Recorder:
     """Records every answer of the operations' handlers while installed."""
 
@@ -93,12 +128,30 @@ class Recorder:
         self.answers: list[Answer] = []
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        for (module, name), (method, path) in HANDLERS.items():
-            monkeypatch.setattr(module, name, self._wrap(getattr(module, name), method, path))
+        for (module, name), (method, paths) in HANDLERS.items():
+            monkeypatch.setattr(module, name, self._wrap(getattr(module, name), method, paths))
 
-    def _wrap(self, handler: Callable[..., Any], method: str, path: str) -> Callable[..., Any]:
+    def _wrap(
+        self, handler: Callable[..., Any], method: str, paths: tuple[str, ...]
+    ) -> Callable[..., Any]:
+        if not inspect.iscoroutinefunction(handler):  # the web page's files: no I/O, no await
+
+            @functools.wraps(handler)
+            def recorded_sync(*args: Any, **kwargs: Any) -> func.HttpResponse:
+                path = _path_of(paths, args)
+                try:
+                    response: func.HttpResponse = handler(*args, **kwargs)
+                except Exception as exc:
+                    self.answers.append(_answer(method, path, _quietly(answer_for, exc)))
+                    raise
+                self.answers.append(_answer(method, path, response))
+                return response
+
+            return recorded_sync
+
         @functools.wraps(handler)
         async def recorded(*args: Any, **kwargs: Any) -> func.HttpResponse:
+            path = _path_of(paths, args)
             try:
                 response: func.HttpResponse = await handler(*args, **kwargs)
             except Exception as exc:
@@ -158,6 +211,31 @@ def _validator_of(components: str, schema: str) -> Any:
     return jsonschema.Draft202012Validator(root, format_checker=jsonschema.FormatChecker())
 
 
+def webhook_problems(
+    doc: dict[str, Any], name: str, body: Any, headers: dict[str, str]
+) -> list[str]:
+    """What the document's webhook ``name`` (OpenAPI's ``webhooks``: a request the service
+    sends) does not list of one delivery: its JSON body or a header parameter."""
+    operation = doc["webhooks"][name]["post"]
+    found: list[str] = []
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    for error in _validator(doc, schema).iter_errors(body):
+        where = "/".join(str(part) for part in error.absolute_path) or "(the body)"
+        found.append(f"webhook {name}: {where}: {error.message[:300]}")
+    given = {key.lower(): value for key, value in headers.items()}
+    for parameter in operation.get("parameters", []):
+        if parameter["in"] != "header":
+            continue
+        value = given.get(parameter["name"].lower())
+        if value is None:
+            if parameter.get("required"):
+                found.append(f"webhook {name}: header {parameter['name']} is missing")
+            continue
+        for error in _validator(doc, parameter["schema"]).iter_errors(value):
+            found.append(f"webhook {name}: header {parameter['name']}: {error.message[:200]}")
+    return found
+
+
 def problems(doc: dict[str, Any], answer: Answer) -> list[str]:
     """What the document does not list of ``answer``; empty when it lists all of it."""
     response = response_of(doc, answer)
@@ -165,7 +243,9 @@ def problems(doc: dict[str, Any], answer: Answer) -> list[str]:
         return [f"{answer.label}: the document lists no such operation and status"]
     found: list[str] = []
     content = response.get("content", {})
-    if answer.mimetype not in content:
+    if not content and answer.body is None:
+        pass  # no body, as documented: its content type (the host's default) says nothing
+    elif answer.mimetype not in content:
         found.append(f"{answer.label}: content type {answer.mimetype} is not documented")
     else:
         schema = content[answer.mimetype]["schema"]

@@ -7,6 +7,7 @@ Each also checks what its answer says."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from datetime import timedelta
 from typing import Any
@@ -15,11 +16,16 @@ import azure.functions as func
 import pytest
 
 import wiring
-from http_api import batches, handlers, uploads
+from activities.finish import build_metadata
+from http_api import batches, evidence, handlers, uploads
 from http_api.durable_jobs import DurableJobs
 from http_api.errors import answer_for
+from rules.job_records import AttemptRecord, FinishInput, JobInput, JobState, Outcome
+from rules.outcome import AttemptResult, Failure, FailureKind, Layer, SentAs, Timings
+from rules.retry import Decision
 from tests.fakes import AsyncInMemoryStore, InMemoryStore
 
+from .test_http_edits import b64, png
 from .test_http_handlers import BASE, BODY, NOW, World, request, saved_output
 
 BATCHES = "http://127.0.0.1:7071/api/batches"
@@ -301,3 +307,143 @@ def test_a_code_with_control_characters_goes_back_encoded_in_the_batchs_urls(bat
     assert status == 202
     assert headers["Location"] == body["statusUrl"]
     assert body["statusUrl"].endswith("?code=k%0D%0ASet-Cookie%3A+x")
+
+
+# --- the escalation packet, with every detail ----------------------------------------------
+
+# What App Service sets about the host: the packet's infrastructure names it.
+AZURE_HOST = {
+    "FUNCTIONS_EXTENSION_VERSION": "~4",
+    "REGION_NAME": "Sweden Central",
+    "WEBSITE_SKU": "FlexConsumption",
+}
+
+
+def clocks(start: str, **facts: Any) -> Timings:
+    return Timings(
+        request_started_at=start,
+        connect_ms=12,
+        first_byte_ms=900,
+        first_partial_image_ms=8000,
+        final_image_ms=21000,
+        download_ms=300,
+        upload_ms=150,
+        read_inputs_ms=40,
+        upload_inputs_ms=60,
+        partial_images_ms=[8000],
+        **facts,
+    )
+
+
+def evidence_of(world: World, job_id: str) -> tuple[int, dict[str, Any], Any]:
+    get = functools.partial(evidence.get_evidence, env=AZURE_HOST)
+    return world.call(get, request("GET", f"{BASE}/{job_id}/evidence", job_id=job_id))
+
+
+def test_the_packet_of_a_failed_edit_shows_every_attempt_clock_and_limit():
+    world = World(
+        IMAGE_ROUTE_AZURE_REQUESTS_PER_MINUTE="60",
+        IMAGE_ROUTE_AZURE_IMAGES_PER_MINUTE="20",
+        IMAGE_ROUTE_AZURE_CONCURRENCY="4",
+        IMAGE_ROUTE_AZURE_GATEWAY_RETRY_HEADER="x-ms-retry-count",
+    )
+    inputs = {"images": [b64(png())], "mask": b64(png(mode="RGBA"))}
+    body = {**BODY, **inputs, "output_format": "jpeg", "output_compression": 80}
+    _, job, _ = world.start(body)
+    job_id = job["id"]
+    started = JobInput.from_json(world.client.instances[job_id]["input"])
+    sent_as = SentAs(stream=True, partial_images=1)
+    timed_out = Failure(
+        kind=FailureKind.LOCAL_TIMEOUT,
+        layer=Layer.HTTP_CLIENT,
+        message="no byte for 360 s",
+        sent=True,
+        timeout="read_idle",
+    )
+    refused = Failure(
+        kind=FailureKind.REJECTED,
+        layer=Layer.ROUTE,
+        message="Invalid size for an edit.",
+        sent=True,
+        http_status=400,
+        error_type="invalid_request_error",
+        code="invalid_value",
+        param="size",
+        request_id="req_2",
+    )
+    attempts = (
+        AttemptRecord(
+            AttemptResult(
+                attempt=1,
+                ok=False,
+                timings=clocks("2026-05-07T13:46:13.000Z"),
+                failure=timed_out,
+                request_sent_as=sent_as,
+            ),
+            Decision(retry=True, wait_s=30.0, reason="local_timeout after the send: retry in 30s"),
+        ),
+        AttemptRecord(
+            AttemptResult(
+                attempt=2,
+                ok=False,
+                timings=clocks(
+                    "2026-05-07T13:47:00.000Z",
+                    http_status=400,
+                    request_id="req_2",
+                    rate_limit={"x-ratelimit-remaining-requests": "9"},
+                ),
+                failure=refused,
+                request_sent_as=sent_as,
+            ),
+            Decision(retry=False, wait_s=0.0, reason="rejected is never retried"),
+        ),
+    )
+    outcome = Outcome(
+        state=JobState.FAILED,
+        attempt=2,
+        failure="returned_error",
+        error=refused,
+        retry_count=1,
+        retry_reason="local_timeout after the send: retry in 30s",
+        timings=attempts[-1].result.timings,
+        metadata_blob=f"{job_id}/metadata.json",
+    )
+    finish = FinishInput(job_id, started.request, outcome, attempts, caller=started.caller)
+    metadata = json.dumps(build_metadata(finish, world.settings, NOW)).encode()
+    world.store.put(name=f"{job_id}/metadata.json", data=metadata, content_type="j")
+    world.client.instances[job_id]["runtimeStatus"] = "Completed"
+    world.client.instances[job_id]["output"] = outcome.to_json()
+
+    status, packet, headers = evidence_of(world, job_id)
+    assert (status, packet["complete"], headers["Cache-Control"]) == (200, True, "no-store")
+    assert [a["timeoutLayer"] for a in packet["attempts"]] == ["http_client (read_idle)", None]
+    assert packet["attempts"][0]["decision"]["waitS"] == 30.0
+    assert packet["returned"]["error"]["param"] == "size"
+    assert packet["moment"]["firstSendAt"] == "2026-05-07T13:46:13.000Z"
+    assert packet["request"]["outputCompression"] == 80
+    assert packet["request"]["mask"]["format"] == "png"
+    assert packet["infrastructure"]["region"] == "Sweden Central"
+    assert packet["infrastructure"]["pace"] == {
+        "requestsPerMinute": 60,
+        "imagesPerMinute": 20,
+        "concurrency": 4,
+    }
+    assert packet["infrastructure"]["gateway"]["retryHeader"] == "x-ms-retry-count"
+    assert packet["timings"]["readInputsMs"] == 40
+
+
+def test_the_packet_of_a_job_ended_by_a_timeout_without_its_record_names_the_layer():
+    world = World()
+    _, job, _ = world.start()
+    timed_out = {
+        "kind": "local_timeout",
+        "layer": "http_client",
+        "message": "no byte for 360 s",
+        "sent": True,
+        "timeout": "read_idle",
+    }
+    output = {"v": 1, "state": "failed", "attempt": 1, "failure": "local_timeout"}
+    world.finish(job["id"], {**output, "error": timed_out})  # metadata.json was not written
+    status, packet, _ = evidence_of(world, job["id"])
+    assert (status, packet["complete"], packet["state"]) == (200, False, "failed")
+    assert packet["timeoutLayer"] == "http_client (read_idle)"

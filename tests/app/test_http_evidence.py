@@ -65,6 +65,14 @@ def test_an_unknown_job_and_another_callers_job_are_the_same_404():
     assert packet(world, job["id"], headers=ALICE)[0] == 200
 
 
+def test_a_principal_header_easy_auth_did_not_set_is_a_400():
+    world = World(IMAGE_TRUST_PRINCIPAL_HEADER="true")
+    _, job, _ = world.start(headers=ALICE)
+    status, body, _ = packet(world, job["id"], headers={"x-ms-client-principal-id": "a\x00b"})
+    assert status == 400
+    assert_envelope(body, "invalid_value", "x-ms-client-principal-id")
+
+
 def test_a_purged_job_answers_its_caller_from_its_record_only():
     world = World(IMAGE_TRUST_PRINCIPAL_HEADER="true")
     _, job, _ = world.start(headers=ALICE)

@@ -186,3 +186,44 @@ def test_the_secret_endpoint_without_a_webhook_secret():
     status, body = secret_answer(World())
     assert status == 400
     assert_envelope(body, "unsupported", "webhookUrl")
+
+
+def test_the_secret_endpoint_refuses_a_principal_header_easy_auth_did_not_set():
+    world = World(**SECRET_ENV, IMAGE_TRUST_PRINCIPAL_HEADER="true")
+    status, body = secret_answer(world, {"x-ms-client-principal-id": "a\x00b"})
+    assert status == 400
+    assert_envelope(body, "invalid_value", "x-ms-client-principal-id")
+
+
+def test_a_purged_job_shows_the_deliveries_its_record_kept(world: World):
+    """Once the durable history (which held the webhook) is purged, the answer made from
+    metadata.json has every field a live one has: the deliveries webhooks.json recorded, or
+    null where there is no record."""
+    _, started, _ = world.start({**BODY, "webhookUrl": HOOK})
+    job_id = started["id"]
+    world.finish(job_id, saved_output(job_id))
+    job = JobInput.from_json(world.client.instances[job_id]["input"])
+    refused = DeliveryAttempt(
+        1, "2026-05-07T13:46:40.100Z", 3, error="refused: the host resolves to a loopback address"
+    )
+    record = DeliveryRecord(
+        webhook_id=f"msg_{job_id}_saved",
+        type=EventType.SAVED,
+        timestamp="2026-05-07T13:46:40.000Z",
+        state=DeliveryState.REFUSED,
+        attempts=(refused,),
+    )
+    log = WebhookLog(job_id, job.created_at, "https://hooks.example.com", (record,))
+    world.store.put(
+        name=webhooks_name(job_id), data=json.dumps(log.to_json()).encode(), content_type="j"
+    )
+    _, plain, _ = world.start({**BODY, "prompt": "no webhook"})
+    world.finish(plain["id"], saved_output(plain["id"]))
+    del world.client.instances[job_id], world.client.instances[plain["id"]]
+
+    status, purged, _ = world.status(job_id)
+    assert (status, purged["historyPurged"]) == (200, True)
+    assert purged["webhooks"] == [record.answer()]
+    assert purged["webhooks"][0]["attempts"][0]["error"].startswith("refused:")
+    status, purged, _ = world.status(plain["id"])
+    assert (status, purged["historyPurged"], purged["webhooks"]) == (200, True, None)

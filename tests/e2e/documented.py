@@ -4,7 +4,8 @@ error, a batch's progress, as the whole stack answers them. Hooked into the test
 (conftest ``Api``); an answer the document does not list fails the request that got it.
 
 Requests outside the document's operations (an unknown path, another method, the catch-all's
-404 and 405) are the edge fuzz's business, not checked here.
+404 and 405) are the edge fuzz's business, not checked here. What the service itself sends, a
+webhook's event, is held against the document's ``webhooks`` by ``check_webhook``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from tests.app.openapi_answers import Answer, document, problems
+from tests.app.openapi_answers import Answer, document, problems, webhook_problems
 
 PREFIX = "/api"
 
@@ -65,3 +66,10 @@ def check(response: httpx.Response) -> None:
 _TRANSPORT = frozenset(
     {"content-type", "content-length", "date", "server", "connection", "transfer-encoding"}
 )
+
+
+def check_webhook(body: Any, headers: dict[str, str]) -> None:
+    """Raises AssertionError for a webhook delivery (its JSON body and headers, as a receiver
+    got them) that the document's ``webhooks`` does not list."""
+    found = webhook_problems(document(), "imageJobEnded", body, headers)
+    assert not found, "; ".join(found[:5])

@@ -7,14 +7,17 @@ every way are made (saved, failed after a retry on a route error that echoes the
 prompt, an address and a signed link, cancelled, a batch, and one through the CLI), then every
 output is gathered by the collectors in ``COLLECTORS``: every API answer (status, list,
 evidence, routes, cancel, batch status and report), every CLI output (generate, status, list,
-evidence as JSON and Markdown), the stack's logs, and every blob of every container (image
-bytes aside). None may hold the key or the caller; the prompt only in an answer to a status
+evidence as JSON and Markdown), the stack's logs, every blob of every container (image bytes
+aside), and every webhook delivery (the saved, failed and cancelled jobs push their ends to a
+receiver on loopback: each event's body and headers). None may hold the key or the caller, nor
+the webhook URL's token or the webhook master secret; the prompt only in an answer to a status
 request that asked for it (``includePrompt=true``), and in the batch's own inputs
-(``INPUTS_KEPT``). A new output (webhooks) is one more collector in ``COLLECTORS``.
+(``INPUTS_KEPT``). A new output is one more collector in ``COLLECTORS``.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
@@ -31,6 +34,7 @@ from rich.console import Console
 from clients.cli import Runtime, main
 from localrun.stack import LocalStack
 from loopserver.testing import wait_until
+from tests.webhook_receiver import Delivery, Receiver
 
 from .conftest import ROOT
 
@@ -47,6 +51,11 @@ PROMPT_PIECES = (PROMPT_MARK, "Zebrafinch", "Quartzviolin")
 CALLER_PIECES = (CALLER, CALLER[-8:])
 # A signed link's secrets (its query string) go nowhere; an address nowhere in a packet.
 LINK_PIECES = ("SIGNATUREMARK", "CODEMARK")
+# A webhook URL's token (kept in the job's durable input only) and the secret every caller's
+# signing secret is derived from go nowhere either.
+WEBHOOK_TOKEN = "HookTokenMark9d41"
+WEBHOOK_SECRET = "leak-webhook-master-3c8e51f07a"
+WEBHOOK_PIECES = (WEBHOOK_TOKEN, WEBHOOK_SECRET)
 ADDRESS = "192.0.2.17"
 # A route error that echoes everything it should not (as OpenAI's 401 echoes a masked key, a
 # moderation message the prompt), plus an address and a signed link.
@@ -67,6 +76,10 @@ STACK_OPTIONS: dict[str, Any] = {
         "IMAGE_ROUTE_OPENAI_KEY": KEY,
         "IMAGE_DEFAULT_CALLER": CALLER,
         "IMAGE_SHARED_CALLER_MAY_LIST": "true",
+        # Webhooks on, to the test's receiver on loopback over http (local runs only).
+        "IMAGE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "IMAGE_WEBHOOK_ALLOW_HTTP": "true",
+        "IMAGE_WEBHOOK_ALLOW_LOOPBACK": "true",
     },
 }
 
@@ -90,6 +103,7 @@ class Outputs:
     answers: list[Output] = field(default_factory=list)
     cli: list[Output] = field(default_factory=list)
     job_ids: list[str] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
 
 
 Collector = Callable[[Outputs], Iterator[Output]]
@@ -132,15 +146,27 @@ def blobs(outputs: Outputs) -> Iterator[Output]:
                 yield Output(f"blob {where}", text, prompt_allowed=bool(INPUTS_KEPT.match(where)))
 
 
-# Each kind of output, gathered after the jobs ran. Another kind of output (webhook deliveries,
-# say) is one more function here: Outputs -> Iterator[Output].
-COLLECTORS: list[Collector] = [api_answers, cli_outputs, stack_logs, blobs]
+def webhook_deliveries(outputs: Outputs) -> Iterator[Output]:
+    """Every request the service made to the test's webhook receiver: its headers and body."""
+    for delivery in outputs.deliveries:
+        headers = "\n".join(f"{k}: {v}" for k, v in delivery.headers.items())
+        yield Output(f"webhook {delivery.webhook_id}", f"{headers}\n\n{delivery.body}")
+
+
+# Each kind of output, gathered after the jobs ran. Another kind of output is one more
+# function here: Outputs -> Iterator[Output].
+COLLECTORS: list[Collector] = [api_answers, cli_outputs, stack_logs, blobs, webhook_deliveries]
 
 
 def leaks_in(output: Output) -> list[str]:
     found = []
     text = output.text.lower()
-    for name, pieces in (("key", KEY_PIECES), ("caller", CALLER_PIECES), ("link", LINK_PIECES)):
+    for name, pieces in (
+        ("key", KEY_PIECES),
+        ("caller", CALLER_PIECES),
+        ("link", LINK_PIECES),
+        ("webhook", WEBHOOK_PIECES),
+    ):
         found += [f"{name} {piece!r}" for piece in pieces if piece.lower() in text]
     if not output.prompt_allowed:
         found += [f"prompt {piece!r}" for piece in PROMPT_PIECES if piece.lower() in text]
@@ -254,11 +280,26 @@ def run_cli(outputs: Outputs, stack: LocalStack, *argv: str) -> int:
     return code
 
 
-def test_no_output_carries_the_key_the_prompt_or_the_caller(stack, tmp_path):
+@pytest.fixture(scope="module")
+def receiver(stack: LocalStack) -> Iterator[Receiver]:
+    """A webhook receiver on loopback that verifies each delivery with the caller's secret."""
+    answer = httpx.get(
+        f"{stack.devhost_url}/api/webhook-secret",
+        headers={"x-functions-key": stack.function_key},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    with Receiver() as running:
+        running.secret = answer.json()["secret"]
+        yield running
+
+
+def test_no_output_carries_the_key_the_prompt_or_the_caller(stack, receiver, tmp_path):
     outputs = Outputs(stack)
     api = Recorder(stack, outputs)
+    hook = f"{receiver.url}?token={WEBHOOK_TOKEN}"
 
-    saved = api.start(quality="low", size="1024x1024")
+    saved = api.start(quality="low", size="1024x1024", webhookUrl=hook)
     assert api.wait(saved)["state"] == "saved"
 
     # A retry, then a route error that echoes the key, the prompt, an address, a signed link.
@@ -272,13 +313,13 @@ def test_no_output_carries_the_key_the_prompt_or_the_caller(stack, tmp_path):
         count=1,
         match={"route": "openai"},
     )
-    failed = api.start(route="openai", quality="low")
+    failed = api.start(route="openai", quality="low", webhookUrl=hook)
     final = api.wait(failed)
     assert final["state"] == "failed", final
     assert final["retryCount"] == 1
 
     api.fault(kind="slow_first_byte", delay_s=150, count=1, match={"route": "openai"})
-    cancelled = api.start(route="openai", quality="medium")
+    cancelled = api.start(route="openai", quality="medium", webhookUrl=hook)
     wait_until(
         lambda: api.http.get(f"/api/images/{cancelled}").json()["state"] != "queued",
         timeout=30,
@@ -326,6 +367,23 @@ def test_no_output_carries_the_key_the_prompt_or_the_caller(stack, tmp_path):
             ("evidence", job_id, "--format", "md"),
         ):
             assert run_cli(outputs, stack, *argv) == 0, outputs.cli[-1]
+    # Each webhook job's end reached the receiver, signed (the records are on the jobs too).
+    pushed = {saved: "image.saved", failed: "image.failed", cancelled: "image.cancelled"}
+    for job_id, event in pushed.items():
+        seen = wait_until(
+            functools.partial(receiver.of, job_id), timeout=60, what=f"{event} of {job_id}"
+        )
+        assert seen[0].payload["type"] == event
+    wait_until(
+        lambda: all(
+            (hooks := api.http.get(f"/api/images/{job_id}").json()["webhooks"])
+            and hooks[0]["state"] == "delivered"
+            for job_id in pushed
+        ),
+        timeout=30,
+        what="the deliveries recorded on the jobs",
+    )
+    outputs.deliveries = receiver.deliveries
     api.http.get("/api/images", params={"limit": "100"})
     api.http.get("/api/routes")
     api.http.post(f"/api/images/{saved}/cancel")
@@ -344,8 +402,11 @@ def test_no_output_carries_the_key_the_prompt_or_the_caller(stack, tmp_path):
     assert "[redacted key]" in message, message
     assert "[ip]" in message, message
     assert "sig=" not in message, message
+    assert any(o.where.startswith("webhook msg_") for o in gathered)
+    assert all(d.verified for d in outputs.deliveries)
+    assert any(WEBHOOK_TOKEN in d.query for d in outputs.deliveries)  # the token was in play
     kinds = {o.where.split()[0] for o in gathered}
-    assert {"GET", "POST", "cli", "log", "blob"} <= kinds, kinds
+    assert {"GET", "POST", "cli", "log", "blob", "webhook"} <= kinds, kinds
 
     leaks = {o.where: found for o in gathered if (found := leaks_in(o))}
     assert not leaks, json.dumps(leaks, indent=1)

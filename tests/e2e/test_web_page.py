@@ -23,6 +23,7 @@ import pytest
 from localrun.stack import LocalStack
 from loopserver.testing import missing_service, wait_until
 
+from . import documented
 from .conftest import ROOT, Api
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.azurite]
@@ -153,22 +154,26 @@ def generations(api: Api, since: int) -> int:
 
 def test_the_page_is_served_as_itself(browser: Browser, stack: LocalStack):
     # Anonymously (no key), through the host: the redirect to the folder, then the page with a
-    # policy that lets images come from this stack's Azurite only.
-    moved = httpx.get(f"{stack.devhost_url}/api/ui")
+    # policy that lets images come from this stack's Azurite only. Each answer is also held
+    # against the OpenAPI document (status, content type, headers).
+    anonymous = httpx.Client(
+        base_url=stack.devhost_url, timeout=30, event_hooks={"response": [documented.check]}
+    )
+    moved = anonymous.get("/api/ui")
     assert moved.status_code == 308
     assert moved.headers["location"] == "ui/"
-    served = httpx.get(f"{stack.devhost_url}/api/ui/")
+    served = anonymous.get("/api/ui/")
     assert served.status_code == 200
     assert served.headers["content-type"] == "text/html; charset=utf-8"
     policy = served.headers["content-security-policy"]
     assert f"img-src http://127.0.0.1:{stack.azurite_port};" in policy
-    again = httpx.get(
-        f"{stack.devhost_url}/api/ui/app.js", headers={"if-none-match": served.headers["etag"]}
-    )
+    again = anonymous.get("/api/ui/app.js", headers={"if-none-match": served.headers["etag"]})
     assert again.status_code == 200  # another file, another tag
     etag = again.headers["etag"]
-    cached = httpx.get(f"{stack.devhost_url}/api/ui/app.js", headers={"if-none-match": etag})
+    cached = anonymous.get("/api/ui/app.js", headers={"if-none-match": etag})
     assert cached.status_code == 304
+    assert anonymous.get("/api/ui/style.css").headers["content-type"] == "text/css; charset=utf-8"
+    assert anonymous.get("/api/ui/nothing.js").status_code == 404
 
     page = browser.page
     assert page.url == f"{stack.devhost_url}/api/ui/"  # /api/ui redirects to the folder
