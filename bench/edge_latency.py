@@ -267,7 +267,8 @@ class Edge:
     async def settle(self, jobs: str, timeout_s: float = 60.0) -> None:
         """Wait until the host is quiet before a phase: no instance is Pending (every first
         episode ran); with `--jobs attempt` also no quickstart orchestration runs and each of
-        this app's jobs waits on its timer (they stay Running: they never generate)."""
+        this app's jobs waits on its timer, to retry or queued at the cooled-down route (they stay
+        Running: they never generate)."""
         query = f"{WEBHOOK}/instances?{self.system}&top=100000&runtimeStatus="
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -277,13 +278,18 @@ class Edge:
                 _, raw = await self._call("GET", query + "Running", (200,))
                 busy = any(
                     i["name"] == ANCHOR_ORCHESTRATOR
-                    or (i["name"] != HOLDER and _phase(i) != "waiting_to_retry")
+                    or (i["name"] != HOLDER and _phase(i) not in IDLE_PHASES)
                     for i in json.loads(raw)
                 )
             if not busy:
                 return
             await asyncio.sleep(0.05)
         raise RuntimeError(f"the host did not settle in {timeout_s} s")
+
+
+# Phases in which a job waits on a durable timer, holding nothing: after its refused attempt,
+# or queued at its route, which the 429's retry-after cools down for every job alike.
+IDLE_PHASES = ("waiting_to_retry", "queued")
 
 
 def _phase(instance: dict[str, Any]) -> str | None:
