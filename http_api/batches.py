@@ -25,7 +25,7 @@ import wiring
 from http_api.answers import json_answer
 from http_api.caller import caller_of
 from http_api.durable_jobs import DurableJobs
-from http_api.errors import BatchNotFound, UnsupportedMediaType, blob_call
+from http_api.errors import BatchNotFound, StoreUnavailable, UnsupportedMediaType, blob_call
 from orchestrators.image_batch import BATCH_ORCHESTRATOR, CANCEL_EVENT
 from rules.batch_records import TERMINAL_BATCH_STATES, BatchInput, BatchState
 from rules.batches import (
@@ -169,6 +169,9 @@ async def start_batch(
                     batches.put, name=batch.manifest, data=data, content_type="application/jsonl"
                 )
             started = await jobs.start_batch(BATCH_ORCHESTRATOR, batch_id, batch.to_json())
+            if not started and await jobs.look_batch(batch_id) is None:
+                # Refused, yet not there: the host failed, not a race with another start.
+                raise StoreUnavailable("the batch could not be started")
             replayed = not started
     url = batch_url(req, batch_id, settings.public_base_url)
     headers = {"Location": url, "Retry-After": "5"}

@@ -185,10 +185,13 @@ async def get_job(
     job_id = _path_job_id(req)
     caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
     # A poll answers promptly: storage that does not answer within this is a 503, not a hang.
+    # The hold ends a second before the read limit, and answers with what it last read if
+    # storage slows down meanwhile: a held poll never becomes a 503 of its own.
+    hold_until = asyncio.get_running_loop().time() + STATUS_READ_S - 1
     async with asyncio.timeout(STATUS_READ_S):
         try:
             view = await read_job(jobs, store, job_id, caller)
-            view = await _held(view, jobs, store, caller, settings, now)
+            view = await _held(view, jobs, store, caller, settings, now, hold_until)
         except JobNotFound:
             # Its durable history may be purged while its record stays (a key's record still
             # names it): the finished job answers its caller from metadata.json.
@@ -249,18 +252,26 @@ async def _held(
     caller: str,
     settings: AppSettings,
     now: Clock,
+    until: float,
 ) -> JobView:
     """A poll that comes when the image may be stored any moment is held (up to
-    IMAGE_STATUS_HOLD_S, re-read every HOLD_POLL_S) until the job shows something new: a
-    client that honours Retry-After, whose whole seconds bring it back at most a second
-    apart, then learns of the image within a re-read of its storing."""
+    IMAGE_STATUS_HOLD_S, and never past ``until`` on the loop's clock; re-read every
+    HOLD_POLL_S) until the job shows something new: a client that honours Retry-After, whose
+    whole seconds bring it back at most a second apart, then learns of the image within a
+    re-read of its storing. A re-read that cannot finish by ``until`` answers with the view
+    before it."""
     hold_s = settings.status_hold_s
     if hold_s <= 0 or not may_end_now(view, now()):
         return view
-    deadline = asyncio.get_running_loop().time() + min(hold_s, STATUS_READ_S - 1)
-    while asyncio.get_running_loop().time() < deadline:
+    loop = asyncio.get_running_loop()
+    deadline = min(loop.time() + hold_s, until)
+    while loop.time() + HOLD_POLL_S < deadline:
         await asyncio.sleep(HOLD_POLL_S)
-        latest = await read_job(jobs, store, view.instance.instance_id, caller)
+        try:
+            async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                latest = await read_job(jobs, store, view.instance.instance_id, caller)
+        except TimeoutError:
+            return view
         if changed(view, latest):
             return latest
         view = latest

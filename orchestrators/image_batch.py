@@ -121,6 +121,23 @@ def image_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
             "unread_waves": list(range(wave, waves)) if cancelled else [],
         },
     )
+    if not cancelled and cancel.is_completed:
+        # A cancel that came while this execution's results were written: continue-as-new
+        # would drop it. The next execution starts nothing; its items are reported cancelled.
+        cancelled = True
+        for route in settings.routes:
+            context.signal_entity(route_entity_id(route), CANCEL_BATCH, batch.batch_id)
+        yield context.call_activity_with_retry(
+            RESULTS,
+            BATCH_RETRY,
+            {
+                "batch_id": batch.batch_id,
+                "execution": batch.execution + 1,
+                "results": [],
+                "unread_waves": list(range(wave, waves)),
+            },
+        )
+        batch = replace(batch, execution=batch.execution + 1)
     batch = replace(
         batch,
         counts=counts,

@@ -86,10 +86,15 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
     settings = wiring.settings()
     entity = route_entity_id(job.request.route)
     stale = 0
+    first_asked: float | None = None
     while outcome is None:
         attempt += 1
         shape = attempt_shape_of(job, send, settings)
-        admission = yield from admission_for(context, job, attempt, shape, cancel)
+        if stale == 0 or first_asked is None:
+            first_asked = context.current_utc_datetime.timestamp()
+        admission = yield from admission_for(
+            context, job, attempt, shape, cancel, queued_since=first_asked
+        )
         if admission is None:  # cancelled while queued: it never reached the route
             outcome = _outcome(JobState.CANCELLED, job_id, attempts, _not_run(attempt))
             break
@@ -104,6 +109,8 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
                 send_after_gateway_kill=learned.after_gateway_kill,
                 send_after_read_idle=learned.after_read_idle,
             )
+            # What is learned of this attempt belongs to the shape it is really sent in.
+            shape = attempt_shape_of(job, send, settings)
         eta = admission.start_at + expected.total_s
         context.set_custom_status(
             CustomStatus(

@@ -41,11 +41,15 @@ def admission(
     attempt: int,
     shape: AttemptShape,
     cancel: Any,
+    queued_since: float | None = None,
 ) -> Generator[Any, Any, Admission | None]:
     """Ask the route's governor until it admits the attempt; queued meanwhile, with the place
-    and the expected start in the custom status. None: cancelled while queued."""
+    and the expected start in the custom status. None: cancelled while queued.
+    ``queued_since``: when the attempt first asked (an attempt asking again after its worker
+    came too late keeps its place); None: now."""
     entity = route_entity_id(job.request.route)
-    queued_since = context.current_utc_datetime.timestamp()
+    if queued_since is None:
+        queued_since = context.current_utc_datetime.timestamp()
     while True:
         ask = AdmitRequest(
             job_id=context.instance_id,

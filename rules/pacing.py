@@ -51,8 +51,10 @@ LEAD_S = 1.0
 # are short: a hundred waiters asking every two seconds would load the entity for nothing).
 REFRESH_S = 30.0
 REFRESH_MIN_S = 5.0
-# The waiters at the head of the queue that ask again at least every spacing.
+# The waiters at the head of the queue that ask again at least every spacing, and no more
+# often than this (seconds of wall time).
 HEAD = 3
+HEAD_REFRESH_MIN_S = 1.0
 # An attempt that was told to come back and did not, this long after (seconds of wall time and
 # a spacing), has left (a cancelled or terminated job): it no longer holds its place.
 STALE_S = 5.0
@@ -502,11 +504,12 @@ def admit(
     back_at = at - lead if at - lead > now else at
     back_at = min(back_at, now + max(pace.window_s * REFRESH_S / 60.0, REFRESH_MIN_S))
     spacing = limits(pace, state.hint).spacing_s
-    if position < HEAD and spacing is not None:
-        # The first few ask again at least every spacing: a projection can only go stale
-        # towards earlier (a send reported sooner than it was held for, a waiter ahead gone),
-        # and nobody can wake a waiter that sleeps past its slot.
-        back_at = min(back_at, now + max(spacing, lead))
+    if position < HEAD and spacing is not None and state.cool_until <= now:
+        # The first few ask again at least every spacing (a second at the least): a projection
+        # can only go stale towards earlier (a send reported sooner than it was held for, a
+        # waiter ahead gone), and nobody can wake a waiter that sleeps past its slot. Not in a
+        # cool-down: its end is known and nothing brings it closer.
+        back_at = min(back_at, now + max(spacing, lead, HEAD_REFRESH_MIN_S))
     state = replace(state, queue=(*others, replace(waiter, back_at=back_at)))
     return state, Admission(
         admitted=False,
