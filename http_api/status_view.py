@@ -153,18 +153,25 @@ def status_answer(
     return answer
 
 
+# A poll this close to the earliest moment the image may be stored is held rather than told to
+# come back in a second (Retry-After's smallest whole number): seconds.
+HOLD_AHEAD_S = 2.0
+
+
 def may_end_now(view: JobView, now: datetime) -> bool:
-    """Whether the job is running and past the earliest moment its image may be stored: a
-    poll then is held for a change (``changed``) instead of answered at once."""
+    """Whether the job is running and within ``HOLD_AHEAD_S`` of (or past) the earliest moment
+    its image may be stored: a poll then is held for a change (``changed``) instead of
+    answered at once."""
     custom = view.instance.custom_status
     if view.instance.output is not None or custom is None or custom.eta_early is None:
         return False
     if job_state(view) in TERMINAL_STATES:
         return False
     try:
-        return datetime.fromisoformat(custom.eta_early) <= now
+        early = datetime.fromisoformat(custom.eta_early)
     except ValueError:
         return False
+    return (early - now).total_seconds() <= HOLD_AHEAD_S
 
 
 # States a held poll holds through: the image has arrived (or the outcome is decided) and is
