@@ -153,6 +153,8 @@ def status_answer(
     return answer
 
 
+# States in which the attempt's request has left: only then can the image be near.
+SENT_STATES = frozenset({JobState.GENERATING, JobState.PREVIEW_AVAILABLE, JobState.FINALIZING})
 # A poll this close to the earliest moment the image may be stored is held rather than told to
 # come back in a second (Retry-After's smallest whole number): seconds.
 HOLD_AHEAD_S = 2.0
@@ -165,8 +167,8 @@ def may_end_now(view: JobView, now: datetime) -> bool:
     custom = view.instance.custom_status
     if view.instance.output is not None or custom is None or custom.eta_early is None:
         return False
-    if job_state(view) in TERMINAL_STATES:
-        return False
+    if job_state(view) not in SENT_STATES:
+        return False  # not sent yet (queued for a worker or at the route): nothing is imminent
     try:
         early = datetime.fromisoformat(custom.eta_early)
     except ValueError:

@@ -12,8 +12,9 @@ import pytest
 
 from http_api import handlers
 from http_api.durable_jobs import DurableJobs
-from rules.job_records import CustomStatus, JobState, Phase
+from rules.job_records import CustomStatus, JobInput, JobState, Phase, ProgressRecord
 from rules.timing import iso_utc
+from storage.protocol import progress_name
 from tests.fakes import AsyncInMemoryStore
 
 from .test_http_handlers import BASE, NOW, World, assert_envelope, request, saved_output
@@ -95,9 +96,20 @@ def test_without_an_estimate_the_setting_says_when_to_come_back():
     assert (answer["eta"], headers["Retry-After"]) == (None, "3")
 
 
+def sent(world: World, job_id: str) -> None:
+    """The attempt's request has left (its progress record says so): the job is generating."""
+    job = world.client.instances[job_id]["input"]
+    created = JobInput.from_json(job).created_at
+    record = ProgressRecord(job_created_at=created, attempt=1, started_at=iso_utc(NOW), sent=True)
+    world.store.put(
+        name=progress_name(job_id, 1), data=json.dumps(record.to_json()).encode(), content_type="j"
+    )
+
+
 def test_a_poll_when_the_image_may_be_there_is_held_until_the_job_ends():
     world = World()
     job_id = started(world)
+    sent(world, job_id)
     world.client.instances[job_id]["customStatus"] = custom(Phase.GENERATING, early_in_s=-1.0)
     world.now = NOW
 
@@ -118,6 +130,16 @@ def test_a_poll_when_the_image_may_be_there_is_held_until_the_job_ends():
     assert world.client.count("get_status") - reads_before >= 2  # held: read again
 
 
+def test_a_job_not_sent_yet_is_never_held():
+    world = World()
+    job_id = started(world)  # no progress record: queued for a worker
+    world.client.instances[job_id]["customStatus"] = custom(Phase.GENERATING, early_in_s=-1.0)
+    reads_before = world.client.count("get_status")
+    status, answer, _ = world.status(job_id)
+    assert (status, answer["state"]) == (202, "queued")
+    assert world.client.count("get_status") - reads_before == 1
+
+
 def test_a_poll_before_the_image_may_be_there_is_answered_at_once():
     world = World()
     job_id = started(world)
@@ -131,16 +153,18 @@ def test_a_poll_before_the_image_may_be_there_is_answered_at_once():
 def test_a_held_poll_that_sees_no_change_answers_when_the_hold_ends():
     world = World(IMAGE_STATUS_HOLD_S="0.3")
     job_id = started(world)
+    sent(world, job_id)
     world.client.instances[job_id]["customStatus"] = custom(Phase.GENERATING, early_in_s=-1.0)
     reads_before = world.client.count("get_status")
     status, answer, headers = world.status(job_id)
-    assert (status, answer["state"], headers["Retry-After"]) == (202, "queued", "1")
+    assert (status, answer["state"], headers["Retry-After"]) == (202, "generating", "1")
     assert world.client.count("get_status") - reads_before >= 2
 
 
 def test_a_held_poll_holds_through_finalizing_to_the_end():
     world = World()
     job_id = started(world)
+    sent(world, job_id)
     world.client.instances[job_id]["customStatus"] = custom(Phase.GENERATING, early_in_s=-1.0)
     finalizing = CustomStatus(Phase.FINISHING, 1, ending=JobState.SAVED).to_json()
 
