@@ -13,7 +13,7 @@ CODE := $(wildcard rules storage orchestrators activities http_api function_app.
 TOOLS := $(patsubst %/pyproject.toml,%,$(wildcard tools/*/pyproject.toml))
 
 .PHONY: setup demo run test lint typecheck pytest bench-simulator bench-devhost bench-retries bench-edge \
-	bench-drain bench-retry-after clean
+	bench-drain bench-retry-after bench-memory clean
 
 # Debian's chromium, for the web page's browser test (tests/e2e/test_web_page.py, driven by the
 # pinned Playwright of requirements-dev.txt). Never `playwright install`: it downloads a browser
@@ -104,6 +104,12 @@ bench-drain: setup
 # call, in real time (docs/benchmarks.md); about 4 minutes.
 bench-retry-after: setup
 	$(PY) -m bench.retry_after $(BENCH_ARGS)
+
+# The worker's peak RSS over idle for one 3840x2160 high PNG job and for 20 at once, against the
+# image's bytes: fresh worker-like processes running the generate activity on the simulator and
+# Azurite (docs/benchmarks.md); about 3 minutes. BENCH_ARGS="--repetitions 5 --jobs 1,4,20" and more.
+bench-memory: setup
+	$(PY) -m bench.memory $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -32,6 +32,7 @@ from activities import upstream_errors
 from activities.background_writes import BackgroundWrites
 from activities.blob_io import AsyncBlobs, upload_within_budget, within_budget
 from activities.image_check import check_image
+from activities.image_stream import ImageBuffer
 from activities.inputs import InputFile, InputsUnavailable, read_inputs
 from activities.rerun import earlier_run, same_job
 from activities.route_client import CallResult, build_call, call_route
@@ -268,11 +269,12 @@ class _Attempt:
                 await self.keep_images(result)
             return await self.finish(result.failure, result, ())
 
-        checked: list[tuple[bytes, int, int]] = []
+        checked: list[tuple[ImageBuffer, int, int]] = []
         for data in result.images:
-            # Decoding a 4K image takes a while: off the event loop, which streams and polls share.
+            # Checking a 4K image's CRCs and inflating its pixel data takes a while (tens of ms):
+            # off the event loop, which streams and polls share.
             verdict = await asyncio.to_thread(
-                check_image, data, output_format=request.output_format, size=request.size
+                check_image, data.view(), output_format=request.output_format, size=request.size
             )
             if isinstance(verdict, str):
                 failure = Failure(
@@ -358,7 +360,7 @@ class _Attempt:
         self.progress.sent_at = None
         return await self.finish(failure, None, ())
 
-    async def upload(self, name: str, data: bytes, content_type: str) -> str | None:
+    async def upload(self, name: str, data: ImageBuffer, content_type: str) -> str | None:
         """Store one image within the attempt's one upload budget, shared by all its images
         (kept ones too), so that n images never take n times IMAGE_UPLOAD_TIMEOUT_S."""
         if self.upload_deadline is None:
@@ -366,7 +368,7 @@ class _Attempt:
         return await upload_within_budget(
             self.blobs,
             name,
-            data,
+            data.view(),  # written from the buffer the image was decoded into, not a copy
             content_type,
             budget_s=max(0.0, self.upload_deadline - self.seams.monotonic()),
             sleep=self.seams.sleep,
@@ -374,7 +376,7 @@ class _Attempt:
         )
 
     async def store_images(
-        self, checked: list[tuple[bytes, int, int]], result: CallResult
+        self, checked: list[tuple[ImageBuffer, int, int]], result: CallResult
     ) -> AttemptResult:
         request = self.job.request
         content_type = CONTENT_TYPES[request.output_format]
@@ -406,9 +408,9 @@ class _Attempt:
         request = self.job.request
         content_type = CONTENT_TYPES[request.output_format]
         for index, data in enumerate(result.images):
-            # Decoding a 4K image takes a while: off the event loop, which streams and polls share.
+            # Off the event loop, as above.
             verdict = await asyncio.to_thread(
-                check_image, data, output_format=request.output_format, size=request.size
+                check_image, data.view(), output_format=request.output_format, size=request.size
             )
             if isinstance(verdict, str):
                 continue
@@ -438,7 +440,7 @@ class _Attempt:
             return True
         return same_job(marker.job_created_at, self.job)
 
-    async def on_partial(self, index: int, data: bytes) -> None:
+    async def on_partial(self, index: int, data: ImageBuffer) -> None:
         # Named by arrival, not by partial_image_index: with n > 1 every image has its own
         # partial 0, 1, ... and they must not overwrite each other.
         sequence = next(self.arrivals)
@@ -451,7 +453,7 @@ class _Attempt:
             preview.stored = True
             self.writes.progress(self.progress)
 
-        self.writes.preview(name, data, CONTENT_TYPES[request.output_format], stored)
+        self.writes.preview(name, data.view(), CONTENT_TYPES[request.output_format], stored)
 
     async def on_final(self) -> None:
         self.progress.final_received = True

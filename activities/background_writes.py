@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from activities.blob_io import AsyncBlobs
 from rules.job_records import ProgressRecord
-from storage.protocol import JSON
+from storage.protocol import JSON, BlobData
 
 log = logging.getLogger("imagejobs.generate")
 
@@ -41,7 +41,7 @@ class BackgroundWrites:
         self._dirty.set()
 
     def preview(
-        self, name: str, data: bytes, content_type: str, stored: Callable[[], None]
+        self, name: str, data: BlobData, content_type: str, stored: Callable[[], None]
     ) -> None:
         """Store a preview; ``stored`` is called once it has landed (never if it did not)."""
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from storage.protocol import ImageStore
+from storage.protocol import BlobData, ImageStore
 
 T = TypeVar("T")
 
@@ -24,7 +24,7 @@ class AsyncBlobs:
     def __init__(self, store: ImageStore) -> None:
         self.store = store
 
-    async def put(self, name: str, data: bytes, content_type: str) -> None:
+    async def put(self, name: str, data: BlobData, content_type: str) -> None:
         await asyncio.to_thread(self.store.put, name=name, data=data, content_type=content_type)
 
     async def get(self, name: str) -> bytes | None:
@@ -56,7 +56,7 @@ async def within_budget(
 async def upload_within_budget(
     blobs: AsyncBlobs,
     name: str,
-    data: bytes,
+    data: BlobData,
     content_type: str,
     *,
     budget_s: float,

@@ -7,22 +7,32 @@ own). It is async so that a deadline or a cancel stops a call promptly even whil
 the first byte, which a blocking read in a thread cannot do. Partial images are handed to a
 callback as they arrive, so previews reach Blob while the model is still working. Failures come
 back as ``Failure`` records from activities.upstream_errors, never as exceptions.
+
+Images are decoded from the answer's bytes as they arrive (activities.image_stream), streamed or
+not: each one is held once, in the ImageBuffer it is decoded into, never as text too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from httpx_sse import EventSource
 
 from activities import upstream_errors
+from activities.image_stream import (
+    B64_FIELD,
+    ImageBuffer,
+    Path,
+    SseEvent,
+    SseParser,
+    StreamedJson,
+)
 from activities.inputs import InputFile
 from rules.outcome import Failure
 from rules.redaction import Secrets, redact, redact_failure, redact_json
@@ -69,7 +79,7 @@ class RouteCall:
 class CallResult:
     """What came back; ``failure`` is None when every image arrived."""
 
-    images: list[bytes] = field(default_factory=list)
+    images: list[ImageBuffer] = field(default_factory=list)
     partials: int = 0
     usage: dict[str, Any] | None = None
     http_status: int | None = None
@@ -156,7 +166,7 @@ async def call_route(
     *,
     timeouts: Timeouts,
     clocks: Clocks,
-    on_partial: Callable[[int, bytes], Awaitable[None]],
+    on_partial: Callable[[int, ImageBuffer], Awaitable[None]],
     on_final: Callable[[], Awaitable[None]],
     stop_requested: Callable[[], Awaitable[bool]] | None = None,
     stop_poll_s: float = 0.5,
@@ -310,56 +320,73 @@ async def _read_stream(
     response: httpx.Response,
     result: CallResult,
     clocks: Clocks,
-    on_partial: Callable[[int, bytes], Awaitable[None]],
+    on_partial: Callable[[int, ImageBuffer], Awaitable[None]],
     on_final: Callable[[], Awaitable[None]],
     monotonic: Callable[[], float],
     images_expected: int,
 ) -> None:
     """Read image events in every dialect seen: ``event:`` + ``data:`` lines (OpenAI, Azure) or
     ``data:`` lines alone whose JSON names the event (compatible gateways), CRLF or LF, comment
-    lines, ``data: [DONE]`` (the end), unknown events (ignored)."""
+    lines, ``data: [DONE]`` (the end), unknown events (ignored). Each event's image is decoded
+    while its line arrives (activities.image_stream.SseParser, which splits events exactly as
+    httpx-sse does)."""
     events = 0
-    async for event in EventSource(response).aiter_sse():
-        events += 1
-        raw = event.data  # one image can be 21 MB of it: not copied
-        if raw.startswith(DONE):
-            break
-        if not raw or raw.isspace():
-            continue  # an event without data: a keep-alive of some kind
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            if event_kind(event.event, None) is None:
-                continue  # not JSON, and not named as one of ours: nothing of the image
-            raise
-        kind = event_kind(event.event, data)
-        if kind in (PARTIAL, COMPLETED) and not isinstance(data, Mapping):
-            raise TypeError(f"a {kind} event that is not a JSON object")
-        if kind == PARTIAL:
-            now = monotonic()
-            clocks.partials.append(now)
-            if clocks.first_partial is None:
-                clocks.first_partial = now
-            result.partials += 1
-            await on_partial(int(data.get("partial_image_index", result.partials - 1)), _b64(data))
-        elif kind == COMPLETED:
-            # The whole final event is one line: it has fully arrived when we see it.
-            if clocks.final_image is None:
-                clocks.final_image = monotonic()
-                await on_final()
-            result.images.append(_b64(data))
-            result.usage = data.get("usage") or result.usage
-            clocks.body_done = monotonic()
-            if len(result.images) >= images_expected:
-                # Every image is here: stop reading, so that nothing after it (a reset, a
-                # limit) can turn a delivered image into a failure.
+    async with aclosing(_events(response)) as stream:
+        async for event in stream:
+            events += 1
+            raw = event.text()  # the data without its image's base64: a few hundred bytes
+            if raw.startswith(DONE):
+                break
+            if not raw or raw.isspace():
+                continue  # an event without data: a keep-alive of some kind
+            assert event.data is not None  # it has text
+            try:
+                data = event.data.loads()
+            except ValueError:
+                if event_kind(event.event, None) is None:
+                    continue  # not JSON, and not named as one of ours: nothing of the image
+                raise
+            kind = event_kind(event.event, data)
+            if kind in (PARTIAL, COMPLETED) and not isinstance(data, Mapping):
+                raise TypeError(f"a {kind} event that is not a JSON object")
+            if kind == PARTIAL:
+                now = monotonic()
+                clocks.partials.append(now)
+                if clocks.first_partial is None:
+                    clocks.first_partial = now
+                result.partials += 1
+                index = int(data.get("partial_image_index", result.partials - 1))
+                await on_partial(index, event.data.image(data))
+            elif kind == COMPLETED:
+                # The whole final event is one line: it has fully arrived when we see it.
+                if clocks.final_image is None:
+                    clocks.final_image = monotonic()
+                    await on_final()
+                result.images.append(event.data.image(data))
+                result.usage = data.get("usage") or result.usage
+                clocks.body_done = monotonic()
+                if len(result.images) >= images_expected:
+                    # Every image is here: stop reading, so that nothing after it (a reset, a
+                    # limit) can turn a delivered image into a failure.
+                    return
+            elif kind == ERROR:
+                error = data if isinstance(data, Mapping) else {"error": str(data)}
+                result.failure = upstream_errors.from_stream_error(error, response.headers)
                 return
-        elif kind == ERROR:
-            error = data if isinstance(data, Mapping) else {"error": str(data)}
-            result.failure = upstream_errors.from_stream_error(error, response.headers)
-            return
     if not result.images:
         result.failure = upstream_errors.stream_incomplete(response.headers, events)
+
+
+async def _events(response: httpx.Response) -> AsyncGenerator[SseEvent, None]:
+    parser = SseParser()
+    async for chunk in response.aiter_bytes():
+        for event in parser.feed(chunk):
+            yield event
+
+
+def _answer_image(path: Path) -> bool:
+    """Where a JSON answer carries its images: ``data[i].b64_json``."""
+    return len(path) == 3 and path[0] == "data" and type(path[1]) is int and path[2] == B64_FIELD
 
 
 async def _read_json(
@@ -372,11 +399,13 @@ async def _read_json(
     # Without streaming, the headers arrive when the model is done: that is the final image.
     clocks.final_image = clocks.first_byte
     await on_final()
-    body = json.loads(await response.aread())
+    answer = StreamedJson(_answer_image)
+    async for chunk in response.aiter_bytes():
+        answer.feed(chunk)
     clocks.body_done = monotonic()
-    result.images = [_b64(item) for item in body.get("data", [])]
+    body = answer.loads()
+    result.images = [
+        answer.image(item, ("data", index, B64_FIELD))
+        for index, item in enumerate(body.get("data", []))
+    ]
     result.usage = body.get("usage")
-
-
-def _b64(data: Mapping[str, Any]) -> bytes:
-    return base64.b64decode(data["b64_json"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.storage.blob import (
+    BlobBlock,
     BlobSasPermissions,
     BlobServiceClient,
     ContentSettings,
@@ -34,10 +36,14 @@ from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
 from azure.storage.blob.aio import ExponentialRetry as AsyncExponentialRetry
 
 from rules.settings import StorageSettings
-from storage.protocol import BlobTooLarge, PageTokenInvalid
+from storage.protocol import BlobData, BlobTooLarge, PageTokenInvalid
 
 # The error code of a missing blob (a missing container has its own, and is an error).
 BLOB_NOT_FOUND = "BlobNotFound"
+# Blobs larger than this go up as staged blocks of this size, one at a time: a 16 MB image is
+# written from the buffer it was decoded into, holding one block's copy at a time instead of
+# the whole image again (the SDK takes bytes, not a view).
+BLOCK_BYTES = 4 * 1024 * 1024
 
 
 class AzureBlobImageStore:
@@ -84,13 +90,25 @@ class AzureBlobImageStore:
         with contextlib.suppress(ResourceExistsError):
             self._container.create_container()
 
-    def put(self, *, name: str, data: bytes, content_type: str) -> None:
-        self._container.upload_blob(
-            name,
-            data,
-            overwrite=True,
-            content_settings=ContentSettings(content_type=content_type),
-        )
+    def put(self, *, name: str, data: BlobData, content_type: str) -> None:
+        settings = ContentSettings(content_type=content_type)
+        if isinstance(data, bytes) or len(data) <= BLOCK_BYTES:
+            # One request, as before (a view is copied here, but at most a block of it).
+            self._container.upload_blob(
+                name, bytes(data), overwrite=True, content_settings=settings
+            )
+            return
+        blob = self._container.get_blob_client(name)
+        # Block ids of this write alone: another write of the same name at the same time (a
+        # re-run of the activity) stages blocks of its own, and each commit names only its own.
+        write = uuid.uuid4().hex
+        blocks = []
+        for index, start in enumerate(range(0, len(data), BLOCK_BYTES)):
+            block = BlobBlock(f"{write}-{index:06d}")
+            blob.stage_block(block.id, bytes(data[start : start + BLOCK_BYTES]))
+            blocks.append(block)
+        # Committing replaces whatever the blob held (overwrite, as the single put does).
+        blob.commit_block_list(blocks, content_settings=settings)
 
     def get(self, *, name: str) -> bytes | None:
         try:

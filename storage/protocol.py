@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
+# What ImageStore.put takes: bytes, or a view of the buffer an image was decoded into as it
+# arrived (activities.image_stream.ImageBuffer), which a store writes without copying it whole.
+BlobData = bytes | memoryview
+
 
 class ImageStore(Protocol):
     """Keyword-only, so a call site always says which blob and what kind of content it writes."""
 
-    def put(self, *, name: str, data: bytes, content_type: str) -> None: ...
+    def put(self, *, name: str, data: BlobData, content_type: str) -> None: ...
 
     def get(self, *, name: str) -> bytes | None:
         """The blob's bytes, or None when it does not exist."""

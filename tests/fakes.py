@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 
-from storage.protocol import BlobTooLarge
+from storage.protocol import BlobData, BlobTooLarge
 
 
 class InMemoryStore:
@@ -27,7 +27,8 @@ class InMemoryStore:
         with self._lock:
             self._failures[suffix] = times
 
-    def put(self, *, name: str, data: bytes, content_type: str) -> None:
+    def put(self, *, name: str, data: BlobData, content_type: str) -> None:
+        stored = bytes(data)  # a view of a decoded image: kept as the bytes Blob would hold
         with self._lock:
             self.put_calls.append(name)
             if self.down:
@@ -36,7 +37,7 @@ class InMemoryStore:
                 if left > 0 and name.endswith(suffix):
                     self._failures[suffix] = left - 1
                     raise ConnectionError("storage is down")
-            self.blobs[name] = (data, content_type)
+            self.blobs[name] = (stored, content_type)
 
     def get(self, *, name: str) -> bytes | None:
         with self._lock:

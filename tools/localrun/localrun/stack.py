@@ -84,6 +84,7 @@ class LocalStack:
         azurite_location: Path | None = None,
         extra_env: dict[str, str] | None = None,
         virtual_time: bool = False,
+        with_devhost: bool = True,
     ) -> None:
         self.root = root
         self.state_dir = state_dir or root / ".state"
@@ -97,6 +98,9 @@ class LocalStack:
         self.azurite_location = azurite_location
         self.extra_env = extra_env or {}
         self.virtual_time = virtual_time
+        # False: Azurite and the simulator only, for a caller that runs the app's code in a
+        # process of its own (bench.memory measures one).
+        self.with_devhost = with_devhost
         self.log_dir = new_log_dir(self.state_dir / "logs")
         self.azurite: ChildProcess | None = None
         self.simulator: ChildProcess | None = None
@@ -208,8 +212,9 @@ class LocalStack:
                 log_path=self.log_dir / "simulator.log",
             )
             self.simulator.start()
-            self.devhost = self.devhost_process()
-            self.devhost.start()
+            if self.with_devhost:
+                self.devhost = self.devhost_process()
+                self.devhost.start()
         except BaseException:
             self.stop()
             raise

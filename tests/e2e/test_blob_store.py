@@ -1,0 +1,56 @@
+"""The Blob store on Azurite: a large write from a view goes up in staged blocks and reads back
+whole; bytes go up in one request as before."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from localrun.stack import LocalStack
+from rules.settings import StorageSettings
+from storage.azure_blob import BLOCK_BYTES, AzureBlobImageStore
+
+pytestmark = [pytest.mark.subprocess, pytest.mark.azurite]
+
+STACK = {"with_devhost": False}  # Azurite is all this needs
+
+
+@pytest.fixture(scope="module")
+def store(stack: LocalStack) -> AzureBlobImageStore:
+    settings = StorageSettings(connection_string=stack.storage_connection_string)
+    images = AzureBlobImageStore.from_settings(settings)
+    images.ensure_container()
+    return images
+
+
+def test_the_stack_without_devhost_runs_azurite_and_the_simulator_only(stack: LocalStack):
+    assert [child.name for child in stack.children()] == ["simulator", "azurite"]
+    assert stack.devhost is None
+
+
+def test_a_view_larger_than_a_block_is_written_in_blocks_and_reads_back_whole(
+    store: AzureBlobImageStore,
+):
+    data = random.Random(1).randbytes(2 * BLOCK_BYTES + 3)  # two whole blocks and a stub
+    store.put(name="blocks/image.png", data=memoryview(data), content_type="image/png")
+    assert store.get(name="blocks/image.png") == data
+    blob = store._container.get_blob_client("blocks/image.png")
+    assert blob.get_blob_properties().content_settings.content_type == "image/png"
+    committed, uncommitted = blob.get_block_list("all")
+    assert [b.size for b in committed] == [BLOCK_BYTES, BLOCK_BYTES, 3]
+    assert uncommitted == []
+    # Written again (a retried upload): the new blocks replace the old, nothing is left over.
+    again = random.Random(2).randbytes(BLOCK_BYTES + 1)
+    store.put(name="blocks/image.png", data=memoryview(again), content_type="image/png")
+    assert store.get(name="blocks/image.png") == again
+    assert len(blob.get_block_list("committed")[0]) == 2
+
+
+def test_small_views_and_bytes_go_in_one_request(store: AzureBlobImageStore):
+    store.put(name="blocks/small.png", data=memoryview(b"\x89PNG small"), content_type="image/png")
+    store.put(name="blocks/bytes.png", data=b"x" * (BLOCK_BYTES + 1), content_type="image/png")
+    assert store.get(name="blocks/small.png") == b"\x89PNG small"
+    assert store.get(name="blocks/bytes.png") == b"x" * (BLOCK_BYTES + 1)
+    blob = store._container.get_blob_client("blocks/bytes.png")
+    assert blob.get_block_list("committed")[0] == []  # one put: no block list of its own
