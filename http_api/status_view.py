@@ -1,14 +1,13 @@
 """The status answer: what a poller sees of a job, derived from the durable status and the
 current attempt's progress record, never stored twice.
 
-``read_job`` reads both concurrently: the progress record of attempt 1 is read beside the
-durable status (most jobs have one attempt), and a later attempt's only when the status names
-it. ``status_answer`` is pure: typed records and a link maker in, the answer's JSON out.
+``read_job`` reads the durable status, then the current attempt's progress record only where
+the custom status says one can exist (not while the job waits for its route's admission).
+``status_answer`` is pure: typed records and a link maker in, the answer's JSON out.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,22 +46,27 @@ async def read_job(
 ) -> JobView:
     """The job and its current progress. Raises JobNotFound for an unknown id or another
     caller's job (the same answer, so ids cannot be probed), StoreUnavailable."""
-    instance, first_progress = await asyncio.gather(
-        jobs.look(job_id), read_progress(store, job_id, 1)
-    )
+    instance = await jobs.look(job_id)
     if instance is None or instance.job.caller != caller_digest:
         raise JobNotFound(job_id)
+    return JobView(instance, await _current_progress(store, instance))
+
+
+async def _current_progress(store: AsyncImageStore, instance: JobInstance) -> ProgressRecord | None:
+    """The current attempt's progress record, read only when the job is where one can exist.
+
+    A job the orchestrator has not yet started, or one waiting for its route's admission, has
+    no record for its attempt (the attempt writes it only once admitted), and most polls of a
+    busy route are of such jobs: they cost one durable look and no Blob read.
+    """
     custom = instance.custom_status
-    progress: ProgressRecord | None = None
-    if instance.output is None and custom is not None:
-        if custom.attempt == 1:
-            progress = first_progress
-        else:
-            progress = await read_progress(store, job_id, custom.attempt)
+    if instance.output is not None or custom is None or custom.phase is Phase.QUEUED:
+        return None
+    progress = await read_progress(store, instance.instance_id, custom.attempt)
     # A record an earlier job under this id left behind is not this job's progress.
     if progress is not None and progress.job_created_at != instance.job.created_at:
-        progress = None
-    return JobView(instance, progress)
+        return None
+    return progress
 
 
 async def read_progress(store: AsyncImageStore, job_id: str, attempt: int) -> ProgressRecord | None:
@@ -79,13 +83,7 @@ async def read_progress(store: AsyncImageStore, job_id: str, attempt: int) -> Pr
 async def current_state(store: AsyncImageStore, instance: JobInstance) -> JobState:
     """The job's state as a poll would see it, for answers that show only the state (the list,
     a replayed start, a cancel): the durable status with the current attempt's progress."""
-    custom = instance.custom_status
-    progress = None
-    if instance.output is None and custom is not None:
-        progress = await read_progress(store, instance.instance_id, custom.attempt)
-        if progress is not None and progress.job_created_at != instance.job.created_at:
-            progress = None
-    return job_state(JobView(instance, progress))
+    return job_state(JobView(instance, await _current_progress(store, instance)))
 
 
 def job_state(view: JobView) -> JobState:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -196,6 +197,11 @@ class AzureBlobAsyncStore:
             ),
             "connection_timeout": 5,
             "read_timeout": 60,
+            # aiohttp looks up the environment's proxy settings on a pool thread for every
+            # request when asked to honour them (azure-core's default): a thread hop per Blob
+            # call, which under load queues behind every other to_thread user of the worker.
+            # The environment does not change while the worker runs, so it is read once here.
+            "use_env_settings": bool(urllib.request.getproxies()),
         }
         if settings.connection_string:
             service = AsyncBlobServiceClient.from_connection_string(

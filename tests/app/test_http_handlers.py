@@ -435,10 +435,31 @@ def test_a_status_poll_while_the_store_fails_is_a_prompt_503(fault):
 def test_a_status_poll_while_blob_is_down_is_a_503():
     world = World()
     _, job, _ = world.start()
+    world.client.instances[job["id"]]["customStatus"] = {"phase": "generating", "attempt": 1}
     world.store.down = True
     status, body, _ = world.status(job["id"])
     assert status == 503
     assert_envelope(body, "store_error", "service")
+
+
+@pytest.mark.parametrize(
+    "custom",
+    [None, {"phase": "queued", "attempt": 1, "queue_position": 3}],
+    ids=["not-started", "at-the-route"],
+)
+def test_a_queued_jobs_poll_reads_no_blob_and_answers_while_blob_is_down(custom):
+    # A job not yet started, or waiting for its route's admission, has no progress record for
+    # its attempt: its poll is the durable look alone, so a busy route's queue costs no Blob.
+    world = World()
+    _, job, _ = world.start()
+    world.client.instances[job["id"]]["customStatus"] = custom
+    world.store.get_calls.clear()
+    world.store.down = True
+    status, body, headers = world.status(job["id"])
+    assert status == 202
+    assert body["state"] == "queued"
+    assert "Retry-After" in headers
+    assert world.store.get_calls == []
 
 
 # --- POST /api/images/{id}/cancel ---------------------------------------------------------
