@@ -26,6 +26,7 @@ from http_api.answers import json_answer
 from http_api.caller import caller_of
 from http_api.durable_jobs import DurableJobs
 from http_api.errors import BatchNotFound, StoreUnavailable, UnsupportedMediaType, blob_call
+from http_api.request_reading import declared_type
 from orchestrators.image_batch import BATCH_ORCHESTRATOR, CANCEL_EVENT
 from rules.batch_records import TERMINAL_BATCH_STATES, BatchInput, BatchState
 from rules.batches import (
@@ -57,7 +58,7 @@ READ_S = 10.0
 def manifest_body(req: func.HttpRequest) -> bytes:
     """The manifest from the body: JSON Lines as they are, or a JSON object's ``items`` (each
     a line's object) written as JSON Lines."""
-    declared = req.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    declared = declared_type(req)
     body = req.get_body()
     if declared in JSONL_TYPES:
         return body

@@ -11,8 +11,6 @@ status endpoint is: another caller's job, or an unknown one, is the same 404.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import UTC, datetime
 
 import azure.functions as func
 
@@ -20,21 +18,17 @@ from http_api.answers import json_answer
 from http_api.caller import caller_of
 from http_api.durable_jobs import DurableJobs
 from http_api.errors import JobNotEnded, JobNotFound, StoreUnavailable, blob_call
-from http_api.handlers import STATUS_READ_S, _check_content_type, _json_body
+from http_api.handlers import STATUS_READ_S
+from http_api.request_reading import Clock, check_json_type, json_body, path_job_id, utc_now
 from rules.client_timings import StoredMetadata, parse_client_timings
-from rules.dedup import caller_digest, is_job_id
+from rules.dedup import caller_digest
 from rules.settings import AppSettings
 from rules.timing import iso_utc
 from storage.protocol import JSON, AsyncImageStore, metadata_name
 
-Clock = Callable[[], datetime]
 # Conditional writes tried before the report gives up with a 503 (try again): more than one
 # only when something else rewrites metadata.json at the same moment.
 MAX_WRITES = 3
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def report(
@@ -42,17 +36,15 @@ async def report(
     jobs: DurableJobs,
     settings: AppSettings,
     store: AsyncImageStore,
-    now: Clock = _utc_now,
+    now: Clock = utc_now,
 ) -> func.HttpResponse:
     """200 ``{id, client: {downloadMs, renderMs, reportedAt}}`` once stored; 400 naming the
     field, 404 for an unknown id or another caller's job, 409 ``job_not_ended`` while the job
     has no metadata.json, 503 when Blob fails."""
-    job_id = str(req.route_params.get("id", ""))
-    if not is_job_id(job_id):
-        raise JobNotFound(job_id)
+    job_id = path_job_id(req)
     # The body first: a report that breaks a rule costs no look at the store.
-    _check_content_type(req)
-    timings = parse_client_timings(_json_body(req), reported_at=iso_utc(now()))
+    check_json_type(req)
+    timings = parse_client_timings(json_body(req), reported_at=iso_utc(now()))
     caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
     name = metadata_name(job_id)
     async with asyncio.timeout(STATUS_READ_S):

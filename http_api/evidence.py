@@ -13,8 +13,7 @@ import asyncio
 import os
 import platform
 import sys
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
 
 import azure.functions as func
 
@@ -22,8 +21,9 @@ from http_api.answers import json_answer
 from http_api.caller import caller_of
 from http_api.durable_jobs import DurableJobs, JobInstance
 from http_api.errors import JobNotFound, blob_call
+from http_api.request_reading import Clock, path_job_id, utc_now
 from http_api.status_view import current_state
-from rules.dedup import caller_digest, is_job_id
+from rules.dedup import caller_digest
 from rules.evidence import JobFacts, JobMetadata, build_evidence, infrastructure
 from rules.job_records import JobState
 from rules.outcome import SentAs
@@ -32,13 +32,8 @@ from rules.settings import AppSettings, RouteSettings
 from rules.timing import iso_utc
 from storage.protocol import AsyncImageStore, metadata_name
 
-Clock = Callable[[], datetime]
 # As a status poll: storage that does not answer within this is a 503, not a hang (seconds).
 EVIDENCE_READ_S = 5.0
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def get_evidence(
@@ -46,14 +41,12 @@ async def get_evidence(
     jobs: DurableJobs,
     settings: AppSettings,
     store: AsyncImageStore,
-    now: Clock = _utc_now,
+    now: Clock = utc_now,
     env: Mapping[str, str] = os.environ,
 ) -> func.HttpResponse:
     """200 with the packet (``complete`` false while the job runs); 404 for an unknown id or
     another caller's job; 503 while the job store or Blob fails."""
-    job_id = str(req.route_params.get("id", ""))
-    if not is_job_id(job_id):
-        raise JobNotFound(job_id)
+    job_id = path_job_id(req)
     caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
     async with asyncio.timeout(EVIDENCE_READ_S):
         instance = await jobs.look(job_id)

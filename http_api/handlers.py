@@ -14,7 +14,6 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import azure.functions as func
@@ -28,12 +27,12 @@ from http_api.errors import (
     MethodNotAllowed,
     NoSuchRoute,
     StoreUnavailable,
-    UnsupportedMediaType,
     blob_call,
     blob_failure,
 )
 from http_api.inputs import Parts, is_multipart, multipart_body, with_inputs
 from http_api.job_ids import JobIds
+from http_api.request_reading import Clock, check_json_type, json_body, path_job_id, utc_now
 from http_api.status_view import (
     MAX_RETRY_AFTER_S,
     JobView,
@@ -50,7 +49,7 @@ from http_api.status_view import (
 from http_api.webhooks import deliveries, purged_deliveries
 from orchestrators.image_job import CANCEL_EVENT, ORCHESTRATOR
 from rules import route_model
-from rules.dedup import caller_digest, check_key, fingerprint, is_job_id, job_id_for
+from rules.dedup import caller_digest, check_key, fingerprint, job_id_for
 from rules.errors import RequestInvalid
 from rules.job_records import TERMINAL_STATES, CancelMarker, JobInput, JobState
 from rules.records import RecordUnreadable
@@ -73,15 +72,10 @@ from storage.protocol import (
 
 log = logging.getLogger("imagejobs.http")
 
-Clock = Callable[[], datetime]
 # How long a status poll waits for the job store and Blob before answering 503 (seconds).
 STATUS_READ_S = 5.0
 # How often a held poll re-reads the job (seconds).
 HOLD_POLL_S = 0.1
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def start_job(
@@ -89,7 +83,7 @@ async def start_job(
     jobs: DurableJobs,
     settings: AppSettings,
     store: AsyncImageStore,
-    now: Clock = _utc_now,
+    now: Clock = utc_now,
 ) -> func.HttpResponse:
     """POST /api/images: 202 with the job's id, Location and Retry-After; a duplicate submit
     gets the existing job (``Idempotent-Replayed: true``)."""
@@ -98,8 +92,8 @@ async def start_job(
     if is_multipart(req):  # an edit's input images as file parts (http_api.inputs)
         body, parts = multipart_body(req)
     else:
-        _check_content_type(req)
-        body = _json_body(req)
+        check_json_type(req)
+        body = json_body(req)
     request = parse_job_request(body, settings)
     webhook_url = parse_webhook_url(body, settings.webhooks)
     raw_key = req.headers.get("idempotency-key")
@@ -179,10 +173,10 @@ async def get_job(
     jobs: DurableJobs,
     settings: AppSettings,
     store: AsyncImageStore,
-    now: Clock = _utc_now,
+    now: Clock = utc_now,
 ) -> func.HttpResponse:
     """GET /api/images/{id}: 202 with Retry-After while the job runs, 200 once it has ended."""
-    job_id = _path_job_id(req)
+    job_id = path_job_id(req)
     caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
     # A poll answers promptly: storage that does not answer within this is a 503, not a hang.
     # The hold ends a second before the read limit, and answers with what it last read if
@@ -227,7 +221,7 @@ async def list_routes(
     jobs: DurableJobs,
     settings: AppSettings,
     store: AsyncImageStore,
-    now: Clock = _utc_now,
+    now: Clock = utc_now,
 ) -> func.HttpResponse:
     """GET /api/routes: each route's health as its shared model knows it (success rate, latency
     percentiles per shape class, errors by kind, pace, cool-down, queued and running)."""
@@ -356,10 +350,10 @@ async def cancel_job(
     jobs: DurableJobs,
     settings: AppSettings,
     store: AsyncImageStore,
-    now: Clock = _utc_now,
+    now: Clock = utc_now,
 ) -> func.HttpResponse:
     """POST /api/images/{id}/cancel: 202 (``cancelling``) or 200 with the job's final state."""
-    job_id = _path_job_id(req)
+    job_id = path_job_id(req)
     caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
     async with asyncio.timeout(settings.timeouts.http_starter_s):
         instance = await jobs.look(job_id)
@@ -442,28 +436,6 @@ def _linker(store: AsyncImageStore, settings: AppSettings) -> Callable[[str], st
         return store.read_link(name=blob, ttl_s=settings.storage.link_ttl_s)
 
     return link
-
-
-def _check_content_type(req: func.HttpRequest) -> None:
-    """A body declared as something other than JSON is refused (415); an undeclared one is read
-    as JSON, as clients that send JSON without saying so expect."""
-    declared = req.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if declared and declared != JSON and not declared.endswith("+json"):
-        raise UnsupportedMediaType(declared)
-
-
-def _json_body(req: func.HttpRequest) -> object:
-    try:
-        return req.get_json()
-    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past any sense
-        raise RequestInvalid("body", "invalid_json", "the body must be JSON") from None
-
-
-def _path_job_id(req: func.HttpRequest) -> str:
-    job_id = str(req.route_params.get("id", ""))
-    if not is_job_id(job_id):
-        raise JobNotFound(job_id)
-    return job_id
 
 
 # The API's routes (under the host's /api prefix) and their methods, for unmatched requests.

@@ -25,6 +25,7 @@ import azure.functions as func
 from PIL import Image
 
 from http_api.errors import blob_call, blob_failure
+from http_api.request_reading import declared_type
 from rules.errors import RequestInvalid, SettingsInvalid
 from rules.inputs import (
     ImageFacts,
@@ -62,8 +63,7 @@ class Parts:
 
 
 def is_multipart(req: func.HttpRequest) -> bool:
-    declared = str(req.headers.get("content-type", "")).split(";", 1)[0].strip().lower()
-    return declared == MULTIPART
+    return declared_type(req) == MULTIPART
 
 
 def multipart_body(req: func.HttpRequest) -> tuple[dict[str, object], Parts]:

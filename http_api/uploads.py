@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import azure.functions as func
 
 from http_api.answers import json_answer
 from http_api.caller import caller_of
+from http_api.request_reading import Clock, utc_now
 from rules.dedup import caller_digest
 from rules.inputs import edit_rules
 from rules.models import rules_for
@@ -31,15 +31,11 @@ from storage.protocol import AsyncImageStore, upload_name
 UPLOAD_LINK_TTL_S = 600
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 async def create_upload(
     req: func.HttpRequest,
     settings: AppSettings,
     store: AsyncImageStore,
-    now: Callable[[], datetime] = _utc_now,
+    now: Clock = utc_now,
 ) -> func.HttpResponse:
     """201 ``{upload, url, method, headers, expiresAt, maxBytes}``: PUT the image's bytes to
     ``url`` with ``headers``, then name ``upload`` in POST /api/images. The body is ignored."""
