@@ -12,14 +12,21 @@ import wiring
 from activities import batch_api, batch_items, webhooks
 from activities.attempt import Seams, run_attempt
 from activities.finish import finish_job as finish
-from orchestrators.batch_api_flow import API_CANCEL, API_COLLECT, API_POLL, API_SUBMIT
+from orchestrators.batch_api_flow import (
+    API_ABANDON,
+    API_CANCEL,
+    API_COLLECT_CHUNK,
+    API_COLLECT_END,
+    API_POLL,
+    API_SUBMIT,
+)
 from orchestrators.image_batch import READ_WAVE, REPORT, RESULTS, SPLIT
 from orchestrators.image_job import FINISH, GENERATE
 from orchestrators.webhook_delivery import DELIVER as DELIVER_WEBHOOK
 from orchestrators.webhook_delivery import ORCHESTRATOR as WEBHOOK_ORCHESTRATOR
 from orchestrators.webhook_delivery import START as START_WEBHOOK
 from orchestrators.webhook_delivery import delivery_instance_id
-from rules.batch_records import BatchInput, WaveItem
+from rules.batch_records import BatchApiCall, BatchInput, CollectChunk, CollectEnd, WaveItem
 from rules.job_records import AttemptInput, FinishInput, Outcome
 from rules.webhooks import WebhookDelivery
 
@@ -122,38 +129,63 @@ def _batch_api(route_name: str, client: httpx.Client) -> batch_api.BatchApi:
 
 @bp.activity_trigger(input_name="call", activity=API_SUBMIT)
 def batch_api_submit(call: dict[str, Any]) -> dict[str, Any]:
+    said = BatchApiCall.from_json(call)
     with httpx.Client(verify=wiring.ssl_context()) as client:
         upstream = batch_api.submit(
-            _batch_api(call["route"], client),
+            _batch_api(said.route, client),
             wiring.batch_store(),
-            batch_id=call["batch_id"],
-            waves=int(call["waves"]),
+            batch_id=said.batch_id,
+            waves=said.waves,
         )
     return upstream.to_json()
 
 
+def _upstream(said: BatchApiCall) -> str:
+    if said.upstream is None:
+        raise ValueError(f"batch {said.batch_id}: no upstream batch named")
+    return said.upstream
+
+
 @bp.activity_trigger(input_name="call", activity=API_POLL)
 def batch_api_poll(call: dict[str, Any]) -> dict[str, Any]:
+    said = BatchApiCall.from_json(call)
     with httpx.Client(verify=wiring.ssl_context()) as client:
-        return batch_api.poll(_batch_api(call["route"], client), call["upstream"]).to_json()
+        return batch_api.poll(_batch_api(said.route, client), _upstream(said)).to_json()
 
 
 @bp.activity_trigger(input_name="call", activity=API_CANCEL)
 def batch_api_cancel(call: dict[str, Any]) -> dict[str, Any]:
+    said = BatchApiCall.from_json(call)
     with httpx.Client(verify=wiring.ssl_context()) as client:
-        return batch_api.cancel(_batch_api(call["route"], client), call["upstream"]).to_json()
+        return batch_api.cancel(_batch_api(said.route, client), _upstream(said)).to_json()
 
 
-@bp.activity_trigger(input_name="call", activity=API_COLLECT)
-def batch_api_collect(call: dict[str, Any]) -> dict[str, Any]:
+@bp.activity_trigger(input_name="call", activity=API_ABANDON)
+def batch_api_abandon(call: dict[str, Any]) -> dict[str, Any]:
+    said = BatchApiCall.from_json(call)
     with httpx.Client(verify=wiring.ssl_context()) as client:
-        counted = batch_api.collect(
-            _batch_api(call["route"], client),
+        ended = batch_api.cancel_for_failure(
+            _batch_api(said.route, client), wiring.batch_store(), said
+        )
+    return {"upstream": ended.to_json() if ended is not None else None}
+
+
+@bp.activity_trigger(input_name="chunk", activity=API_COLLECT_CHUNK)
+def batch_api_collect_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
+    said = CollectChunk.from_json(chunk)
+    with httpx.Client(verify=wiring.ssl_context()) as client:
+        return batch_api.collect_chunk(
+            _batch_api(said.call.route, client),
             wiring.batch_store(),
             wiring.store(),
-            batch_id=call["batch_id"],
-            waves=int(call["waves"]),
-            upstream=batch_api.Upstream.from_json(call["upstream"]),
-            settings=wiring.settings(),
-        )
+            said,
+            wiring.settings(),
+        ).to_json()
+
+
+@bp.activity_trigger(input_name="end", activity=API_COLLECT_END)
+def batch_api_collect_end(end: dict[str, Any]) -> dict[str, Any]:
+    counted = batch_api.collect_end(
+        wiring.batch_store(), wiring.store(), CollectEnd.from_json(end), wiring.settings()
+    )
     return {"items": counted}

@@ -27,7 +27,7 @@ from http_api.caller import caller_of
 from http_api.durable_jobs import DurableJobs
 from http_api.errors import BatchNotFound, StoreUnavailable, UnsupportedMediaType, blob_call
 from orchestrators.image_batch import BATCH_ORCHESTRATOR, CANCEL_EVENT
-from rules.batch_records import TERMINAL_BATCH_STATES, BatchInput, BatchState
+from rules.batch_records import TERMINAL_BATCH_STATES, BatchDecided, BatchInput, BatchState
 from rules.batches import (
     OPTIONS,
     BatchMode,
@@ -158,6 +158,7 @@ async def start_batch(
         created_at=iso_utc(now),
         manifest=manifest_name(batch_id),
         plan=plan,
+        decided=BatchDecided.from_settings(settings),
     )
     async with asyncio.timeout(READ_S):
         existing = await jobs.look_batch(batch_id)

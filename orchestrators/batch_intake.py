@@ -28,7 +28,7 @@ import azure.functions as func
 import wiring
 from http_api.durable_jobs import DurableJobs
 from orchestrators.image_batch import BATCH_ORCHESTRATOR
-from rules.batch_records import BatchInput
+from rules.batch_records import BatchDecided, BatchInput
 from rules.batches import BatchMode, BatchPlan, batch_id_for, parse_manifest, planned
 from rules.dedup import caller_digest
 from rules.errors import RequestInvalid
@@ -113,5 +113,6 @@ async def _start(
         created_at=iso_utc(now),
         manifest=claimed,
         plan=plan,
+        decided=BatchDecided.from_settings(settings),
     )
     await jobs.start_batch(BATCH_ORCHESTRATOR, batch_id, batch.to_json())
