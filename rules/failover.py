@@ -40,7 +40,9 @@ def failover_target(job: JobInput, failure: Failure, settings: AppSettings) -> s
 
 def healthier(other: RouteSummary, current: RouteSummary) -> bool:
     """Whether ``other`` is the better bet now: not cooling down after a 429, and a recent
-    success rate at least the current route's (a route with no record yet counts as healthy)."""
+    success rate at least the current route's (a route with no record yet counts as healthy).
+    The rates count each route's recent failures before a send as failures
+    (rules.route_model.summary): the failures that allow a failover are those."""
     if other.cooling_down:
         return False
     if other.recent_success_rate is None:
