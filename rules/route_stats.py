@@ -201,12 +201,32 @@ def attempt_shape(
 ) -> AttemptShape:
     """The shape class of ``request`` sent as planned, and the calibration's guess (route
     seconds: divided by the time scale) with its first partial at ``first_partial_share``."""
-    model = settings.route(request.route).model
+    return attempt_shape_by(
+        request,
+        model=settings.route(request.route).model,
+        time_scale=settings.time_scale,
+        stream=stream,
+        partial_images=partial_images,
+        first_partial_share=first_partial_share,
+    )
+
+
+def attempt_shape_by(
+    request: ImageJobRequest,
+    *,
+    model: str,
+    time_scale: float,
+    stream: bool,
+    partial_images: int,
+    first_partial_share: float,
+) -> AttemptShape:
+    """As ``attempt_shape``, from the route's model and the time scale as given (a job's frozen
+    decisions, rules.job_records.RouteDecided) instead of the settings."""
     total = (
         rules_for(model).expected_generation_s(
             request.quality, request.size, input_images=request.input_count
         )
-        / settings.time_scale
+        / time_scale
     )
     partials = partial_images if stream else 0
     name = shape_class(
