@@ -234,6 +234,7 @@ async def get_batch(
         "quotedUsd": plan.batch_api_usd if plan.mode is BatchMode.BATCH_API else plan.realtime_usd,
         "quote": _plan_answer(plan, None)["quote"],
         "upstreamStatus": status.upstream_status if status else None,
+        "failureReason": outcome.reason if outcome is not None else None,
         "createdAt": found.batch.created_at,
         "report": None,
     }
