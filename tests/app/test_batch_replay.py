@@ -18,6 +18,7 @@ import pytest
 import wiring
 from orchestrators.batch_api_flow import (
     API_ABANDON,
+    API_CANCEL,
     API_COLLECT_CHUNK,
     API_COLLECT_END,
     API_POLL,
@@ -345,3 +346,18 @@ def test_an_input_of_the_previous_version_still_reads_its_in_flight_from_the_set
         a for a in new_actions(state, 0) if a["actionType"] == 2 and a["functionName"] == IMAGE_JOB
     ]
     assert len(started) == 3
+
+
+def test_a_cancel_during_the_submit_cancels_the_upstream_batch_at_once(handle):
+    history = History(handle, BATCH, batch_input())
+    history.step()
+    history.schedule_activity(0, API_SUBMIT)
+    history.raise_event(CANCEL_EVENT, "{}", after_s=0.5)
+    history.activity_result(0, upstream("validating"), after_s=1)
+    _, actions = history.step()
+    cancel = only(activities(actions, API_CANCEL))
+    assert cancel["input"]["upstream"] == "batch_up1"
+    history.complete_activity(2, API_CANCEL, upstream("cancelling"), after_s=1)
+    _, actions = history.step()
+    assert activities(actions, API_CANCEL) == []  # once: then polled until it has ended
+    only(timers(actions))
