@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -59,12 +60,16 @@ async def start_webhook_delivery(
     """Start the event's delivery orchestration once: a re-run of this activity (they run at
     least once) finds it started, and never starts it again (the host would overwrite a
     finished instance, delivering the event anew)."""
-    job_id = WebhookDelivery.from_json(delivery).job_id
-    instance = delivery_instance_id(job_id)
+    said = WebhookDelivery.from_json(delivery)
+    instance = delivery_instance_id(said.job_id)
     status = await client.get_status(instance)
     if status and status.runtime_status is not None:
         return {"instance": instance, "started": False}
-    await client.start_new(WEBHOOK_ORCHESTRATOR, instance, delivery)
+    # The retry schedule is frozen into the delivery's input here (an activity may read the
+    # settings; the delivery orchestration must not decide by the settings of the moment).
+    hooks = wiring.settings().webhooks
+    frozen = replace(said, schedule=said.schedule_by(hooks))
+    await client.start_new(WEBHOOK_ORCHESTRATOR, instance, frozen.to_json())
     return {"instance": instance, "started": True}
 
 
