@@ -21,7 +21,7 @@ import base64
 import json
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,13 +30,22 @@ import httpx
 from activities.batch_items import JSONL, item_result, read_wave, write_results
 from activities.finish import build_metadata
 from activities.image_check import check_image
-from rules.batch_records import ItemResult, WaveItem
+from rules.batch_records import (
+    BatchApiCall,
+    CollectChunk,
+    CollectedChunk,
+    CollectEnd,
+    ItemResult,
+    Upstream,
+    WaveItem,
+)
 from rules.batches import BATCH_API_URL, BATCH_DISCOUNT
 from rules.cost import attempt_cost
 from rules.job_records import FinishInput, JobInput, JobState, Outcome
 from rules.outcome import Failure, FailureKind, Layer, StoredImage, Timings
 from rules.redaction import scrub
 from rules.settings import AppSettings, RouteSettings
+from rules.timing import iso_utc
 from storage.protocol import JSON, BatchStore, ImageStore, image_name, metadata_name
 
 log = logging.getLogger("imagejobs.batch_api")
@@ -44,55 +53,6 @@ log = logging.getLogger("imagejobs.batch_api")
 # Upstream statuses after which a batch changes no more.
 FINISHED = frozenset({"completed", "failed", "expired", "cancelled"})
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """An upstream batch as its status read tells it."""
-
-    batch: str
-    status: str
-    total: int = 0
-    completed: int = 0
-    failed: int = 0
-    output_file: str | None = None
-    error_file: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "batch": self.batch,
-            "status": self.status,
-            "total": self.total,
-            "completed": self.completed,
-            "failed": self.failed,
-            "output_file": self.output_file,
-            "error_file": self.error_file,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Upstream:
-        return cls(
-            batch=str(data["batch"]),
-            status=str(data["status"]),
-            total=int(data.get("total") or 0),
-            completed=int(data.get("completed") or 0),
-            failed=int(data.get("failed") or 0),
-            output_file=data.get("output_file"),
-            error_file=data.get("error_file"),
-        )
-
-    @classmethod
-    def from_answer(cls, answer: dict[str, Any]) -> Upstream:
-        counts = answer.get("request_counts") or {}
-        return cls(
-            batch=str(answer["id"]),
-            status=str(answer.get("status", "")),
-            total=int(counts.get("total") or 0),
-            completed=int(counts.get("completed") or 0),
-            failed=int(counts.get("failed") or 0),
-            output_file=answer.get("output_file_id"),
-            error_file=answer.get("error_file_id"),
-        )
 
 
 class BatchApi:
@@ -126,18 +86,38 @@ class BatchApi:
         answer: dict[str, Any] = response.json()
         return answer
 
-    def lines(self, file_id: str) -> Iterator[dict[str, Any]]:
-        """A file's JSONL lines, streamed (an output file of images can be large)."""
+    def lines_from(self, file_id: str, offset: int) -> Iterator[tuple[int, dict[str, Any]]]:
+        """A file's JSONL lines from byte ``offset`` on, streamed (an output file of images can
+        be large), each with the byte offset just after it. Asks for the range (``Range``); a
+        server that sends the whole file instead has the bytes before ``offset`` skipped."""
         url = self.url(f"/files/{file_id}/content")
-        with self.client.stream("GET", url, headers=self.headers(), timeout=TIMEOUT) as response:
+        # Offsets count the file's own bytes: never a compressed transfer of them.
+        headers = {**self.headers(), "Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        with self.client.stream("GET", url, headers=headers, timeout=TIMEOUT) as response:
             if response.status_code >= 400:
                 response.read()
                 raise BatchApiError(
                     f"/files/{file_id}/content", response.status_code, response.text
                 )
-            for line in response.iter_lines():
-                if line.strip():
-                    yield json.loads(line)
+            skip = 0 if response.status_code == 206 else offset
+            position = offset - skip  # the file's byte offset of the next byte read
+            pending = b""
+            for data in response.iter_bytes():
+                if skip:
+                    dropped = min(skip, len(data))
+                    data, skip = data[dropped:], skip - dropped
+                    position += dropped
+                pending += data
+                while (end := pending.find(b"\n")) >= 0:
+                    line, pending = pending[: end + 1], pending[end + 1 :]
+                    position += len(line)
+                    if line.strip():
+                        yield position, json.loads(line)
+            if pending.strip():
+                position += len(pending)
+                yield position, json.loads(pending)
 
 
 class BatchApiError(Exception):
@@ -171,17 +151,35 @@ def upstream_record(batch_id: str) -> str:
     return f"{batch_id}/upstream.json"
 
 
-def submit(api: BatchApi, store: BatchStore, *, batch_id: str, waves: int) -> Upstream:
-    """The upstream batch for ours: the recorded one, one tagged with our id, or a new one."""
+# Batches asked for per page when looking for ours (the API's maximum).
+LIST_PAGE = 100
+
+
+def find(api: BatchApi, store: BatchStore, *, batch_id: str) -> Upstream | None:
+    """The upstream batch of ours, if one was created: the recorded one, else one tagged with
+    our id, looked for through every page of the route's batches (newest first)."""
     recorded = store.get(name=upstream_record(batch_id))
     if recorded is not None:
         return Upstream.from_json(json.loads(recorded))
-    listed = api.call("GET", "/batches", params={"limit": 100})
-    for answer in listed.get("data") or ():
-        if (answer.get("metadata") or {}).get("batch_id") == batch_id:
-            found = Upstream.from_answer(answer)
-            _record(store, batch_id, found)
-            return found
+    params: dict[str, Any] = {"limit": LIST_PAGE}
+    while True:
+        listed = api.call("GET", "/batches", params=params)
+        data = listed.get("data") or []
+        for answer in data:
+            if (answer.get("metadata") or {}).get("batch_id") == batch_id:
+                found = Upstream.from_answer(answer)
+                _record(store, batch_id, found)
+                return found
+        if not listed.get("has_more") or not data:
+            return None
+        params = {"limit": LIST_PAGE, "after": str(listed.get("last_id") or data[-1]["id"])}
+
+
+def submit(api: BatchApi, store: BatchStore, *, batch_id: str, waves: int) -> Upstream:
+    """The upstream batch for ours: the recorded one, one tagged with our id, or a new one."""
+    found = find(api, store, batch_id=batch_id)
+    if found is not None:
+        return found
     lines = [
         json.dumps(_request_line(item, api.route), ensure_ascii=False)
         for wave in range(waves)
@@ -221,37 +219,118 @@ def poll(api: BatchApi, upstream: str) -> Upstream:
     return Upstream.from_answer(api.call("GET", f"/batches/{upstream}"))
 
 
+def upstream_cancel_record(batch_id: str) -> str:
+    return f"{batch_id}/upstream-cancel.json"
+
+
 def cancel(api: BatchApi, upstream: str) -> Upstream:
     return Upstream.from_answer(api.call("POST", f"/batches/{upstream}/cancel"))
 
 
-def collect(
+def cancel_for_failure(api: BatchApi, store: BatchStore, call: BatchApiCall) -> Upstream | None:
+    """A batch that failed on our side stops billing upstream: its upstream batch (the one
+    named, else the recorded or tagged one) is cancelled, and the cancel recorded with why
+    (``{batch}/upstream-cancel.json``). None: no upstream batch was ever created."""
+    upstream_id = call.upstream
+    if upstream_id is None:
+        found = find(api, store, batch_id=call.batch_id)
+        upstream_id = found.batch if found is not None else None
+    if upstream_id is None:
+        return None
+    current = poll(api, upstream_id)
+    if current.status not in FINISHED and current.status != "cancelling":
+        current = cancel(api, upstream_id)
+    record = {
+        "batch_id": call.batch_id,
+        "upstream": current.to_json(),
+        "reason": call.reason,
+        "at": iso_utc(datetime.now(UTC)),
+    }
+    store.put(
+        name=upstream_cancel_record(call.batch_id),
+        data=json.dumps(record).encode(),
+        content_type=JSON,
+    )
+    log.warning(
+        "batch %s failed (%s); its upstream batch %s is %s",
+        call.batch_id,
+        call.reason,
+        upstream_id,
+        current.status,
+    )
+    return current
+
+
+# One collect chunk reads at most this many lines, and stops after the line that passes this
+# many bytes: a chunk of 4K images stays well inside one activity's time limit.
+CHUNK_LINES = 50
+CHUNK_BYTES = 256 * 1024 * 1024
+
+
+def chunk_results_name(batch_id: str, kind: str, offset: int) -> str:
+    return f"{batch_id}/collect/{kind}-{offset}.jsonl"
+
+
+def _items(batches: BatchStore, batch_id: str, waves: int) -> dict[str, WaveItem]:
+    return {
+        item.job_id: item for wave in range(waves) for item in read_wave(batches, batch_id, wave)
+    }
+
+
+def collect_chunk(
     api: BatchApi,
     batches: BatchStore,
     images: ImageStore,
-    *,
-    batch_id: str,
-    waves: int,
-    upstream: Upstream,
+    chunk: CollectChunk,
     settings: AppSettings,
-) -> int:
-    """Every item's outcome from the output and error files, each stored as a normal job's
-    image and metadata.json, and the batch's results (execution 0). Returns the items counted.
-    An item in neither file (an expired or cancelled batch) ended without an image."""
-    items = {
-        item.job_id: item for wave in range(waves) for item in read_wave(batches, batch_id, wave)
-    }
-    results: dict[str, ItemResult] = {}
-    for file_id in (upstream.output_file, upstream.error_file):
-        if not file_id:
-            continue
-        for line in api.lines(file_id):
-            item = items.get(str(line.get("custom_id")))
-            if item is None or item.job_id in results:
-                continue
+    *,
+    max_lines: int = CHUNK_LINES,
+    max_bytes: int = CHUNK_BYTES,
+) -> CollectedChunk:
+    """One chunk of a file: each line's image checked and stored as its job's image, with the
+    job's metadata.json, and the chunk's results written under a name of its own offset, so a
+    chunk run again overwrites the same blobs (never a duplicate, never a loss)."""
+    items = _items(batches, chunk.call.batch_id, chunk.call.waves)
+    results: list[ItemResult] = []
+    lines = 0
+    next_offset: int | None = None
+    for position, line in api.lines_from(chunk.file_id, chunk.offset):
+        lines += 1
+        item = items.get(str(line.get("custom_id")))
+        if item is not None:
             outcome = _item_outcome(item, line, images, settings)
-            results[item.job_id] = item_result(item, outcome, billing="batch")
-    why = f"the Batch API batch ended {upstream.status} without this item"
+            results.append(item_result(item, outcome, billing="batch"))
+        if lines >= max_lines or position - chunk.offset >= max_bytes:
+            next_offset = position
+            break
+    name = chunk_results_name(chunk.call.batch_id, chunk.kind, chunk.offset)
+    batches.put(
+        name=name,
+        data=b"".join(json.dumps(r.to_json()).encode() + b"\n" for r in results),
+        content_type=JSONL,
+    )
+    return CollectedChunk(results=name, lines=lines, next_offset=next_offset)
+
+
+def collect_end(
+    batches: BatchStore, images: ImageStore, end: CollectEnd, settings: AppSettings
+) -> int:
+    """The batch's results (execution 0) from its chunks' results, the first line of an item
+    winning; an item in no chunk (an expired or cancelled batch, or one that failed on our
+    side) ended without an image, with its metadata.json. Returns the items counted."""
+    batch_id = end.call.batch_id
+    items = _items(batches, batch_id, end.call.waves)
+    results: dict[str, ItemResult] = {}
+    for name in end.chunks:
+        data = batches.get(name=name)
+        if data is None:
+            raise RuntimeError(f"batch {batch_id}: collect results {name} are missing")
+        for text in data.splitlines():
+            if text.strip():
+                result = ItemResult.from_json(json.loads(text))
+                if result.job_id is not None and result.job_id not in results:
+                    results[result.job_id] = result
+    why = f"the Batch API batch ended {end.status} without this item"
     for job_id, item in items.items():
         if job_id not in results:
             missing = Failure(FailureKind.SERVER_ERROR, Layer.ROUTE, why, sent=True)

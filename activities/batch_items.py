@@ -18,6 +18,7 @@ from rules.batch_records import BatchReport, BatchSplit, ItemResult, WaveItem, c
 from rules.batches import BatchItem, LineError, parse_manifest
 from rules.dedup import fingerprint, job_id_for
 from rules.errors import RequestInvalid
+from rules.failover import decided_for
 from rules.job_records import JobInput, JobState, Outcome
 from rules.route_records import Priority
 from rules.send_plan import plans
@@ -72,6 +73,7 @@ def item_job(
         priority=Priority.BATCH,
         failover=item.failover,
         batch_id=batch_id,
+        decided=decided_for(item.request, item.failover, settings),
     )
 
 

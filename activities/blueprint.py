@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -12,14 +13,21 @@ import wiring
 from activities import batch_api, batch_items, webhooks
 from activities.attempt import Seams, run_attempt
 from activities.finish import finish_job as finish
-from orchestrators.batch_api_flow import API_CANCEL, API_COLLECT, API_POLL, API_SUBMIT
+from orchestrators.batch_api_flow import (
+    API_ABANDON,
+    API_CANCEL,
+    API_COLLECT_CHUNK,
+    API_COLLECT_END,
+    API_POLL,
+    API_SUBMIT,
+)
 from orchestrators.image_batch import READ_WAVE, REPORT, RESULTS, SPLIT
 from orchestrators.image_job import FINISH, GENERATE
 from orchestrators.webhook_delivery import DELIVER as DELIVER_WEBHOOK
 from orchestrators.webhook_delivery import ORCHESTRATOR as WEBHOOK_ORCHESTRATOR
 from orchestrators.webhook_delivery import START as START_WEBHOOK
 from orchestrators.webhook_delivery import delivery_instance_id
-from rules.batch_records import BatchInput, WaveItem
+from rules.batch_records import BatchApiCall, BatchInput, CollectChunk, CollectEnd, WaveItem
 from rules.job_records import AttemptInput, FinishInput, Outcome
 from rules.webhooks import WebhookDelivery
 
@@ -52,12 +60,16 @@ async def start_webhook_delivery(
     """Start the event's delivery orchestration once: a re-run of this activity (they run at
     least once) finds it started, and never starts it again (the host would overwrite a
     finished instance, delivering the event anew)."""
-    job_id = WebhookDelivery.from_json(delivery).job_id
-    instance = delivery_instance_id(job_id)
+    said = WebhookDelivery.from_json(delivery)
+    instance = delivery_instance_id(said.job_id)
     status = await client.get_status(instance)
     if status and status.runtime_status is not None:
         return {"instance": instance, "started": False}
-    await client.start_new(WEBHOOK_ORCHESTRATOR, instance, delivery)
+    # The retry schedule is frozen into the delivery's input here (an activity may read the
+    # settings; the delivery orchestration must not decide by the settings of the moment).
+    hooks = wiring.settings().webhooks
+    frozen = replace(said, schedule=said.schedule_by(hooks))
+    await client.start_new(WEBHOOK_ORCHESTRATOR, instance, frozen.to_json())
     return {"instance": instance, "started": True}
 
 
@@ -122,38 +134,63 @@ def _batch_api(route_name: str, client: httpx.Client) -> batch_api.BatchApi:
 
 @bp.activity_trigger(input_name="call", activity=API_SUBMIT)
 def batch_api_submit(call: dict[str, Any]) -> dict[str, Any]:
+    said = BatchApiCall.from_json(call)
     with httpx.Client(verify=wiring.ssl_context()) as client:
         upstream = batch_api.submit(
-            _batch_api(call["route"], client),
+            _batch_api(said.route, client),
             wiring.batch_store(),
-            batch_id=call["batch_id"],
-            waves=int(call["waves"]),
+            batch_id=said.batch_id,
+            waves=said.waves,
         )
     return upstream.to_json()
 
 
+def _upstream(said: BatchApiCall) -> str:
+    if said.upstream is None:
+        raise ValueError(f"batch {said.batch_id}: no upstream batch named")
+    return said.upstream
+
+
 @bp.activity_trigger(input_name="call", activity=API_POLL)
 def batch_api_poll(call: dict[str, Any]) -> dict[str, Any]:
+    said = BatchApiCall.from_json(call)
     with httpx.Client(verify=wiring.ssl_context()) as client:
-        return batch_api.poll(_batch_api(call["route"], client), call["upstream"]).to_json()
+        return batch_api.poll(_batch_api(said.route, client), _upstream(said)).to_json()
 
 
 @bp.activity_trigger(input_name="call", activity=API_CANCEL)
 def batch_api_cancel(call: dict[str, Any]) -> dict[str, Any]:
+    said = BatchApiCall.from_json(call)
     with httpx.Client(verify=wiring.ssl_context()) as client:
-        return batch_api.cancel(_batch_api(call["route"], client), call["upstream"]).to_json()
+        return batch_api.cancel(_batch_api(said.route, client), _upstream(said)).to_json()
 
 
-@bp.activity_trigger(input_name="call", activity=API_COLLECT)
-def batch_api_collect(call: dict[str, Any]) -> dict[str, Any]:
+@bp.activity_trigger(input_name="call", activity=API_ABANDON)
+def batch_api_abandon(call: dict[str, Any]) -> dict[str, Any]:
+    said = BatchApiCall.from_json(call)
     with httpx.Client(verify=wiring.ssl_context()) as client:
-        counted = batch_api.collect(
-            _batch_api(call["route"], client),
+        ended = batch_api.cancel_for_failure(
+            _batch_api(said.route, client), wiring.batch_store(), said
+        )
+    return {"upstream": ended.to_json() if ended is not None else None}
+
+
+@bp.activity_trigger(input_name="chunk", activity=API_COLLECT_CHUNK)
+def batch_api_collect_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
+    said = CollectChunk.from_json(chunk)
+    with httpx.Client(verify=wiring.ssl_context()) as client:
+        return batch_api.collect_chunk(
+            _batch_api(said.call.route, client),
             wiring.batch_store(),
             wiring.store(),
-            batch_id=call["batch_id"],
-            waves=int(call["waves"]),
-            upstream=batch_api.Upstream.from_json(call["upstream"]),
-            settings=wiring.settings(),
-        )
+            said,
+            wiring.settings(),
+        ).to_json()
+
+
+@bp.activity_trigger(input_name="end", activity=API_COLLECT_END)
+def batch_api_collect_end(end: dict[str, Any]) -> dict[str, Any]:
+    counted = batch_api.collect_end(
+        wiring.batch_store(), wiring.store(), CollectEnd.from_json(end), wiring.settings()
+    )
     return {"items": counted}

@@ -30,7 +30,9 @@ def build_metadata(
     """metadata.json: every clock, the request shape (never the prompt), usage and cost, and
     every attempt with its outcome and the wait chosen and why. Schema version in ``v``."""
     request = job.request.shape()
-    route = settings.route(job.request.route)
+    # None: a route removed from the settings since the job started; its record is still
+    # written (the job's end must not depend on the settings of now).
+    route = settings.routes.get(job.request.route)
     outcome = job.outcome
     attempts = job.attempts
     last_timings = outcome.timings.to_json()
@@ -48,9 +50,9 @@ def build_metadata(
         "endpoint": "edits" if job.request.is_edit else "generations",
         # An edit's inputs by count, formats, sizes and bytes (the request lists each).
         "inputs": job.request.inputs_summary(),
-        "model": route.model,
-        "route": route.name,
-        "route_owner": route.owner,
+        "model": route.model if route is not None else "unknown",
+        "route": job.request.route,
+        "route_owner": route.owner if route is not None else "unknown",
         "quality": job.request.quality,
         "size": job.request.size,
         "format": job.request.output_format,

@@ -195,7 +195,8 @@ def deliver(delivery: WebhookDelivery, hooks: WebhookSettings, seams: Seams) -> 
     status_code, error = _post(delivery, hooks, seams.client, started)
     elapsed_ms = max(0, round((seams.monotonic() - clock) * 1000))
     attempt = DeliveryAttempt(number, iso_utc(started), elapsed_ms, status_code, error)
-    wait = next_wait_s(number, hooks) if retries_after(attempt) else None
+    schedule = delivery.schedule_by(hooks)  # as the delivery orchestration decides
+    wait = next_wait_s(number, schedule) if retries_after(attempt) else None
     next_at = None
     if wait is not None:
         next_at = iso_utc(started + timedelta(milliseconds=elapsed_ms, seconds=wait))

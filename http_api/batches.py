@@ -28,7 +28,7 @@ from http_api.durable_jobs import DurableJobs
 from http_api.errors import BatchNotFound, StoreUnavailable, UnsupportedMediaType, blob_call
 from http_api.request_reading import declared_type
 from orchestrators.image_batch import BATCH_ORCHESTRATOR, CANCEL_EVENT
-from rules.batch_records import TERMINAL_BATCH_STATES, BatchInput, BatchState
+from rules.batch_records import TERMINAL_BATCH_STATES, BatchDecided, BatchInput, BatchState
 from rules.batches import (
     OPTIONS,
     BatchMode,
@@ -159,6 +159,7 @@ async def start_batch(
         created_at=iso_utc(now),
         manifest=manifest_name(batch_id),
         plan=plan,
+        decided=BatchDecided.from_settings(settings),
     )
     async with asyncio.timeout(READ_S):
         existing = await jobs.look_batch(batch_id)
@@ -234,6 +235,7 @@ async def get_batch(
         "quotedUsd": plan.batch_api_usd if plan.mode is BatchMode.BATCH_API else plan.realtime_usd,
         "quote": _plan_answer(plan, None)["quote"],
         "upstreamStatus": status.upstream_status if status else None,
+        "failureReason": outcome.reason if outcome is not None else None,
         "createdAt": found.batch.created_at,
         "report": None,
     }

@@ -51,6 +51,7 @@ from orchestrators.image_job import CANCEL_EVENT, ORCHESTRATOR
 from rules import route_model
 from rules.dedup import caller_digest, check_key, fingerprint, job_id_for
 from rules.errors import RequestInvalid
+from rules.failover import decided_for
 from rules.job_records import TERMINAL_STATES, CancelMarker, JobInput, JobState
 from rules.records import RecordUnreadable
 from rules.request import parse_failover, parse_job_request, parse_priority
@@ -116,6 +117,7 @@ async def start_job(
         priority=parse_priority(body),
         failover=parse_failover(body),
         webhook=_webhook_target(req, webhook_url, settings),
+        decided=decided_for(request, parse_failover(body), settings),
     )
     ids = JobIds(
         jobs,

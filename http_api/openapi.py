@@ -749,6 +749,9 @@ def _batch_status() -> Schema:
             "quotedUsd": _nullable(_number("The chosen mode's quote.", minimum=0)),
             "quote": _ref("BatchQuote"),
             "upstreamStatus": _nullable(_text("A Batch API batch's upstream status.")),
+            "failureReason": _nullable(
+                _text("Why a failed batch failed (its own work, never an item's); null else.")
+            ),
             "createdAt": _moment(),
             "report": _nullable(
                 _object(

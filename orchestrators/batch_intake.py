@@ -7,8 +7,10 @@ copy the manifest to ``claimed/{id}.jsonl`` and start the batch orchestration un
 start of an id that is running is refused: the durable store settles a race between two
 timers); then delete the upload. A crash between any two steps leaves the upload in place, and
 the next run repeats the steps to the same end; a new upload under the same name has a new
-ETag, so it is a new batch. An upload that cannot be claimed now (its delete refused, say)
-stays for the next run and holds up no other.
+ETag, so it is a new batch, and the delete is conditional on the ETag listed (If-Match): an
+upload replaced between the list and the delete is kept for the next run, never lost. An
+upload that cannot be claimed now (its delete refused, say) stays for the next run and holds up
+no other.
 
 The schedule is the IMAGE_BATCH_SCHEDULE setting (six-field NCRONTAB, UTC; default every
 minute), read when the app is indexed.
@@ -26,7 +28,7 @@ import azure.functions as func
 import wiring
 from http_api.durable_jobs import DurableJobs
 from orchestrators.image_batch import BATCH_ORCHESTRATOR
-from rules.batch_records import BatchInput
+from rules.batch_records import BatchDecided, BatchInput
 from rules.batches import BatchMode, BatchPlan, batch_id_for, parse_manifest, planned
 from rules.dedup import caller_digest
 from rules.errors import RequestInvalid
@@ -83,9 +85,13 @@ async def claim(
         if data is None:
             return None
         await _start(batch_id, data, store, jobs, settings)
-    # Started, or started by an earlier run: the upload has done its part either way.
+    # Started, or started by an earlier run: the upload has done its part either way. Deleted
+    # only while it is still the upload listed (If-Match on its ETag): one uploaded again under
+    # the same name since is a new batch, left for the next run.
     if await jobs.look_batch(batch_id) is not None:
-        await asyncio.to_thread(store.delete, name=name)
+        deleted = await asyncio.to_thread(store.delete_if_unchanged, name=name, etag=etag)
+        if not deleted:
+            log.info("%s was uploaded again since it was listed; the next run claims it", name)
     return batch_id
 
 
@@ -107,5 +113,6 @@ async def _start(
         created_at=iso_utc(now),
         manifest=claimed,
         plan=plan,
+        decided=BatchDecided.from_settings(settings),
     )
     await jobs.start_batch(BATCH_ORCHESTRATOR, batch_id, batch.to_json())

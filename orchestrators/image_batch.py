@@ -50,8 +50,12 @@ READ_WAVE = "read_batch_wave"
 RESULTS = "write_batch_results"
 REPORT = "write_batch_report"
 CANCEL_EVENT = "cancel"
-# The batch's own activities: 5 tries, 5 s apart (Blob may be out for a moment).
-BATCH_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5000, max_number_of_attempts=5)
+# The batch's own activities (Blob): 15 s apart for 10 minutes, so an outage of Blob is ridden
+# out while the batch's items run on. One that still fails ends the batch ``failed`` with its
+# reason (never a batch without a terminal state, never items left without their batch).
+BATCH_RETRY = df.RetryOptions(
+    first_retry_interval_in_milliseconds=15_000, max_number_of_attempts=41
+)
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=BATCH_ORCHESTRATOR)
@@ -59,36 +63,56 @@ def image_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
     batch = BatchInput.from_json(context.get_input())
     cancel = context.wait_for_external_event(CANCEL_EVENT, expected_type=str)
     settings = wiring.settings()
+    # What this batch schedules by, from its input (frozen at the start), never the settings of
+    # the moment: a settings change must not replay a running batch differently.
+    decided = batch.deciding(settings)
+    batch = replace(batch, decided=decided)
+    batch_api = batch.plan.mode is BatchMode.BATCH_API
     if batch.waves is None:
         _status(context, batch, BatchState.SPLITTING)
-        split = BatchSplit.from_json(
-            (yield context.call_activity_with_retry(SPLIT, BATCH_RETRY, batch.to_json()))
-        )
+        splitting = context.call_activity_with_retry(SPLIT, BATCH_RETRY, batch.to_json())
+        try:
+            if batch_api:
+                # A cancel while the manifest is split is seen before the submit (an event is
+                # only seen once its task is waited for): the split ends, nothing is submitted.
+                winner = yield context.task_any([splitting, cancel])
+                if winner is cancel:
+                    batch = replace(batch, cancelled=True)
+            split = BatchSplit.from_json((yield splitting))
+        except Exception:
+            return _failed(context, batch, "the manifest could not be read into waves")
         counts = replace(batch.counts, items=split.items, invalid=split.invalid)
         batch = replace(batch, waves=split.waves, counts=counts)
-    if batch.plan.mode is BatchMode.BATCH_API and not batch.cancelled:
+    if batch_api and not batch.cancelled:
         from orchestrators.batch_api_flow import run_batch_api
 
-        batch = yield from run_batch_api(context, batch, cancel, settings)
-        return (yield from _report(context, batch))
+        batch, api_failure = yield from run_batch_api(context, batch, cancel, settings)
+        return (yield from _report(context, batch, api_failure))
 
     waves = batch.waves or 0
-    last_wave = min(waves, batch.next_wave + settings.batches.waves_per_execution)
+    last_wave = min(waves, batch.next_wave + decided.waves_per_execution)
     results: list[dict[str, Any]] = []
     pending: dict[Any, WaveItem] = {}
     waiting: list[WaveItem] = []
     wave = batch.next_wave
     counts = batch.counts
     cancelled = batch.cancelled
+    # Why the batch stops here, when its own Blob work fails (its items run on to their ends).
+    failure: str | None = None
     while (wave < last_wave or waiting or pending) and not (cancelled and not pending):
         # Read the next wave when nothing is left waiting to start.
-        if not waiting and wave < last_wave and not cancelled:
-            raw = yield context.call_activity_with_retry(
-                READ_WAVE, BATCH_RETRY, {"batch_id": batch.batch_id, "wave": wave}
-            )
+        if not waiting and wave < last_wave and not cancelled and failure is None:
+            try:
+                raw = yield context.call_activity_with_retry(
+                    READ_WAVE, BATCH_RETRY, {"batch_id": batch.batch_id, "wave": wave}
+                )
+            except Exception:
+                failure = f"wave {wave} of the manifest could not be read"
+                last_wave = wave
+                continue
             waiting = [WaveItem.from_json(item) for item in raw]
             wave += 1
-        while waiting and len(pending) < settings.batches.in_flight and not cancelled:
+        while waiting and len(pending) < decided.in_flight and not cancelled:
             item = waiting.pop(0)
             task = context.call_sub_orchestrator(ORCHESTRATOR, item.job, item.job_id)
             pending[task] = item
@@ -99,44 +123,56 @@ def image_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
         winner = yield context.task_any([*pending, cancel] if not cancelled else [*pending])
         if winner is cancel:
             cancelled = True
-            for route in settings.routes:
+            for route in decided.routes:
                 context.signal_entity(route_entity_id(route), CANCEL_BATCH, batch.batch_id)
             continue
         item = pending.pop(winner)
         outcome = _outcome(winner)
         counts = _counted(counts, outcome)
         results.append({"item": item.to_json(), "outcome": outcome.to_json() if outcome else None})
-    if cancelled:
+    unstarted = cancelled or failure is not None
+    if unstarted:
         # What never started: every waiting item, and every wave not read.
         results += [{"item": item.to_json(), "outcome": None} for item in waiting]
         skipped = [item.to_json() for item in waiting]
         counts = replace(counts, cancelled=counts.cancelled + len(skipped))
-    yield context.call_activity_with_retry(
-        RESULTS,
-        BATCH_RETRY,
-        {
-            "batch_id": batch.batch_id,
-            "execution": batch.execution,
-            "results": results,
-            "unread_waves": list(range(wave, waves)) if cancelled else [],
-        },
-    )
-    if not cancelled and cancel.is_completed:
-        # A cancel that came while this execution's results were written: continue-as-new
-        # would drop it. The next execution starts nothing; its items are reported cancelled.
-        cancelled = True
-        for route in settings.routes:
-            context.signal_entity(route_entity_id(route), CANCEL_BATCH, batch.batch_id)
+    try:
         yield context.call_activity_with_retry(
             RESULTS,
             BATCH_RETRY,
             {
                 "batch_id": batch.batch_id,
-                "execution": batch.execution + 1,
-                "results": [],
-                "unread_waves": list(range(wave, waves)),
+                "execution": batch.execution,
+                "results": results,
+                "unread_waves": list(range(wave, waves)) if unstarted else [],
             },
         )
+    except Exception:
+        reason = failure or "the results of the batch's items could not be written"
+        return _failed(context, replace(batch, counts=counts, cancelled=cancelled), reason)
+    if failure is not None:
+        ended = replace(batch, counts=counts, execution=batch.execution + 1, cancelled=cancelled)
+        return (yield from _report(context, ended, failure))
+    if not cancelled and cancel.is_completed:
+        # A cancel that came while this execution's results were written: continue-as-new
+        # would drop it. The next execution starts nothing; its items are reported cancelled.
+        cancelled = True
+        for route in decided.routes:
+            context.signal_entity(route_entity_id(route), CANCEL_BATCH, batch.batch_id)
+        try:
+            yield context.call_activity_with_retry(
+                RESULTS,
+                BATCH_RETRY,
+                {
+                    "batch_id": batch.batch_id,
+                    "execution": batch.execution + 1,
+                    "results": [],
+                    "unread_waves": list(range(wave, waves)),
+                },
+            )
+        except Exception:
+            reason = "the cancelled batch's unstarted items could not be written"
+            return _failed(context, replace(batch, counts=counts, cancelled=True), reason)
         batch = replace(batch, execution=batch.execution + 1)
     batch = replace(
         batch,
@@ -152,23 +188,47 @@ def image_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
 
 
 def _report(
-    context: df.DurableOrchestrationContext, batch: BatchInput
+    context: df.DurableOrchestrationContext, batch: BatchInput, failure: str | None = None
 ) -> Generator[Any, Any, dict[str, Any]]:
+    """The report, and the batch's end: ``failed`` with ``failure`` when its own work failed
+    (the report still has every item it could), else ``cancelled`` or ``completed``."""
     _status(context, batch, BatchState.REPORTING)
-    report = BatchReport.from_json(
-        (
-            yield context.call_activity_with_retry(
-                REPORT, BATCH_RETRY, {"batch_id": batch.batch_id, "executions": batch.execution}
+    try:
+        report = BatchReport.from_json(
+            (
+                yield context.call_activity_with_retry(
+                    REPORT, BATCH_RETRY, {"batch_id": batch.batch_id, "executions": batch.execution}
+                )
             )
         )
-    )
-    state = BatchState.CANCELLED if batch.cancelled else BatchState.COMPLETED
+    except Exception:
+        return _failed(context, batch, failure or "the batch's report could not be written")
+    if failure is not None:
+        state = BatchState.FAILED
+    else:
+        state = BatchState.CANCELLED if batch.cancelled else BatchState.COMPLETED
     _status(context, replace(batch, counts=report.counts), state)
     return BatchOutcome(
         state=state,
         counts=report.counts,
         report_jsonl=report.jsonl,
         report_csv=report.csv,
+        reason=failure,
+    ).to_json()
+
+
+def _failed(
+    context: df.DurableOrchestrationContext, batch: BatchInput, reason: str
+) -> dict[str, Any]:
+    """The batch ends ``failed`` without a report: its own Blob work failed through its
+    retries. A terminal state with its reason, never a bare orchestration failure."""
+    _status(context, batch, BatchState.FAILED)
+    return BatchOutcome(
+        state=BatchState.FAILED,
+        counts=batch.counts,
+        report_jsonl=None,
+        report_csv=None,
+        reason=f"batch {batch.batch_id}: {reason}",
     ).to_json()
 
 

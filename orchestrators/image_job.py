@@ -35,7 +35,8 @@ from orchestrators.route_calls import admission as admission_for
 from orchestrators.route_calls import attempt_report, attempt_shape_of
 from orchestrators.route_entity import REPORT, SUMMARY, route_entity_id
 from orchestrators.webhook_delivery import START as START_DELIVERY
-from rules.failover import failover_target, healthier, moved
+from rules.errors import SettingsInvalid
+from rules.failover import decided_target, failover_target, healthier, moved, moved_decided
 from rules.job_records import (
     AttemptInput,
     AttemptRecord,
@@ -50,7 +51,9 @@ from rules.outcome import AttemptResult, Failure, FailureKind, Layer
 from rules.records import as_object
 from rules.retry import Decision, decide, failure_category
 from rules.route_records import RouteSummary
-from rules.send_plan import plans, silence_kill
+from rules.route_stats import AttemptShape, attempt_shape_by
+from rules.send_plan import FIRST_PARTIAL_FRACTION, SendPlan, plans, silence_kill
+from rules.settings import AppSettings
 from rules.timing import epoch_iso, iso_utc
 from rules.webhook_events import job_event
 from rules.webhooks import WebhookDelivery
@@ -89,12 +92,27 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
     first_asked: float | None = None
     while outcome is None:
         attempt += 1
-        shape = attempt_shape_of(job, send, settings)
+        try:
+            # From the job's frozen decisions (an older input: the settings, which may no longer
+            # name its route).
+            shape = _shape(job, send, settings)
+            spacing_s = _spacing_s(job, settings)
+        except SettingsInvalid:
+            unrun = _unrun(attempt, "the job's route is no longer one of the app's routes")
+            outcome = _outcome(JobState.FAILED, job_id, attempts, unrun, failure="internal_error")
+            break
         if stale == 0 or first_asked is None:
             first_asked = context.current_utc_datetime.timestamp()
-        admission = yield from admission_for(
-            context, job, attempt, shape, cancel, queued_since=first_asked
-        )
+        try:
+            admission = yield from admission_for(
+                context, job, attempt, shape, cancel, queued_since=first_asked
+            )
+        except Exception:
+            # The route's governor failed the operation (its state unreadable, its route gone):
+            # nothing was sent; the job ends through its own record, never a bare failure.
+            unrun = _unrun(attempt, "the route's governor could not admit the attempt")
+            outcome = _outcome(JobState.FAILED, job_id, attempts, unrun, failure="internal_error")
+            break
         if admission is None:  # cancelled while queued: it never reached the route
             outcome = _outcome(JobState.CANCELLED, job_id, attempts, _not_run(attempt))
             break
@@ -102,15 +120,16 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
         if expected.samples and attempt == 1 and not failures:
             # The route has measured this shape class: plan the send on its clocks instead of
             # the calibration's (a first attempt only; a resend keeps the shape chosen for it).
-            learned = plans(job.request, settings, learned=expected)
-            send = learned.first
-            job = replace(
-                job,
-                send_after_gateway_kill=learned.after_gateway_kill,
-                send_after_read_idle=learned.after_read_idle,
-            )
-            # What is learned of this attempt belongs to the shape it is really sent in.
-            shape = attempt_shape_of(job, send, settings)
+            with contextlib.suppress(SettingsInvalid):  # no such route now: as the starter planned
+                learned = plans(job.request, settings, learned=expected)
+                send = learned.first
+                job = replace(
+                    job,
+                    send_after_gateway_kill=learned.after_gateway_kill,
+                    send_after_read_idle=learned.after_read_idle,
+                )
+                # What is learned of this attempt belongs to the shape it is really sent in.
+                shape = _shape(job, send, settings)
         eta = admission.start_at + expected.total_s
         context.set_custom_status(
             CustomStatus(
@@ -120,8 +139,7 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
                 eta_early=epoch_iso(admission.start_at + expected.early_s),
             ).to_json()
         )
-        spacing = settings.pace(job.request.route)
-        grace = max(SEND_GRACE_S, spacing.window_s / (spacing.requests_per_minute or 60))
+        grace = max(SEND_GRACE_S, spacing_s)
         attempt_input = AttemptInput(
             job_id=job_id,
             attempt=attempt,
@@ -186,16 +204,27 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
                     "shape fits, so it is not sent again",
                     failure=failure_category(result.failure),
                 )
-        other_route = failover_target(job, result.failure, settings) if decision.retry else None
+        other_route = _failover_target(job, result.failure, settings) if decision.retry else None
         if other_route is not None:
-            here, there = yield context.task_all(
-                [
-                    context.call_entity(entity, SUMMARY, expected_type=dict),
-                    context.call_entity(route_entity_id(other_route), SUMMARY, expected_type=dict),
-                ]
-            )
-            if healthier(RouteSummary.from_json(there), RouteSummary.from_json(here)):
-                job = moved(job, other_route, settings)
+            try:
+                here, there = yield context.task_all(
+                    [
+                        context.call_entity(entity, SUMMARY, expected_type=dict),
+                        context.call_entity(
+                            route_entity_id(other_route), SUMMARY, expected_type=dict
+                        ),
+                    ]
+                )
+                move = healthier(RouteSummary.from_json(there), RouteSummary.from_json(here))
+                if move:
+                    job = (
+                        moved_decided(job, job.decided)
+                        if job.decided is not None
+                        else moved(job, other_route, settings)
+                    )
+            except Exception:  # a governor that could not answer: the job stays where it is
+                move = False
+            if move:
                 send = job.send
                 entity = route_entity_id(other_route)
                 decision = replace(
@@ -254,6 +283,47 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
                 START_DELIVERY, FINISH_RETRY, delivery.to_json(), expected_type=dict
             )
     return outcome.to_json()
+
+
+def _shape(job: JobInput, send: SendPlan, settings: AppSettings) -> AttemptShape:
+    """The attempt's shape class, from the job's frozen decisions (an older input: the
+    settings, SettingsInvalid when they no longer name its route)."""
+    decided = job.decided
+    if decided is None:
+        return attempt_shape_of(job, send, settings)
+    return attempt_shape_by(
+        job.request,
+        model=decided.route.model,
+        time_scale=decided.route.time_scale,
+        stream=send.stream,
+        partial_images=send.partial_images,
+        first_partial_share=FIRST_PARTIAL_FRACTION,
+    )
+
+
+def _spacing_s(job: JobInput, settings: AppSettings) -> float:
+    """The spacing of the route's sends (a late worker's grace), frozen in the job's input."""
+    if job.decided is not None:
+        return job.decided.route.spacing_s
+    pace = settings.pace(job.request.route)
+    return pace.window_s / (pace.requests_per_minute or 60)
+
+
+def _failover_target(job: JobInput, failure: Failure, settings: AppSettings) -> str | None:
+    """The partner the job may move to, as frozen in its input (an older input: the settings
+    of now; none when they no longer name its route)."""
+    if job.decided is not None:
+        return decided_target(job, failure, job.decided)
+    try:
+        return failover_target(job, failure, settings)
+    except SettingsInvalid:
+        return None
+
+
+def _unrun(attempt: int, why: str) -> AttemptResult:
+    """An attempt that ended before its send because of our side (never the route's)."""
+    failure = Failure(FailureKind.INTERNAL_ERROR, Layer.WORKER, why, sent=False)
+    return AttemptResult(attempt=attempt, ok=False, failure=failure)
 
 
 def _not_run(attempt: int) -> AttemptResult:

@@ -51,7 +51,8 @@ def webhook_delivery(
     context: df.DurableOrchestrationContext,
 ) -> Generator[Any, Any, dict[str, Any]]:
     delivery = WebhookDelivery.from_json(context.get_input())
-    hooks = wiring.settings().webhooks
+    # The retry schedule frozen when the delivery started (a version 1 input: the settings).
+    schedule = delivery.schedule_by(wiring.settings().webhooks)
     attempts: list[DeliveryAttempt] = []
     while True:
         number = len(attempts) + 1
@@ -63,7 +64,7 @@ def webhook_delivery(
             moment = iso_utc(context.current_utc_datetime)
             attempt = DeliveryAttempt(number, moment, 0, error="the delivery activity failed")
         attempts.append(attempt)
-        wait = next_wait_s(number, hooks) if retries_after(attempt) else None
+        wait = next_wait_s(number, schedule) if retries_after(attempt) else None
         if wait is None:
             break
         yield context.create_timer(context.current_utc_datetime + timedelta(seconds=wait))

@@ -17,10 +17,18 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from rules.batches import BatchPlan
+from rules.batches import COMPLETION_WINDOW, BatchPlan
 from rules.records import as_object, checked_version, reading, required
+from rules.settings import AppSettings
 
 BATCH_SCHEMA_VERSION = 1
+# Version 2 of BatchInput added ``decided``: what the orchestration schedules by, frozen at the
+# start (a settings change never replays a running batch differently). A version 1 (or 0) input
+# has none: the orchestration falls back to the settings for it, as it always did.
+BATCH_INPUT_SCHEMA_VERSION = 2
+# How long past the Batch API's completion window a batch is still waited for (a poll that
+# fails meanwhile counts as "unchanged"); after it, the upstream batch is cancelled.
+COMPLETION_MARGIN_S = 3600.0
 
 
 class BatchState(StrEnum):
@@ -82,6 +90,51 @@ class BatchCounts:
 
 
 @dataclass(frozen=True)
+class BatchDecided:
+    """What a batch orchestration decides by, taken from the settings once, when the batch
+    starts: items in flight, waves per execution, the routes its cancel reaches, the first
+    poll wait of a Batch API batch and how long it is waited for (route seconds)."""
+
+    in_flight: int
+    waves_per_execution: int
+    routes: tuple[str, ...]
+    poll_s: float
+    give_up_s: float
+
+    @classmethod
+    def from_settings(cls, settings: AppSettings) -> BatchDecided:
+        window_s = COMPLETION_WINDOW.total_seconds() + COMPLETION_MARGIN_S
+        return cls(
+            in_flight=settings.batches.in_flight,
+            waves_per_execution=settings.batches.waves_per_execution,
+            routes=tuple(settings.routes),
+            poll_s=settings.batches.batch_api_poll_s,
+            give_up_s=window_s / settings.time_scale,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "in_flight": self.in_flight,
+            "waves_per_execution": self.waves_per_execution,
+            "routes": list(self.routes),
+            "poll_s": self.poll_s,
+            "give_up_s": self.give_up_s,
+        }
+
+    @classmethod
+    @reading("batch decided")
+    def from_json(cls, value: object) -> BatchDecided:
+        data = as_object(value, "batch decided")
+        return cls(
+            in_flight=int(data["in_flight"]),
+            waves_per_execution=int(data["waves_per_execution"]),
+            routes=tuple(str(route) for route in data["routes"]),
+            poll_s=float(data["poll_s"]),
+            give_up_s=float(data["give_up_s"]),
+        )
+
+
+@dataclass(frozen=True)
 class BatchInput:
     """The batch orchestration's input. ``caller`` is the caller's digest (every item job is
     that caller's), ``manifest`` the manifest's blob in the batches container, ``plan`` the
@@ -101,9 +154,11 @@ class BatchInput:
     # Executions so far (continue-as-new): each writes its items' results as one blob.
     execution: int = 0
     cancelled: bool = False
+    # Frozen at the start (BatchDecided); None: an input of version 1 or older.
+    decided: BatchDecided | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "v": BATCH_SCHEMA_VERSION,
             "execution": self.execution,
             "cancelled": self.cancelled,
@@ -117,13 +172,18 @@ class BatchInput:
             "counts": self.counts.to_json(),
             "upstream_batch": self.upstream_batch,
         }
+        if self.decided is not None:  # without it, written exactly as version 1
+            data.update(v=BATCH_INPUT_SCHEMA_VERSION, decided=self.decided.to_json())
+        return data
 
     @classmethod
     @reading("batch input")
     def from_json(cls, value: object) -> BatchInput:
+        """Versions 0 and 1 have no ``decided`` (None: the settings decide, as they did)."""
         data = as_object(value, "batch input")
-        checked_version(data, "batch input", BATCH_SCHEMA_VERSION)
+        checked_version(data, "batch input", BATCH_INPUT_SCHEMA_VERSION)
         waves = data.get("waves")
+        decided = data.get("decided")
         return cls(
             batch_id=required(data, "batch_id", "batch input"),
             caller=required(data, "caller", "batch input"),
@@ -136,7 +196,13 @@ class BatchInput:
             upstream_batch=data.get("upstream_batch"),
             execution=int(data.get("execution", 0)),
             cancelled=bool(data.get("cancelled", False)),
+            decided=BatchDecided.from_json(decided) if decided else None,
         )
+
+    def deciding(self, settings: AppSettings) -> BatchDecided:
+        """What the orchestration decides by: frozen in the input, else (an older input) the
+        settings, as before."""
+        return self.decided or BatchDecided.from_settings(settings)
 
 
 @dataclass(frozen=True)
@@ -342,3 +408,168 @@ def counted(results: list[ItemResult]) -> BatchCounts:
         cancelled=states.count("cancelled"),
         cost_usd=round(sum(result.cost_usd or 0.0 for result in results), 6),
     )
+
+
+@dataclass(frozen=True)
+class BatchApiCall:
+    """What the Batch API activities are handed: the batch, its waves and route, the upstream
+    batch once known (None: look for the recorded one, or the one tagged with our id), and, for
+    a cancel, why."""
+
+    batch_id: str
+    waves: int
+    route: str
+    upstream: str | None = None
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "waves": self.waves,
+            "route": self.route,
+            "upstream": self.upstream,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    @reading("batch api call")
+    def from_json(cls, value: object) -> BatchApiCall:
+        data = as_object(value, "batch api call")
+        upstream, reason = data.get("upstream"), data.get("reason")
+        return cls(
+            batch_id=str(data["batch_id"]),
+            waves=int(data["waves"]),
+            route=str(data["route"]),
+            upstream=None if upstream is None else str(upstream),
+            reason=None if reason is None else str(reason),
+        )
+
+
+@dataclass(frozen=True)
+class CollectChunk:
+    """One chunk of an upstream batch's output (or error) file to collect: from byte
+    ``offset`` on, at most a bounded number of lines. A chunk run again (the activity runs at
+    least once) stores the same images under the same names and writes the same results blob:
+    nothing doubles, nothing is lost."""
+
+    call: BatchApiCall
+    file_id: str
+    kind: str  # "output" or "error"
+    offset: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "call": self.call.to_json(),
+            "file_id": self.file_id,
+            "kind": self.kind,
+            "offset": self.offset,
+        }
+
+    @classmethod
+    @reading("collect chunk")
+    def from_json(cls, value: object) -> CollectChunk:
+        data = as_object(value, "collect chunk")
+        return cls(
+            call=BatchApiCall.from_json(data["call"]),
+            file_id=str(data["file_id"]),
+            kind=str(data["kind"]),
+            offset=int(data["offset"]),
+        )
+
+
+@dataclass(frozen=True)
+class CollectedChunk:
+    """What a chunk came to: its results blob, the lines it read, and where the next chunk
+    starts (None: the file is read to its end)."""
+
+    results: str
+    lines: int
+    next_offset: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"results": self.results, "lines": self.lines, "next_offset": self.next_offset}
+
+    @classmethod
+    @reading("collected chunk")
+    def from_json(cls, value: object) -> CollectedChunk:
+        data = as_object(value, "collected chunk")
+        next_offset = data["next_offset"]
+        return cls(
+            results=str(data["results"]),
+            lines=int(data["lines"]),
+            next_offset=None if next_offset is None else int(next_offset),
+        )
+
+
+@dataclass(frozen=True)
+class CollectEnd:
+    """The end of a collect: every chunk's results (in the order read: the output file's
+    first), the upstream batch's final status; items in no chunk end failed with it."""
+
+    call: BatchApiCall
+    status: str
+    chunks: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"call": self.call.to_json(), "status": self.status, "chunks": list(self.chunks)}
+
+    @classmethod
+    @reading("collect end")
+    def from_json(cls, value: object) -> CollectEnd:
+        data = as_object(value, "collect end")
+        return cls(
+            call=BatchApiCall.from_json(data["call"]),
+            status=str(data["status"]),
+            chunks=tuple(str(chunk) for chunk in data["chunks"]),
+        )
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """An upstream batch (the route's Batch API) as its status read tells it."""
+
+    batch: str
+    status: str
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    output_file: str | None = None
+    error_file: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "batch": self.batch,
+            "status": self.status,
+            "total": self.total,
+            "completed": self.completed,
+            "failed": self.failed,
+            "output_file": self.output_file,
+            "error_file": self.error_file,
+        }
+
+    @classmethod
+    @reading("upstream batch")
+    def from_json(cls, value: object) -> Upstream:
+        data = as_object(value, "upstream batch")
+        return cls(
+            batch=str(data["batch"]),
+            status=str(data["status"]),
+            total=int(data.get("total") or 0),
+            completed=int(data.get("completed") or 0),
+            failed=int(data.get("failed") or 0),
+            output_file=data.get("output_file"),
+            error_file=data.get("error_file"),
+        )
+
+    @classmethod
+    def from_answer(cls, answer: dict[str, Any]) -> Upstream:
+        counts = answer.get("request_counts") or {}
+        return cls(
+            batch=str(answer["id"]),
+            status=str(answer.get("status", "")),
+            total=int(counts.get("total") or 0),
+            completed=int(counts.get("completed") or 0),
+            failed=int(counts.get("failed") or 0),
+            output_file=answer.get("output_file_id"),
+            error_file=answer.get("error_file_id"),
+        )

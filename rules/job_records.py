@@ -43,6 +43,12 @@ REQUEST_SCHEMA_VERSION = 2
 JOB_INPUT_SCHEMA_VERSION = 3
 
 
+# Version 4 of JobInput added ``decided`` (JobDecided): what the orchestration decides by,
+# frozen when the job starts. A version 3 (or older) input has none: the orchestrator falls back
+# to the settings for it, as it always did.
+JOB_INPUT_DECIDED_VERSION = 4
+
+
 def request_version(request: ImageJobRequest) -> int:
     """The schema version a record carrying ``request`` is written with."""
     return REQUEST_SCHEMA_VERSION if request.is_edit else SCHEMA_VERSION
@@ -63,6 +69,92 @@ class JobState(StrEnum):
 
 
 TERMINAL_STATES = frozenset({JobState.SAVED, JobState.FAILED, JobState.CANCELLED})
+
+
+@dataclass(frozen=True)
+class RouteDecided:
+    """What a job decides by of one route, taken from the settings when the job starts: its
+    name, model (the calibration and the shape class), the spacing of its sends (the window
+    over its requests per minute: a late worker's grace) and the time scale."""
+
+    name: str
+    model: str
+    spacing_s: float
+    time_scale: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model": self.model,
+            "spacing_s": self.spacing_s,
+            "time_scale": self.time_scale,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RouteDecided:
+        return cls(
+            name=str(data["name"]),
+            model=str(data["model"]),
+            spacing_s=float(data["spacing_s"]),
+            time_scale=float(data["time_scale"]),
+        )
+
+
+@dataclass(frozen=True)
+class FailoverDecided:
+    """The partner a job may move to after a failure before its send (rules.failover), as the
+    settings named it when the job started, and the job's send plans there."""
+
+    route: RouteDecided
+    send: SendPlan
+    send_after_gateway_kill: SendPlan | None
+    send_after_read_idle: SendPlan | None
+
+    def to_json(self) -> dict[str, Any]:
+        gateway, read_idle = self.send_after_gateway_kill, self.send_after_read_idle
+        return {
+            "route": self.route.to_json(),
+            "send": self.send.to_json(),
+            "send_after_gateway_kill": gateway.to_json() if gateway else None,
+            "send_after_read_idle": read_idle.to_json() if read_idle else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FailoverDecided:
+        gateway, read_idle = data.get("send_after_gateway_kill"), data.get("send_after_read_idle")
+        return cls(
+            route=RouteDecided.from_json(data["route"]),
+            send=SendPlan.from_json(data["send"]),
+            send_after_gateway_kill=SendPlan.from_json(gateway) if gateway else None,
+            send_after_read_idle=SendPlan.from_json(read_idle) if read_idle else None,
+        )
+
+
+@dataclass(frozen=True)
+class JobDecided:
+    """What the image job orchestration decides by, frozen into its input when the job starts
+    (rules.failover.decided_for): its route's figures and its failover partner (None: none,
+    or one that cannot take the request). A settings change, or a route removed, never replays
+    a running job differently nor fails it without its end."""
+
+    route: RouteDecided
+    failover: FailoverDecided | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "route": self.route.to_json(),
+            "failover": self.failover.to_json() if self.failover else None,
+        }
+
+    @classmethod
+    @reading("job decided")
+    def from_json(cls, value: object) -> JobDecided:
+        data = as_object(value, "job decided")
+        failover = data.get("failover")
+        return cls(
+            route=RouteDecided.from_json(data["route"]),
+            failover=FailoverDecided.from_json(failover) if failover else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -95,6 +187,9 @@ class JobInput:
     batch_id: str | None = None
     # Where the job's end is posted (rules.webhooks), None for no webhook.
     webhook: WebhookTarget | None = None
+    # What the orchestration decides by, frozen at the start; None: an input of version 3 or
+    # older (the settings decide, as they did).
+    decided: JobDecided | None = None
 
     def to_json(self) -> dict[str, Any]:
         gateway, read_idle = self.send_after_gateway_kill, self.send_after_read_idle
@@ -114,16 +209,19 @@ class JobInput:
         }
         if self.webhook is not None:  # without one, written exactly as before
             data.update(v=JOB_INPUT_SCHEMA_VERSION, webhook=self.webhook.to_json())
+        if self.decided is not None:  # without it, written exactly as before
+            data.update(v=JOB_INPUT_DECIDED_VERSION, decided=self.decided.to_json())
         return data
 
     @classmethod
     @reading("job input")
     def from_json(cls, value: object) -> JobInput:
-        """Version 0 had the same fields without ``v`` and the resend shapes."""
+        """Version 0 had the same fields without ``v`` and the resend shapes; versions before
+        4 have no ``decided`` (None)."""
         data = as_object(value, "job input")
-        checked_version(data, "job input", JOB_INPUT_SCHEMA_VERSION)
+        checked_version(data, "job input", JOB_INPUT_DECIDED_VERSION)
         gateway, read_idle = data.get("send_after_gateway_kill"), data.get("send_after_read_idle")
-        webhook = data.get("webhook")
+        webhook, decided = data.get("webhook"), data.get("decided")
         return cls(
             request=ImageJobRequest.from_json(required(data, "request", "job input")),
             send=SendPlan.from_json(required(data, "send", "job input")),
@@ -137,6 +235,7 @@ class JobInput:
             failover=bool(data.get("failover", True)),
             batch_id=data.get("batch_id"),
             webhook=WebhookTarget.from_json(webhook) if webhook else None,
+            decided=JobDecided.from_json(decided) if decided else None,
         )
 
 

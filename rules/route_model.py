@@ -30,7 +30,14 @@ from rules.route_records import (
     RouteSummary,
     optional_seconds,
 )
-from rules.route_stats import ClassStats, expectation, learn, percentile
+from rules.route_stats import (
+    ClassStats,
+    expectation,
+    learn,
+    percentile,
+    recent_unsent,
+    unsent_after,
+)
 
 STATE_VERSION = 1
 RATE_LIMITED = "rate_limited"
@@ -46,6 +53,8 @@ class RouteState:
     last_report_at: float | None = None
     # Batches cancelled (batch id -> when): their items are refused, never sent.
     cancelled_batches: Mapping[str, float] = field(default_factory=dict)
+    # The route's recent failures before a send (rules.route_stats.unsent_after): when.
+    unsent: tuple[float, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +63,8 @@ class RouteState:
             "classes": {name: stats.to_json() for name, stats in sorted(self.classes.items())},
             "last_report_at": self.last_report_at,
             "cancelled_batches": dict(self.cancelled_batches),
+            # A field a reader of the same version without it ignores (nothing else changes).
+            "unsent": [round(at, 3) for at in self.unsent],
         }
 
     @classmethod
@@ -74,6 +85,7 @@ class RouteState:
             cancelled_batches={
                 str(batch): float(at) for batch, at in (data.get("cancelled_batches") or {}).items()
             },
+            unsent=tuple(float(at) for at in data.get("unsent") or ()),
         )
 
 
@@ -132,7 +144,13 @@ def on_report(state: RouteState, pace: Pace, report: AttemptReport, now: float) 
             pacer = pacing.with_hint(pacer, hint, pace)
     classes = dict(state.classes)
     classes[report.shape] = learn(classes.get(report.shape), report)
-    return replace(state, pacer=pacing.tidy(pacer, pace, now), classes=classes, last_report_at=now)
+    return replace(
+        state,
+        pacer=pacing.tidy(pacer, pace, now),
+        classes=classes,
+        last_report_at=now,
+        unsent=unsent_after(state.unsent, report, now),
+    )
 
 
 def cool_down_s(
@@ -151,10 +169,18 @@ def on_leave(state: RouteState, job_id: str) -> RouteState:
 
 
 def summary(state: RouteState, now: float) -> RouteSummary:
-    """The route's health in brief (rules.failover): recent outcomes over every shape class."""
+    """The route's health in brief (rules.failover): recent outcomes over every shape class,
+    and its recent failures before a send, each a failure (a route that keeps refusing
+    connections is unhealthy, though no request of it was sent)."""
     outcomes = [o for stats in state.classes.values() for o in stats.outcomes]
-    rate = outcomes.count("ok") / len(outcomes) if outcomes else None
-    return RouteSummary(recent_success_rate=rate, cooling_down=state.pacer.cool_until > now)
+    unsent = recent_unsent(state.unsent, now)
+    total = len(outcomes) + unsent
+    rate = outcomes.count("ok") / total if total else None
+    return RouteSummary(
+        recent_success_rate=rate,
+        cooling_down=state.pacer.cool_until > now,
+        unsent_failures=unsent,
+    )
 
 
 def queue_position(state: RouteState, pace: Pace, job_id: str, now: float) -> int | None:

@@ -275,16 +275,20 @@ class AttemptReport:
 
 @dataclass(frozen=True)
 class RouteSummary:
-    """A route's health in brief, for a failover decision: its recent success rate over its
-    sent attempts (None: none sent yet) and whether it is cooling down after a 429."""
+    """A route's health in brief, for a failover decision: its recent success rate (None:
+    nothing sent nor refused yet) over its sent attempts and its recent failures before a send
+    (``unsent_failures``: refused, DNS, 401/403 before the send), each such failure counted as
+    a failure; and whether it is cooling down after a 429."""
 
     recent_success_rate: float | None
     cooling_down: bool
+    unsent_failures: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
             "recent_success_rate": self.recent_success_rate,
             "cooling_down": self.cooling_down,
+            "unsent_failures": self.unsent_failures,
         }
 
     @classmethod
@@ -295,6 +299,7 @@ class RouteSummary:
         return cls(
             recent_success_rate=None if rate is None else float(rate),
             cooling_down=bool(data.get("cooling_down", False)),
+            unsent_failures=int(data.get("unsent_failures", 0)),
         )
 
 

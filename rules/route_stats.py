@@ -130,6 +130,31 @@ def learn(stats: ClassStats | None, report: AttemptReport) -> ClassStats:
     return stats
 
 
+# A route's recent failures *before* a send (refused, DNS, 401/403 before the send, storage
+# before the send): nothing reached the route, so no shape class learns them, but a route that
+# keeps refusing is not healthy (rules.failover reads them). Kept per route: the last
+# ``UNSENT_KEEP`` of them, counted for ``UNSENT_MEMORY_S`` seconds, forgotten once a sent attempt
+# of the route is saved again.
+UNSENT_KEEP = 20
+UNSENT_MEMORY_S = 600.0
+# Not-sent failures that say nothing of the route: the caller's cancel, our own scheduling.
+UNSENT_NOT_THE_ROUTES = frozenset({"cancelled", "admission_expired"})
+
+
+def unsent_after(unsent: tuple[float, ...], report: AttemptReport, now: float) -> tuple[float, ...]:
+    """The route's recent not-sent failures (their moments, oldest first) after ``report``."""
+    if report.sent_at is not None:
+        return () if report.ok else unsent
+    if report.failure_kind is None or report.failure_kind in UNSENT_NOT_THE_ROUTES:
+        return unsent
+    return _push(unsent, report.ended_at or now, UNSENT_KEEP)
+
+
+def recent_unsent(unsent: tuple[float, ...], now: float) -> int:
+    """How many of the route's not-sent failures are recent enough to count."""
+    return sum(1 for at in unsent if at > now - UNSENT_MEMORY_S)
+
+
 def expectation(stats: ClassStats | None, calibrated: Expectation) -> Expectation:
     """What an attempt of the class is expected to take: learned once ``MIN_SAMPLES`` attempts
     were saved, else the calibration's guess (``calibrated``)."""
@@ -176,12 +201,32 @@ def attempt_shape(
 ) -> AttemptShape:
     """The shape class of ``request`` sent as planned, and the calibration's guess (route
     seconds: divided by the time scale) with its first partial at ``first_partial_share``."""
-    model = settings.route(request.route).model
+    return attempt_shape_by(
+        request,
+        model=settings.route(request.route).model,
+        time_scale=settings.time_scale,
+        stream=stream,
+        partial_images=partial_images,
+        first_partial_share=first_partial_share,
+    )
+
+
+def attempt_shape_by(
+    request: ImageJobRequest,
+    *,
+    model: str,
+    time_scale: float,
+    stream: bool,
+    partial_images: int,
+    first_partial_share: float,
+) -> AttemptShape:
+    """As ``attempt_shape``, from the route's model and the time scale as given (a job's frozen
+    decisions, rules.job_records.RouteDecided) instead of the settings."""
     total = (
         rules_for(model).expected_generation_s(
             request.quality, request.size, input_images=request.input_count
         )
-        / settings.time_scale
+        / time_scale
     )
     partials = partial_images if stream else 0
     name = shape_class(

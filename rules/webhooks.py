@@ -43,6 +43,10 @@ from rules.records import as_object, checked_version, reading, required
 WEBHOOK_FIELD = "webhookUrl"
 MAX_URL_CHARS = 2048
 SCHEMA_VERSION = 1
+# Version 2 of WebhookDelivery added ``schedule`` (DeliverySchedule): the retry waits and the
+# attempts of the delivery, frozen when it starts. A version 1 delivery has none: it follows the
+# settings of the moment, as it did.
+DELIVERY_SCHEMA_VERSION = 2
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the scheme's prefix, not a secret
 # The sample settings' secret: public, so signatures made with it prove nothing.
 SAMPLE_WEBHOOK_SECRET = "local-only-webhook-secret-change-me"  # noqa: S105 - public by design
@@ -291,7 +295,32 @@ def signed_headers(secret: bytes, webhook_id: str, sent_at: datetime, body: str)
 # --- the retry schedule ---------------------------------------------------------------------
 
 
-def next_wait_s(attempt: int, hooks: WebhookSettings) -> float | None:
+@dataclass(frozen=True)
+class DeliverySchedule:
+    """A delivery's retry waits and attempts, taken from the settings when it starts (the
+    delivery orchestration decides by them: a settings change must not replay it differently)."""
+
+    retry_waits_s: tuple[float, ...]
+    max_attempts: int
+
+    @classmethod
+    def from_settings(cls, hooks: WebhookSettings) -> DeliverySchedule:
+        return cls(retry_waits_s=hooks.retry_waits_s, max_attempts=hooks.max_attempts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"retry_waits_s": list(self.retry_waits_s), "max_attempts": self.max_attempts}
+
+    @classmethod
+    @reading("delivery schedule")
+    def from_json(cls, value: object) -> DeliverySchedule:
+        data = as_object(value, "delivery schedule")
+        return cls(
+            retry_waits_s=tuple(float(wait) for wait in data["retry_waits_s"]),
+            max_attempts=int(data["max_attempts"]),
+        )
+
+
+def next_wait_s(attempt: int, hooks: WebhookSettings | DeliverySchedule) -> float | None:
     """The wait after failed attempt ``attempt`` (1-based) before the next, or None: no more."""
     if attempt >= hooks.max_attempts:
         return None
@@ -440,9 +469,11 @@ class WebhookDelivery:
     target: WebhookTarget
     event: WebhookEvent
     attempts: tuple[DeliveryAttempt, ...] = ()
+    # Frozen when the delivery starts (the start activity sets it); None: version 1.
+    schedule: DeliverySchedule | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "v": SCHEMA_VERSION,
             "job_id": self.job_id,
             "job_created_at": self.job_created_at,
@@ -451,12 +482,20 @@ class WebhookDelivery:
             "event": self.event.to_json(),
             "attempts": [attempt.to_json() for attempt in self.attempts],
         }
+        if self.schedule is not None:  # without it, written exactly as version 1
+            data.update(v=DELIVERY_SCHEMA_VERSION, schedule=self.schedule.to_json())
+        return data
+
+    def schedule_by(self, hooks: WebhookSettings) -> DeliverySchedule:
+        """The schedule the delivery follows: its own, else (version 1) the settings'."""
+        return self.schedule or DeliverySchedule.from_settings(hooks)
 
     @classmethod
     @reading("webhook delivery")
     def from_json(cls, value: object) -> WebhookDelivery:
         data = as_object(value, "webhook delivery")
-        checked_version(data, "webhook delivery", SCHEMA_VERSION)
+        checked_version(data, "webhook delivery", DELIVERY_SCHEMA_VERSION)
+        schedule = data.get("schedule")
         return cls(
             job_id=required(data, "job_id", "webhook delivery"),
             job_created_at=required(data, "job_created_at", "webhook delivery"),
@@ -464,6 +503,7 @@ class WebhookDelivery:
             target=WebhookTarget.from_json(required(data, "target", "webhook delivery")),
             event=WebhookEvent.from_json(required(data, "event", "webhook delivery")),
             attempts=tuple(DeliveryAttempt.from_json(a) for a in data.get("attempts") or ()),
+            schedule=DeliverySchedule.from_json(schedule) if schedule else None,
         )
 
 

@@ -383,5 +383,24 @@ class AzureBlobBatchStore:
         with contextlib.suppress(ResourceNotFoundError):
             self._container.delete_blob(name)
 
+    def delete_if_unchanged(self, *, name: str, etag: str) -> bool:
+        """Delete the blob only while its ETag is ``etag`` (as ``list_names`` gave it, quotes
+        or none): True when deleted or already gone, False when written again since (412)."""
+        quoted = etag if etag.startswith('"') else f'"{etag}"'
+        try:
+            self._container.delete_blob(
+                name, etag=quoted, match_condition=MatchConditions.IfNotModified
+            )
+        except ResourceNotFoundError:
+            return True
+        except ResourceModifiedError:
+            # 412: written again since, or gone (If-Match on a missing blob fails the same way).
+            return not self._container.get_blob_client(name).exists()
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                return not self._container.get_blob_client(name).exists()
+            raise
+        return True
+
     def read_link(self, *, name: str, ttl_s: int) -> str:
         return self._images._link_in(self._name, name, ttl_s, BlobSasPermissions(read=True))

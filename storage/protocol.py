@@ -202,6 +202,11 @@ class BatchStore(Protocol):
 
     def delete(self, *, name: str) -> None: ...
 
+    def delete_if_unchanged(self, *, name: str, etag: str) -> bool:
+        """Delete the blob only while its ETag is still ``etag`` (If-Match): True when deleted
+        or already gone, False when it was written again since (a new upload, kept)."""
+        ...
+
     def read_link(self, *, name: str, ttl_s: int) -> str: ...
 
 

@@ -21,20 +21,35 @@ NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
 
 class MemoryBatches:
+    """A batches container in memory. Every blob lists with the ETag "etag" until it is written
+    again: each later write of a name gives it "etag-2", "etag-3", ... (as Blob gives a new one)."""
+
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}
+        self.etags: dict[str, str] = {}
+        self._writes: dict[str, int] = {}
 
     def put(self, *, name: str, data: bytes, content_type: str) -> None:
         self.blobs[name] = data
+        writes = self._writes.get(name, 0) + 1
+        self._writes[name] = writes
+        self.etags[name] = "etag" if writes == 1 else f"etag-{writes}"
 
     def get(self, *, name: str) -> bytes | None:
         return self.blobs.get(name)
 
     def list_names(self, *, prefix: str, limit: int) -> list[tuple[str, str]]:
-        return [(n, "etag") for n in sorted(self.blobs) if n.startswith(prefix)][:limit]
+        return [(n, self.etags[n]) for n in sorted(self.blobs) if n.startswith(prefix)][:limit]
 
     def delete(self, *, name: str) -> None:
         self.blobs.pop(name, None)
+        self.etags.pop(name, None)
+
+    def delete_if_unchanged(self, *, name: str, etag: str) -> bool:
+        if name in self.blobs and self.etags[name] != etag:
+            return False
+        self.delete(name=name)
+        return True
 
     def read_link(self, *, name: str, ttl_s: int) -> str:
         return f"https://blob/{name}"

@@ -198,17 +198,25 @@ class History:
 def new_actions(state: dict[str, Any], seen: int) -> list[dict[str, Any]]:
     """Schema V2 actions are one growing list: only the tail after ``seen`` is new.
 
-    WhenAny (11) and WhenAll (12) carry their tasks as compound actions: they are flattened.
-    Inputs arrive as JSON text; they are parsed here so tests read them as data.
+    WhenAny (11) and WhenAll (12) carry their tasks as compound actions: they are flattened (a
+    retried activity inside a WhenAny is a WhenAll of its own). Inputs arrive as JSON text; they
+    are parsed here so tests read them as data.
     """
     tail: list[dict[str, Any]] = []
     for action in _top_level(state)[seen:]:
-        for leaf in action.get("compoundActions") or [action]:
+        for leaf in _leaves(action):
             parsed = dict(leaf)
             if isinstance(parsed.get("input"), str):
                 parsed["input"] = json.loads(parsed["input"])
             tail.append(parsed)
     return tail
+
+
+def _leaves(action: dict[str, Any]) -> list[dict[str, Any]]:
+    compound = action.get("compoundActions")
+    if not compound:
+        return [action]
+    return [leaf for child in compound for leaf in _leaves(child)]
 
 
 def _top_level(state: dict[str, Any]) -> list[dict[str, Any]]:

@@ -94,3 +94,43 @@ def test_an_upload_that_cannot_be_deleted_holds_up_no_other_and_its_batch_never_
     assert asyncio.run(intake.claim_all(store, jobs, SETTINGS)) == [stuck]
     assert client.count("start_new") == 2
     assert [n for n in store.blobs if n.startswith("incoming/")] == []
+
+
+class ReuploadedWhileClaimed(MemoryBatches):
+    """A container where the upload is written again (same name, new content) right after the
+    claim has read it: between the timer's list and its delete."""
+
+    def __init__(self, name: str, again: bytes) -> None:
+        super().__init__()
+        self.name, self.again = name, again
+
+    def get(self, *, name: str) -> bytes | None:
+        data = super().get(name=name)
+        if name == self.name and self.again:
+            again, self.again = self.again, b""
+            self.put(name=name, data=again, content_type="application/jsonl")
+        return data
+
+
+def test_an_upload_written_again_between_list_and_delete_is_kept_and_claimed_next(
+    intake: ModuleType,
+):
+    again = b'{"custom_id": "c2", "prompt": "a blue teapot"}\n'
+    store, client = ReuploadedWhileClaimed("incoming/a.jsonl", again), FakeDurableClient()
+    store.put(name="incoming/a.jsonl", data=MANIFEST, content_type="application/jsonl")
+    jobs = DurableJobs(client)
+
+    first = asyncio.run(intake.claim_all(store, jobs, SETTINGS))
+
+    assert first == [batch_id("incoming/a.jsonl")]
+    assert store.blobs[f"claimed/{first[0]}.jsonl"] == MANIFEST
+    # The delete was conditional on the ETag listed: the new upload is still there.
+    assert store.blobs["incoming/a.jsonl"] == again
+
+    second = asyncio.run(intake.claim_all(store, jobs, SETTINGS))
+
+    assert len(second) == 1
+    assert second != first  # a new ETag: a new batch
+    assert store.blobs[f"claimed/{second[0]}.jsonl"] == again
+    assert client.count("start_new") == 2
+    assert [n for n in store.blobs if n.startswith("incoming/")] == []

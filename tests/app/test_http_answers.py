@@ -133,8 +133,31 @@ def test_a_batch_is_quoted_started_followed_cancelled_and_reported(batch_store: 
     status, ended, _ = batch_call(world, batches.get_batch, batch_id)
     assert (status, ended["state"]) == (200, "cancelled")
     assert ended["report"]["csv"] == f"memory://{batch_id}/report.csv?ttl=3600"
+    assert ended["failureReason"] is None
     status, again, _ = batch_call(world, batches.cancel_batch, batch_id, "/cancel")
     assert (status, again) == (200, {"id": batch_id, "state": "ended"})
+
+
+def test_a_batch_that_failed_says_why(batch_store: InMemoryStore):
+    world = World()
+    body = {"items": [{"custom_id": "a", "prompt": "a red teapot"}], "deadline": DEADLINE}
+    status, started, _ = call(world, batches.start_batch, request("POST", BATCHES, body=body))
+    assert status == 202
+    batch_id = started["id"]
+    why = f"batch {batch_id}: the Batch API batch was still in_progress past its completion window"
+    world.client.instances[batch_id]["runtimeStatus"] = "Completed"
+    world.client.instances[batch_id]["output"] = {
+        "v": 1,
+        "state": "failed",
+        "counts": {"items": 1, "failed": 1},
+        "report_jsonl": None,
+        "report_csv": None,
+        "reason": why,
+    }
+    status, ended, _ = batch_call(world, batches.get_batch, batch_id)
+    assert (status, ended["state"], ended["failureReason"]) == (200, "failed", why)
+    assert ended["report"] is None
+    assert "teapot" not in json.dumps(ended)
 
 
 def test_a_batch_posted_as_json_and_again_is_the_same_batch(batch_store: InMemoryStore):

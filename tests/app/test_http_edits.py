@@ -95,7 +95,9 @@ def test_three_inline_images_are_stored_once_by_hash_and_the_job_keeps_only_hash
     status, body, _ = world.start(edit(images=[b64(i) for i in images]))
     assert status == 202, body
     job = started(world, body["id"])
-    assert job["v"] == 2
+    # Version 4 (what it decides by, frozen: rules.job_records.JobDecided), which a deployment
+    # that knows only version 1 refuses, as it refused version 2 (an edit's inputs).
+    assert job["v"] == 4
     refs = job["request"]["images"]
     assert [r["sha256"] for r in refs] == [sha(i) for i in images]
     assert [r["format"] for r in refs] == ["png", "jpeg", "png"]
@@ -199,11 +201,11 @@ def test_a_keyed_edit_with_other_images_is_a_409():
     assert_envelope(body, "idempotency_key_reused", "Idempotency-Key")
 
 
-def test_a_generation_is_unchanged_version_1():
+def test_a_generation_keeps_its_request_unchanged():
     world = World()
     _, body, _ = world.start(edit())
     job = started(world, body["id"])
-    assert job["v"] == 1
+    assert job["v"] == 4  # for its frozen decisions (JobDecided); the request is as before
     assert "images" not in job["request"]
     assert not any(name.startswith("inputs/") for name in world.store.blobs)
 

@@ -148,7 +148,9 @@ def test_a_new_job_takes_one_status_look_one_folder_check_and_the_start():
     assert world.client.count("start_new") == 1
     assert world.store.get_calls == [f"{body['id']}/metadata.json"]
     started = world.client.instances[body["id"]]["input"]
-    assert started["v"] == 1
+    # Version 4: what the orchestration decides by, frozen at the start (rules.job_records).
+    assert started["v"] == 4
+    assert started["decided"]["route"]["name"] == started["request"]["route"]
     assert started["created_at"] == "2026-05-07T13:46:12.000Z"
     assert "apple" not in json.dumps({k: v for k, v in started.items() if k != "request"})
 

@@ -18,12 +18,15 @@ import pytest
 
 import wiring
 from orchestrators.image_job import CANCEL_EVENT, FINISH, GENERATE, STALE_ADMISSIONS_MAX, bp
-from orchestrators.route_entity import ADMIT, LEAVE, REPORT
-from rules.job_records import JobInput
+from orchestrators.route_entity import ADMIT, LEAVE, REPORT, SUMMARY
+from rules import route_model
+from rules.job_records import FailoverDecided, JobDecided, JobInput, RouteDecided
 from rules.outcome import AttemptResult, Failure, FailureKind, Layer, Preview, StoredImage, Timings
+from rules.pacing import Pace
 from rules.request import ImageJobRequest
 from rules.retry import RetryPolicy
-from rules.route_records import Admission, AdmitRequest, AttemptReport, Expectation
+from rules.route_model import RouteState
+from rules.route_records import Admission, AdmitRequest, AttemptReport, Expectation, RouteSummary
 from rules.send_plan import SendPlan
 from rules.timing import iso_utc
 
@@ -33,7 +36,6 @@ from .durable_history import (
     activities,
     entity_calls,
     entity_signals,
-    new_actions,
     orchestrator_handle,
     timers,
 )
@@ -830,13 +832,177 @@ def test_a_cancel_during_the_admit_call_lets_the_activity_stop_unsent_and_frees_
     assert only(activities(actions, FINISH))["input"]["outcome"]["state"] == "cancelled"
 
 
-def test_a_failed_admit_operation_fails_the_orchestration_before_any_send(handle):
+def test_a_failed_admit_operation_ends_the_job_through_finish_before_any_send(handle):
     history = History(handle, "job-1", job_input())
     history.step()
     history.entity_sent(0, ROUTE, ADMIT, signal=False)
     history.entity_answer(0, "route entity: the state is unreadable", after_s=0.05, failed=True)
-    # The host records the orchestration as Failed; the status endpoint answers internal_error.
-    with pytest.raises(Exception, match="the state is unreadable") as raised:
-        history.episode()
-    state = json.loads(str(raised.value).split("$OutOfProcData$:", 1)[1])
-    assert activities(new_actions(state, 0), GENERATE) == []
+    state, actions = history.step()
+    # Never a bare orchestration failure: the job ends failed through its own record.
+    assert activities(actions, GENERATE) == []
+    finish = only(activities(actions, FINISH))["input"]
+    assert finish["outcome"]["state"] == "failed"
+    assert finish["outcome"]["failure"] == "internal_error"
+    assert "governor" in finish["outcome"]["error"]["message"]
+    assert state["customStatus"]["phase"] == "finishing"
+    history.complete_activity(1, FINISH, {"metadata_blob": "job-1/metadata.json"}, after_s=0.2)
+    state = history.episode()
+    assert state["isDone"] is True
+    assert state["output"]["state"] == "failed"
+    assert state["output"]["metadata_blob"] == "job-1/metadata.json"
+
+
+# --- what a job decides by, frozen in its input (rules.job_records.JobDecided) ------------------
+
+OPENAI = "@route@openai"
+# The app's settings once the job's route ``azure`` has been removed.
+WITHOUT_AZURE = {
+    "IMAGE_ROUTES": "openai",
+    "IMAGE_ROUTE_OPENAI_BASE_URL": "http://127.0.0.1:8089/v1",
+    "IMAGE_ROUTE_OPENAI_AUTH": "none",
+}
+PARTNER_SEND = SendPlan(stream=False, partial_images=0)
+DECIDED = JobDecided(
+    route=RouteDecided("azure", "gpt-image-2", spacing_s=6.0, time_scale=1.0),
+    failover=FailoverDecided(
+        RouteDecided("openai", "gpt-image-2", spacing_s=1.0, time_scale=1.0),
+        send=PARTNER_SEND,
+        send_after_gateway_kill=None,
+        send_after_read_idle=None,
+    ),
+)
+REFUSED = Failure(
+    kind=FailureKind.CONNECTION_LOST,
+    layer=Layer.NETWORK,
+    message="connection refused",
+    sent=False,
+)
+
+
+def frozen_input(decided: JobDecided = DECIDED) -> dict[str, Any]:
+    data = job_input()
+    data.update(v=4, decided=decided.to_json())
+    return data
+
+
+def settings_now(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
+    """The app's settings change while the job runs (a new deployment, an edited setting)."""
+    for name in SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**SETTINGS, **values}.items():
+        monkeypatch.setenv(name, value)
+    wiring.settings.cache_clear()
+
+
+def test_a_removed_route_ends_an_older_job_through_finish_not_a_bare_failure(handle, monkeypatch):
+    settings_now(monkeypatch, WITHOUT_AZURE)
+    history = History(handle, "job-1", job_input())  # version 1: nothing frozen
+    _state, actions = history.step()
+    assert entity_calls(actions, ADMIT) == []
+    finish = only(activities(actions, FINISH))["input"]
+    assert finish["outcome"]["state"] == "failed"
+    assert "no longer" in finish["outcome"]["error"]["message"]
+    history.complete_activity(0, FINISH, {}, after_s=0.1)
+    assert history.episode()["output"]["state"] == "failed"
+
+
+def test_a_job_with_its_decisions_frozen_runs_on_after_its_route_is_removed(handle, monkeypatch):
+    settings_now(monkeypatch, WITHOUT_AZURE)
+    history = History(handle, "job-1", frozen_input())
+    _, actions = history.step()
+    only(entity_calls(actions, ADMIT))
+    start = admit(history, 0)
+    _state, actions = history.step()
+    generate = only(activities(actions, GENERATE))["input"]
+    # The grace of a late worker is the route's spacing as it was when the job started.
+    assert generate["send_by"] == pytest.approx(start + 6.0)
+
+
+def test_failover_goes_by_the_partner_frozen_at_the_start_not_the_settings_of_now(
+    handle, monkeypatch
+):
+    """The settings name no partner now (and no longer the partner's route): the job still
+    fails over as decided when it started, once its route keeps refusing."""
+    history = History(handle, "job-1", frozen_input())
+    history.step()
+    admit(history, 0)
+    history.step()
+    settings_now(monkeypatch, {})  # no FAILOVER_TO, one route
+    history.complete_activity(1, GENERATE, failed(1, REFUSED), after_s=0.1)
+    _, actions = history.step()
+    asked = entity_calls(actions, SUMMARY)
+    assert [a["instanceId"] for a in asked] == [ROUTE, OPENAI]
+
+    # The governors' answers, as their states give them: azure's record of sent attempts is
+    # perfect, but it has just refused (rules.route_model.summary counts that), openai saved 9
+    # of its last 10.
+    refusing = RouteState()
+    for n in range(5):
+        sent = AttemptReport(f"job-{n + 1}", 1, "shape", None, T0_S - 100, total_s=20.0)
+        refusing = route_model.on_report(refusing, Pace(), sent, T0_S - 80)
+    refused = AttemptReport("job-0", 1, "shape", "connection_lost", None, ended_at=T0_S)
+    refusing = route_model.on_report(refusing, Pace(), refused, T0_S)
+    here = route_model.summary(refusing, T0_S + 1)
+    assert here.unsent_failures == 1
+    assert here.recent_success_rate == pytest.approx(5 / 6)
+    partner = RouteState()
+    for n in range(10):
+        kind = "server_error" if n == 0 else None
+        sent = AttemptReport(f"job-p{n}", 1, "shape", kind, T0_S - 100, total_s=20.0)
+        partner = route_model.on_report(partner, Pace(), sent, T0_S - 80)
+    there = route_model.summary(partner, T0_S + 1)
+    assert there.recent_success_rate == 0.9  # worse than azure's sent record, better than now
+    history.signal_sent(2, ROUTE, REPORT)
+    history.call_entity(3, ROUTE, SUMMARY, here.to_json(), after_s=0.01)
+    history.entity_sent(4, OPENAI, SUMMARY, signal=False)
+    history.entity_answer(4, there.to_json(), after_s=0.01)
+    state, actions = history.step()
+    assert "failover" in state["customStatus"]["reason"]
+    timer = only(timers(actions))
+    history.fire_timer(5, timer["fireAt"])
+    _, actions = history.step()
+    ask = only(entity_calls(actions, ADMIT))
+    assert ask["instanceId"] == OPENAI
+    admit_at = history.now + timedelta(seconds=0.05)
+    history.call_entity(6, OPENAI, ADMIT, admitted(admit_at), after_s=0.05)
+    _, actions = history.step()
+    generate = only(activities(actions, GENERATE))["input"]
+    assert generate["request"]["route"] == "openai"
+    assert generate["send"] == PARTNER_SEND.to_json()
+    assert generate["send_by"] == pytest.approx(admit_at.timestamp() + GRACE_S)
+
+
+def test_a_failure_after_the_send_never_asks_for_a_failover(handle):
+    history = History(handle, "job-1", frozen_input())
+    history.step()
+    admit(history, 0)
+    history.step()
+    after_send = replace(REFUSED, kind=FailureKind.SERVER_ERROR, sent=True, http_status=500)
+    history.complete_activity(1, GENERATE, failed(1, after_send), after_s=1)
+    _state, actions = history.step()
+    assert entity_calls(actions, SUMMARY) == []
+    timer = only(timers(actions))
+    history.signal_sent(2, ROUTE, REPORT)
+    history.fire_timer(3, timer["fireAt"])
+    _, actions = history.step()
+    assert only(entity_calls(actions, ADMIT))["instanceId"] == ROUTE
+
+
+def test_a_summary_that_fails_keeps_the_job_on_its_route(handle):
+    history = History(handle, "job-1", frozen_input())
+    history.step()
+    admit(history, 0)
+    history.step()
+    history.complete_activity(1, GENERATE, failed(1, REFUSED), after_s=0.1)
+    history.step()
+    history.signal_sent(2, ROUTE, REPORT)
+    history.entity_sent(3, ROUTE, SUMMARY, signal=False)
+    history.entity_sent(4, OPENAI, SUMMARY, signal=False)
+    history.entity_answer(3, "route entity: the state is unreadable", after_s=0.01, failed=True)
+    history.entity_answer(4, RouteSummary(None, False).to_json(), after_s=0.01)
+    state, actions = history.step()
+    assert "failover" not in state["customStatus"]["reason"]
+    timer = only(timers(actions))
+    history.fire_timer(5, timer["fireAt"])
+    _, actions = history.step()
+    assert only(entity_calls(actions, ADMIT))["instanceId"] == ROUTE

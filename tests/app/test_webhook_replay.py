@@ -4,8 +4,10 @@ it; the delivery retries on durable timers with the same event and stops when it
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -18,8 +20,9 @@ from orchestrators.image_job import bp as jobs_bp
 from orchestrators.route_entity import REPORT
 from orchestrators.webhook_delivery import DELIVER, START
 from rules.job_records import JobInput, JobState, Outcome
+from rules.records import RecordUnreadable
 from rules.webhook_events import job_event
-from rules.webhooks import DeliveryAttempt, WebhookDelivery, WebhookTarget
+from rules.webhooks import DeliveryAttempt, DeliverySchedule, WebhookDelivery, WebhookTarget
 
 from .durable_history import T0, History, activities, orchestrator_handle, timers
 from .test_orchestrator_replay import (
@@ -194,3 +197,67 @@ def test_an_activity_that_failed_is_a_failed_attempt_tried_again(delivery_handle
     state, actions = history.step()
     assert state["isDone"] is False
     only(timers(actions))
+
+
+def test_the_delivery_follows_the_schedule_frozen_at_its_start_not_the_settings_of_now(
+    delivery_handle: Any, monkeypatch: pytest.MonkeyPatch
+):
+    """The settings allow 3 attempts (and first wait 5 s); the delivery started under 2, after
+    a 12 s wait: a settings change never replays it differently."""
+    frozen = WebhookDelivery.from_json(delivery_input())
+    frozen = replace(frozen, schedule=DeliverySchedule((12.0,), max_attempts=2))
+    assert frozen.to_json()["v"] == 2
+    history = History(delivery_handle, "img-1-webhook", frozen.to_json())
+    history.step()
+    history.complete_activity(0, DELIVER, attempt(1, 503), after_s=0.1)
+    _, actions = history.step()
+    timer = only(timers(actions))
+    assert fire_at(timer) - history.now == timedelta(seconds=12)
+    history.fire_timer(1, timer["fireAt"])
+    _, actions = history.step()
+    assert only(activities(actions, DELIVER))["input"]["schedule"]["max_attempts"] == 2
+    history.complete_activity(2, DELIVER, attempt(2, 503), after_s=0.1)
+    state = history.episode()
+    assert state["isDone"] is True
+    assert state["output"]["state"] == "failed"
+    assert len(state["output"]["attempts"]) == 2
+
+
+def test_the_start_freezes_the_settings_schedule_into_the_delivery(monkeypatch):
+    """The start activity (which may read the settings) gives the delivery its schedule; a
+    version 1 delivery without one reads as before (the orchestration falls back to the
+    settings of the moment)."""
+    started: dict[str, Any] = {}
+
+    class Client:
+        async def get_status(self, instance: str) -> None:
+            return None
+
+        async def start_new(self, name: str, instance: str, value: dict[str, Any]) -> None:
+            started.update(name=name, instance=instance, value=value)
+
+    old = delivery_input()
+    assert old["v"] == 1
+    assert WebhookDelivery.from_json(old).schedule is None
+    function = next(
+        f.get_user_function()
+        for f in _app_functions()
+        if f.get_function_name() == "start_webhook_delivery"
+    )
+    # The activity's own code, past the SDK's wrapper that builds the client from its binding.
+    asyncio.run(function.__wrapped__(old, Client()))
+    delivery = WebhookDelivery.from_json(started["value"])
+    assert started["value"]["v"] == 2
+    assert delivery.schedule == DeliverySchedule((5.0, 30.0, 120.0, 600.0, 3600.0), 3)
+    with pytest.raises(RecordUnreadable, match="newer"):
+        WebhookDelivery.from_json({**started["value"], "v": 3})
+
+
+def _app_functions() -> list[Any]:
+    import azure.durable_functions as df
+
+    from activities.blueprint import bp as activities_bp
+
+    app = df.DFApp()
+    app.register_functions(activities_bp)
+    return list(app.get_functions())

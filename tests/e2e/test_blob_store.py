@@ -9,7 +9,7 @@ import pytest
 
 from localrun.stack import LocalStack
 from rules.settings import StorageSettings
-from storage.azure_blob import BLOCK_BYTES, AzureBlobImageStore
+from storage.azure_blob import BLOCK_BYTES, AzureBlobBatchStore, AzureBlobImageStore
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.azurite]
 
@@ -54,3 +54,21 @@ def test_small_views_and_bytes_go_in_one_request(store: AzureBlobImageStore):
     assert store.get(name="blocks/bytes.png") == b"x" * (BLOCK_BYTES + 1)
     blob = store._container.get_blob_client("blocks/bytes.png")
     assert blob.get_block_list("committed")[0] == []  # one put: no block list of its own
+
+
+def test_a_conditional_delete_keeps_a_blob_written_again_since_it_was_listed(
+    stack: LocalStack, store: AzureBlobImageStore
+):
+    batches = AzureBlobBatchStore(store, "batches-delete-test")
+    batches.ensure_container()
+    batches.put(name="incoming/m.jsonl", data=b"first\n", content_type="application/jsonl")
+    [(name, etag)] = batches.list_names(prefix="incoming/", limit=10)
+    batches.put(name=name, data=b"second\n", content_type="application/jsonl")  # a re-upload
+
+    assert batches.delete_if_unchanged(name=name, etag=etag) is False
+    assert batches.get(name=name) == b"second\n"
+    [(_, new_etag)] = batches.list_names(prefix="incoming/", limit=10)
+    assert new_etag != etag
+    assert batches.delete_if_unchanged(name=name, etag=new_etag) is True
+    assert batches.get(name=name) is None
+    assert batches.delete_if_unchanged(name=name, etag=new_etag) is True  # gone: no error

@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rules.batch_records import BatchCounts, BatchInput, ItemResult, counted
+from rules.batch_records import (
+    BATCH_INPUT_SCHEMA_VERSION,
+    COMPLETION_MARGIN_S,
+    BatchCounts,
+    BatchDecided,
+    BatchInput,
+    ItemResult,
+    counted,
+)
 from rules.batches import (
     BatchMode,
     BatchOptions,
@@ -18,6 +26,7 @@ from rules.batches import (
     plan_batch,
     planned,
 )
+from rules.records import RecordUnreadable
 from rules.settings import AppSettings
 
 from .conftest import ENV
@@ -171,3 +180,35 @@ def test_the_batch_input_round_trips():
         execution=1,
     )
     assert BatchInput.from_json(json.dumps(batch.to_json())) == batch
+
+
+def test_the_batch_input_carries_what_it_decides_by_as_version_2_and_reads_version_1_as_before():
+    manifest = parse_manifest(jsonl(line("a")), SETTINGS)
+    settings = AppSettings.from_env({**ENV, "IMAGE_BATCH_IN_FLIGHT": "7", "IMAGE_TIME_SCALE": "10"})
+    older = BatchInput(
+        batch_id="bat-0123456789abcdef01234567",
+        caller="digest",
+        created_at="2026-11-30T09:00:00.000Z",
+        manifest="claimed/bat-0123456789abcdef01234567.jsonl",
+        plan=planned(manifest, SETTINGS, NOW),
+    )
+    decided = BatchDecided.from_settings(settings)
+    assert decided.in_flight == 7
+    assert decided.routes == ("azure", "openai")
+    assert decided.give_up_s == (24 * 3600 + COMPLETION_MARGIN_S) / 10
+    frozen = replace(older, decided=decided)
+    written = frozen.to_json()
+    assert written["v"] == BATCH_INPUT_SCHEMA_VERSION == 2
+    assert BatchInput.from_json(json.dumps(written)) == frozen
+    # Without it, written exactly as version 1; a version 1 (or 0) input decides by the settings.
+    assert older.to_json()["v"] == 1
+    assert "decided" not in older.to_json()
+    for version in (1, 0):
+        data = {k: v for k, v in older.to_json().items() if k != "v" or version}
+        if version:
+            data["v"] = version
+        read = BatchInput.from_json(data)
+        assert read.decided is None
+        assert read.deciding(settings) == decided
+    with pytest.raises(RecordUnreadable, match="newer"):
+        BatchInput.from_json({**written, "v": 3})

@@ -3,20 +3,26 @@ the request as it is, and the moved job is planned for its new route."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
 
+from rules import route_model
 from rules.errors import RequestInvalid, SettingsInvalid
 from rules.failover import failover_target, healthier, moved
 from rules.job_records import JobInput
 from rules.outcome import Failure, FailureKind, Layer
+from rules.pacing import Pace
 from rules.request import parse_failover, parse_job_request
-from rules.route_records import RouteSummary
+from rules.route_model import RouteState
+from rules.route_records import AttemptReport, RouteSummary
+from rules.route_stats import UNSENT_MEMORY_S
 from rules.send_plan import plans
 from rules.settings import AppSettings
 
 from .conftest import ENV
+from .route_clock import SHAPE, saved
 
 SETTINGS = AppSettings.from_env({**ENV, "IMAGE_ROUTE_AZURE_FAILOVER_TO": "openai"})
 
@@ -110,3 +116,82 @@ def test_the_job_field_is_a_boolean():
     with pytest.raises(RequestInvalid) as raised:
         parse_failover({"failover": "no"})
     assert raised.value.field == "failover"
+
+
+# --- the route's health as the failover rule reads it (rules.route_model.summary) ------------
+
+PACE = Pace(requests_per_minute=60, window_s=60.0)
+
+
+def reported(reports: list[AttemptReport], now: float) -> RouteState:
+    """A route's state after ``reports``, kept as the entity keeps it (JSON) between them."""
+    state = RouteState()
+    for report in reports:
+        state = RouteState.from_json(
+            json.loads(json.dumps(route_model.on_report(state, PACE, report, now).to_json()))
+        )
+    return state
+
+
+def refused(job_id: str, at: float, kind: str = "connection_lost") -> AttemptReport:
+    """An attempt that failed before its send: nothing reached the route."""
+    return AttemptReport(
+        job_id=job_id, attempt=1, shape=SHAPE, failure_kind=kind, sent_at=None, ended_at=at
+    )
+
+
+def test_a_route_that_keeps_refusing_is_seen_unhealthy_and_the_job_fails_over():
+    """The failures that allow a failover are never sent, so no shape class learns them: the
+    route's summary counts them apart, and a partner that answers wins."""
+    here = [saved(f"ok-{i}", float(i), 10.0) for i in range(20)]  # a good record, then:
+    there = [saved(f"p-{i}", float(i), 10.0) for i in range(19)]
+    there.append(replace(saved("p-bad", 19.0, 10.0), failure_kind="server_error"))
+    partner = route_model.summary(reported(there, 100.0), 100.0)
+    assert partner.recent_success_rate == 0.95
+
+    current = route_model.summary(reported(here, 100.0), 100.0)
+    assert not healthier(partner, current)  # a route with a better record keeps its jobs
+
+    refusals = [refused(f"r-{i}", 100.0 + i) for i in range(3)]
+    current = route_model.summary(reported(here + refusals, 110.0), 110.0)
+    assert current.unsent_failures == 3
+    assert current.recent_success_rate == pytest.approx(20 / 23)
+    assert healthier(partner, current)  # it keeps refusing: the job moves
+    # And the rule that lets it move: a failure before the send, to a partner that takes it.
+    assert failover_target(job(route="azure"), REFUSED, SETTINGS) == "openai"
+
+
+def test_a_route_that_refuses_before_it_ever_sent_is_not_a_route_without_a_record():
+    current = route_model.summary(reported([refused("r-1", 5.0)], 6.0), 6.0)
+    assert current.recent_success_rate == 0.0
+    assert healthier(RouteSummary(None, False), current)
+    assert healthier(RouteSummary(0.5, False), current)
+
+
+def test_refusals_are_forgotten_once_the_route_saves_again_or_after_a_while():
+    refusals = [refused(f"r-{i}", float(i)) for i in range(3)]
+    state = reported(refusals, 3.0)
+    assert route_model.summary(state, 3.0).unsent_failures == 3
+    assert route_model.summary(state, 3.0 + UNSENT_MEMORY_S).unsent_failures == 0
+    again = reported([*refusals, saved("ok", 4.0, 10.0)], 15.0)
+    assert route_model.summary(again, 15.0) == RouteSummary(1.0, False, 0)
+
+
+@pytest.mark.parametrize("kind", ["cancelled", "admission_expired"])
+def test_a_not_sent_end_that_is_not_the_routes_is_not_counted(kind):
+    state = reported([refused("r-1", 1.0, kind)], 2.0)
+    assert route_model.summary(state, 2.0) == RouteSummary(None, False, 0)
+
+
+def test_a_failure_after_the_send_never_fails_over_however_unhealthy_the_route():
+    refusals = [refused(f"r-{i}", float(i)) for i in range(10)]
+    current = route_model.summary(reported(refusals, 10.0), 10.0)
+    assert healthier(RouteSummary(None, False), current)
+    assert failover_target(job(route="azure"), AFTER_SEND, SETTINGS) is None
+
+
+def test_the_summary_round_trips_and_an_older_one_reads_with_no_refusals():
+    summary = RouteSummary(0.5, True, 4)
+    assert RouteSummary.from_json(json.dumps(summary.to_json())) == summary
+    older = {"recent_success_rate": 0.5, "cooling_down": False}
+    assert RouteSummary.from_json(older) == RouteSummary(0.5, False, 0)

@@ -10,18 +10,22 @@ import pytest
 
 from rules.inputs import InputRef
 from rules.job_records import (
+    JOB_INPUT_DECIDED_VERSION,
     JOB_INPUT_SCHEMA_VERSION,
     REQUEST_SCHEMA_VERSION,
     AttemptInput,
     AttemptRecord,
     CancelMarker,
     CustomStatus,
+    FailoverDecided,
     FinishInput,
+    JobDecided,
     JobInput,
     JobState,
     Outcome,
     Phase,
     ProgressRecord,
+    RouteDecided,
 )
 from rules.outcome import (
     AttemptResult,
@@ -164,7 +168,7 @@ def test_every_stored_record_carries_its_schema_version(kind):
 def test_a_newer_version_is_refused_not_guessed(kind):
     record = next(r for r in RECORDS if type(r) is kind)
     with pytest.raises(RecordUnreadable, match="newer"):
-        kind.from_json({**record.to_json(), "v": JOB_INPUT_SCHEMA_VERSION + 1})
+        kind.from_json({**record.to_json(), "v": JOB_INPUT_DECIDED_VERSION + 1})
 
 
 @pytest.mark.parametrize("kind", [JobInput, AttemptInput, FinishInput], ids=lambda k: k.__name__)
@@ -362,3 +366,33 @@ def test_records_carry_no_prompt_outside_the_request():
 def test_a_record_that_breaks_its_own_shape_is_unreadable_not_a_crash(kind, value):
     with pytest.raises(RecordUnreadable):
         kind.from_json(value)
+
+
+def test_a_job_that_carries_what_it_decides_by_is_version_4_and_older_inputs_read_without_it():
+    """What the orchestration decides by is frozen into the input at the start (version 4); an
+    input of version 3 or older has none, and is read as before (the settings decide)."""
+    route = RouteDecided("azure", "gpt-image-2", 6.0, 1.0)
+    partner = FailoverDecided(
+        RouteDecided("openai", "gpt-image-2", 1.0, 1.0),
+        SendPlan(stream=False, partial_images=0),
+        None,
+        SendPlan(stream=True, partial_images=2),
+    )
+    decided = JobDecided(route, partner)
+    plain = JobInput(REQUEST, SEND, RetryPolicy(max_attempts=3), "digest", "fingerprint", CREATED)
+    frozen = JobInput(
+        REQUEST, SEND, RetryPolicy(max_attempts=3), "digest", "fingerprint", CREATED,
+        decided=decided,
+    )  # fmt: skip
+    data = frozen.to_json()
+    assert data["v"] == JOB_INPUT_DECIDED_VERSION == 4
+    assert JobInput.from_json(json.loads(json.dumps(data))) == frozen
+    assert "decided" not in plain.to_json()
+    for older in (plain.to_json(), {k: v for k, v in plain.to_json().items() if k != "v"}):
+        assert JobInput.from_json(older).decided is None
+    alone = JobInput.from_json({**data, "decided": {**decided.to_json(), "failover": None}})
+    assert alone.decided == JobDecided(route, None)
+    from rules import records
+
+    with pytest.raises(RecordUnreadable, match="newer"):
+        records.checked_version(data, "job input", JOB_INPUT_SCHEMA_VERSION)
