@@ -96,6 +96,11 @@ class BatchApi:
         if offset:
             headers["Range"] = f"bytes={offset}-"
         with self.client.stream("GET", url, headers=headers, timeout=TIMEOUT) as response:
+            if response.status_code == 416 and offset:
+                # A range that starts at the file's end (the previous chunk ended on its last
+                # line): nothing is left to read.
+                response.read()
+                return
             if response.status_code >= 400:
                 response.read()
                 raise BatchApiError(

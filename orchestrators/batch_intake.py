@@ -81,7 +81,9 @@ async def claim(
     # would run a batch again that an earlier run claimed and that finished before its upload
     # could be deleted.
     if await jobs.look_batch(batch_id) is None:
-        data = await asyncio.to_thread(store.get, name=name)
+        # The bytes of the upload listed, never a newer one under the same name (that one has
+        # another ETag, so another batch id: the next run claims it).
+        data = await asyncio.to_thread(store.get_if_unchanged, name=name, etag=etag)
         if data is None:
             return None
         await _start(batch_id, data, store, jobs, settings)

@@ -369,6 +369,17 @@ class AzureBlobBatchStore:
                 raise
             return None
 
+    def get_if_unchanged(self, *, name: str, etag: str) -> bytes | None:
+        """The blob's bytes only while its ETag is ``etag`` (If-Match); None when it is gone or
+        was written again since it was listed (the next run lists the new upload)."""
+        quoted = etag if etag.startswith('"') else f'"{etag}"'
+        try:
+            return self._container.download_blob(
+                name, etag=quoted, match_condition=MatchConditions.IfNotModified
+            ).readall()
+        except (ResourceNotFoundError, ResourceModifiedError):
+            return None
+
     def list_names(self, *, prefix: str, limit: int) -> list[tuple[str, str]]:
         """Up to ``limit`` blobs under ``prefix``, oldest name first: (name, etag)."""
         found: list[tuple[str, str]] = []

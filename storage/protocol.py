@@ -202,6 +202,11 @@ class BatchStore(Protocol):
 
     def delete(self, *, name: str) -> None: ...
 
+    def get_if_unchanged(self, *, name: str, etag: str) -> bytes | None:
+        """The blob's bytes only while its ETag is still ``etag`` (If-Match); None when it is
+        gone or was written again since."""
+        ...
+
     def delete_if_unchanged(self, *, name: str, etag: str) -> bool:
         """Delete the blob only while its ETag is still ``etag`` (If-Match): True when deleted
         or already gone, False when it was written again since (a new upload, kept)."""

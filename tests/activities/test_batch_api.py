@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from PIL import Image
 
 from activities import batch_api, batch_items
@@ -118,6 +119,8 @@ def file_route(content: bytes, *, ranges: bool, asked: list[str | None]) -> Hand
         assert request.headers["accept-encoding"] == "identity"  # offsets of the file's bytes
         if ranges and said:
             start = int(said.removeprefix("bytes=").rstrip("-"))
+            if start >= len(content):  # RFC 9110 14.1.1: no byte of the range is there
+                return httpx.Response(416, headers={"content-range": f"bytes */{len(content)}"})
             return httpx.Response(206, content=content[start:])
         return httpx.Response(200, content=content)
 
@@ -172,6 +175,24 @@ def test_the_output_is_collected_in_chunks_from_byte_offsets_and_a_chunk_run_aga
     assert set(images.blobs) == image_names
     assert store.blobs[again.results] == before[again.results]
     assert len(store.blobs[again.results].splitlines()) == 2
+
+
+@pytest.mark.parametrize("lines", [2, 4, 6])
+def test_a_file_whose_lines_fill_the_last_chunk_exactly_is_collected_whole(lines):
+    # The last chunk ends on the file's last line, so the next one asks for a range that starts
+    # at the file's end: a server that honours ranges answers 416, which is the end, not an error.
+    store, images = MemoryBatches(), InMemoryStore()
+    waves = split(store, lines)
+    items = [item for wave in range(waves) for item in batch_items.read_wave(store, BATCH, wave)]
+    content = output_lines([item.job_id for item in items], png())
+    asked: list[str | None] = []
+
+    offsets = collect_all(api(file_route(content, ranges=True, asked=asked)), store, images, waves)
+
+    assert offsets[-1] == (len(content), None)
+    results = [json.loads(line) for line in store.blobs[results_name(BATCH, 0)].splitlines()]
+    assert [r["state"] for r in results] == ["saved"] * lines
+    assert all(metadata_name(item.job_id) in images.blobs for item in items)
 
 
 def test_a_server_that_ignores_the_range_has_the_bytes_before_the_offset_skipped():

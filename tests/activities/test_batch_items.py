@@ -45,6 +45,11 @@ class MemoryBatches:
         self.blobs.pop(name, None)
         self.etags.pop(name, None)
 
+    def get_if_unchanged(self, *, name: str, etag: str) -> bytes | None:
+        if self.etags.get(name) != etag:
+            return None
+        return self.get(name=name)
+
     def delete_if_unchanged(self, *, name: str, etag: str) -> bool:
         if name in self.blobs and self.etags[name] != etag:
             return False

@@ -134,3 +134,38 @@ def test_an_upload_written_again_between_list_and_delete_is_kept_and_claimed_nex
     assert store.blobs[f"claimed/{second[0]}.jsonl"] == again
     assert client.count("start_new") == 2
     assert [n for n in store.blobs if n.startswith("incoming/")] == []
+
+
+class ReplacedBeforeRead(MemoryBatches):
+    """A container where the upload is written again right after the timer listed it, before
+    the claim reads it."""
+
+    def __init__(self, name: str, again: bytes) -> None:
+        super().__init__()
+        self.name, self.again = name, again
+
+    def list_names(self, *, prefix: str, limit: int) -> list[tuple[str, str]]:
+        listed = super().list_names(prefix=prefix, limit=limit)
+        if self.again:
+            again, self.again = self.again, b""
+            self.put(name=self.name, data=again, content_type="application/jsonl")
+        return listed
+
+
+def test_an_upload_written_again_between_list_and_read_runs_once_under_its_own_etag(
+    intake: ModuleType,
+):
+    # The batch id comes from the listed ETag: the claim reads the bytes of that ETag only, so
+    # the newer upload is never started under the older id and then again under its own.
+    again = b'{"custom_id": "c2", "prompt": "a blue teapot"}\n'
+    store, client = ReplacedBeforeRead("incoming/a.jsonl", again), FakeDurableClient()
+    store.put(name="incoming/a.jsonl", data=MANIFEST, content_type="application/jsonl")
+    jobs = DurableJobs(client)
+
+    first = asyncio.run(intake.claim_all(store, jobs, SETTINGS))
+    second = asyncio.run(intake.claim_all(store, jobs, SETTINGS))
+
+    claimed = [store.blobs[f"claimed/{batch}.jsonl"] for batch in first + second]
+    assert claimed == [again]
+    assert client.count("start_new") == 1
+    assert [n for n in store.blobs if n.startswith("incoming/")] == []

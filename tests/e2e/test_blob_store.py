@@ -72,3 +72,20 @@ def test_a_conditional_delete_keeps_a_blob_written_again_since_it_was_listed(
     assert batches.delete_if_unchanged(name=name, etag=new_etag) is True
     assert batches.get(name=name) is None
     assert batches.delete_if_unchanged(name=name, etag=new_etag) is True  # gone: no error
+
+
+def test_a_conditional_read_gives_only_the_bytes_of_the_etag_listed(
+    stack: LocalStack, store: AzureBlobImageStore
+):
+    batches = AzureBlobBatchStore(store, "batches-read-test")
+    batches.ensure_container()
+    batches.put(name="incoming/m.jsonl", data=b"first\n", content_type="application/jsonl")
+    [(name, etag)] = batches.list_names(prefix="incoming/", limit=10)
+
+    assert batches.get_if_unchanged(name=name, etag=etag) == b"first\n"
+    batches.put(name=name, data=b"second\n", content_type="application/jsonl")  # a re-upload
+    assert batches.get_if_unchanged(name=name, etag=etag) is None
+    [(_, new_etag)] = batches.list_names(prefix="incoming/", limit=10)
+    assert batches.get_if_unchanged(name=name, etag=new_etag) == b"second\n"
+    batches.delete_if_unchanged(name=name, etag=new_etag)
+    assert batches.get_if_unchanged(name=name, etag=new_etag) is None  # gone
