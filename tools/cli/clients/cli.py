@@ -20,18 +20,11 @@ from types import FrameType
 
 import click
 
-from clients.api import (
-    DEFAULT_URL,
-    ExitCode,
-    Problem,
-    python_command,
-)
+from clients.api import DEFAULT_URL, ExitCode, Problem, python_command
 from clients.commands import compare, evidence, jobs, listing, webhooks
 from clients.commands.common import PROG, Runtime, Settings
 from clients.commands.jobs import image_paths
-from clients.render import (
-    Screen,
-)
+from clients.render import Screen
 
 # Runtime and image_paths are the commands' own, named here too for the CLI's callers.
 __all__ = ["EXIT_CODES_HELP", "Runtime", "cli", "image_paths", "main"]

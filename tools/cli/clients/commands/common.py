@@ -14,15 +14,8 @@ import click
 import httpx
 from rich.console import Console
 
-from clients.api import (
-    DEFAULT_URL,
-    JobClient,
-    SaveFailed,
-    python_command,
-)
-from clients.render import (
-    Screen,
-)
+from clients.api import DEFAULT_URL, JobClient, SaveFailed, python_command
+from clients.render import Screen
 
 PROG = f"{python_command()} -m clients.cli"
 

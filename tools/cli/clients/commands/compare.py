@@ -17,9 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from clients.api import (
-    ExitCode,
-)
+from clients.api import ExitCode
 from clients.commands.common import _connection_options, _print_json, _screen, _settings
 from clients.compare import (
     RunResult,
@@ -32,12 +30,7 @@ from clients.compare import (
     write_csv,
     write_runs_csv,
 )
-from clients.render import (
-    Screen,
-    compare_errors,
-    compare_table,
-    run_line,
-)
+from clients.render import Screen, compare_errors, compare_table, run_line
 
 # compare's prompt: one for every run, so that only the shape varies between cells.
 COMPARE_PROMPT = "a red apple on a white background, studio light"

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import click
 
-from clients.api import (
-    ExitCode,
-)
+from clients.api import ExitCode
 from clients.commands.common import _connection_options, _screen, _settings, _write
 from clients.evidence import markdown, with_local_moment
 

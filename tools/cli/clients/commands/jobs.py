@@ -12,14 +12,7 @@ from urllib.parse import unquote, urlsplit
 import click
 from rich.text import Text
 
-from clients.api import (
-    Answer,
-    ExitCode,
-    JobClient,
-    Problem,
-    SaveFailed,
-    WaitTimedOut,
-)
+from clients.api import Answer, ExitCode, JobClient, Problem, SaveFailed, WaitTimedOut
 from clients.commands.common import (
     FollowOptions,
     Settings,

@@ -6,14 +6,9 @@ from typing import Any
 
 import click
 
-from clients.api import (
-    ExitCode,
-    page_token,
-)
+from clients.api import ExitCode, page_token
 from clients.commands.common import _connection_options, _print_json, _screen, _settings
-from clients.render import (
-    jobs_table,
-)
+from clients.render import jobs_table
 
 # The service's largest page of GET /api/images.
 MAX_PAGE = 100

@@ -8,13 +8,9 @@ from pathlib import Path
 import click
 from rich.text import Text
 
-from clients.api import (
-    ExitCode,
-)
+from clients.api import ExitCode
 from clients.commands.common import Settings
-from clients.render import (
-    Screen,
-)
+from clients.render import Screen
 from clients.verify import UnreadableInput, parse_headers, verify
 
 
