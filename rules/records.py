@@ -81,3 +81,23 @@ def reading(kind: str) -> Callable[[F], F]:
         return read  # type: ignore[return-value]
 
     return decorate
+
+
+# The optional fields of a record read back: None, or a value of the field's type. Anything else
+# breaks the record: these raise TypeError or ValueError, which ``reading`` makes RecordUnreadable
+# (a record that is wrong is never half read).
+
+
+def optional_text(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"text was expected, not {type(value).__name__}")
+    return value
+
+
+def optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def optional_seconds(value: Any) -> float | None:
+    """An optional time or duration: None, or a number (float() raises on anything else)."""
+    return None if value is None else float(value)

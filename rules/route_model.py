@@ -20,7 +20,7 @@ from rules import pacing
 from rules.outcome import FailureKind
 from rules.pacing import Pace, PacerState
 from rules.rate_headers import hint_from_headers
-from rules.records import as_object, checked_version, reading
+from rules.records import as_object, checked_version, optional_seconds, reading
 from rules.route_records import (
     Admission,
     AdmitRequest,
@@ -28,7 +28,6 @@ from rules.route_records import (
     Priority,
     RateLimitHint,
     RouteSummary,
-    optional_seconds,
 )
 from rules.route_stats import (
     ClassStats,

@@ -15,23 +15,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from rules.records import as_object, checked_version, reading, required
-
-
-def optional_seconds(value: Any) -> float | None:
-    """An optional time or duration read back: None, or a number; anything else breaks the
-    record (float() raises, and ``reading`` makes that RecordUnreadable)."""
-    return None if value is None else float(value)
-
-
-def _optional_count(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _optional_text(value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise TypeError(f"text was expected, not {type(value).__name__}")
-    return value
+from rules.records import (
+    as_object,
+    checked_version,
+    optional_int,
+    optional_seconds,
+    optional_text,
+    reading,
+    required,
+)
 
 
 def _headers(value: Any) -> Mapping[str, str] | None:
@@ -80,9 +72,9 @@ class RateLimitHint:
         return cls(
             observed_at=float(data["observed_at"]),
             until=float(data["until"]),
-            remaining=_optional_count(data.get("remaining")),
-            limit_requests=_optional_count(data.get("limit_requests")),
-            limit_images=_optional_count(data.get("limit_images")),
+            remaining=optional_int(data.get("remaining")),
+            limit_requests=optional_int(data.get("limit_requests")),
+            limit_images=optional_int(data.get("limit_images")),
         )
 
 
@@ -165,7 +157,7 @@ class AdmitRequest:
             shape=required(data, "shape", "admit request"),
             calibrated=Expectation.from_json(required(data, "calibrated", "admit request")),
             queued_since=float(required(data, "queued_since", "admit request")),
-            batch_id=_optional_text(data.get("batch_id")),
+            batch_id=optional_text(data.get("batch_id")),
         )
 
 
@@ -207,7 +199,7 @@ class Admission:
             position=int(required(data, "position", "admission")),
             start_at=float(required(data, "start_at", "admission")),
             ask_again_at=optional_seconds(ask_again),
-            reason=_optional_text(data.get("reason")),
+            reason=optional_text(data.get("reason")),
             expected=Expectation.from_json(expected) if expected else None,
             cancelled=data.get("cancelled") is True,
         )
@@ -261,7 +253,7 @@ class AttemptReport:
             job_id=required(data, "job_id", "attempt report"),
             attempt=int(required(data, "attempt", "attempt report")),
             shape=required(data, "shape", "attempt report"),
-            failure_kind=_optional_text(data.get("failure_kind")),
+            failure_kind=optional_text(data.get("failure_kind")),
             sent_at=optional_seconds(data.get("sent_at")),
             first_byte_s=optional_seconds(data.get("first_byte_s")),
             first_partial_s=optional_seconds(data.get("first_partial_s")),

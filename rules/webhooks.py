@@ -37,7 +37,14 @@ from urllib.parse import quote, urlsplit
 from standardwebhooks import Webhook
 
 from rules.errors import RequestInvalid, SettingsInvalid
-from rules.records import as_object, checked_version, reading, required
+from rules.records import (
+    as_object,
+    checked_version,
+    optional_int,
+    optional_text,
+    reading,
+    required,
+)
 
 # The start request's field (a job lever, like ``priority``; never sent upstream).
 WEBHOOK_FIELD = "webhookUrl"
@@ -369,7 +376,10 @@ class WebhookTarget:
     @reading("webhook target")
     def from_json(cls, value: object) -> WebhookTarget:
         data = as_object(value, "webhook target")
-        return cls(url=required(data, "url", "webhook target"), status_base=data.get("status_base"))
+        return cls(
+            url=required(data, "url", "webhook target"),
+            status_base=optional_text(data.get("status_base")),
+        )
 
 
 @dataclass(frozen=True)
@@ -441,8 +451,8 @@ class DeliveryAttempt:
             attempt=data["attempt"],
             at=data["at"],
             duration_ms=data["duration_ms"],
-            status_code=data.get("status_code"),
-            error=data.get("error"),
+            status_code=optional_int(data.get("status_code")),
+            error=optional_text(data.get("error")),
         )
 
     def answer(self) -> dict[str, Any]:
@@ -536,7 +546,7 @@ class DeliveryRecord:
             timestamp=data["timestamp"],
             state=DeliveryState(data["state"]),
             attempts=tuple(DeliveryAttempt.from_json(a) for a in data["attempts"]),
-            next_attempt_at=data.get("next_attempt_at"),
+            next_attempt_at=optional_text(data.get("next_attempt_at")),
         )
 
     def answer(self) -> dict[str, Any]:

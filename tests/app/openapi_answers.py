@@ -201,7 +201,22 @@ def response_of(doc: dict[str, Any], answer: Answer) -> Schema | None:
 
 
 def _validator(doc: dict[str, Any], schema: Schema) -> Any:
-    return _validator_of(json.dumps(doc["components"]), json.dumps(schema))
+    return _validator_of(_components_text(doc), json.dumps(schema))
+
+
+# The last document's components as JSON text, with the dict itself (held, so that its id is
+# not reused): serializing the whole section for every schema checked cost more than the check
+# (the end-to-end suites check thousands of answers against one document). Documents are only
+# read here; a caller with another document gets its own text.
+_last_components: tuple[dict[str, Any], str] | None = None
+
+
+def _components_text(doc: dict[str, Any]) -> str:
+    global _last_components
+    components = doc["components"]
+    if _last_components is None or _last_components[0] is not components:
+        _last_components = (components, json.dumps(components))
+    return _last_components[1]
 
 
 @functools.lru_cache(maxsize=512)

@@ -22,9 +22,16 @@ PREFIX = "/api"
 
 
 @functools.cache
+def _document() -> dict[str, Any]:
+    """One copy for every check (only read here): parsing the document again for each of the
+    thousands of answers a run checks was most of the checks' time."""
+    return document()
+
+
+@functools.cache
 def _operations() -> tuple[tuple[re.Pattern[str], str, str], ...]:
     found = []
-    for path, item in document()["paths"].items():
+    for path, item in _document()["paths"].items():
         pattern = re.compile(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(PREFIX + path)))
         found += [(pattern, method, path) for method in item]
     return tuple(found)
@@ -56,7 +63,7 @@ def check(response: httpx.Response) -> None:
         headers={k: v for k, v in response.headers.items() if k.lower() not in _TRANSPORT},
         body=body,
     )
-    found = problems(document(), answer)
+    found = problems(_document(), answer)
     if answer.status == 401 and not response.content:
         found = [p for p in found if "content type" not in p]  # the host's empty refusal
     assert not found, f"{request.method} {request.url}: " + "; ".join(found[:5])
@@ -71,5 +78,5 @@ _TRANSPORT = frozenset(
 def check_webhook(body: Any, headers: dict[str, str]) -> None:
     """Raises AssertionError for a webhook delivery (its JSON body and headers, as a receiver
     got them) that the document's ``webhooks`` does not list."""
-    found = webhook_problems(document(), "imageJobEnded", body, headers)
+    found = webhook_problems(_document(), "imageJobEnded", body, headers)
     assert not found, "; ".join(found[:5])

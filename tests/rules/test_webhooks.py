@@ -354,3 +354,27 @@ def test_delivery_records_round_trip_and_say_where_the_delivery_stands():
         WebhookLog.from_json({**log.to_json(), "v": 2})
     with pytest.raises(RecordUnreadable):
         WebhookDelivery.from_json({"v": 1, "job_id": "img-1"})
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("status_code", "five hundred"), ("error", 500), ("next_attempt_at", ["t"])],
+)
+def test_a_webhook_log_with_an_optional_field_of_the_wrong_type_is_unreadable(
+    field: str, value: object
+):
+    """Read with the same optional readers as the route's records (rules.records): a wrong
+    type breaks the record rather than passing through into a status answer."""
+    event = job_event("img-1", Outcome(JobState.SAVED, attempt=1), TARGET, NOW)
+    delivery = WebhookDelivery("img-1", "created", "digest", TARGET, event)
+    record = delivery_record(delivery, (DeliveryAttempt(1, "t1", 12, status_code=500),), "t2")
+    data = WebhookLog("img-1", "created", "https://hooks.example.com", (record,)).to_json()
+    if field == "next_attempt_at":
+        data["deliveries"][0][field] = value
+    else:
+        data["deliveries"][0]["attempts"][0][field] = value
+    with pytest.raises(RecordUnreadable, match="webhooks record: malformed"):
+        WebhookLog.from_json(data)
+    target = {"url": "https://hooks.example.com/x", "status_base": 7}
+    with pytest.raises(RecordUnreadable, match="webhook target"):
+        WebhookTarget.from_json(target)

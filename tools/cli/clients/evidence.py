@@ -5,7 +5,7 @@ local time zone of the person who runs it, or the same as Markdown for a ticket.
     print(markdown(packet))
 
 The service sends the packet already sanitized (no key, prompt, image, IP address, signed link
-or caller id: rules/evidence.py); nothing here adds anything of the sort, only a time zone.
+or caller id: rules/evidence/); nothing here adds anything of the sort, only a time zone.
 """
 
 from __future__ import annotations
