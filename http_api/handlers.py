@@ -56,7 +56,7 @@ from rules.job_records import TERMINAL_STATES, CancelMarker, JobInput, JobState
 from rules.records import RecordUnreadable
 from rules.request import parse_failover, parse_job_request, parse_priority
 from rules.route_stats import attempt_shape
-from rules.send_plan import FIRST_PARTIAL_FRACTION, plans
+from rules.send_plan import FIRST_PARTIAL_FRACTION, plans, too_slow
 from rules.settings import AppSettings
 from rules.status import RUNNING_STATUSES
 from rules.timing import epoch_iso, epoch_ms, iso_utc
@@ -103,6 +103,9 @@ async def start_job(
     if isinstance(body, dict):  # an edit: its inputs checked and stored, the request by hash
         digest = caller_digest(settings.job_id_secret, caller)
         request = await with_inputs(request, body, parts, settings, store, digest)
+    # Refused before anything is stored or started: it would be cut off every time, billed.
+    if (slow := too_slow(request, settings)) is not None:
+        raise slow
     request_fingerprint = fingerprint(request, webhook_url)
     planned = plans(request, settings)
     job = JobInput(

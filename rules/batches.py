@@ -33,6 +33,7 @@ from rules.cost import estimated_cost_usd
 from rules.errors import RequestInvalid
 from rules.models import rules_for
 from rules.request import ImageJobRequest, parse_failover, parse_job_request
+from rules.send_plan import too_slow
 from rules.settings import AppSettings
 
 # The Batch API's limits (platform.openai.com/docs/guides/batch): 50,000 requests per batch,
@@ -220,6 +221,8 @@ def _item(number: int, line: str, settings: AppSettings, route: str | None) -> B
     try:
         request = parse_job_request(body, settings)
         failover = parse_failover(body)
+        if (slow := too_slow(request, settings)) is not None:
+            raise slow
     except RequestInvalid as exc:
         raise _LineRefused(LineError(number, custom_id, exc.field, exc.code, str(exc))) from None
     return BatchItem(number, custom_id, request, failover)
@@ -443,9 +446,7 @@ def planned(manifest: Manifest, settings: AppSettings, now: datetime) -> BatchPl
     """``plan_batch`` with the slowest item's calibrated generation as the real-time tail."""
     generation_s = max(
         (
-            rules_for(settings.route(item.request.route).model).expected_generation_s(
-                item.request.quality, item.request.size
-            )
+            item.request.expected_generation_s(rules_for(settings.route(item.request.route).model))
             / settings.time_scale
             for item in manifest.items
         ),

@@ -76,14 +76,37 @@ class ModelRules:
     inputs: InputRules | None = None
     # Each input image (the mask included) adds this much to an edit's expected time.
     expected_s_per_input_image: float = 0.0
+    # Each image past the first adds this share of one image's time (the images of one request
+    # are not made one after another, but they are not free either).
+    expected_extra_image_share: float = 0.0
+    # A long prompt multiplies the time, up to this factor at ``expected_prompt_saturation``
+    # characters and above, growing evenly from 1 (no prompt) to there.
+    expected_prompt_factor_max: float = 1.0
+    expected_prompt_saturation: int = 4000
+    # A size that is not square takes this much longer.
+    expected_non_square_factor: float = 1.0
 
-    def expected_generation_s(self, quality: str, size: str, *, input_images: int = 0) -> float:
-        """How long a generation (an edit with ``input_images`` inputs, mask included) may
-        take, erring long (field reports, not a promise)."""
+    def expected_generation_s(
+        self,
+        quality: str,
+        size: str,
+        *,
+        n: int = 1,
+        prompt_chars: int = 0,
+        input_images: int = 0,
+    ) -> float:
+        """How long one request may take (seconds, real service time): ``n`` images of
+        ``size`` at ``quality`` for a prompt of ``prompt_chars`` characters (an edit with
+        ``input_images`` inputs, mask included), erring long (field reports, not a promise)."""
         width, height = (1536, 1024) if size == "auto" else map(int, size.split("x"))
         # auto quality is treated as the slowest: Azure's default is high.
         base = self.expected_s_at_1mp.get(quality) or max(self.expected_s_at_1mp.values())
         total = base * ((width * height) / (1024 * 1024)) ** self.expected_pixel_exponent
+        if width != height:
+            total *= self.expected_non_square_factor
+        saturation = min(1.0, max(0, prompt_chars) / self.expected_prompt_saturation)
+        total *= 1.0 + (self.expected_prompt_factor_max - 1.0) * saturation
+        total *= 1.0 + self.expected_extra_image_share * (max(1, n) - 1)
         return float(total + self.expected_s_per_input_image * input_images)
 
     def formats_for(self, owner: str) -> frozenset[str]:
@@ -136,6 +159,16 @@ GPT_IMAGE_2 = ModelRules(
     # No published figure: the simulator assumes 2 s per input image (latency.py); this errs
     # long, as the figures above do.
     expected_s_per_input_image=3.0,
+    # No published figure for n > 1 (UNCERTAIN, docs/reference/gpt-image-2-api.md, Latency):
+    # the simulator assumes a quarter of an image's time per extra image; this errs long.
+    expected_extra_image_share=0.3,
+    # "Complex prompts can take up to about two minutes" (docs/reference, Latency) against
+    # about 45 s for a plain 1024x1024 medium one: prompt length is the measure of complexity
+    # a service has, so the longest prompts are expected to take up to 2.67 times as long.
+    expected_prompt_factor_max=2.67,
+    expected_prompt_saturation=4000,
+    # "Square sizes are fastest" (docs/reference, Latency): by how much is not published.
+    expected_non_square_factor=1.05,
 )
 
 MODELS: Mapping[str, ModelRules] = MappingProxyType(

@@ -72,6 +72,18 @@ class ImageJobRequest:
         """Input images sent with the request, the mask included."""
         return len(self.images) + (1 if self.mask is not None else 0)
 
+    def expected_generation_s(self, rules: ModelRules) -> float:
+        """How long this request may take at the route's model (seconds, real service time,
+        erring long): its size, quality, images, prompt length and inputs
+        (ModelRules.expected_generation_s)."""
+        return rules.expected_generation_s(
+            self.quality,
+            self.size,
+            n=self.n,
+            prompt_chars=len(self.prompt),
+            input_images=self.input_count,
+        )
+
     def shape(self) -> dict[str, Any]:
         """The request without its prompt text: safe for status answers, logs and metadata.
         An edit's inputs are described by format, size and bytes, never by hash."""

@@ -48,11 +48,15 @@ def shape_class(
     stream: bool,
     partial_images: int,
     edit: bool = False,
+    images: int = 1,
 ) -> str:
-    """``gpt-image-2/1mp/low/png/stream-1``: the class an attempt's clocks are learned under."""
+    """``gpt-image-2/1mp/low/png/stream-1``: the class an attempt's clocks are learned under;
+    ``/n4`` after it for four images a request (more images take longer, so they are learned
+    apart), ``/edit`` for an edit."""
     sent = f"stream-{partial_images}" if stream else "plain"
+    count = f"/n{images}" if images > 1 else ""
     kind = "/edit" if edit else ""
-    return f"{model}/{size_class(size)}/{quality}/{output_format}/{sent}{kind}"
+    return f"{model}/{size_class(size)}/{quality}/{output_format}/{sent}{count}{kind}"
 
 
 def percentile(values: Sequence[float], share: float) -> float:
@@ -222,12 +226,7 @@ def attempt_shape_by(
 ) -> AttemptShape:
     """As ``attempt_shape``, from the route's model and the time scale as given (a job's frozen
     decisions, rules.job_records.RouteDecided) instead of the settings."""
-    total = (
-        rules_for(model).expected_generation_s(
-            request.quality, request.size, input_images=request.input_count
-        )
-        / time_scale
-    )
+    total = request.expected_generation_s(rules_for(model)) / time_scale
     partials = partial_images if stream else 0
     name = shape_class(
         model=model,
@@ -237,6 +236,7 @@ def attempt_shape_by(
         stream=stream,
         partial_images=partials,
         edit=request.is_edit,
+        images=request.n,
     )
     share = first_partial_share if partials > 0 else None
     return AttemptShape(name, calibrated(total, first_partial_share=share))

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from rules.errors import RequestInvalid
 from rules.models import ModelRules, rules_for
 from rules.outcome import Failure, FailureKind
 from rules.request import ImageJobRequest
@@ -102,6 +103,8 @@ class Silence:
 
     first_s: float
     longest_s: float
+    # The whole request, first byte to last (what the whole-request limit sees).
+    total_s: float
 
 
 def expected_silence(
@@ -121,22 +124,16 @@ def expected_silence(
         if learned.first_partial_s is not None and learned.total_s > 0:
             first_share = min(LAST_PARTIAL_FRACTION, learned.first_partial_s / learned.total_s)
     else:
-        # An edit's input images add to the time before anything comes back.
-        total = (
-            rules.expected_generation_s(
-                request.quality, request.size, input_images=request.input_count
-            )
-            / time_scale
-        )
+        total = request.expected_generation_s(rules) / time_scale
     if not (shape.stream and shape.partial_images > 0):
-        return Silence(total, total)
+        return Silence(total, total, total)
     count = shape.partial_images
     marks = [
         first_share + (LAST_PARTIAL_FRACTION - first_share) * (i / (count - 1) if count > 1 else 0)
         for i in range(count)
     ]
     gaps = [marks[0], *(b - a for a, b in itertools.pairwise(marks)), 1 - marks[-1]]
-    return Silence(total * marks[0], total * max(gaps))
+    return Silence(total * marks[0], total * max(gaps), total)
 
 
 @dataclass(frozen=True)
@@ -187,6 +184,38 @@ def unfit_worst_case(route: RouteSettings, settings: AppSettings) -> str | None:
         f"idle limit {route.gateway_idle_timeout_s}s, IMAGE_READ_IDLE_TIMEOUT_S "
         f"{timeouts.read_idle_s:g}s, IMAGE_REQUEST_TIMEOUT_S {timeouts.request_s:g}s"
     )
+
+
+def too_slow(request: ImageJobRequest, settings: AppSettings) -> RequestInvalid | None:
+    """Why ``request`` cannot be served inside the whole-request limit (IMAGE_REQUEST_TIMEOUT_S)
+    by any shape; None when it can. Such a request would be cut off at that limit every time,
+    each time after a billed generation had begun: it is refused at submit instead, naming the
+    first field that would bring it inside (fewer images, a shorter prompt, a lower quality, a
+    smaller size), with the expected time and the limit in seconds."""
+    route, timeouts = settings.route(request.route), settings.timeouts
+    rules = rules_for(route.model)
+
+    def expected(candidate: ImageJobRequest) -> float:
+        return candidate.expected_generation_s(rules) / settings.time_scale * SILENCE_MARGIN
+
+    limit = timeouts.request_s
+    took = expected(request)
+    if took <= limit:
+        return None
+    why = (
+        f"n {request.n} at {request.size} {request.quality} (a {len(request.prompt)}-character "
+        f"prompt) is expected to take up to {took:.0f}s with margin, past the whole-request "
+        f"limit IMAGE_REQUEST_TIMEOUT_S {limit:g}s"
+    )
+    fewer = [n for n in range(request.n - 1, 0, -1) if expected(replace(request, n=n)) <= limit]
+    if fewer:
+        return RequestInvalid("n", "invalid_value", f"{why}: ask for n {fewer[0]} or fewer")
+    if expected(replace(request, prompt="-")) <= limit:
+        return RequestInvalid("prompt", "invalid_value", f"{why}: ask with a shorter prompt")
+    lower = [q for q in ("medium", "low") if expected(replace(request, quality=q)) <= limit]
+    if request.quality in ("high", "auto") and lower:
+        return RequestInvalid("quality", "invalid_value", f"{why}: ask for quality {lower[0]}")
+    return RequestInvalid("size", "invalid_value", f"{why}: ask for a smaller size")
 
 
 @dataclass(frozen=True)
@@ -259,6 +288,8 @@ def _fit(
 ) -> _Fit | None:
     silence = expected_silence(rules, request, shape, time_scale=scale, learned=learned)
     first, longest = silence.first_s * SILENCE_MARGIN, silence.longest_s * SILENCE_MARGIN
+    if silence.total_s * SILENCE_MARGIN > timeouts.request_s:
+        return None  # cut off by the whole-request limit in any shape: see ``too_slow``
     gateway = route.gateway_idle_timeout_s
     watched = shape.stream or route.gateway_idle_non_streamed
     # A gateway is known to give up on a silent start (field report B); what it does later in

@@ -165,6 +165,12 @@ def test_a_new_job_takes_one_status_look_one_folder_check_and_the_start():
         (json.dumps({"size": "1024x1024"}).encode(), "prompt", "missing"),
         (json.dumps({**BODY, "size": "10x10"}).encode(), "size", "invalid_value"),
         (json.dumps({**BODY, "colour": "red"}).encode(), "colour", "unknown_field"),
+        # Cut off by the whole-request limit in any shape (rules.send_plan.too_slow).
+        (
+            json.dumps({**BODY, "n": 10, "size": "3840x2160", "quality": "high"}).encode(),
+            "n",
+            "invalid_value",
+        ),
     ],
 )
 def test_a_bad_body_is_a_400_naming_the_field_before_any_look(raw, field, code):

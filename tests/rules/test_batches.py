@@ -57,6 +57,7 @@ def test_every_valid_line_runs_and_every_bad_line_says_why():
             line("d", images=[{"upload": "x"}]),
             line("e", colour="red"),
             line("f", webhookUrl="https://hooks.example.com/in"),
+            line("g", n=10, size="3840x2160", quality="high"),  # past the whole-request limit
         ),
         SETTINGS,
     )
@@ -71,8 +72,9 @@ def test_every_valid_line_runs_and_every_bad_line_says_why():
         (7, "images", "unsupported"),
         (8, "colour", "unknown_field"),
         (9, "webhookUrl", "unsupported"),
+        (10, "n", "invalid_value"),
     }
-    assert manifest.lines == 9
+    assert manifest.lines == 10
     # No prompt text in any error.
     assert "a cat" not in json.dumps([e.to_json() for e in manifest.errors])
 

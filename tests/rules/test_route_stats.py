@@ -68,6 +68,15 @@ def test_shape_classes_name_everything_that_changes_the_clocks():
         shape_class(size="auto", stream=True, partial_images=0, edit=True, **common)
         == "gpt-image-2/auto/low/png/stream-0/edit"
     )
+    # More images a request are learned apart: they take longer.
+    assert (
+        shape_class(size="1024x1024", stream=True, partial_images=1, images=4, **common)
+        == "gpt-image-2/1mp/low/png/stream-1/n4"
+    )
+    assert (
+        shape_class(size="auto", stream=False, partial_images=0, edit=True, images=2, **common)
+        == "gpt-image-2/auto/low/png/plain/n2/edit"
+    )
     # Sizes of one class share it; quality and format do not.
     assert shape_class(size="1024x1024", stream=False, partial_images=0, **common) == shape_class(
         size="1000x1000", stream=False, partial_images=0, **common
