@@ -400,6 +400,34 @@ def test_an_activity_that_raised_becomes_a_recorded_failure_not_a_crash(handle):
     )
 
 
+@pytest.mark.parametrize(
+    ("ending", "counted"),
+    [
+        ("raised", False),  # a worker crash: read as a possible send, with no timings
+        (Failure(FailureKind.STORAGE_FAILED, Layer.STORAGE, "blob down", sent=False), False),
+        (Failure(FailureKind.CONNECTION_LOST, Layer.NETWORK, "refused", sent=False), True),
+    ],
+)
+def test_only_the_route_refusing_before_the_send_lowers_its_health(handle, ending, counted):
+    """The report says whether the route refused (rules.route_stats.refused_by_route): a
+    failure of ours before or without a send never counts against the route, as the entity
+    reads the report."""
+    history = History(handle, "job-1", job_input())
+    history.step()
+    admit(history, 0)
+    history.step()
+    history.schedule_activity(1, GENERATE)
+    if ending == "raised":
+        history.task_failed(1, "boom", "Traceback ...", after_s=1)
+    else:
+        history.activity_result(1, failed(1, ending), after_s=1)
+    _, actions = history.step()
+    report = AttemptReport.from_json(only(entity_signals(actions, REPORT))["input"])
+    assert (report.sent_at, report.refused) == (None, counted)
+    state = route_model.on_report(RouteState(), Pace(), report, T0_S)
+    assert route_model.summary(state, T0_S + 1).unsent_failures == (1 if counted else 0)
+
+
 def test_a_cancelled_attempt_ends_cancelled_even_before_the_event_arrives(handle):
     history = History(handle, "job-1", job_input())
     history.step()
