@@ -23,6 +23,8 @@ from orchestrators.batch_api_flow import (
     API_COLLECT_END,
     API_POLL,
     API_SUBMIT,
+    CANCEL_SETTLE_POLLS,
+    COLLECT_RETRY,
     POLL_RETRY,
 )
 from orchestrators.image_batch import (
@@ -190,16 +192,116 @@ def test_past_the_completion_window_the_upstream_batch_is_cancelled_and_the_batc
     assert abandon["input"]["upstream"] == "batch_up1"
     assert "past its completion window" in abandon["input"]["reason"]
     history.complete_activity(task, API_ABANDON, {"upstream": upstream("cancelling")}, after_s=1)
+    # The cancel is waited out (a poll on a timer): it ends with nothing finished.
+    _, actions = history.step()
+    history.fire_timer(task + 1, only(timers(actions))["fireAt"])
+    _, actions = history.step()
+    only(activities(actions, API_POLL))
+    history.complete_activity(task + 2, API_POLL, upstream("cancelled"), after_s=1)
     _, actions = history.step()
     end = only(activities(actions, API_COLLECT_END))
     assert end["input"]["chunks"] == []  # every item ends failed, with its metadata
-    history.complete_activity(task + 1, API_COLLECT_END, {"items": 2}, after_s=1)
+    assert end["input"]["status"] == "unfinished"
+    history.complete_activity(task + 3, API_COLLECT_END, {"items": 2}, after_s=1)
     _, actions = history.step()
     assert only(activities(actions, REPORT))["input"]["executions"] == 1
-    output = report(history, task + 2)
+    output = report(history, task + 4)
     assert output["state"] == "failed"
     assert "past its completion window" in output["reason"]
     assert output["report_jsonl"] == f"{BATCH}/report.jsonl"
+
+
+def past_the_window(handle: Any) -> tuple[History, int]:
+    """A Batch API batch whose polls fail until its completion window has passed: the next
+    free task id once its abandon (cancel and record) is scheduled as that id."""
+    history = submitted(handle, decided=replace(DECIDED, give_up_s=60.0))
+    history.fire_timer(1, stamp(history.now + timedelta(seconds=60)))
+    history.step()
+    task = fail_through_retries(history, 2, API_POLL, POLL_RETRY.max_number_of_attempts)
+    _, actions = history.step()
+    only(activities(actions, API_ABANDON))
+    return history, task
+
+
+def test_an_upstream_batch_found_completed_after_a_failure_here_is_still_collected(handle):
+    """Its images were generated and billed: the abandon finds the upstream batch completed,
+    and its output is collected as the items' images before the batch ends failed."""
+    history, task = past_the_window(handle)
+    done = upstream("completed", output_file="file_out")
+    history.complete_activity(task, API_ABANDON, {"upstream": done}, after_s=1)
+    _, actions = history.step()
+    chunk = only(activities(actions, API_COLLECT_CHUNK))["input"]
+    assert (chunk["file_id"], chunk["offset"]) == ("file_out", 0)
+    got = CollectedChunk(f"{BATCH}/collect/output-0.jsonl", 2, None).to_json()
+    history.complete_activity(task + 1, API_COLLECT_CHUNK, got, after_s=5)
+    _, actions = history.step()
+    end = only(activities(actions, API_COLLECT_END))["input"]
+    assert end["chunks"] == [f"{BATCH}/collect/output-0.jsonl"]
+    assert end["status"] == "completed"
+    history.complete_activity(task + 2, API_COLLECT_END, {"items": 2}, after_s=1)
+    _, actions = history.step()
+    only(activities(actions, REPORT))
+    output = report(history, task + 3)
+    assert output["state"] == "failed"
+    assert "past its completion window" in output["reason"]
+    assert "collected" in output["reason"]
+
+
+def test_a_cancel_after_a_failure_here_is_waited_out_and_what_it_finished_collected(handle):
+    history, task = past_the_window(handle)
+    history.complete_activity(task, API_ABANDON, {"upstream": upstream("cancelling")}, after_s=1)
+    task += 1
+    for status in ("cancelling", "cancelled"):
+        _, actions = history.step()
+        history.fire_timer(task, only(timers(actions))["fireAt"])
+        _, actions = history.step()
+        only(activities(actions, API_POLL))
+        ended = upstream(status, output_file="file_out" if status == "cancelled" else None)
+        history.complete_activity(task + 1, API_POLL, ended, after_s=1)
+        task += 2
+    _, actions = history.step()
+    only(activities(actions, API_COLLECT_CHUNK))
+    got = CollectedChunk(f"{BATCH}/collect/output-0.jsonl", 1, None).to_json()
+    history.complete_activity(task, API_COLLECT_CHUNK, got, after_s=5)
+    _, actions = history.step()
+    end = only(activities(actions, API_COLLECT_END))["input"]
+    assert (end["status"], end["chunks"]) == ("cancelled", [f"{BATCH}/collect/output-0.jsonl"])
+
+
+def test_a_cancel_that_does_not_end_is_waited_for_a_bounded_while(handle):
+    history, task = past_the_window(handle)
+    history.complete_activity(task, API_ABANDON, {"upstream": upstream("cancelling")}, after_s=1)
+    task += 1
+    for _ in range(CANCEL_SETTLE_POLLS):
+        _, actions = history.step()
+        assert activities(actions, API_COLLECT_END) == []
+        history.fire_timer(task, only(timers(actions))["fireAt"])
+        history.step()
+        history.complete_activity(task + 1, API_POLL, upstream("cancelling"), after_s=1)
+        task += 2
+    _, actions = history.step()
+    assert timers(actions) == []
+    end = only(activities(actions, API_COLLECT_END))["input"]
+    assert (end["status"], end["chunks"]) == ("unfinished", [])
+
+
+def test_a_collect_that_failed_is_not_tried_again_by_the_abandon(handle):
+    """When collecting the output is what failed (through its retries), the abandon does not
+    collect again: what was collected stays, the rest ends failed."""
+    history = submitted(handle)
+    history.fire_timer(1, stamp(history.now + timedelta(seconds=60)))
+    history.step()
+    history.complete_activity(2, API_POLL, upstream("completed", output_file="f"), after_s=1)
+    history.step()
+    task = fail_through_retries(history, 3, API_COLLECT_CHUNK, COLLECT_RETRY.max_number_of_attempts)
+    _, actions = history.step()
+    only(activities(actions, API_ABANDON))
+    done = upstream("completed", output_file="f")
+    history.complete_activity(task, API_ABANDON, {"upstream": done}, after_s=1)
+    _, actions = history.step()
+    assert activities(actions, API_COLLECT_CHUNK) == []
+    end = only(activities(actions, API_COLLECT_END))["input"]
+    assert (end["status"], end["chunks"]) == ("unfinished", [])
 
 
 def test_the_output_is_collected_in_chunks_each_from_where_the_last_stopped(handle):
@@ -247,8 +349,6 @@ def test_a_collect_that_fails_through_its_retries_ends_the_batch_failed_keeping_
     more = CollectedChunk(f"{BATCH}/collect/output-0.jsonl", 50, 4096).to_json()
     history.complete_activity(3, API_COLLECT_CHUNK, more, after_s=60)
     history.step()
-    from orchestrators.batch_api_flow import COLLECT_RETRY
-
     task = fail_through_retries(history, 4, API_COLLECT_CHUNK, COLLECT_RETRY.max_number_of_attempts)
     _, actions = history.step()
     only(activities(actions, API_ABANDON))
