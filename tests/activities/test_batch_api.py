@@ -264,3 +264,38 @@ def test_nothing_to_cancel_when_no_upstream_batch_was_created():
     call = BatchApiCall(batch_id=BATCH, waves=1, route="openai", reason="submit failed")
     assert batch_api.cancel_for_failure(api(route), store, call) is None
     assert batch_api.upstream_cancel_record(BATCH) not in store.blobs
+
+
+def in_reads(content: bytes, size: int) -> Callable[[httpx.Request], httpx.Response]:
+    """The file served in reads of ``size`` bytes, the whole file whatever range is asked."""
+
+    def route(request: httpx.Request) -> httpx.Response:
+        reads = (content[at : at + size] for at in range(0, len(content), size))
+        return httpx.Response(200, content=reads)
+
+    return route
+
+
+def test_a_long_line_that_arrives_in_many_small_reads_is_read_whole_with_its_offsets():
+    """A 4K image's line is tens of MiB of base64, read a few KiB at a time: every line is
+    parsed once it is whole, with the file's offset after it (the search for its end goes on
+    from where it stopped: reading stays linear, docs/batches.md)."""
+    long_line = json.dumps({"custom_id": "a", "b64": "QUJD" * 300_000}).encode() + b"\n"
+    short = json.dumps({"custom_id": "b"}).encode() + b"\n\n"
+    last = json.dumps({"custom_id": "c"}).encode()  # the last line without its newline
+    content = long_line + short + last
+    got = list(api(in_reads(content, 997)).lines_from("file_out", 0))
+    assert [line["custom_id"] for _, line in got] == ["a", "b", "c"]
+    assert got[0][1]["b64"] == "QUJD" * 300_000
+    assert [at for at, _ in got] == [
+        len(long_line),
+        len(long_line) + len(short) - 1,
+        len(content),
+    ]
+    # From an offset, from a server that sends the whole file: the bytes before it skipped
+    # across many reads.
+    again = list(api(in_reads(content, 997)).lines_from("file_out", len(long_line)))
+    assert [(at, line["custom_id"]) for at, line in again] == [
+        (len(long_line) + len(short) - 1, "b"),
+        (len(content), "c"),
+    ]
