@@ -37,6 +37,7 @@ from rules.batch_records import (
     CollectEnd,
     ItemResult,
     Upstream,
+    UpstreamCancel,
     WaveItem,
 )
 from rules.batches import BATCH_API_URL, BATCH_DISCOUNT
@@ -263,15 +264,15 @@ def cancel_for_failure(api: BatchApi, store: BatchStore, call: BatchApiCall) -> 
     current = poll(api, upstream_id)
     if current.status not in FINISHED and current.status != "cancelling":
         current = cancel(api, upstream_id)
-    record = {
-        "batch_id": call.batch_id,
-        "upstream": current.to_json(),
-        "reason": call.reason,
-        "at": iso_utc(datetime.now(UTC)),
-    }
+    record = UpstreamCancel(
+        batch_id=call.batch_id,
+        upstream=current,
+        reason=call.reason,
+        at=iso_utc(datetime.now(UTC)),
+    )
     store.put(
         name=upstream_cancel_record(call.batch_id),
-        data=json.dumps(record).encode(),
+        data=json.dumps(record.to_json()).encode(),
         content_type=JSON,
     )
     log.warning(

@@ -17,7 +17,15 @@ import pytest
 from PIL import Image
 
 from activities import batch_api, batch_items
-from rules.batch_records import BatchApiCall, CollectChunk, CollectEnd, ItemResult, Upstream
+from rules.batch_records import (
+    BatchApiCall,
+    CollectChunk,
+    CollectEnd,
+    ItemResult,
+    Upstream,
+    UpstreamCancel,
+)
+from rules.records import RecordUnreadable
 from rules.settings import AppSettings
 from storage.protocol import metadata_name, results_name
 from tests.fakes import InMemoryStore
@@ -230,8 +238,36 @@ def test_a_batch_that_failed_here_cancels_its_upstream_batch_and_records_it():
     assert ended == Upstream.from_answer(answer("batch_1", tag=BATCH, status="cancelling"))
     assert calls == ["GET /v1/batches/batch_1", "POST /v1/batches/batch_1/cancel"]
     record = json.loads(store.blobs[batch_api.upstream_cancel_record(BATCH)])
+    assert record["v"] == 1
     assert record["reason"] == "polls failed"
     assert record["upstream"]["status"] == "cancelling"
+    read = UpstreamCancel.from_json(record)
+    assert (read.batch_id, read.upstream, read.reason) == (BATCH, ended, "polls failed")
+
+
+def test_the_upstream_records_are_versioned_and_an_unversioned_one_reads_as_before():
+    """``upstream.json`` and ``upstream-cancel.json`` carry ``v`` (rules.records): one written
+    before (no ``v``) is version 0, read as it was; one newer than this code is refused."""
+
+    def route(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("the recorded upstream batch is used, nothing is asked")
+
+    store = MemoryBatches()
+    older = {"batch": "batch_3", "status": "in_progress", "total": 2}
+    store.put(
+        name=batch_api.upstream_record(BATCH),
+        data=json.dumps(older).encode(),
+        content_type="application/json",
+    )
+    found = batch_api.find(api(route), store, batch_id=BATCH)
+    assert found == Upstream("batch_3", "in_progress", total=2)
+    assert found.to_json()["v"] == 1
+    with pytest.raises(RecordUnreadable, match="newer"):
+        Upstream.from_json({**older, "v": 2})
+    cancel = {"batch_id": BATCH, "upstream": older, "reason": "r", "at": "2026-11-30T09:00:00Z"}
+    assert UpstreamCancel.from_json(cancel).upstream == found
+    with pytest.raises(RecordUnreadable, match="newer"):
+        UpstreamCancel.from_json({**cancel, "v": 2})
 
 
 def test_a_failed_submit_cancels_the_batch_it_may_have_created_found_by_its_tag():
