@@ -207,20 +207,33 @@ class BatchInput:
 
 @dataclass(frozen=True)
 class BatchSplit:
-    """What reading the manifest came to: valid items, invalid lines, waves written."""
+    """What reading the manifest came to: valid items, invalid lines, waves written, and the
+    routes its items may queue at (each item's route and the failover partner frozen in its
+    job: where a cancel of the batch must reach; None: a split answered by an earlier
+    deployment, which did not say)."""
 
     items: int
     invalid: int
     waves: int
+    routes: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"items": self.items, "invalid": self.invalid, "waves": self.waves}
+        data: dict[str, Any] = {"items": self.items, "invalid": self.invalid, "waves": self.waves}
+        if self.routes is not None:
+            data["routes"] = list(self.routes)
+        return data
 
     @classmethod
     @reading("batch split")
     def from_json(cls, value: object) -> BatchSplit:
         data = as_object(value, "batch split")
-        return cls(int(data["items"]), int(data["invalid"]), int(data["waves"]))
+        routes = data.get("routes")
+        return cls(
+            int(data["items"]),
+            int(data["invalid"]),
+            int(data["waves"]),
+            None if routes is None else tuple(str(route) for route in routes),
+        )
 
 
 @dataclass(frozen=True)

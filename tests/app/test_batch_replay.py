@@ -37,6 +37,7 @@ from orchestrators.image_batch import (
     bp,
 )
 from orchestrators.image_job import ORCHESTRATOR as IMAGE_JOB
+from orchestrators.route_entity import CANCEL_BATCH
 from rules.batch_records import (
     BatchCounts,
     BatchDecided,
@@ -50,7 +51,14 @@ from rules.batch_records import (
 from rules.batches import BatchMode, BatchPlan
 from rules.timing import iso_utc
 
-from .durable_history import History, activities, new_actions, orchestrator_handle, timers
+from .durable_history import (
+    History,
+    activities,
+    entity_signals,
+    new_actions,
+    orchestrator_handle,
+    timers,
+)
 from .test_orchestrator_replay import SETTINGS
 
 BATCH = "bat-0123456789abcdef01234567"
@@ -461,3 +469,24 @@ def test_a_cancel_during_the_submit_cancels_the_upstream_batch_at_once(handle):
     _, actions = history.step()
     assert activities(actions, API_CANCEL) == []  # once: then polled until it has ended
     only(timers(actions))
+
+
+def test_a_cancel_reaches_every_route_the_split_found_its_items_at(handle):
+    """The routes a cancel reaches are those the items may queue at, as the split found them
+    (each item's route and its failover partner), not the settings' routes when the batch
+    started: one an item names that was not among those still hears the cancel."""
+    history = History(handle, BATCH, batch_input(BatchMode.REALTIME, waves=None))
+    _, actions = history.step()
+    only(activities(actions, SPLIT))
+    split = BatchSplit(items=2, invalid=0, waves=1, routes=("azure", "openai")).to_json()
+    history.complete_activity(0, SPLIT, split, after_s=1)
+    _, actions = history.step()
+    only(activities(actions, READ_WAVE))
+    history.complete_activity(1, READ_WAVE, wave(2), after_s=1)
+    _, actions = history.step()
+    started = [a for a in actions if a["actionType"] == 2 and a["functionName"] == IMAGE_JOB]
+    assert len(started) == 2
+    history.raise_event(CANCEL_EVENT, "{}", after_s=5)
+    _, actions = history.step()
+    reached = [a["instanceId"] for a in entity_signals(actions, CANCEL_BATCH)]
+    assert reached == ["@route@azure", "@route@openai"]
