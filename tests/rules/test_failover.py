@@ -10,7 +10,7 @@ import pytest
 
 from rules import route_model
 from rules.errors import RequestInvalid, SettingsInvalid
-from rules.failover import failover_target, healthier, moved
+from rules.failover import decided_for, failover_target, healthier, moved
 from rules.job_records import JobInput
 from rules.outcome import Failure, FailureKind, Layer
 from rules.pacing import Pace
@@ -19,7 +19,7 @@ from rules.request import parse_failover, parse_job_request
 from rules.route_model import RouteState
 from rules.route_records import AttemptReport, RouteSummary
 from rules.route_stats import UNSENT_MEMORY_S, refused_by_route
-from rules.send_plan import plans
+from rules.send_plan import PlanBasis, plans
 from rules.settings import AppSettings
 
 from .conftest import ENV
@@ -246,3 +246,25 @@ def test_a_report_of_the_previous_version_counts_its_unsent_failures_as_before()
     assert newer["v"] == 1
     with pytest.raises(RecordUnreadable, match="newer"):
         AttemptReport.from_json({**newer, "v": 2})
+
+
+def test_what_a_job_decides_by_holds_the_basis_of_its_send_plans_here_and_at_its_partner():
+    """Frozen at the start (the starters write it): the job plans again on measured clocks
+    from it, never from the settings of the moment (orchestrators.image_job)."""
+    scaled = AppSettings.from_env(
+        {
+            **ENV,
+            "IMAGE_ROUTE_AZURE_FAILOVER_TO": "openai",
+            "IMAGE_TIME_SCALE": "10",
+            "IMAGE_SILENT_STREAM_FIX": "non_streaming",
+            "IMAGE_READ_IDLE_TIMEOUT_S": "300",
+        }
+    )
+    request = parse_job_request({"prompt": "p", "route": "azure"}, scaled)
+    decided = decided_for(request, True, scaled)
+    assert decided.route.plan_basis == PlanBasis.of("azure", scaled)
+    assert decided.route.plan_basis.gateway_idle_timeout_s == 6.0  # 60 s at 10x
+    assert decided.route.plan_basis.read_idle_s == 30.0
+    assert decided.route.plan_basis.silent_stream_fix == "non_streaming"
+    assert decided.failover is not None
+    assert decided.failover.route.plan_basis == PlanBasis.of("openai", scaled)
