@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +37,7 @@ from rules.batch_records import (
     CollectEnd,
     ItemResult,
     Upstream,
+    UpstreamCancel,
     WaveItem,
 )
 from rules.batches import BATCH_API_URL, BATCH_DISCOUNT
@@ -108,21 +109,39 @@ class BatchApi:
                 )
             skip = 0 if response.status_code == 206 else offset
             position = offset - skip  # the file's byte offset of the next byte read
-            pending = b""
-            for data in response.iter_bytes():
-                if skip:
-                    dropped = min(skip, len(data))
-                    data, skip = data[dropped:], skip - dropped
-                    position += dropped
-                pending += data
-                while (end := pending.find(b"\n")) >= 0:
-                    line, pending = pending[: end + 1], pending[end + 1 :]
-                    position += len(line)
-                    if line.strip():
-                        yield position, json.loads(line)
-            if pending.strip():
-                position += len(pending)
-                yield position, json.loads(pending)
+            yield from _lines(response.iter_bytes(), skip=skip, position=position)
+
+
+def _lines(
+    reads: Iterable[bytes], *, skip: int = 0, position: int = 0
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The JSONL lines of ``reads`` (a file's bytes as they arrive), each with the file's byte
+    offset just after it; the first ``skip`` bytes dropped, ``position`` the offset of the
+    first byte read. Linear in the bytes: a line of a 4K image's base64 (tens of MiB) arrives
+    in thousands of small reads, and each read is searched once, from where the last search
+    stopped, never the whole line again."""
+    pending = bytearray()
+    searched = 0  # pending[:searched] holds no newline
+    for read in reads:
+        data = memoryview(read)
+        if skip:
+            dropped = min(skip, len(data))
+            data, skip = data[dropped:], skip - dropped
+            position += dropped
+        pending += data
+        start = 0
+        while (end := pending.find(b"\n", max(searched, start))) >= 0:
+            line = pending[start : end + 1]
+            position += len(line)
+            if line.strip():
+                yield position, json.loads(line)
+            start = end + 1
+        if start:
+            del pending[:start]
+        searched = len(pending)
+    if pending.strip():
+        position += len(pending)
+        yield position, json.loads(pending)
 
 
 class BatchApiError(Exception):
@@ -245,15 +264,15 @@ def cancel_for_failure(api: BatchApi, store: BatchStore, call: BatchApiCall) -> 
     current = poll(api, upstream_id)
     if current.status not in FINISHED and current.status != "cancelling":
         current = cancel(api, upstream_id)
-    record = {
-        "batch_id": call.batch_id,
-        "upstream": current.to_json(),
-        "reason": call.reason,
-        "at": iso_utc(datetime.now(UTC)),
-    }
+    record = UpstreamCancel(
+        batch_id=call.batch_id,
+        upstream=current,
+        reason=call.reason,
+        at=iso_utc(datetime.now(UTC)),
+    )
     store.put(
         name=upstream_cancel_record(call.batch_id),
-        data=json.dumps(record).encode(),
+        data=json.dumps(record.to_json()).encode(),
         content_type=JSON,
     )
     log.warning(

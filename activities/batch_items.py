@@ -98,22 +98,25 @@ def split_manifest(
         items, errors = (), (LineError(0, None, exc.field, exc.code, str(exc)),)
     size = settings.batches.wave
     waves = [items[start : start + size] for start in range(0, len(items), size)]
+    # The routes the items may queue at: their own, and the failover partner frozen in each.
+    routes: set[str] = set()
     for number, wave in enumerate(waves):
-        entries = [
-            WaveItem(
-                line=item.line,
-                custom_id=item.custom_id,
-                job_id=item_job_id(settings, batch_id, item.custom_id),
-                job=item_job(
-                    item,
-                    batch_id=batch_id,
-                    caller=caller,
-                    created_at=created_at,
-                    settings=settings,
-                ).to_json(),
-            ).to_json()
-            for item in wave
-        ]
+        entries = []
+        for item in wave:
+            job = item_job(
+                item, batch_id=batch_id, caller=caller, created_at=created_at, settings=settings
+            )
+            routes.add(job.request.route)
+            if job.decided is not None and job.decided.failover is not None:
+                routes.add(job.decided.failover.route.name)
+            entries.append(
+                WaveItem(
+                    line=item.line,
+                    custom_id=item.custom_id,
+                    job_id=item_job_id(settings, batch_id, item.custom_id),
+                    job=job.to_json(),
+                ).to_json()
+            )
         store.put(
             name=wave_name(batch_id, number), data=json.dumps(entries).encode(), content_type=JSON
         )
@@ -122,7 +125,9 @@ def split_manifest(
         data=_jsonl(error.to_json() for error in errors),
         content_type=JSONL,
     )
-    return BatchSplit(items=len(items), invalid=len(errors), waves=len(waves))
+    return BatchSplit(
+        items=len(items), invalid=len(errors), waves=len(waves), routes=tuple(sorted(routes))
+    )
 
 
 def read_wave(store: BatchStore, batch_id: str, wave: int) -> list[WaveItem]:

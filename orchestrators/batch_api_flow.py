@@ -34,6 +34,7 @@ from rules.batch_records import (
     CollectEnd,
     Upstream,
 )
+from rules.records import as_object
 from rules.settings import AppSettings
 
 API_SUBMIT = "batch_api_submit"
@@ -49,6 +50,10 @@ POLL_GROWTH_CAP = 10
 API_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=10_000, max_number_of_attempts=6)
 # A poll is tried twice; one that still fails is "unchanged", and the next poll comes on time.
 POLL_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=2)
+# After a failure here, an upstream batch being cancelled is polled this many times (the poll
+# wait apart) for its end, so that what it finished is collected: OpenAI ends a cancel within
+# about 10 minutes (its requests in flight complete first).
+CANCEL_SETTLE_POLLS = 15
 # A collect chunk and the end write to Blob: 30 s apart for 10 minutes, through an outage.
 COLLECT_RETRY = df.RetryOptions(
     first_retry_interval_in_milliseconds=30_000, max_number_of_attempts=21
@@ -74,7 +79,7 @@ def run_batch_api(
         )
     except Exception:
         reason = "the Batch API batch could not be submitted"
-        return (yield from _abandon(context, batch, call, (), reason))
+        return (yield from _abandon(context, batch, call, (), reason, decided.poll_s))
     batch = replace(batch, upstream_batch=upstream.batch)
     call = replace(call, upstream=batch.upstream_batch)
     give_up_at = context.current_utc_datetime + timedelta(seconds=decided.give_up_s)
@@ -87,7 +92,7 @@ def run_batch_api(
                 f"the Batch API batch was still {upstream.status} (or not answering) "
                 "past its completion window"
             )
-            return (yield from _abandon(context, batch, call, (), reason))
+            return (yield from _abandon(context, batch, call, (), reason, decided.poll_s))
         fire_at = min(context.current_utc_datetime + timedelta(seconds=wait_s), give_up_at)
         timer = context.create_timer(fire_at)
         waits = [timer] if cancelled else [timer, cancel]
@@ -113,26 +118,42 @@ def run_batch_api(
     _status(context, batch, upstream)
     chunks: list[str] = []
     try:
-        for kind, file_id in (("output", upstream.output_file), ("error", upstream.error_file)):
-            offset: int | None = 0
-            while file_id and offset is not None:
-                chunk = CollectChunk(call=call, file_id=str(file_id), kind=kind, offset=offset)
-                collected = CollectedChunk.from_json(
-                    (
-                        yield context.call_activity_with_retry(
-                            API_COLLECT_CHUNK, COLLECT_RETRY, chunk.to_json()
-                        )
-                    )
-                )
-                chunks.append(collected.results)
-                offset = collected.next_offset
+        yield from _collect(context, call, upstream, chunks)
         end = CollectEnd(call=call, status=status, chunks=tuple(chunks))
         yield context.call_activity_with_retry(API_COLLECT_END, COLLECT_RETRY, end.to_json())
     except Exception:
         reason = f"the Batch API batch ended {status}, but its output could not be collected"
-        return (yield from _abandon(context, batch, call, tuple(chunks), reason))
+        return (
+            yield from _abandon(
+                context, batch, call, tuple(chunks), reason, decided.poll_s, collect=False
+            )
+        )
     ended = replace(batch, execution=1, cancelled=cancelled, next_wave=batch.waves or 0)
     return ended, None
+
+
+def _collect(
+    context: df.DurableOrchestrationContext,
+    call: BatchApiCall,
+    upstream: Upstream,
+    chunks: list[str],
+) -> Generator[Any, Any, None]:
+    """The finished upstream batch's output and error files, chunk by chunk; each chunk's
+    results blob is appended to ``chunks`` as it is written (raises when a chunk fails through
+    its retries: what was collected stays in ``chunks``)."""
+    for kind, file_id in (("output", upstream.output_file), ("error", upstream.error_file)):
+        offset: int | None = 0
+        while file_id and offset is not None:
+            chunk = CollectChunk(call=call, file_id=str(file_id), kind=kind, offset=offset)
+            collected = CollectedChunk.from_json(
+                (
+                    yield context.call_activity_with_retry(
+                        API_COLLECT_CHUNK, COLLECT_RETRY, chunk.to_json()
+                    )
+                )
+            )
+            chunks.append(collected.results)
+            offset = collected.next_offset
 
 
 def _abandon(
@@ -141,16 +162,40 @@ def _abandon(
     call: BatchApiCall,
     chunks: tuple[str, ...],
     reason: str,
+    poll_s: float,
+    *,
+    collect: bool = True,
 ) -> Generator[Any, Any, tuple[BatchInput, str | None]]:
     """The batch failed here: its upstream batch (if any) is cancelled and the cancel recorded,
-    what was collected stays, every other item ends failed; the batch ends ``failed``."""
+    what was collected stays, every other item ends failed; the batch ends ``failed``.
+
+    An upstream batch that had finished (completed, or cancelled with files), or that ends its
+    cancel within ``CANCEL_SETTLE_POLLS`` polls, has its output and error files collected first
+    (``collect``; not when collecting them is what failed): its images were generated and
+    billed, and are kept as its items' images."""
+    upstream: Upstream | None = None
     try:
-        yield context.call_activity_with_retry(
+        answer = yield context.call_activity_with_retry(
             API_ABANDON, API_RETRY, replace(call, reason=reason).to_json()
         )
+        said = as_object(answer, "abandon answer").get("upstream")
+        upstream = Upstream.from_json(said) if said else None
     except Exception:
         reason = f"{reason}; cancelling the upstream batch failed too"
-    end = CollectEnd(call=call, status="unfinished", chunks=chunks)
+    status = "unfinished"
+    if collect and upstream is not None:
+        call = replace(call, upstream=upstream.batch)
+        upstream = yield from _settled(context, call, upstream, poll_s)
+        if upstream.status in FINISHED and (upstream.output_file or upstream.error_file):
+            collected: list[str] = []
+            try:
+                yield from _collect(context, call, upstream, collected)
+                status = upstream.status
+                reason = f"{reason}; what the upstream batch had finished was collected"
+            except Exception:
+                reason = f"{reason}; what the upstream batch had finished could not be collected"
+            chunks = (*chunks, *collected)
+    end = CollectEnd(call=call, status=status, chunks=chunks)
     executions = 0
     try:
         yield context.call_activity_with_retry(API_COLLECT_END, COLLECT_RETRY, end.to_json())
@@ -158,6 +203,29 @@ def _abandon(
     except Exception:
         reason = f"{reason}; its items' results could not be written"
     return replace(batch, execution=executions, next_wave=batch.waves or 0), reason
+
+
+def _settled(
+    context: df.DurableOrchestrationContext,
+    call: BatchApiCall,
+    upstream: Upstream,
+    poll_s: float,
+) -> Generator[Any, Any, Upstream]:
+    """The upstream batch once its cancel has ended (``cancelling`` turns ``cancelled`` when
+    its requests in flight are done, within about 10 minutes): polled on durable timers, at
+    most ``CANCEL_SETTLE_POLLS`` times; a poll that fails is "unchanged"."""
+    polls = 0
+    while upstream.status not in FINISHED and polls < CANCEL_SETTLE_POLLS:
+        polls += 1
+        fire_at = context.current_utc_datetime + timedelta(seconds=poll_s)
+        yield context.create_timer(fire_at)
+        try:
+            upstream = Upstream.from_json(
+                (yield context.call_activity_with_retry(API_POLL, POLL_RETRY, call.to_json()))
+            )
+        except Exception:  # noqa: S112 - unchanged; the bound ends the wait
+            continue
+    return upstream
 
 
 def _status(context: df.DurableOrchestrationContext, batch: BatchInput, upstream: Upstream) -> None:

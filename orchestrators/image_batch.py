@@ -83,6 +83,11 @@ def image_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
             return _failed(context, batch, "the manifest could not be read into waves")
         counts = replace(batch.counts, items=split.items, invalid=split.invalid)
         batch = replace(batch, waves=split.waves, counts=counts)
+        if split.routes is not None:
+            # A cancel reaches the routes the items may queue at, as the split found them
+            # (the settings' routes when the batch started may lack one an item names).
+            decided = replace(decided, routes=split.routes)
+            batch = replace(batch, decided=decided)
     if batch_api and not batch.cancelled:
         from orchestrators.batch_api_flow import run_batch_api
 

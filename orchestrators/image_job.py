@@ -23,7 +23,7 @@ metadata.json is written (orchestrators.webhook_delivery), and completes without
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -50,9 +50,16 @@ from rules.job_records import (
 from rules.outcome import AttemptResult, Failure, FailureKind, Layer
 from rules.records import as_object
 from rules.retry import Decision, decide, failure_category
-from rules.route_records import RouteSummary
+from rules.route_records import Expectation, RouteSummary
 from rules.route_stats import AttemptShape, attempt_shape_by
-from rules.send_plan import FIRST_PARTIAL_FRACTION, SendPlan, plans, silence_kill
+from rules.send_plan import (
+    FIRST_PARTIAL_FRACTION,
+    Plans,
+    SendPlan,
+    plans,
+    plans_by,
+    silence_kill,
+)
 from rules.settings import AppSettings
 from rules.timing import epoch_iso, iso_utc
 from rules.webhook_events import job_event
@@ -86,7 +93,9 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
     attempt = 0
     send = job.send
     outcome: Outcome | None = None
-    settings = wiring.settings()
+    # Read only for an input with nothing frozen (version 3 or older): a job of version 4
+    # decides by its input alone, so malformed or changed settings never fail nor change it.
+    settings = wiring.settings
     entity = route_entity_id(job.request.route)
     stale = 0
     first_asked: float | None = None
@@ -109,7 +118,11 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
             )
         except Exception:
             # The route's governor failed the operation (its state unreadable, its route gone):
-            # nothing was sent; the job ends through its own record, never a bare failure.
+            # nothing was sent; the job ends through its own record, never a bare failure. A
+            # cancel that had already come is what the job ends by: cancelled, never failed.
+            if (yield from _cancel_arrived(context, cancel)):
+                outcome = _outcome(JobState.CANCELLED, job_id, attempts, _not_run(attempt))
+                break
             unrun = _unrun(attempt, "the route's governor could not admit the attempt")
             outcome = _outcome(JobState.FAILED, job_id, attempts, unrun, failure="internal_error")
             break
@@ -120,8 +133,8 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
         if expected.samples and attempt == 1 and not failures:
             # The route has measured this shape class: plan the send on its clocks instead of
             # the calibration's (a first attempt only; a resend keeps the shape chosen for it).
-            with contextlib.suppress(SettingsInvalid):  # no such route now: as the starter planned
-                learned = plans(job.request, settings, learned=expected)
+            learned = _learned_plans(job, expected, settings)
+            if learned is not None:
                 send = learned.first
                 job = replace(
                     job,
@@ -220,7 +233,7 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
                     job = (
                         moved_decided(job, job.decided)
                         if job.decided is not None
-                        else moved(job, other_route, settings)
+                        else moved(job, other_route, settings())
                     )
             except Exception:  # a governor that could not answer: the job stays where it is
                 move = False
@@ -285,12 +298,42 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
     return outcome.to_json()
 
 
-def _shape(job: JobInput, send: SendPlan, settings: AppSettings) -> AttemptShape:
+def _cancel_arrived(
+    context: df.DurableOrchestrationContext, cancel: Any
+) -> Generator[Any, Any, bool]:
+    """Whether the job's cancel has come. The SDK completes an external event's task only once
+    it has been waited on (an event that came before is held until then), so it is waited on
+    here beside a timer that fires at once: the cancel wins if it had come."""
+    if cancel.is_completed:
+        return True
+    timer = context.create_timer(context.current_utc_datetime)
+    winner = yield context.task_any([timer, cancel])
+    if winner is cancel:
+        timer.cancel()
+        return True
+    return False
+
+
+def _learned_plans(
+    job: JobInput, learned: Expectation, settings: Callable[[], AppSettings]
+) -> Plans | None:
+    """The plans made again on the route's measured clocks: from the basis frozen in the
+    job's input (version 4), so every replay plans the same; an older input plans from the
+    settings of now (None when they no longer name its route: the starter's plans stand)."""
+    if job.decided is not None:
+        return plans_by(job.request, job.decided.route.plan_basis, learned=learned)
+    try:
+        return plans(job.request, settings(), learned=learned)
+    except SettingsInvalid:
+        return None
+
+
+def _shape(job: JobInput, send: SendPlan, settings: Callable[[], AppSettings]) -> AttemptShape:
     """The attempt's shape class, from the job's frozen decisions (an older input: the
     settings, SettingsInvalid when they no longer name its route)."""
     decided = job.decided
     if decided is None:
-        return attempt_shape_of(job, send, settings)
+        return attempt_shape_of(job, send, settings())
     return attempt_shape_by(
         job.request,
         model=decided.route.model,
@@ -301,21 +344,23 @@ def _shape(job: JobInput, send: SendPlan, settings: AppSettings) -> AttemptShape
     )
 
 
-def _spacing_s(job: JobInput, settings: AppSettings) -> float:
+def _spacing_s(job: JobInput, settings: Callable[[], AppSettings]) -> float:
     """The spacing of the route's sends (a late worker's grace), frozen in the job's input."""
     if job.decided is not None:
         return job.decided.route.spacing_s
-    pace = settings.pace(job.request.route)
+    pace = settings().pace(job.request.route)
     return pace.window_s / (pace.requests_per_minute or 60)
 
 
-def _failover_target(job: JobInput, failure: Failure, settings: AppSettings) -> str | None:
+def _failover_target(
+    job: JobInput, failure: Failure, settings: Callable[[], AppSettings]
+) -> str | None:
     """The partner the job may move to, as frozen in its input (an older input: the settings
     of now; none when they no longer name its route)."""
     if job.decided is not None:
         return decided_target(job, failure, job.decided)
     try:
-        return failover_target(job, failure, settings)
+        return failover_target(job, failure, settings())
     except SettingsInvalid:
         return None
 

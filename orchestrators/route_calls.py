@@ -19,7 +19,7 @@ from rules.job_records import CustomStatus, JobInput, Phase
 from rules.outcome import AttemptResult
 from rules.pacing import LEAD_S
 from rules.route_records import Admission, AdmitRequest, AttemptReport
-from rules.route_stats import AttemptShape, attempt_shape
+from rules.route_stats import AttemptShape, attempt_shape, refused_by_route
 from rules.send_plan import FIRST_PARTIAL_FRACTION, SendPlan
 from rules.settings import AppSettings
 from rules.timing import epoch_iso
@@ -116,6 +116,7 @@ def attempt_report(
         if sent_at is not None and timings.first_byte_ms is not None
         else None,
         ended_at=ended,
+        refused=refused_by_route(result.failure),
     ).to_json()
 
 

@@ -51,8 +51,9 @@ def webhook_delivery(
     context: df.DurableOrchestrationContext,
 ) -> Generator[Any, Any, dict[str, Any]]:
     delivery = WebhookDelivery.from_json(context.get_input())
-    # The retry schedule frozen when the delivery started (a version 1 input: the settings).
-    schedule = delivery.schedule_by(wiring.settings().webhooks)
+    # The retry schedule frozen when the delivery started; only a version 1 input, which has
+    # none, reads the settings (so settings that no longer load never fail a version 2 one).
+    schedule = delivery.schedule or delivery.schedule_by(wiring.settings().webhooks)
     attempts: list[DeliveryAttempt] = []
     while True:
         number = len(attempts) + 1

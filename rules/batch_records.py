@@ -207,20 +207,33 @@ class BatchInput:
 
 @dataclass(frozen=True)
 class BatchSplit:
-    """What reading the manifest came to: valid items, invalid lines, waves written."""
+    """What reading the manifest came to: valid items, invalid lines, waves written, and the
+    routes its items may queue at (each item's route and the failover partner frozen in its
+    job: where a cancel of the batch must reach; None: a split answered by an earlier
+    deployment, which did not say)."""
 
     items: int
     invalid: int
     waves: int
+    routes: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"items": self.items, "invalid": self.invalid, "waves": self.waves}
+        data: dict[str, Any] = {"items": self.items, "invalid": self.invalid, "waves": self.waves}
+        if self.routes is not None:
+            data["routes"] = list(self.routes)
+        return data
 
     @classmethod
     @reading("batch split")
     def from_json(cls, value: object) -> BatchSplit:
         data = as_object(value, "batch split")
-        return cls(int(data["items"]), int(data["invalid"]), int(data["waves"]))
+        routes = data.get("routes")
+        return cls(
+            int(data["items"]),
+            int(data["invalid"]),
+            int(data["waves"]),
+            None if routes is None else tuple(str(route) for route in routes),
+        )
 
 
 @dataclass(frozen=True)
@@ -538,6 +551,7 @@ class Upstream:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "v": BATCH_SCHEMA_VERSION,
             "batch": self.batch,
             "status": self.status,
             "total": self.total,
@@ -550,7 +564,9 @@ class Upstream:
     @classmethod
     @reading("upstream batch")
     def from_json(cls, value: object) -> Upstream:
+        """Also ``{batch}/upstream.json``; version 0 (no ``v``) has the same fields."""
         data = as_object(value, "upstream batch")
+        checked_version(data, "upstream batch", BATCH_SCHEMA_VERSION)
         return cls(
             batch=str(data["batch"]),
             status=str(data["status"]),
@@ -572,4 +588,37 @@ class Upstream:
             failed=int(counts.get("failed") or 0),
             output_file=answer.get("output_file_id"),
             error_file=answer.get("error_file_id"),
+        )
+
+
+@dataclass(frozen=True)
+class UpstreamCancel:
+    """``{batch}/upstream-cancel.json``: a batch that failed here had its upstream batch
+    cancelled (activities.batch_api.cancel_for_failure): the upstream batch as the cancel left
+    it, why, and when (ISO 8601 UTC). Version 0 (no ``v``) has the same fields."""
+
+    batch_id: str
+    upstream: Upstream
+    reason: str | None
+    at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": BATCH_SCHEMA_VERSION,
+            "batch_id": self.batch_id,
+            "upstream": self.upstream.to_json(),
+            "reason": self.reason,
+            "at": self.at,
+        }
+
+    @classmethod
+    @reading("upstream cancel")
+    def from_json(cls, value: object) -> UpstreamCancel:
+        data = as_object(value, "upstream cancel")
+        checked_version(data, "upstream cancel", BATCH_SCHEMA_VERSION)
+        return cls(
+            batch_id=required(data, "batch_id", "upstream cancel"),
+            upstream=Upstream.from_json(required(data, "upstream", "upstream cancel")),
+            reason=data.get("reason"),
+            at=required(data, "at", "upstream cancel"),
         )

@@ -18,7 +18,7 @@ from rules.models import rules_for
 from rules.outcome import Failure, FailureKind
 from rules.request import ImageJobRequest
 from rules.route_records import RouteSummary
-from rules.send_plan import plans
+from rules.send_plan import PlanBasis, plans
 from rules.settings import AppSettings
 
 # Failures that say nothing about the route's health: the caller's, or our own scheduling.
@@ -28,11 +28,17 @@ NOT_THE_ROUTES = frozenset({FailureKind.CANCELLED, FailureKind.ADMISSION_EXPIRED
 def route_decided(name: str, settings: AppSettings) -> RouteDecided:
     """The route's figures a job decides by (SettingsInvalid: no such route)."""
     pace = settings.pace(name)
+    basis = PlanBasis.of(name, settings)
     return RouteDecided(
         name=name,
-        model=settings.route(name).model,
+        model=basis.model,
         spacing_s=pace.window_s / (pace.requests_per_minute or 60),
-        time_scale=settings.time_scale,
+        time_scale=basis.time_scale,
+        gateway_idle_timeout_s=basis.gateway_idle_timeout_s,
+        gateway_idle_non_streamed=basis.gateway_idle_non_streamed,
+        read_idle_s=basis.read_idle_s,
+        request_s=basis.request_s,
+        silent_stream_fix=basis.silent_stream_fix,
     )
 
 

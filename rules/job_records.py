@@ -26,7 +26,8 @@ from rules.records import RecordUnreadable, as_object, checked_version, reading,
 from rules.request import ImageJobRequest
 from rules.retry import Decision, RetryPolicy
 from rules.route_records import Priority
-from rules.send_plan import SendPlan
+from rules.send_plan import PlanBasis, SendPlan
+from rules.settings import Timeouts
 from rules.webhooks import WebhookTarget
 
 SCHEMA_VERSION = 1
@@ -44,8 +45,9 @@ JOB_INPUT_SCHEMA_VERSION = 3
 
 
 # Version 4 of JobInput added ``decided`` (JobDecided): what the orchestration decides by,
-# frozen when the job starts. A version 3 (or older) input has none: the orchestrator falls back
-# to the settings for it, as it always did.
+# frozen when the job starts, the basis of its send plan included (RouteDecided.plan_basis): a
+# version 4 job never reads the settings. A version 3 (or older) input has none: the
+# orchestrator falls back to the settings for it, as it always did.
 JOB_INPUT_DECIDED_VERSION = 4
 
 
@@ -75,12 +77,35 @@ TERMINAL_STATES = frozenset({JobState.SAVED, JobState.FAILED, JobState.CANCELLED
 class RouteDecided:
     """What a job decides by of one route, taken from the settings when the job starts: its
     name, model (the calibration and the shape class), the spacing of its sends (the window
-    over its requests per minute: a late worker's grace) and the time scale."""
+    over its requests per minute: a late worker's grace), the time scale, and what its send
+    plan is made from (rules.send_plan.PlanBasis: the route's gateway idle limit, our read-idle
+    and whole-request limits, the silent-stream fix), so that the plan made again on the
+    route's measured clocks is the same on every replay, whatever the settings are by then.
+
+    The plan's fields were added while version 4 was unreleased: every version 4 input has
+    them (the defaults are the settings' own, for records built in code)."""
 
     name: str
     model: str
     spacing_s: float
     time_scale: float
+    gateway_idle_timeout_s: float | None = None
+    gateway_idle_non_streamed: bool = False
+    read_idle_s: float = Timeouts().read_idle_s
+    request_s: float = Timeouts().request_s
+    silent_stream_fix: str = "partial_images"
+
+    @property
+    def plan_basis(self) -> PlanBasis:
+        return PlanBasis(
+            model=self.model,
+            gateway_idle_timeout_s=self.gateway_idle_timeout_s,
+            gateway_idle_non_streamed=self.gateway_idle_non_streamed,
+            read_idle_s=self.read_idle_s,
+            request_s=self.request_s,
+            silent_stream_fix=self.silent_stream_fix,
+            time_scale=self.time_scale,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,15 +113,26 @@ class RouteDecided:
             "model": self.model,
             "spacing_s": self.spacing_s,
             "time_scale": self.time_scale,
+            "gateway_idle_timeout_s": self.gateway_idle_timeout_s,
+            "gateway_idle_non_streamed": self.gateway_idle_non_streamed,
+            "read_idle_s": self.read_idle_s,
+            "request_s": self.request_s,
+            "silent_stream_fix": self.silent_stream_fix,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RouteDecided:
+        idle = data["gateway_idle_timeout_s"]
         return cls(
             name=str(data["name"]),
             model=str(data["model"]),
             spacing_s=float(data["spacing_s"]),
             time_scale=float(data["time_scale"]),
+            gateway_idle_timeout_s=None if idle is None else float(idle),
+            gateway_idle_non_streamed=bool(data["gateway_idle_non_streamed"]),
+            read_idle_s=float(data["read_idle_s"]),
+            request_s=float(data["request_s"]),
+            silent_stream_fix=str(data["silent_stream_fix"]),
         )
 
 

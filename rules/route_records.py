@@ -205,6 +205,11 @@ class Admission:
         )
 
 
+# Version 1 of AttemptReport added ``refused``: whether a failure before the send was the
+# route's. A version 0 report (no ``v``) is read without it, and counted as it always was.
+ATTEMPT_REPORT_VERSION = 1
+
+
 @dataclass(frozen=True)
 class AttemptReport:
     """What an attempt came to, for the route to learn from: its outcome (``failure_kind``
@@ -224,13 +229,19 @@ class AttemptReport:
     rate_limit: Mapping[str, str] | None = None
     headers_at: float | None = None
     ended_at: float | None = None
+    # Whether the attempt failed on the route's side before its request was sent (refused or
+    # lost before the send, a connect timeout, DNS, 401/403 before the send:
+    # rules.route_stats.refused_by_route); a failure of ours (a worker that crashed, storage) is
+    # not. None: a report of version 0, which did not say (rules.route_stats.unsent_after reads
+    # it as before).
+    refused: bool | None = None
 
     @property
     def ok(self) -> bool:
         return self.failure_kind is None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "job_id": self.job_id,
             "attempt": self.attempt,
             "shape": self.shape,
@@ -244,11 +255,16 @@ class AttemptReport:
             "headers_at": self.headers_at,
             "ended_at": self.ended_at,
         }
+        if self.refused is not None:  # without it, written exactly as version 0
+            data.update(v=ATTEMPT_REPORT_VERSION, refused=self.refused)
+        return data
 
     @classmethod
     @reading("attempt report")
     def from_json(cls, value: object) -> AttemptReport:
+        """Version 0 (no ``v``) has no ``refused``: None."""
         data = as_object(value, "attempt report")
+        version = checked_version(data, "attempt report", ATTEMPT_REPORT_VERSION)
         return cls(
             job_id=required(data, "job_id", "attempt report"),
             attempt=int(required(data, "attempt", "attempt report")),
@@ -262,6 +278,7 @@ class AttemptReport:
             rate_limit=_headers(data.get("rate_limit")),
             headers_at=optional_seconds(data.get("headers_at")),
             ended_at=optional_seconds(data.get("ended_at")),
+            refused=bool(data["refused"]) if version >= 1 else None,
         )
 
 

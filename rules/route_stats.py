@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rules.models import rules_for
+from rules.outcome import Failure, FailureKind
 from rules.request import ImageJobRequest
 from rules.route_records import AttemptReport, Expectation
 from rules.settings import AppSettings
@@ -134,21 +135,41 @@ def learn(stats: ClassStats | None, report: AttemptReport) -> ClassStats:
     return stats
 
 
-# A route's recent failures *before* a send (refused, DNS, 401/403 before the send, storage
-# before the send): nothing reached the route, so no shape class learns them, but a route that
-# keeps refusing is not healthy (rules.failover reads them). Kept per route: the last
-# ``UNSENT_KEEP`` of them, counted for ``UNSENT_MEMORY_S`` seconds, forgotten once a sent attempt
-# of the route is saved again.
+# A route's recent failures *before* a send (refused, DNS, a connect timeout, 401/403 before the
+# send): nothing reached the route, so no shape class learns them, but a route that keeps
+# refusing is not healthy (rules.failover reads them). Kept per route: the last ``UNSENT_KEEP``
+# of them, counted for ``UNSENT_MEMORY_S`` seconds, forgotten once a sent attempt of the route is
+# saved again. Our own failures (a worker that crashed, storage that failed before the send)
+# say nothing of the route and are never counted.
 UNSENT_KEEP = 20
 UNSENT_MEMORY_S = 600.0
-# Not-sent failures that say nothing of the route: the caller's cancel, our own scheduling.
+# The failure kinds in which a route refuses before the send (the connection refused or lost
+# before it, DNS: connection_lost; a connect timeout: local_timeout with timeout "connect";
+# the credentials refused).
+ROUTE_REFUSALS = frozenset(
+    {FailureKind.CONNECTION_LOST, FailureKind.AUTH_FAILED, FailureKind.PERMISSION_DENIED}
+)
+# Version 0 reports (rules.route_records.AttemptReport without ``refused``): every not-sent
+# failure but these counted, as before.
 UNSENT_NOT_THE_ROUTES = frozenset({"cancelled", "admission_expired"})
+
+
+def refused_by_route(failure: Failure | None) -> bool:
+    """Whether ``failure`` is the route refusing before the request was sent (what a report's
+    ``refused`` says); never a failure of ours, nor one after the send."""
+    if failure is None or failure.sent:
+        return False
+    if failure.kind is FailureKind.LOCAL_TIMEOUT:
+        return failure.timeout == "connect"
+    return failure.kind in ROUTE_REFUSALS
 
 
 def unsent_after(unsent: tuple[float, ...], report: AttemptReport, now: float) -> tuple[float, ...]:
     """The route's recent not-sent failures (their moments, oldest first) after ``report``."""
     if report.sent_at is not None:
         return () if report.ok else unsent
+    if report.refused is not None:  # the report says whether the route refused
+        return _push(unsent, report.ended_at or now, UNSENT_KEEP) if report.refused else unsent
     if report.failure_kind is None or report.failure_kind in UNSENT_NOT_THE_ROUTES:
         return unsent
     return _push(unsent, report.ended_at or now, UNSENT_KEEP)

@@ -37,7 +37,7 @@ from rules.models import ModelRules, rules_for
 from rules.outcome import Failure, FailureKind
 from rules.request import ImageJobRequest
 from rules.route_records import Expectation
-from rules.settings import AppSettings, RouteSettings, Timeouts
+from rules.settings import AppSettings, RouteSettings
 
 # When the first and the last partial image arrive, as shares of the whole generation (field
 # report B: a 2048x2048 high stream with partial images gets its first one well inside a
@@ -230,14 +230,52 @@ class Plans:
     after_read_idle: SendPlan | None
 
 
+@dataclass(frozen=True)
+class PlanBasis:
+    """Everything ``plans`` reads of the settings for one route: the route's model and gateway
+    idle limit (and whether it watches non-streamed requests), our read-idle and whole-request
+    limits, the silent-stream fix and the time scale (the limits already scaled, as the
+    settings hold them). Frozen into a job's input when it starts
+    (rules.job_records.RouteDecided), so a job plans the same whatever the settings become."""
+
+    model: str
+    gateway_idle_timeout_s: float | None
+    gateway_idle_non_streamed: bool
+    read_idle_s: float
+    request_s: float
+    silent_stream_fix: str
+    time_scale: float
+
+    @classmethod
+    def of(cls, route: str, settings: AppSettings) -> PlanBasis:
+        """The basis of ``route`` in ``settings`` (SettingsInvalid: no such route)."""
+        said, timeouts = settings.route(route), settings.timeouts
+        return cls(
+            model=said.model,
+            gateway_idle_timeout_s=said.gateway_idle_timeout_s,
+            gateway_idle_non_streamed=said.gateway_idle_non_streamed,
+            read_idle_s=timeouts.read_idle_s,
+            request_s=timeouts.request_s,
+            silent_stream_fix=settings.silent_stream_fix,
+            time_scale=settings.time_scale,
+        )
+
+
 def plans(
     request: ImageJobRequest, settings: AppSettings, *, learned: Expectation | None = None
 ) -> Plans:
     """Pure: the same inputs always give the same plans. ``learned``: the route's measured
-    clocks for the request's shape class, used instead of the calibration once it has any."""
-    route, timeouts = settings.route(request.route), settings.timeouts
-    silent_fix, scale = settings.silent_stream_fix, settings.time_scale
-    rules = rules_for(route.model)
+    clocks for the request's shape class, used instead of the calibration once it has any.
+    SettingsInvalid when the settings name no route ``request.route``."""
+    return plans_by(request, PlanBasis.of(request.route, settings), learned=learned)
+
+
+def plans_by(
+    request: ImageJobRequest, basis: PlanBasis, *, learned: Expectation | None = None
+) -> Plans:
+    """As ``plans``, from a frozen basis (a job's input) instead of the settings of now."""
+    silent_fix = basis.silent_stream_fix
+    rules = rules_for(basis.model)
     size_notes = _size_notes(request, rules)
     asked = Shape(stream=True, partial_images=request.partial_images)
     order = [asked]
@@ -246,25 +284,21 @@ def plans(
         order += [one, unstreamed] if silent_fix == "partial_images" else [unstreamed, one]
     else:
         order.append(Shape(False, 0))
-    fits = [
-        fit
-        for shape in order
-        if (fit := _fit(rules, request, route, timeouts, shape, scale, learned))
-    ]
+    fits = [fit for shape in order if (fit := _fit(rules, request, basis, shape, learned))]
     if not fits:
         why = f"{NO_SHAPE_FITS}; sent as asked"
         return Plans(SendPlan(True, request.partial_images, (*size_notes, why)), None, None)
-    first = _plan(fits[0], asked, request, route, timeouts, size_notes, scale, learned)
+    first = _plan(fits[0], asked, request, basis, size_notes, learned)
     other = next(
         (
-            _after(_plan(fit, asked, request, route, timeouts, size_notes, scale, learned))
+            _after(_plan(fit, asked, request, basis, size_notes, learned))
             for fit in fits[1:]
             if fit.shape != fits[0].shape
         ),
         None,
     )
-    limit = first.read_idle_s or timeouts.read_idle_s
-    longer = min(timeouts.request_s, 2 * limit)
+    limit = first.read_idle_s or basis.read_idle_s
+    longer = min(basis.request_s, 2 * limit)
     after_read_idle = other or (
         _after(replace(first, read_idle_s=longer)) if longer > limit else None
     )
@@ -280,25 +314,23 @@ def _after(plan: SendPlan) -> SendPlan:
 def _fit(
     rules: ModelRules,
     request: ImageJobRequest,
-    route: RouteSettings,
-    timeouts: Timeouts,
+    basis: PlanBasis,
     shape: Shape,
-    scale: float,
     learned: Expectation | None = None,
 ) -> _Fit | None:
-    silence = expected_silence(rules, request, shape, time_scale=scale, learned=learned)
+    silence = expected_silence(rules, request, shape, time_scale=basis.time_scale, learned=learned)
     first, longest = silence.first_s * SILENCE_MARGIN, silence.longest_s * SILENCE_MARGIN
-    if silence.total_s * SILENCE_MARGIN > timeouts.request_s:
+    if silence.total_s * SILENCE_MARGIN > basis.request_s:
         return None  # cut off by the whole-request limit in any shape: see ``too_slow``
-    gateway = route.gateway_idle_timeout_s
-    watched = shape.stream or route.gateway_idle_non_streamed
+    gateway = basis.gateway_idle_timeout_s
+    watched = shape.stream or basis.gateway_idle_non_streamed
     # A gateway is known to give up on a silent start (field report B); what it does later in
     # a stream that has spoken is not reported, so only the start is held against it.
     if gateway is not None and watched and first > gateway:
         return None
-    if longest <= timeouts.read_idle_s:
+    if longest <= basis.read_idle_s:
         return _Fit(shape, longest, None)
-    if longest <= timeouts.request_s:
+    if longest <= basis.request_s:
         return _Fit(shape, longest, float(math.ceil(longest)))
     return None
 
@@ -307,17 +339,17 @@ def _plan(
     fit: _Fit,
     asked: Shape,
     request: ImageJobRequest,
-    route: RouteSettings,
-    timeouts: Timeouts,
+    basis: PlanBasis,
     size_notes: tuple[str, ...],
-    scale: float,
     learned: Expectation | None = None,
 ) -> SendPlan:
     notes = list(size_notes)
     if fit.shape != asked:
-        rules = rules_for(route.model)
-        silence = expected_silence(rules, request, asked, time_scale=scale, learned=learned).first_s
-        limit = route.gateway_idle_timeout_s
+        rules = rules_for(basis.model)
+        silence = expected_silence(
+            rules, request, asked, time_scale=basis.time_scale, learned=learned
+        ).first_s
+        limit = basis.gateway_idle_timeout_s
         notes.append(
             f"sent {asked.describe()}, the request could stay silent for up to "
             f"{silence * SILENCE_MARGIN:.0f}s, past the route's {limit:g}s gateway idle limit: "
@@ -328,7 +360,7 @@ def _plan(
     if fit.read_idle_s is not None:
         notes.append(
             f"expected silence up to {fit.silence_s:.0f}s exceeds IMAGE_READ_IDLE_TIMEOUT_S "
-            f"({timeouts.read_idle_s:g}s): read limit raised to {fit.read_idle_s:g}s for this "
+            f"({basis.read_idle_s:g}s): read limit raised to {fit.read_idle_s:g}s for this "
             "request"
         )
     return SendPlan(

@@ -17,7 +17,15 @@ import pytest
 from PIL import Image
 
 from activities import batch_api, batch_items
-from rules.batch_records import BatchApiCall, CollectChunk, CollectEnd, ItemResult, Upstream
+from rules.batch_records import (
+    BatchApiCall,
+    CollectChunk,
+    CollectEnd,
+    ItemResult,
+    Upstream,
+    UpstreamCancel,
+)
+from rules.records import RecordUnreadable
 from rules.settings import AppSettings
 from storage.protocol import metadata_name, results_name
 from tests.fakes import InMemoryStore
@@ -230,8 +238,36 @@ def test_a_batch_that_failed_here_cancels_its_upstream_batch_and_records_it():
     assert ended == Upstream.from_answer(answer("batch_1", tag=BATCH, status="cancelling"))
     assert calls == ["GET /v1/batches/batch_1", "POST /v1/batches/batch_1/cancel"]
     record = json.loads(store.blobs[batch_api.upstream_cancel_record(BATCH)])
+    assert record["v"] == 1
     assert record["reason"] == "polls failed"
     assert record["upstream"]["status"] == "cancelling"
+    read = UpstreamCancel.from_json(record)
+    assert (read.batch_id, read.upstream, read.reason) == (BATCH, ended, "polls failed")
+
+
+def test_the_upstream_records_are_versioned_and_an_unversioned_one_reads_as_before():
+    """``upstream.json`` and ``upstream-cancel.json`` carry ``v`` (rules.records): one written
+    before (no ``v``) is version 0, read as it was; one newer than this code is refused."""
+
+    def route(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("the recorded upstream batch is used, nothing is asked")
+
+    store = MemoryBatches()
+    older = {"batch": "batch_3", "status": "in_progress", "total": 2}
+    store.put(
+        name=batch_api.upstream_record(BATCH),
+        data=json.dumps(older).encode(),
+        content_type="application/json",
+    )
+    found = batch_api.find(api(route), store, batch_id=BATCH)
+    assert found == Upstream("batch_3", "in_progress", total=2)
+    assert found.to_json()["v"] == 1
+    with pytest.raises(RecordUnreadable, match="newer"):
+        Upstream.from_json({**older, "v": 2})
+    cancel = {"batch_id": BATCH, "upstream": older, "reason": "r", "at": "2026-11-30T09:00:00Z"}
+    assert UpstreamCancel.from_json(cancel).upstream == found
+    with pytest.raises(RecordUnreadable, match="newer"):
+        UpstreamCancel.from_json({**cancel, "v": 2})
 
 
 def test_a_failed_submit_cancels_the_batch_it_may_have_created_found_by_its_tag():
@@ -264,3 +300,38 @@ def test_nothing_to_cancel_when_no_upstream_batch_was_created():
     call = BatchApiCall(batch_id=BATCH, waves=1, route="openai", reason="submit failed")
     assert batch_api.cancel_for_failure(api(route), store, call) is None
     assert batch_api.upstream_cancel_record(BATCH) not in store.blobs
+
+
+def in_reads(content: bytes, size: int) -> Callable[[httpx.Request], httpx.Response]:
+    """The file served in reads of ``size`` bytes, the whole file whatever range is asked."""
+
+    def route(request: httpx.Request) -> httpx.Response:
+        reads = (content[at : at + size] for at in range(0, len(content), size))
+        return httpx.Response(200, content=reads)
+
+    return route
+
+
+def test_a_long_line_that_arrives_in_many_small_reads_is_read_whole_with_its_offsets():
+    """A 4K image's line is tens of MiB of base64, read a few KiB at a time: every line is
+    parsed once it is whole, with the file's offset after it (the search for its end goes on
+    from where it stopped: reading stays linear, docs/batches.md)."""
+    long_line = json.dumps({"custom_id": "a", "b64": "QUJD" * 300_000}).encode() + b"\n"
+    short = json.dumps({"custom_id": "b"}).encode() + b"\n\n"
+    last = json.dumps({"custom_id": "c"}).encode()  # the last line without its newline
+    content = long_line + short + last
+    got = list(api(in_reads(content, 997)).lines_from("file_out", 0))
+    assert [line["custom_id"] for _, line in got] == ["a", "b", "c"]
+    assert got[0][1]["b64"] == "QUJD" * 300_000
+    assert [at for at, _ in got] == [
+        len(long_line),
+        len(long_line) + len(short) - 1,
+        len(content),
+    ]
+    # From an offset, from a server that sends the whole file: the bytes before it skipped
+    # across many reads.
+    again = list(api(in_reads(content, 997)).lines_from("file_out", len(long_line)))
+    assert [(at, line["custom_id"]) for at, line in again] == [
+        (len(long_line) + len(short) - 1, "b"),
+        (len(content), "c"),
+    ]

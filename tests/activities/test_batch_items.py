@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime
 
 from activities import batch_items
-from rules.batch_records import WaveItem
+from rules.batch_records import BatchSplit, WaveItem
 from rules.job_records import JobInput, JobState, Outcome
 from rules.outcome import StoredImage, Timings
 from rules.route_records import Priority
@@ -95,6 +95,36 @@ def test_the_manifest_is_split_into_waves_of_batch_priority_jobs_with_stable_ids
     split(again)
     assert batch_items.read_wave(again, BATCH, 0)[0].job_id == first[0].job_id
     assert first[0].job_id != first[1].job_id
+
+
+def test_the_split_names_every_route_its_items_may_queue_at():
+    """Each item's own route, and the failover partner frozen in its job: where a cancel of
+    the batch must reach (orchestrators.image_batch)."""
+    store = MemoryBatches()
+    lines = [
+        {"custom_id": "a", "prompt": "a cat", "route": "azure"},
+        {"custom_id": "b", "prompt": "a dog", "route": "azure", "failover": False},
+    ]
+    store.put(
+        name="claimed/m.jsonl",
+        data="\n".join(json.dumps(line) for line in lines).encode(),
+        content_type="application/jsonl",
+    )
+    settings = AppSettings.from_env({**ENV, "IMAGE_ROUTE_AZURE_FAILOVER_TO": "openai"})
+    result = batch_items.split_manifest(
+        store,
+        batch_id=BATCH,
+        manifest="claimed/m.jsonl",
+        caller="caller-digest",
+        created_at=NOW,
+        settings=settings,
+    )
+    assert result.routes == ("azure", "openai")
+    assert BatchSplit.from_json(result.to_json()) == result
+    assert BatchSplit.from_json({"items": 2, "invalid": 0, "waves": 1}).routes is None
+    plain = MemoryBatches()
+    manifest(plain)
+    assert split(plain).routes == (SETTINGS.default_route,)
 
 
 def test_the_report_has_every_line_in_order_and_a_safe_csv():

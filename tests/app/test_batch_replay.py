@@ -23,6 +23,8 @@ from orchestrators.batch_api_flow import (
     API_COLLECT_END,
     API_POLL,
     API_SUBMIT,
+    CANCEL_SETTLE_POLLS,
+    COLLECT_RETRY,
     POLL_RETRY,
 )
 from orchestrators.image_batch import (
@@ -35,6 +37,7 @@ from orchestrators.image_batch import (
     bp,
 )
 from orchestrators.image_job import ORCHESTRATOR as IMAGE_JOB
+from orchestrators.route_entity import CANCEL_BATCH
 from rules.batch_records import (
     BatchCounts,
     BatchDecided,
@@ -48,7 +51,14 @@ from rules.batch_records import (
 from rules.batches import BatchMode, BatchPlan
 from rules.timing import iso_utc
 
-from .durable_history import History, activities, new_actions, orchestrator_handle, timers
+from .durable_history import (
+    History,
+    activities,
+    entity_signals,
+    new_actions,
+    orchestrator_handle,
+    timers,
+)
 from .test_orchestrator_replay import SETTINGS
 
 BATCH = "bat-0123456789abcdef01234567"
@@ -190,16 +200,116 @@ def test_past_the_completion_window_the_upstream_batch_is_cancelled_and_the_batc
     assert abandon["input"]["upstream"] == "batch_up1"
     assert "past its completion window" in abandon["input"]["reason"]
     history.complete_activity(task, API_ABANDON, {"upstream": upstream("cancelling")}, after_s=1)
+    # The cancel is waited out (a poll on a timer): it ends with nothing finished.
+    _, actions = history.step()
+    history.fire_timer(task + 1, only(timers(actions))["fireAt"])
+    _, actions = history.step()
+    only(activities(actions, API_POLL))
+    history.complete_activity(task + 2, API_POLL, upstream("cancelled"), after_s=1)
     _, actions = history.step()
     end = only(activities(actions, API_COLLECT_END))
     assert end["input"]["chunks"] == []  # every item ends failed, with its metadata
-    history.complete_activity(task + 1, API_COLLECT_END, {"items": 2}, after_s=1)
+    assert end["input"]["status"] == "unfinished"
+    history.complete_activity(task + 3, API_COLLECT_END, {"items": 2}, after_s=1)
     _, actions = history.step()
     assert only(activities(actions, REPORT))["input"]["executions"] == 1
-    output = report(history, task + 2)
+    output = report(history, task + 4)
     assert output["state"] == "failed"
     assert "past its completion window" in output["reason"]
     assert output["report_jsonl"] == f"{BATCH}/report.jsonl"
+
+
+def past_the_window(handle: Any) -> tuple[History, int]:
+    """A Batch API batch whose polls fail until its completion window has passed: the next
+    free task id once its abandon (cancel and record) is scheduled as that id."""
+    history = submitted(handle, decided=replace(DECIDED, give_up_s=60.0))
+    history.fire_timer(1, stamp(history.now + timedelta(seconds=60)))
+    history.step()
+    task = fail_through_retries(history, 2, API_POLL, POLL_RETRY.max_number_of_attempts)
+    _, actions = history.step()
+    only(activities(actions, API_ABANDON))
+    return history, task
+
+
+def test_an_upstream_batch_found_completed_after_a_failure_here_is_still_collected(handle):
+    """Its images were generated and billed: the abandon finds the upstream batch completed,
+    and its output is collected as the items' images before the batch ends failed."""
+    history, task = past_the_window(handle)
+    done = upstream("completed", output_file="file_out")
+    history.complete_activity(task, API_ABANDON, {"upstream": done}, after_s=1)
+    _, actions = history.step()
+    chunk = only(activities(actions, API_COLLECT_CHUNK))["input"]
+    assert (chunk["file_id"], chunk["offset"]) == ("file_out", 0)
+    got = CollectedChunk(f"{BATCH}/collect/output-0.jsonl", 2, None).to_json()
+    history.complete_activity(task + 1, API_COLLECT_CHUNK, got, after_s=5)
+    _, actions = history.step()
+    end = only(activities(actions, API_COLLECT_END))["input"]
+    assert end["chunks"] == [f"{BATCH}/collect/output-0.jsonl"]
+    assert end["status"] == "completed"
+    history.complete_activity(task + 2, API_COLLECT_END, {"items": 2}, after_s=1)
+    _, actions = history.step()
+    only(activities(actions, REPORT))
+    output = report(history, task + 3)
+    assert output["state"] == "failed"
+    assert "past its completion window" in output["reason"]
+    assert "collected" in output["reason"]
+
+
+def test_a_cancel_after_a_failure_here_is_waited_out_and_what_it_finished_collected(handle):
+    history, task = past_the_window(handle)
+    history.complete_activity(task, API_ABANDON, {"upstream": upstream("cancelling")}, after_s=1)
+    task += 1
+    for status in ("cancelling", "cancelled"):
+        _, actions = history.step()
+        history.fire_timer(task, only(timers(actions))["fireAt"])
+        _, actions = history.step()
+        only(activities(actions, API_POLL))
+        ended = upstream(status, output_file="file_out" if status == "cancelled" else None)
+        history.complete_activity(task + 1, API_POLL, ended, after_s=1)
+        task += 2
+    _, actions = history.step()
+    only(activities(actions, API_COLLECT_CHUNK))
+    got = CollectedChunk(f"{BATCH}/collect/output-0.jsonl", 1, None).to_json()
+    history.complete_activity(task, API_COLLECT_CHUNK, got, after_s=5)
+    _, actions = history.step()
+    end = only(activities(actions, API_COLLECT_END))["input"]
+    assert (end["status"], end["chunks"]) == ("cancelled", [f"{BATCH}/collect/output-0.jsonl"])
+
+
+def test_a_cancel_that_does_not_end_is_waited_for_a_bounded_while(handle):
+    history, task = past_the_window(handle)
+    history.complete_activity(task, API_ABANDON, {"upstream": upstream("cancelling")}, after_s=1)
+    task += 1
+    for _ in range(CANCEL_SETTLE_POLLS):
+        _, actions = history.step()
+        assert activities(actions, API_COLLECT_END) == []
+        history.fire_timer(task, only(timers(actions))["fireAt"])
+        history.step()
+        history.complete_activity(task + 1, API_POLL, upstream("cancelling"), after_s=1)
+        task += 2
+    _, actions = history.step()
+    assert timers(actions) == []
+    end = only(activities(actions, API_COLLECT_END))["input"]
+    assert (end["status"], end["chunks"]) == ("unfinished", [])
+
+
+def test_a_collect_that_failed_is_not_tried_again_by_the_abandon(handle):
+    """When collecting the output is what failed (through its retries), the abandon does not
+    collect again: what was collected stays, the rest ends failed."""
+    history = submitted(handle)
+    history.fire_timer(1, stamp(history.now + timedelta(seconds=60)))
+    history.step()
+    history.complete_activity(2, API_POLL, upstream("completed", output_file="f"), after_s=1)
+    history.step()
+    task = fail_through_retries(history, 3, API_COLLECT_CHUNK, COLLECT_RETRY.max_number_of_attempts)
+    _, actions = history.step()
+    only(activities(actions, API_ABANDON))
+    done = upstream("completed", output_file="f")
+    history.complete_activity(task, API_ABANDON, {"upstream": done}, after_s=1)
+    _, actions = history.step()
+    assert activities(actions, API_COLLECT_CHUNK) == []
+    end = only(activities(actions, API_COLLECT_END))["input"]
+    assert (end["status"], end["chunks"]) == ("unfinished", [])
 
 
 def test_the_output_is_collected_in_chunks_each_from_where_the_last_stopped(handle):
@@ -247,8 +357,6 @@ def test_a_collect_that_fails_through_its_retries_ends_the_batch_failed_keeping_
     more = CollectedChunk(f"{BATCH}/collect/output-0.jsonl", 50, 4096).to_json()
     history.complete_activity(3, API_COLLECT_CHUNK, more, after_s=60)
     history.step()
-    from orchestrators.batch_api_flow import COLLECT_RETRY
-
     task = fail_through_retries(history, 4, API_COLLECT_CHUNK, COLLECT_RETRY.max_number_of_attempts)
     _, actions = history.step()
     only(activities(actions, API_ABANDON))
@@ -293,10 +401,33 @@ def test_a_wave_that_cannot_be_read_ends_the_batch_failed_with_its_report(handle
     assert "wave 0" in output["reason"]
 
 
-def test_the_batch_activities_ride_out_a_blob_outage_of_minutes():
-    ridden_s = BATCH_RETRY.first_retry_interval_in_milliseconds / 1000
-    ridden_s *= BATCH_RETRY.max_number_of_attempts - 1
-    assert ridden_s >= 300  # the old 5 tries 5 s apart gave up after 20 s
+def test_the_batch_activities_ride_out_a_blob_outage_of_minutes(handle):
+    """Blob is out for over five minutes while a wave is read. The host retries the read on
+    the retry options the orchestration gave it (each failed try, a durable wait, the next
+    try); replayed through those tries, the batch waits on, and the read that finally
+    succeeds starts the wave's items: the batch never fails for it."""
+    history = History(handle, BATCH, batch_input(BatchMode.REALTIME, waves=1))
+    _, actions = history.step()
+    read = only(activities(actions, READ_WAVE))
+    options = read["retryOptions"]
+    wait_s = options["firstRetryIntervalInMilliseconds"] / 1000
+    started = history.now
+    task = 0
+    while history.now - started < timedelta(minutes=5):
+        history.schedule_activity(task, READ_WAVE)
+        history.task_failed(task, "ServiceRequestError", "Blob is not answering", after_s=1)
+        history.fire_timer(task + 1, stamp(history.now + timedelta(seconds=wait_s)))
+        state, actions = history.step()
+        assert state["isDone"] is False
+        assert actions == []  # still waiting on the same read
+        task += 2
+    assert task // 2 < options["maxNumberOfAttempts"]  # tries are left after five minutes
+    history.complete_activity(task, READ_WAVE, wave(2), after_s=1)
+    state, actions = history.step()
+    assert state["isDone"] is False
+    items = [a for a in actions if a["actionType"] == 2 and a["functionName"] == IMAGE_JOB]
+    assert len(items) == 2
+    assert activities(actions, RESULTS) == []
 
 
 def test_a_report_that_cannot_be_written_still_ends_the_batch_in_a_terminal_state(handle):
@@ -361,3 +492,24 @@ def test_a_cancel_during_the_submit_cancels_the_upstream_batch_at_once(handle):
     _, actions = history.step()
     assert activities(actions, API_CANCEL) == []  # once: then polled until it has ended
     only(timers(actions))
+
+
+def test_a_cancel_reaches_every_route_the_split_found_its_items_at(handle):
+    """The routes a cancel reaches are those the items may queue at, as the split found them
+    (each item's route and its failover partner), not the settings' routes when the batch
+    started: one an item names that was not among those still hears the cancel."""
+    history = History(handle, BATCH, batch_input(BatchMode.REALTIME, waves=None))
+    _, actions = history.step()
+    only(activities(actions, SPLIT))
+    split = BatchSplit(items=2, invalid=0, waves=1, routes=("azure", "openai")).to_json()
+    history.complete_activity(0, SPLIT, split, after_s=1)
+    _, actions = history.step()
+    only(activities(actions, READ_WAVE))
+    history.complete_activity(1, READ_WAVE, wave(2), after_s=1)
+    _, actions = history.step()
+    started = [a for a in actions if a["actionType"] == 2 and a["functionName"] == IMAGE_JOB]
+    assert len(started) == 2
+    history.raise_event(CANCEL_EVENT, "{}", after_s=5)
+    _, actions = history.step()
+    reached = [a["instanceId"] for a in entity_signals(actions, CANCEL_BATCH)]
+    assert reached == ["@route@azure", "@route@openai"]

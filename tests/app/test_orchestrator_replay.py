@@ -400,6 +400,34 @@ def test_an_activity_that_raised_becomes_a_recorded_failure_not_a_crash(handle):
     )
 
 
+@pytest.mark.parametrize(
+    ("ending", "counted"),
+    [
+        ("raised", False),  # a worker crash: read as a possible send, with no timings
+        (Failure(FailureKind.STORAGE_FAILED, Layer.STORAGE, "blob down", sent=False), False),
+        (Failure(FailureKind.CONNECTION_LOST, Layer.NETWORK, "refused", sent=False), True),
+    ],
+)
+def test_only_the_route_refusing_before_the_send_lowers_its_health(handle, ending, counted):
+    """The report says whether the route refused (rules.route_stats.refused_by_route): a
+    failure of ours before or without a send never counts against the route, as the entity
+    reads the report."""
+    history = History(handle, "job-1", job_input())
+    history.step()
+    admit(history, 0)
+    history.step()
+    history.schedule_activity(1, GENERATE)
+    if ending == "raised":
+        history.task_failed(1, "boom", "Traceback ...", after_s=1)
+    else:
+        history.activity_result(1, failed(1, ending), after_s=1)
+    _, actions = history.step()
+    report = AttemptReport.from_json(only(entity_signals(actions, REPORT))["input"])
+    assert (report.sent_at, report.refused) == (None, counted)
+    state = route_model.on_report(RouteState(), Pace(), report, T0_S)
+    assert route_model.summary(state, T0_S + 1).unsent_failures == (1 if counted else 0)
+
+
 def test_a_cancelled_attempt_ends_cancelled_even_before_the_event_arrives(handle):
     history = History(handle, "job-1", job_input())
     history.step()
@@ -832,11 +860,40 @@ def test_a_cancel_during_the_admit_call_lets_the_activity_stop_unsent_and_frees_
     assert only(activities(actions, FINISH))["input"]["outcome"]["state"] == "cancelled"
 
 
+def admit_fails(history: History, task_id: int, message: str) -> int:
+    """The attempt's admit call (task ``task_id``, already sent) fails: the job looks, on a
+    timer that fires at once (task ``task_id + 1``), whether a cancel had come. The next task
+    id is returned."""
+    history.entity_answer(task_id, message, after_s=0.05, failed=True)
+    _, actions = history.step()
+    timer = only(timers(actions))
+    assert fire_at(timer) == history.now
+    history.fire_timer(task_id + 1, timer["fireAt"])
+    return task_id + 2
+
+
+def test_a_failed_admit_after_a_cancel_ends_the_job_cancelled_not_failed(handle):
+    history = History(handle, "job-1", job_input())
+    history.step()
+    history.entity_sent(0, ROUTE, ADMIT, signal=False)
+    history.raise_event(CANCEL_EVENT, "{}", after_s=0.02)
+    history.step()
+    history.entity_answer(0, "route entity: the state is unreadable", after_s=0.05, failed=True)
+    _state, actions = history.step()
+    # The cancel that came is found at once (the timer beside it never waited on).
+    assert activities(actions, GENERATE) == []
+    outcome = only(activities(actions, FINISH))["input"]["outcome"]
+    assert (outcome["state"], outcome["failure"], outcome["error"]) == ("cancelled", None, None)
+    history.schedule_timer(1, only(timers(actions))["fireAt"])
+    history.complete_activity(2, FINISH, {}, after_s=0.1)
+    assert history.episode()["output"]["state"] == "cancelled"
+
+
 def test_a_failed_admit_operation_ends_the_job_through_finish_before_any_send(handle):
     history = History(handle, "job-1", job_input())
     history.step()
     history.entity_sent(0, ROUTE, ADMIT, signal=False)
-    history.entity_answer(0, "route entity: the state is unreadable", after_s=0.05, failed=True)
+    task = admit_fails(history, 0, "route entity: the state is unreadable")
     state, actions = history.step()
     # Never a bare orchestration failure: the job ends failed through its own record.
     assert activities(actions, GENERATE) == []
@@ -845,7 +902,7 @@ def test_a_failed_admit_operation_ends_the_job_through_finish_before_any_send(ha
     assert finish["outcome"]["failure"] == "internal_error"
     assert "governor" in finish["outcome"]["error"]["message"]
     assert state["customStatus"]["phase"] == "finishing"
-    history.complete_activity(1, FINISH, {"metadata_blob": "job-1/metadata.json"}, after_s=0.2)
+    history.complete_activity(task, FINISH, {"metadata_blob": "job-1/metadata.json"}, after_s=0.2)
     state = history.episode()
     assert state["isDone"] is True
     assert state["output"]["state"] == "failed"
@@ -906,8 +963,53 @@ def test_a_removed_route_ends_an_older_job_through_finish_not_a_bare_failure(han
     assert history.episode()["output"]["state"] == "failed"
 
 
-def test_a_job_with_its_decisions_frozen_runs_on_after_its_route_is_removed(handle, monkeypatch):
+def removed_route_answer(monkeypatch: pytest.MonkeyPatch) -> str:
+    """What the real route entity (orchestrators.route_entity) answers an admit for route
+    ``azure`` once the settings no longer name it: the operation fails (its message)."""
+    from orchestrators import route_entity
+
+    from .test_route_entity import ask
+
     settings_now(monkeypatch, WITHOUT_AZURE)
+    entity = orchestrator_handle(route_entity.bp, "route")
+    request = {
+        "self": {"name": "route", "key": "azure"},
+        "exists": False,
+        "state": None,
+        "batch": [ask("job-1")],
+    }
+    result = only(json.loads(entity(json.dumps(request)))["results"])
+    assert result["isError"] is True
+    message: str = json.loads(result["result"])
+    assert "no route named 'azure'" in message
+    return message
+
+
+def test_a_job_with_its_decisions_frozen_ends_through_finish_once_its_route_is_removed(
+    handle, monkeypatch
+):
+    """The settings name the job's route no more: the job still asks its route's governor (its
+    input decides, not the settings), the governor fails the admit as the real entity does for
+    a route it has no settings of, and the job ends failed through FINISH, with its record."""
+    refused = removed_route_answer(monkeypatch)
+    history = History(handle, "job-1", frozen_input())
+    _, actions = history.step()
+    only(entity_calls(actions, ADMIT))
+    history.entity_sent(0, ROUTE, ADMIT, signal=False)
+    task = admit_fails(history, 0, refused)
+    state, actions = history.step()
+    assert not state.get("error")
+    assert activities(actions, GENERATE) == []
+    finish = only(activities(actions, FINISH))["input"]
+    assert finish["outcome"]["state"] == "failed"
+    assert finish["outcome"]["failure"] == "internal_error"
+    history.complete_activity(task, FINISH, {}, after_s=0.1)
+    state = history.episode()
+    assert state["isDone"] is True
+    assert state["output"]["state"] == "failed"
+
+
+def test_a_frozen_job_sends_with_the_grace_of_its_route_as_it_was_at_the_start(handle):
     history = History(handle, "job-1", frozen_input())
     _, actions = history.step()
     only(entity_calls(actions, ADMIT))
@@ -916,6 +1018,73 @@ def test_a_job_with_its_decisions_frozen_runs_on_after_its_route_is_removed(hand
     generate = only(activities(actions, GENERATE))["input"]
     # The grace of a late worker is the route's spacing as it was when the job started.
     assert generate["send_by"] == pytest.approx(start + 6.0)
+
+
+READ_IDLE = Failure(
+    kind=FailureKind.LOCAL_TIMEOUT,
+    layer=Layer.WORKER,
+    message="no byte arrived within the read idle limit",
+    sent=True,
+    timeout="read_idle",
+)
+
+
+def test_a_frozen_job_replays_its_learned_plan_the_same_after_its_route_is_removed(
+    handle, monkeypatch
+):
+    """The first attempt is planned again on the route's measured clocks, and that plan says
+    whether a read-idle kill is sent again. Planned from the job's frozen basis, every replay
+    decides the same: the route removed while the retry timer runs changes nothing (planned
+    from the settings of the moment, the replay found no route, took the starter's plan, which
+    has no resend after a read-idle kill, and ended the job where history holds a timer)."""
+    refused = removed_route_answer(monkeypatch)
+    settings_now(monkeypatch, {})
+    history = History(handle, "job-1", frozen_input())
+    history.step()
+    history.call_entity(0, ROUTE, ADMIT, admitted(history.now, LEARNED), after_s=0.01)
+    _, actions = history.step()
+    only(activities(actions, GENERATE))
+    history.complete_activity(1, GENERATE, failed(1, READ_IDLE), after_s=1)
+    state, actions = history.step()
+    assert state["customStatus"]["phase"] == "waiting_to_retry"
+    timer = only(timers(actions))
+    history.signal_sent(2, ROUTE, REPORT)
+    settings_now(monkeypatch, WITHOUT_AZURE)  # the route is removed while the timer runs
+    history.fire_timer(3, timer["fireAt"])
+    state, actions = history.step()
+    assert not state.get("error")
+    assert only(entity_calls(actions, ADMIT))["instanceId"] == ROUTE
+    history.entity_sent(4, ROUTE, ADMIT, signal=False)
+    admit_fails(history, 4, refused)
+    state, actions = history.step()
+    assert not state.get("error")
+    finish = only(activities(actions, FINISH))["input"]
+    assert finish["outcome"]["state"] == "failed"
+    assert len(finish["attempts"]) == 1
+
+
+def test_a_frozen_job_never_reads_the_settings(handle, monkeypatch):
+    """Malformed settings (no route at all) fail no job of version 4: it decides by its input,
+    through its learned plan, its attempt and its retry."""
+    settings_now(monkeypatch, {"IMAGE_ROUTES": ""})
+    with pytest.raises(Exception, match="IMAGE_ROUTES"):
+        wiring.settings()
+    history = History(handle, "job-1", frozen_input())
+    history.step()
+    history.call_entity(0, ROUTE, ADMIT, admitted(history.now, LEARNED), after_s=0.01)
+    state, actions = history.step()
+    assert not state.get("error")
+    send = only(activities(actions, GENERATE))["input"]["send"]
+    assert (send["stream"], send["partial_images"]) == (True, 1)
+    history.complete_activity(1, GENERATE, failed(1, READ_IDLE), after_s=1)
+    state, actions = history.step()
+    assert not state.get("error")
+    only(timers(actions))
+    history.signal_sent(2, ROUTE, REPORT)
+    history.fire_timer(3, only(timers(actions))["fireAt"])
+    state, actions = history.step()
+    assert not state.get("error")
+    only(entity_calls(actions, ADMIT))
 
 
 def test_failover_goes_by_the_partner_frozen_at_the_start_not_the_settings_of_now(

@@ -261,3 +261,31 @@ def _app_functions() -> list[Any]:
     app = df.DFApp()
     app.register_functions(activities_bp)
     return list(app.get_functions())
+
+
+def test_a_delivery_with_its_schedule_frozen_never_reads_the_settings(
+    delivery_handle: Any, monkeypatch: pytest.MonkeyPatch
+):
+    """Settings that no longer load (no route named) fail no version 2 delivery: it retries
+    and ends by the schedule in its input alone."""
+    monkeypatch.setenv("IMAGE_ROUTES", "")
+    wiring.settings.cache_clear()
+    with pytest.raises(Exception, match="IMAGE_ROUTES"):
+        wiring.settings()
+    frozen = replace(
+        WebhookDelivery.from_json(delivery_input()),
+        schedule=DeliverySchedule((12.0,), max_attempts=2),
+    )
+    history = History(delivery_handle, "img-1-webhook", frozen.to_json())
+    state, _ = history.step()
+    assert not state.get("error")
+    history.complete_activity(0, DELIVER, attempt(1, 503), after_s=0.1)
+    state, actions = history.step()
+    assert not state.get("error")
+    timer = only(timers(actions))
+    history.fire_timer(1, timer["fireAt"])
+    history.step()
+    history.complete_activity(2, DELIVER, attempt(2, 503), after_s=0.1)
+    state = history.episode()
+    assert state["isDone"] is True
+    assert state["output"]["state"] == "failed"

@@ -10,15 +10,16 @@ import pytest
 
 from rules import route_model
 from rules.errors import RequestInvalid, SettingsInvalid
-from rules.failover import failover_target, healthier, moved
+from rules.failover import decided_for, failover_target, healthier, moved
 from rules.job_records import JobInput
 from rules.outcome import Failure, FailureKind, Layer
 from rules.pacing import Pace
+from rules.records import RecordUnreadable
 from rules.request import parse_failover, parse_job_request
 from rules.route_model import RouteState
 from rules.route_records import AttemptReport, RouteSummary
-from rules.route_stats import UNSENT_MEMORY_S
-from rules.send_plan import plans
+from rules.route_stats import UNSENT_MEMORY_S, refused_by_route
+from rules.send_plan import PlanBasis, plans
 from rules.settings import AppSettings
 
 from .conftest import ENV
@@ -195,3 +196,75 @@ def test_the_summary_round_trips_and_an_older_one_reads_with_no_refusals():
     assert RouteSummary.from_json(json.dumps(summary.to_json())) == summary
     older = {"recent_success_rate": 0.5, "cooling_down": False}
     assert RouteSummary.from_json(older) == RouteSummary(0.5, False, 0)
+
+
+def failure(kind: FailureKind, *, sent: bool = False, timeout: str | None = None) -> Failure:
+    return Failure(kind=kind, layer=Layer.NETWORK, message="m", sent=sent, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("said", "counted"),
+    [
+        (failure(FailureKind.CONNECTION_LOST), True),  # refused, lost before the send, DNS
+        (failure(FailureKind.LOCAL_TIMEOUT, timeout="connect"), True),
+        (failure(FailureKind.AUTH_FAILED), True),
+        (failure(FailureKind.PERMISSION_DENIED), True),
+        # Our own: an activity that raised (read as a possible send, no timings), the mark
+        # before the send not stored, a worker crash before it, no free connection of ours.
+        (failure(FailureKind.INTERNAL_ERROR, sent=True), False),
+        (failure(FailureKind.INTERNAL_ERROR), False),
+        (failure(FailureKind.STORAGE_FAILED), False),
+        (failure(FailureKind.LOCAL_TIMEOUT, timeout="pool"), False),
+        (failure(FailureKind.CANCELLED), False),
+        (failure(FailureKind.ADMISSION_EXPIRED), False),
+        (failure(FailureKind.CONNECTION_LOST, sent=True), False),  # after the send
+        (None, False),
+    ],
+)
+def test_only_the_route_refusing_before_the_send_counts_against_its_health(said, counted):
+    """Our own failures never lower a route's health nor fail a job over to its partner: a
+    report says whether the route refused (AttemptReport version 1), and only that counts."""
+    assert refused_by_route(said) is counted
+    kind = said.kind.value if said is not None else None
+    report = replace(refused("r-1", 1.0, kind or "connection_lost"), refused=counted)
+    report = AttemptReport.from_json(json.loads(json.dumps(report.to_json())))
+    assert report.refused is counted
+    expected = 1 if counted else 0
+    assert route_model.summary(reported([report], 2.0), 2.0).unsent_failures == expected
+
+
+def test_a_report_of_the_previous_version_counts_its_unsent_failures_as_before():
+    """A version 0 report (no ``v``, no ``refused``) is read as it always was: every not-sent
+    failure but a cancel or an expired admission counts."""
+    older = refused("r-1", 1.0, "internal_error").to_json()
+    assert "v" not in older
+    assert "refused" not in older
+    report = AttemptReport.from_json(older)
+    assert report.refused is None
+    assert route_model.summary(reported([report], 2.0), 2.0).unsent_failures == 1
+    newer = replace(report, refused=False).to_json()
+    assert newer["v"] == 1
+    with pytest.raises(RecordUnreadable, match="newer"):
+        AttemptReport.from_json({**newer, "v": 2})
+
+
+def test_what_a_job_decides_by_holds_the_basis_of_its_send_plans_here_and_at_its_partner():
+    """Frozen at the start (the starters write it): the job plans again on measured clocks
+    from it, never from the settings of the moment (orchestrators.image_job)."""
+    scaled = AppSettings.from_env(
+        {
+            **ENV,
+            "IMAGE_ROUTE_AZURE_FAILOVER_TO": "openai",
+            "IMAGE_TIME_SCALE": "10",
+            "IMAGE_SILENT_STREAM_FIX": "non_streaming",
+            "IMAGE_READ_IDLE_TIMEOUT_S": "300",
+        }
+    )
+    request = parse_job_request({"prompt": "p", "route": "azure"}, scaled)
+    decided = decided_for(request, True, scaled)
+    assert decided.route.plan_basis == PlanBasis.of("azure", scaled)
+    assert decided.route.plan_basis.gateway_idle_timeout_s == 6.0  # 60 s at 10x
+    assert decided.route.plan_basis.read_idle_s == 30.0
+    assert decided.route.plan_basis.silent_stream_fix == "non_streaming"
+    assert decided.failover is not None
+    assert decided.failover.route.plan_basis == PlanBasis.of("openai", scaled)

@@ -4,6 +4,7 @@ is still read, and a newer or broken one is refused, never guessed."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -42,7 +43,7 @@ from rules.outcome import (
 from rules.records import RecordUnreadable
 from rules.request import ImageJobRequest
 from rules.retry import Decision, RetryPolicy
-from rules.send_plan import SendPlan
+from rules.send_plan import PlanBasis, SendPlan
 from rules.webhooks import WebhookTarget
 
 REQUEST = ImageJobRequest(
@@ -392,7 +393,41 @@ def test_a_job_that_carries_what_it_decides_by_is_version_4_and_older_inputs_rea
         assert JobInput.from_json(older).decided is None
     alone = JobInput.from_json({**data, "decided": {**decided.to_json(), "failover": None}})
     assert alone.decided == JobDecided(route, None)
-    from rules import records
-
+    # A job with a webhook and its decisions is version 4 too (4 carries 3's webhook).
+    hooked = replace(frozen, webhook=WebhookTarget("https://example.com/hook"))
+    assert hooked.to_json()["v"] == JOB_INPUT_DECIDED_VERSION
+    assert JobInput.from_json(json.loads(json.dumps(hooked.to_json()))) == hooked
+    # What this code refuses: an input newer than it knows, and a decided route without what
+    # its send plan is made from (never planned on guessed limits).
     with pytest.raises(RecordUnreadable, match="newer"):
-        records.checked_version(data, "job input", JOB_INPUT_SCHEMA_VERSION)
+        JobInput.from_json({**data, "v": JOB_INPUT_DECIDED_VERSION + 1})
+    planless = {k: v for k, v in route.to_json().items() if k != "read_idle_s"}
+    with pytest.raises(RecordUnreadable):
+        JobInput.from_json({**data, "decided": {"route": planless, "failover": None}})
+
+
+def test_a_decided_route_carries_what_its_send_plan_is_made_from():
+    """The basis of the send plan (rules.send_plan.PlanBasis) is frozen with the route, and
+    read back as it was written: a job plans again on measured clocks from it alone."""
+    route = RouteDecided(
+        "azure",
+        "gpt-image-2",
+        6.0,
+        10.0,
+        gateway_idle_timeout_s=6.0,
+        gateway_idle_non_streamed=True,
+        read_idle_s=36.0,
+        request_s=90.0,
+        silent_stream_fix="non_streaming",
+    )
+    back = RouteDecided.from_json(json.loads(json.dumps(route.to_json())))
+    assert back == route
+    assert back.plan_basis == PlanBasis(
+        model="gpt-image-2",
+        gateway_idle_timeout_s=6.0,
+        gateway_idle_non_streamed=True,
+        read_idle_s=36.0,
+        request_s=90.0,
+        silent_stream_fix="non_streaming",
+        time_scale=10.0,
+    )

@@ -12,7 +12,7 @@ from rules.errors import SettingsInvalid
 from rules.outcome import Failure, FailureKind, Layer
 from rules.request import parse_job_request
 from rules.route_records import Expectation
-from rules.send_plan import SILENCE_MARGIN, SendPlan, plans, silence_kill
+from rules.send_plan import SILENCE_MARGIN, PlanBasis, SendPlan, plans, plans_by, silence_kill
 from rules.settings import AppSettings
 
 from .conftest import ENV
@@ -209,3 +209,42 @@ def test_a_learned_expectation_without_samples_is_the_calibration():
     request = parse_job_request({"prompt": "p", "quality": "high", "partial_images": 0}, SETTINGS)
     guess = replace(learned(10.0), samples=0)
     assert plans(request, SETTINGS, learned=guess) == plans(request, SETTINGS)
+
+
+@pytest.mark.parametrize("fix", ["partial_images", "non_streaming"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"size": "1024x1024", "quality": "high", "partial_images": 0},
+        {"size": "3840x2160", "quality": "high"},
+        {"size": "1536x1024", "quality": "low", "partial_images": 2},
+        {"size": "1024x1024", "quality": "low", "route": "openai"},
+    ],
+)
+@pytest.mark.parametrize("measured", [None, 40.0, 400.0])
+def test_a_frozen_basis_plans_exactly_as_the_settings_it_was_taken_from(body, fix, measured):
+    """A job plans again on measured clocks from the basis frozen in its input
+    (rules.job_records.RouteDecided): the same plans the settings gave when it started."""
+    settings = replace(SETTINGS, silent_stream_fix=fix)
+    request = parse_job_request({"prompt": "p", **body}, settings)
+    clocks = learned(measured) if measured is not None else None
+    basis = PlanBasis.of(request.route, settings)
+    assert plans_by(request, basis, learned=clocks) == plans(request, settings, learned=clocks)
+
+
+def test_a_frozen_basis_plans_the_same_whatever_the_settings_become():
+    request = parse_job_request({"prompt": "p", "quality": "high", "partial_images": 0}, SETTINGS)
+    basis = PlanBasis.of("azure", SETTINGS)
+    before = plans_by(request, basis, learned=learned(90.0))
+    assert before == plans(request, SETTINGS, learned=learned(90.0))
+    without_gateway = replace(
+        SETTINGS,
+        routes={
+            **SETTINGS.routes,
+            "azure": replace(SETTINGS.routes["azure"], gateway_idle_timeout_s=None),
+        },
+    )
+    assert plans(request, without_gateway, learned=learned(90.0)) != before
+    assert plans_by(request, basis, learned=learned(90.0)) == before
+    with pytest.raises(SettingsInvalid):
+        PlanBasis.of("gone", SETTINGS)
