@@ -176,6 +176,7 @@ class Disruptions:
     stack: LocalStack
     log: Callable[[str], None]
     happened: list[str] = field(default_factory=list)
+    killed_at: float | None = None  # epoch s, the moment of the kill
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self, started: float) -> None:
@@ -194,6 +195,7 @@ class Disruptions:
             time.sleep(max(0.0, started + o.kill_at_s - time.monotonic()))
             self.log("worker kill")
             at = time.monotonic() - started
+            self.killed_at = time.time()
             self.kill()
             self.happened.append(
                 f"worker killed at {at:.1f} s, running again at {time.monotonic() - started:.1f} s"
@@ -212,9 +214,31 @@ class Disruptions:
 # --- this service -----------------------------------------------------------------------------
 
 
-def follow(http: httpx.Client, ids: Sequence[str], deadline: float) -> dict[str, str]:
-    """Each job's end state (``unfinished`` at the deadline); a poll that fails (devhost down,
-    storage down) is tried again."""
+def in_flight(entries: Sequence[Mapping[str, Any]], at: float | None) -> int | None:
+    """How many generations were running upstream at ``at`` (epoch s): begun, not yet done."""
+    if at is None:
+        return None
+    return sum(
+        1
+        for e in entries
+        if e.get("generation_started")
+        and float(e["received_at"]) <= at
+        and (e.get("upstream_done_at") is None or float(e["upstream_done_at"]) > at)
+    )
+
+
+def kill_note(entries: Sequence[Mapping[str, Any]], at: float | None) -> tuple[str, ...]:
+    running = in_flight(entries, at)
+    if running is None:
+        return ()
+    return (f"{running} generations running upstream when the worker was killed",)
+
+
+def follow(
+    http: httpx.Client, ids: Sequence[str], deadline: float, attempts: dict[str, int]
+) -> dict[str, str]:
+    """Each job's end state (``unfinished`` at the deadline), its attempts into ``attempts``; a
+    poll that fails (devhost down, storage down) is tried again."""
     ended: dict[str, str] = {}
     while len(ended) < len(ids) and time.monotonic() < deadline:
         for job in ids:
@@ -225,7 +249,9 @@ def follow(http: httpx.Client, ids: Sequence[str], deadline: float) -> dict[str,
             except httpx.HTTPError:
                 continue
             if answer.status_code == 200:
-                ended[job] = str(answer.json().get("state"))
+                body = answer.json()
+                ended[job] = str(body.get("state"))
+                attempts[job] = int(body.get("attempt") or 0)
         time.sleep(POLL_S)
     return {job: ended.get(job, "unfinished") for job in ids}
 
@@ -247,13 +273,17 @@ def service_way(
             if answer.status_code != 202:
                 raise RuntimeError(f"POST /api/images: {answer.status_code}: {answer.text[:300]}")
             ids.append(answer.json()["id"])
-        states = follow(http, ids, started + o.deadline_s)
+        attempts: dict[str, int] = {}
+        states = follow(http, ids, started + o.deadline_s, attempts)
         wall = time.monotonic() - started
         disruptions.join()
     saved = sum(1 for s in states.values() if s == "saved")
     counts = sorted({s for s in states.values() if s != "saved"})
     notes = [f"{sum(1 for v in states.values() if v == s)} {s}" for s in counts]
-    ledger = LedgerSummary.of(settled_ledger(sim))
+    entries = settled_ledger(sim)
+    notes += kill_note(entries, disruptions.killed_at)
+    notes.append(f"attempts {sum(attempts.values())} for {len(ids)} jobs")
+    ledger = LedgerSummary.of(entries)
     return Way("this service", o.jobs, saved, wall, ledger, (*disruptions.happened, *notes))
 
 
@@ -377,8 +407,9 @@ def sdk_way(
     loop.wait(started + o.deadline_s)
     wall = time.monotonic() - started
     saved = stored_images(stack.storage_connection_string, loop.container)
-    ledger = LedgerSummary.of(settled_ledger(sim))
-    notes = tuple(disruptions.happened)
+    entries = settled_ledger(sim)
+    ledger = LedgerSummary.of(entries)
+    notes = (*disruptions.happened, *kill_note(entries, disruptions.killed_at))
     return Way("SDK loop, default retries", o.jobs, saved, wall, ledger, notes)
 
 

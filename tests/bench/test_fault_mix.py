@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from bench.fault_mix import (
     FaultMixResult,
     Options,
     Way,
+    in_flight,
     run,
 )
 from bench.ledger import LedgerSummary
@@ -42,7 +44,7 @@ def test_the_faults_are_the_storm_then_the_mid_stream_errors_on_small_streams():
 
 
 def ledger(billable: int, requests: int, rate_limited: int = 0) -> LedgerSummary:
-    entries = [
+    entries: list[dict[str, Any]] = [
         {
             "received_at": float(i),
             "billable": i < billable,
@@ -124,3 +126,15 @@ def test_a_tiny_run_counts_both_ways():
         assert any("storage down" in note for note in way.notes), way.notes
     assert "fault mix" in result.lines()[0]
     print(f"tiny fault mix: {time.monotonic() - started:.1f} s")
+
+
+def test_generations_in_flight_at_the_kill_are_counted_from_the_ledger():
+    entries: list[dict[str, Any]] = [
+        {"generation_started": True, "received_at": 1.0, "upstream_done_at": 5.0},
+        {"generation_started": True, "received_at": 2.0, "upstream_done_at": 2.5},
+        {"generation_started": True, "received_at": 3.5, "upstream_done_at": None},
+        {"generation_started": False, "received_at": 2.0, "upstream_done_at": None},
+    ]
+    assert in_flight(entries, 3.0) == 1
+    assert in_flight(entries, 4.0) == 2
+    assert in_flight(entries, None) is None
