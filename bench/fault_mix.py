@@ -18,7 +18,8 @@ ledger (``POST /_sim/reset``), with the same faults at the same moments:
   server error after their first partial image;
 - a storage outage: Azurite stopped ``--outage-at`` s after the start, for ``--outage-s`` s,
   then started again on the same data;
-- a worker kill: ``--kill-at`` s after the start, the process that runs the jobs is killed
+- a worker kill: ``--kill-at`` s after the start, or after once a 2048x2048 generation is
+  running upstream (the ledger, polled; at most 30 s more), the process that runs the jobs is killed
   (SIGKILL) and started again: devhost (the orchestrations resume from the durable store) for
   this service; the loop's own process for the anchor, which, started again, makes every job
   whose image is not stored yet (the usual resume of a plain script).
@@ -67,10 +68,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENT = "gpt-image-2"
 API_VERSION = "2025-04-01-preview"
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
-SMALL = {"size": "1024x1024", "quality": "low", "partial_images": 1}
-LARGE = {"size": "2048x2048", "quality": "high", "partial_images": 0}
+SMALL: dict[str, Any] = {"size": "1024x1024", "quality": "low", "partial_images": 1}
+LARGE: dict[str, Any] = {"size": "2048x2048", "quality": "high", "partial_images": 0}
 POLL_S = 0.25
 STORM_RETRY_AFTER_S = 10.0  # route seconds, as the simulator takes it
+KILL_WAIT_S = 30.0
 # The issue's targets: every image saved; duplicates at most 10 % of the saved images.
 TARGET_LOST = 0
 TARGET_PER_SAVED = 1.1
@@ -86,6 +88,9 @@ class Options:
     outage_at_s: float = 2.0
     outage_s: float = 3.0
     kill_at_s: float = 6.0
+    # From kill_at_s on, the kill waits (at most KILL_WAIT_S) until a large generation is running
+    # upstream: a kill with nothing in flight would test nothing.
+    kill_in_flight: bool = True
     deadline_s: float = 180.0  # a way's jobs not ended by then are counted lost
 
     @property
@@ -175,6 +180,7 @@ class Disruptions:
     kill: Callable[[], None]
     stack: LocalStack
     log: Callable[[str], None]
+    sim: httpx.Client
     happened: list[str] = field(default_factory=list)
     killed_at: float | None = None  # epoch s, the moment of the kill
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -193,6 +199,12 @@ class Disruptions:
 
         def kill() -> None:
             time.sleep(max(0.0, started + o.kill_at_s - time.monotonic()))
+            give_up = time.monotonic() + KILL_WAIT_S
+            while o.kill_in_flight and time.monotonic() < give_up:
+                entries = self.sim.get("/_sim/ledger").raise_for_status().json()
+                if in_flight(entries, time.time(), size=LARGE["size"]):
+                    break
+                time.sleep(0.1)
             self.log("worker kill")
             at = time.monotonic() - started
             self.killed_at = time.time()
@@ -214,8 +226,11 @@ class Disruptions:
 # --- this service -----------------------------------------------------------------------------
 
 
-def in_flight(entries: Sequence[Mapping[str, Any]], at: float | None) -> int | None:
-    """How many generations were running upstream at ``at`` (epoch s): begun, not yet done."""
+def in_flight(
+    entries: Sequence[Mapping[str, Any]], at: float | None, *, size: str | None = None
+) -> int | None:
+    """How many generations (of ``size``, or any) were running upstream at ``at`` (epoch s):
+    begun, not yet done."""
     if at is None:
         return None
     return sum(
@@ -224,6 +239,7 @@ def in_flight(entries: Sequence[Mapping[str, Any]], at: float | None) -> int | N
         if e.get("generation_started")
         and float(e["received_at"]) <= at
         and (e.get("upstream_done_at") is None or float(e["upstream_done_at"]) > at)
+        and (size is None or (e.get("shape") or {}).get("size") == size)
     )
 
 
@@ -261,7 +277,7 @@ def service_way(
 ) -> Way:
     prepare(sim, o)
     key = stack.function_key
-    disruptions = Disruptions(o, stack.crash_devhost, stack, log)
+    disruptions = Disruptions(o, stack.crash_devhost, stack, log, sim)
     with httpx.Client(
         base_url=stack.devhost_url, headers={"x-functions-key": key}, timeout=30.0
     ) as http:
@@ -398,7 +414,7 @@ def sdk_way(
 ) -> Way:
     prepare(sim, o)
     loop = SdkLoop(stack, o, f"sdk-loop-{int(time.time())}", state)
-    disruptions = Disruptions(o, loop.kill_and_restart, stack, log)
+    disruptions = Disruptions(o, loop.kill_and_restart, stack, log, sim)
     started = time.monotonic()
     loop.start()
     disruptions.start(started)
@@ -448,7 +464,9 @@ class FaultMixResult:
             f"(partial_images 0) at once, Azure route behind a 60 s gateway; faults: a 429 storm "
             f"of {o.storm} (retry-after {STORM_RETRY_AFTER_S:g} s), {o.mid_stream} mid-stream "
             f"server errors after the first partial, storage down at {o.outage_at_s:g} s for "
-            f"{o.outage_s:g} s, the worker killed at {o.kill_at_s:g} s; time scale "
+            f"{o.outage_s:g} s, the worker killed at {o.kill_at_s:g} s"
+            + (" or after, once a 2048x2048 generation runs" if o.kill_in_flight else "")
+            + "; time scale "
             f"{o.time_scale:g}",
             "",
         ]

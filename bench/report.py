@@ -76,7 +76,7 @@ class Row:
             self.figure,
             value_cell(self.ours, self.unit),
             f"{value_cell(self.anchor, self.unit)} ({self.anchor_name})",
-            "n/a" if r is None else f"{r:.2f}x",
+            "n/a" if r is None else f"{r:.3f}x" if r < 2 else f"{r:.2f}x",
             self.target or "none",
             {True: "met", False: "**MISSED**", None: "-"}[self.met],
         ]

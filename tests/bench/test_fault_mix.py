@@ -112,6 +112,7 @@ def test_a_tiny_run_counts_both_ways():
         outage_at_s=0.5,
         outage_s=0.5,
         kill_at_s=1.0,
+        kill_in_flight=False,
         deadline_s=60.0,
     )
     started = time.monotonic()
@@ -138,3 +139,12 @@ def test_generations_in_flight_at_the_kill_are_counted_from_the_ledger():
     assert in_flight(entries, 3.0) == 1
     assert in_flight(entries, 4.0) == 2
     assert in_flight(entries, None) is None
+
+
+def test_in_flight_can_count_one_size():
+    entries: list[dict[str, Any]] = [
+        {"generation_started": True, "received_at": 1.0, "shape": {"size": "2048x2048"}},
+        {"generation_started": True, "received_at": 1.0, "shape": {"size": "1024x1024"}},
+    ]
+    assert in_flight(entries, 2.0, size="2048x2048") == 1
+    assert in_flight(entries, 2.0) == 2
