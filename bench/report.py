@@ -21,6 +21,7 @@ import os
 import platform
 import re
 import subprocess
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -328,16 +329,23 @@ def charts(suite: SuiteRun, folder: Path = CHARTS) -> list[Path]:
         panels = [r for r in figure.rows if r.ours is not None or r.anchor is not None]
         if not panels:
             continue
-        fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels) + 0.5, 3.2))
-        for ax, row in zip(axes if len(panels) > 1 else [axes], panels, strict=True):
+        columns = min(3, len(panels))
+        lines = -(-len(panels) // columns)
+        fig, axes = plt.subplots(
+            lines, columns, figsize=(3.3 * columns, 3.0 * lines + 0.4), squeeze=False
+        )
+        cells = [ax for line in axes for ax in line]
+        for ax, row in zip(cells, panels, strict=False):
             ax.bar(
                 ["this service", "anchor"],
                 [row.ours or 0.0, row.anchor or 0.0],
                 color=["#1565c0", "#9e9e9e"],
             )
-            ax.set_title(row.figure, fontsize=8, wrap=True)
+            ax.set_title(textwrap.fill(row.figure, 34), fontsize=8)
             ax.set_ylabel(row.unit, fontsize=8)
             ax.tick_params(labelsize=7)
+        for ax in cells[len(panels) :]:
+            ax.set_visible(False)
         fig.suptitle(figure.title, fontsize=10)
         fig.tight_layout()
         written.append(_save(fig, folder / f"{figure.key}.png"))
