@@ -23,11 +23,11 @@ import re
 import subprocess
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bench.stats import table
 
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "benchmarks.md"
 CHARTS = ROOT / "docs" / "benchmarks"
+# Every record of the latest run, beside its charts: the page and the charts can be drawn again
+# from it (`python -m bench.suite --render-only`), and two runs compared.
+RESULTS = CHARTS / "results.json"
 PACKAGES = (
     "azure-functions",
     "azure-functions-durable",
@@ -215,6 +218,20 @@ class SuiteRun:
 
     def rows(self) -> list[tuple[FigureRun, Row]]:
         return [(f, r) for f in self.figures for r in f.rows]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SuiteRun:
+        m = dict(data["machine"])
+        m["load_at_start"] = tuple(m["load_at_start"])
+        figures = []
+        for raw in data["figures"]:
+            f = dict(raw)
+            f["rows"] = [Row(**row) for row in f["rows"]]
+            figures.append(FigureRun(**f))
+        return cls(Machine(**m), figures, float(data["seconds"]))
 
     def summary(self) -> list[str]:
         budget = sum(f.budget_s for f in self.figures)

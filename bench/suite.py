@@ -1,6 +1,7 @@
 """`make bench`: every figure of docs/benchmarks.md in one run, under 15 minutes on 2 cores.
 
     python -m bench.suite [--only edge,freshness] [--no-write] [--page docs/benchmarks.md]
+    python -m bench.suite --render-only     (the page and charts again from results.json)
     (make bench)
 
 Each figure runs with the counts below (chosen so that the whole suite, measured, stays under 15
@@ -9,7 +10,8 @@ what it took), one after another, each on a stack of its own that it starts and 
 module's result is turned into typed rows (bench.report.Row: this service, the anchor, the
 ratio, the target, met or not); then the generated blocks of docs/benchmarks.md are rewritten
 (the top summary and one block per figure; the prose around them stays) and the charts are drawn
-under docs/benchmarks/. A figure that fails is reported as failed, and the others still run.
+under docs/benchmarks/, beside results.json (every record of the run). A figure that fails is
+reported as failed, and the others still run.
 
 Nothing here asserts a speed: a figure that misses its target says so on the page.
 """
@@ -17,6 +19,7 @@ Nothing here asserts a speed: a figure that misses its target says so on the pag
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import traceback
@@ -26,7 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from bench import drain, edge_latency, fault_mix, freshness, memory, overhead, retry_after
-from bench.report import CHARTS, PAGE, FigureRun, Machine, Row, SuiteRun, charts, write_page
+from bench.report import (
+    CHARTS,
+    PAGE,
+    RESULTS,
+    FigureRun,
+    Machine,
+    Row,
+    SuiteRun,
+    charts,
+    write_page,
+)
 from bench.stats import percentile
 
 
@@ -355,7 +368,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-write", action="store_true", help="print only; leave the page alone")
     p.add_argument("--page", type=Path, default=PAGE)
     p.add_argument("--charts", type=Path, default=CHARTS)
+    p.add_argument(
+        "--render-only",
+        action="store_true",
+        help="run nothing: draw the page and charts again from the latest results.json",
+    )
     args = p.parse_args(argv)
+    results = args.charts / RESULTS.name
+    if args.render_only:
+        suite = SuiteRun.from_json(json.loads(results.read_text(encoding="utf-8")))
+        write(args.page, args.charts, suite)
+        return 0
     chosen = figures()
     if args.only:
         keys = set(args.only.split(","))
@@ -370,11 +393,18 @@ def main(argv: list[str] | None = None) -> int:
     for line in suite.summary():
         print(line)
     if not args.no_write:
-        args.page.write_text(write_page(args.page.read_text(encoding="utf-8"), suite))
-        for path in charts(suite, args.charts):
-            log(f"wrote {path}")
-        log(f"wrote {args.page}")
+        args.charts.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps(suite.to_json(), indent=1) + "\n", encoding="utf-8")
+        log(f"wrote {results}")
+        write(args.page, args.charts, suite)
     return 1 if any(r.error for r in runs) else 0
+
+
+def write(page: Path, folder: Path, suite: SuiteRun) -> None:
+    page.write_text(write_page(page.read_text(encoding="utf-8"), suite), encoding="utf-8")
+    for path in charts(suite, folder):
+        log(f"wrote {path}")
+    log(f"wrote {page}")
 
 
 if __name__ == "__main__":

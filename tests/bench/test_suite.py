@@ -4,6 +4,7 @@ is timed)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -346,3 +347,21 @@ def test_the_charts_are_written(tmp_path: Path):
     assert sorted(p.name for p in written) == ["edge.png", "freshness.png", "summary.png"]
     for path in written:
         assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_records_round_trip_through_json_and_render_the_same_page():
+    run = made_up_suite()
+    again = SuiteRun.from_json(json.loads(json.dumps(run.to_json())))
+    assert again == run
+    assert write_page(PAGE, again) == write_page(PAGE, run)
+
+
+def test_render_only_draws_the_page_and_charts_from_results_json(tmp_path: Path):
+    page = tmp_path / "benchmarks.md"
+    page.write_text(PAGE)
+    folder = tmp_path / "charts"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(made_up_suite().to_json()))
+    assert suite.main(["--render-only", "--page", str(page), "--charts", str(folder)]) == 0
+    assert "new edge" in page.read_text()
+    assert (folder / "summary.png").exists()
