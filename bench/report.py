@@ -291,10 +291,17 @@ def replace_block(text: str, key: str, body: Sequence[str]) -> str | None:
     return pattern.sub(lambda _: new, text, count=1)
 
 
-def write_page(text: str, suite: SuiteRun, sections: dict[str, str] | None = None) -> str:
+def write_page(
+    text: str,
+    suite: SuiteRun,
+    sections: dict[str, str] | None = None,
+    *,
+    summary: bool = True,
+) -> str:
     """The page with every generated block rewritten; a figure without a block on the page is
-    added at its end under ``## {title}`` (``sections`` may name another heading)."""
-    out = replace_block(text, "summary", suite.summary())
+    added at its end under ``## {title}`` (``sections`` may name another heading). With
+    ``summary`` False (some figures only), the summary of the last whole run stays."""
+    out = replace_block(text, "summary", suite.summary()) if summary else text
     if out is None:
         raise ValueError("docs/benchmarks.md has no generated summary block")
     for figure in suite.figures:
@@ -312,7 +319,7 @@ def write_page(text: str, suite: SuiteRun, sections: dict[str, str] | None = Non
 # --- the charts -------------------------------------------------------------------------------
 
 
-def charts(suite: SuiteRun, folder: Path = CHARTS) -> list[Path]:
+def charts(suite: SuiteRun, folder: Path = CHARTS, *, summary: bool = True) -> list[Path]:
     """summary.png (every ratio against its target) and one PNG per figure (this service and
     its anchor, one panel per row); the paths written."""
     import matplotlib
@@ -325,7 +332,7 @@ def charts(suite: SuiteRun, folder: Path = CHARTS) -> list[Path]:
     written = []
     # A ratio of 0 (nothing lost against the anchor's losses) has no place on a log axis.
     rows = [(f, r) for f, r in suite.rows() if (r.ratio_value() or 0.0) > 0]
-    if rows:
+    if rows and summary:
         fig, ax = plt.subplots(figsize=(10, 0.35 * len(rows) + 1.5))
         labels = [r.figure for _, r in rows]
         values = [r.ratio_value() or 0.0 for _, r in rows]

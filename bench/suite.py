@@ -393,16 +393,21 @@ def main(argv: list[str] | None = None) -> int:
     for line in suite.summary():
         print(line)
     if not args.no_write:
+        # Some figures only: their blocks and charts; the summary, its chart and results.json
+        # stay those of the last whole run, whose figures were all measured together.
+        whole = not args.only
         args.charts.mkdir(parents=True, exist_ok=True)
-        results.write_text(json.dumps(suite.to_json(), indent=1) + "\n", encoding="utf-8")
-        log(f"wrote {results}")
-        write(args.page, args.charts, suite)
+        if whole:
+            results.write_text(json.dumps(suite.to_json(), indent=1) + "\n", encoding="utf-8")
+            log(f"wrote {results}")
+        write(args.page, args.charts, suite, summary=whole)
     return 1 if any(r.error for r in runs) else 0
 
 
-def write(page: Path, folder: Path, suite: SuiteRun) -> None:
-    page.write_text(write_page(page.read_text(encoding="utf-8"), suite), encoding="utf-8")
-    for path in charts(suite, folder):
+def write(page: Path, folder: Path, suite: SuiteRun, *, summary: bool = True) -> None:
+    text = write_page(page.read_text(encoding="utf-8"), suite, summary=summary)
+    page.write_text(text, encoding="utf-8")
+    for path in charts(suite, folder, summary=summary):
         log(f"wrote {path}")
     log(f"wrote {page}")
 

@@ -365,3 +365,11 @@ def test_render_only_draws_the_page_and_charts_from_results_json(tmp_path: Path)
     assert suite.main(["--render-only", "--page", str(page), "--charts", str(folder)]) == 0
     assert "new edge" in page.read_text()
     assert (folder / "summary.png").exists()
+
+
+def test_some_figures_only_leave_the_summary_of_the_last_whole_run(tmp_path: Path):
+    out = write_page(PAGE, made_up_suite(), summary=False)
+    assert "old summary" in out
+    assert "new edge" in out
+    written = charts(made_up_suite(), tmp_path, summary=False)
+    assert "summary.png" not in [p.name for p in written]
