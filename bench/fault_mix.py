@@ -51,6 +51,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -251,10 +252,16 @@ def kill_note(entries: Sequence[Mapping[str, Any]], at: float | None) -> tuple[s
 
 
 def follow(
-    http: httpx.Client, ids: Sequence[str], deadline: float, attempts: dict[str, int]
+    http: httpx.Client,
+    ids: Sequence[str],
+    deadline: float,
+    attempts: dict[str, int],
+    failed: Counter[str] | None = None,
 ) -> dict[str, str]:
     """Each job's end state (``unfinished`` at the deadline), its attempts into ``attempts``; a
-    poll that fails (devhost down, storage down) is tried again."""
+    poll that fails (devhost down, storage down) is counted into ``failed`` (by status, or
+    ``no answer``) and tried again."""
+    failed = failed if failed is not None else Counter()
     ended: dict[str, str] = {}
     while len(ended) < len(ids) and time.monotonic() < deadline:
         for job in ids:
@@ -263,7 +270,10 @@ def follow(
             try:
                 answer = http.get(f"/api/images/{job}")
             except httpx.HTTPError:
+                failed["no answer"] += 1
                 continue
+            if answer.status_code not in (200, 202):
+                failed[str(answer.status_code)] += 1
             if answer.status_code == 200:
                 body = answer.json()
                 ended[job] = str(body.get("state"))
@@ -290,7 +300,8 @@ def service_way(
                 raise RuntimeError(f"POST /api/images: {answer.status_code}: {answer.text[:300]}")
             ids.append(answer.json()["id"])
         attempts: dict[str, int] = {}
-        states = follow(http, ids, started + o.deadline_s, attempts)
+        failed: Counter[str] = Counter()
+        states = follow(http, ids, started + o.deadline_s, attempts, failed)
         wall = time.monotonic() - started
         disruptions.join()
     saved = sum(1 for s in states.values() if s == "saved")
@@ -299,6 +310,9 @@ def service_way(
     entries = settled_ledger(sim)
     notes += kill_note(entries, disruptions.killed_at)
     notes.append(f"attempts {sum(attempts.values())} for {len(ids)} jobs")
+    if failed:
+        shown = ", ".join(f"{n} {what}" for what, n in sorted(failed.items()))
+        notes.append(f"polls that failed (tried again): {shown}")
     ledger = LedgerSummary.of(entries)
     return Way("this service", o.jobs, saved, wall, ledger, (*disruptions.happened, *notes))
 

@@ -4,9 +4,12 @@ tiny real run of both ways (nothing asserts a speed)."""
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from bench.fault_mix import (
@@ -15,6 +18,7 @@ from bench.fault_mix import (
     FaultMixResult,
     Options,
     Way,
+    follow,
     in_flight,
     run,
 )
@@ -148,3 +152,22 @@ def test_in_flight_can_count_one_size():
     ]
     assert in_flight(entries, 2.0, size="2048x2048") == 1
     assert in_flight(entries, 2.0) == 2
+
+
+def test_follow_retries_failed_polls_and_counts_them():
+    answers: Iterator[int | str] = iter([503, "down", 202, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = next(answers)
+        if answer == "down":
+            raise httpx.ConnectError("devhost is down", request=request)
+        body = {"state": "saved", "attempt": 2} if answer == 200 else {"state": "generating"}
+        return httpx.Response(int(answer), json=body)
+
+    attempts: dict[str, int] = {}
+    failed: Counter[str] = Counter()
+    with httpx.Client(base_url="http://test", transport=httpx.MockTransport(handler)) as http:
+        states = follow(http, ["job"], time.monotonic() + 30, attempts, failed)
+    assert states == {"job": "saved"}
+    assert attempts == {"job": 2}
+    assert failed == Counter({"503": 1, "no answer": 1})
