@@ -50,7 +50,7 @@ PACKAGES = (
     "matplotlib",
 )
 # Units of whole things, shown without decimals.
-COUNTS = frozenset({"images", "429s", "requests"})
+COUNTS = frozenset({"images", "429s", "requests", "generations"})
 
 
 @dataclass(frozen=True)

@@ -59,23 +59,27 @@ def ledger(billable: int, requests: int, rate_limited: int = 0) -> LedgerSummary
     return LedgerSummary.of(entries)
 
 
-def test_lost_duplicates_and_billable_per_saved_image():
-    ours = Way("this service", 12, 12, 25.0, ledger(13, 30, 12))
+def test_lost_duplicates_and_those_beyond_the_kill():
+    # One generation in flight at the kill, billed and sent again: the only duplicate.
+    ours = Way("this service", 12, 12, 25.0, ledger(13, 30, 12), at_kill=1)
     assert ours.lost == 0
     assert ours.duplicates == 1
+    assert ours.avoidable == 0
     assert ours.per_saved == pytest.approx(13 / 12)
     assert ours.met
-    theirs = Way("SDK loop, default retries", 12, 8, 17.0, ledger(33, 48, 12))
+    # A second duplicate that no kill explains: missed.
+    assert not Way("this service", 12, 12, 25.0, ledger(14, 30, 12), at_kill=1).met
+    theirs = Way("SDK loop, default retries", 12, 8, 17.0, ledger(33, 48, 12), at_kill=8)
     assert theirs.lost == 4
     assert theirs.duplicates == 25
+    assert theirs.avoidable == 17
     assert not theirs.met
     # Nothing saved: no ratio, and every generation billed is a duplicate.
     none = Way("SDK loop, default retries", 2, 0, 5.0, ledger(3, 3))
     assert none.per_saved is None
     assert none.duplicates == 3
+    assert none.avoidable == 3
     assert not none.met
-    # Every image saved but paid for twice over: missed.
-    assert not Way("this service", 4, 4, 9.0, ledger(8, 8)).met
 
 
 def test_the_report_shows_both_ways_their_notes_and_the_targets():
@@ -89,16 +93,31 @@ def test_the_report_shows_both_ways_their_notes_and_the_targets():
                 17.4,
                 ledger(33, 48, 12),
                 ("worker killed at 6.0 s",),
+                at_kill=8,
             ),
-            Way("this service", 12, 12, 25.0, ledger(12, 27, 12), ("storage down at 2.0 s",)),
+            Way(
+                "this service",
+                12,
+                12,
+                25.0,
+                ledger(13, 28, 12),
+                ("storage down at 2.0 s",),
+                at_kill=2,
+            ),
         ],
         "2026-11-30 12:00 UTC",
     )
     text = "\n".join(result.lines())
-    assert "| SDK loop, default retries | 8/12 | 4 | 48 | 33 | 4.12 | 25 | 12 | 17.4 |" in text
-    assert "| this service | 12/12 | 0 | 27 | 12 | 1.00 | 0 | 12 | 25.0 |" in text
+    assert (
+        "| SDK loop, default retries | 8/12 | 4 | 48 | 33 | 4.12 | 25 | 8 | 17 | 12 | 17.4 |"
+        in text
+    )
+    assert "| this service | 12/12 | 0 | 28 | 13 | 1.08 | 1 | 2 | 0 | 12 | 25.0 |" in text
     assert "- SDK loop, default retries: worker killed at 6.0 s" in text
-    assert "targets: images lost <= 0: 0; billable per saved image <= 1.1: 1.00 (met)" in text
+    assert (
+        "targets: images lost <= 0: 0; duplicates beyond the generations in flight at the "
+        "worker kill <= 0: 0 (met)"
+    ) in text
     assert result.way("SDK loop") is result.ways[0]
 
 

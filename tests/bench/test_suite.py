@@ -225,16 +225,17 @@ def test_fault_mix_rows_compare_with_the_sdk_loop():
     result = FaultMixResult(
         FaultOptions(),
         [
-            Way("SDK loop, default retries", 12, 8, 17.0, ledger(33, 48, 12)),
-            Way("this service", 12, 12, 25.0, ledger(12, 27, 12)),
+            Way("SDK loop, default retries", 12, 8, 17.0, ledger(33, 48, 12), at_kill=8),
+            Way("this service", 12, 12, 25.0, ledger(13, 27, 12), at_kill=2),
         ],
         "today",
     )
-    per, lost = suite.fault_mix_rows(result)
-    assert per.ours == pytest.approx(1.0)
+    per, lost, beyond = suite.fault_mix_rows(result)
+    assert per.ours == pytest.approx(13 / 12)
     assert per.anchor == pytest.approx(33 / 8)
-    assert per.met is True
+    assert per.met is None
     assert (lost.ours, lost.anchor, lost.met) == (0, 4, True)
+    assert (beyond.ours, beyond.anchor, beyond.met) == (0, 17, True)
 
 
 def test_every_figure_of_the_suite_has_a_block_on_the_page_and_a_budget():
