@@ -13,7 +13,7 @@ CODE := $(wildcard rules storage orchestrators activities http_api function_app.
 TOOLS := $(patsubst %/pyproject.toml,%,$(wildcard tools/*/pyproject.toml))
 
 .PHONY: setup demo run test lint typecheck pytest bench-simulator bench-devhost bench-retries bench-edge \
-	bench-drain bench-retry-after bench-memory clean
+	bench-drain bench-retry-after bench-memory bench-overhead bench-freshness bench-fault-mix bench clean
 
 # Debian's chromium, for the web page's browser test (tests/e2e/test_web_page.py, driven by the
 # pinned Playwright of requirements-dev.txt). Never `playwright install`: it downloads a browser
@@ -110,6 +110,27 @@ bench-retry-after: setup
 # Azurite (docs/benchmarks.md); about 3 minutes. BENCH_ARGS="--repetitions 5 --jobs 1,4,20" and more.
 bench-memory: setup
 	$(PY) -m bench.memory $(BENCH_ARGS)
+
+# The Retry-After benchmark for 1024x1024 low (real time), 2048x2048 high and 3840x2160 high
+# (time scale 25) (docs/benchmarks.md); about 3.5 minutes.
+bench-overhead: setup
+	$(PY) -m bench.overhead $(BENCH_ARGS)
+
+# A partial image leaving the route until a 100 ms poller sees it, against the SDK's own event
+# (docs/benchmarks.md); about 45 s.
+bench-freshness: setup
+	$(PY) -m bench.freshness $(BENCH_ARGS)
+
+# Billable generations per saved image and images lost under a fault mix (a 429 storm,
+# mid-stream errors, gateway kills, a storage outage, a worker kill), against a plain SDK loop
+# (docs/benchmarks.md); about 1 minute.
+bench-fault-mix: setup
+	$(PY) -m bench.fault_mix $(BENCH_ARGS)
+
+# Every figure above in one run, under 15 minutes on 2 cores: rewrites the generated blocks of
+# docs/benchmarks.md and its charts (docs/benchmarks/). BENCH_ARGS="--only edge,freshness".
+bench: setup
+	$(PY) -m bench.suite $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,14 +1,15 @@
 """Retry-After: a client that sleeps exactly the Retry-After it is given, against a direct call.
 
     python -m bench.retry_after [--rounds 8] [--warmup 8]
-    (make bench-retry-after)
+        [--size 1024x1024] [--quality low] [--time-scale 1] [--route azure]
+    (make bench-retry-after; bench.overhead runs it for 1024 low, 2048 high and 3840x2160 high)
 
 One run on one machine starts the local stack (Azurite, the simulator, devhost on this app) in
 real time (time scale 1: Retry-After is whole seconds, so a scaled run would round its waits
 away) with no rate limit. First ``--warmup`` jobs of the measured shape run at once, so that
 the route has learned the shape class's clocks (it uses them after 5 saved attempts; before
 that, the calibration's deliberately long guess) and the SDK's connection is open. Then each
-round starts three 1024x1024 low jobs at the same moment:
+round starts three jobs of the shape (default 1024x1024 low) at the same moment:
 
 (a) a direct call: the official SDK (``openai.OpenAI`` on the simulator's Azure v1 path),
     streamed with partial_images 1 as the service sends it, until the final image's bytes are
@@ -21,6 +22,10 @@ Reported: the median of each, the ratios (b)/(a) and (c)/(a), and the same ratio
 own generation time (the simulator's ledger) swapped for the direct call's, which takes the
 simulator's +-9 % jitter out of the comparison. Where the time goes: post -> send, the service's
 own time to its final answer (devhost's log), and how long after that each client saw it.
+A larger shape does not fit real time (2048x2048 high is ~230 s a generation, 3840x2160 high
+~370 s): ``--time-scale`` runs the simulator and the service on a faster clock, and the direct
+call meets the same simulator at the same scale; Retry-After stays whole seconds, so the report
+says how much of the figure that rounding is.
 A measurement, not a test; results in docs/benchmarks.md.
 """
 
@@ -54,13 +59,11 @@ from localrun.stack import LocalStack
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENT = "gpt-image-2"
 ORCHESTRATOR = "image_job"
-JOB = {"size": "1024x1024", "quality": "low", "partial_images": 1}
 PROMPT = "a red apple on a wooden table, morning light"
 # The three ways' prompts have these lengths, so each round's ledger tells them apart.
 CHARS = {"direct": 100, "retry-after": 101, "100 ms": 102, "warm-up": 103}
 POLL_S = 0.1
 TARGET = 1.03  # the issue: within 3 % of the direct call
-ROUTE = "azure"
 WEBHOOK = "/runtime/webhooks/durabletask"
 
 
@@ -68,6 +71,27 @@ WEBHOOK = "/runtime/webhooks/durabletask"
 class Options:
     rounds: int = 8
     warmup: int = 8
+    size: str = "1024x1024"
+    quality: str = "low"
+    time_scale: float = 1.0
+    # "azure": the simulator's Azure deployment, the SDK on its v1 path (/openai/v1); "openai":
+    # the OpenAI route (/v1), without Azure's 60 s gateway, which a streamed 4K high request's
+    # first minute of silence would meet.
+    route: str = "azure"
+
+    def job(self) -> dict[str, Any]:
+        """The body of each of the service's jobs, less the prompt."""
+        body: dict[str, Any] = {"size": self.size, "quality": self.quality, "partial_images": 1}
+        if self.route != "azure":
+            body["route"] = self.route
+        return body
+
+    def shape(self) -> str:
+        return f"{self.size} {self.quality}"
+
+    def sdk_path(self) -> str:
+        """The simulator's path for the direct call of the same route."""
+        return "/openai/v1" if self.route == "azure" else "/v1"
 
 
 def prompt(way: str, index: int) -> str:
@@ -117,14 +141,15 @@ class Polled:
     sent_at: float | None  # timings.requestStartedAt, epoch s
 
 
-def direct_call(client: Any, index: int) -> Direct:
+def direct_call(client: Any, index: int, o: Options | None = None) -> Direct:
+    o = o or Options()
     started = time.perf_counter()
     stream = client.images.generate(
         model=DEPLOYMENT,
         prompt=prompt("direct", index),
         stream=True,
-        size="1024x1024",
-        quality="low",
+        size=o.size,
+        quality=o.quality,
         partial_images=1,
     )
     image = b""
@@ -143,12 +168,14 @@ async def service_job(
     index: int,
     *,
     fixed_poll_s: float | None,
+    job: Mapping[str, Any] | None = None,
 ) -> Polled:
     """Start a job and follow it: sleeping each Retry-After (``fixed_poll_s`` None) or every
     ``fixed_poll_s``, until its status says saved; then fetch the image from its link."""
     posted_at = time.time()
     started = time.perf_counter()
-    answer = await http.post("/api/images", json={"prompt": prompt(way, index), **JOB})
+    body = {"prompt": prompt(way, index), **(job if job is not None else Options().job())}
+    answer = await http.post("/api/images", json=body)
     if answer.status_code != 202:
         raise RuntimeError(f"POST /api/images: {answer.status_code}: {answer.text[:300]}")
     status_url = answer.headers["location"]
@@ -194,23 +221,25 @@ class Round:
 
 
 async def one_round(
-    http: httpx.AsyncClient, blobs: httpx.AsyncClient, client: Any, index: int
+    http: httpx.AsyncClient, blobs: httpx.AsyncClient, client: Any, index: int, o: Options
 ) -> tuple[Direct, Polled, Polled]:
     """The three ways at once: the same moment, the same machine load."""
+    job = o.job()
     return await asyncio.gather(
-        asyncio.to_thread(direct_call, client, index),
-        service_job(http, blobs, "retry-after", index, fixed_poll_s=None),
-        service_job(http, blobs, "100 ms", index, fixed_poll_s=POLL_S),
+        asyncio.to_thread(direct_call, client, index, o),
+        service_job(http, blobs, "retry-after", index, fixed_poll_s=None, job=job),
+        service_job(http, blobs, "100 ms", index, fixed_poll_s=POLL_S, job=job),
     )
 
 
 async def warm_up(
-    http: httpx.AsyncClient, blobs: httpx.AsyncClient, client: Any, count: int
+    http: httpx.AsyncClient, blobs: httpx.AsyncClient, client: Any, count: int, o: Options
 ) -> None:
     """``count`` jobs of the measured shape at once (and one direct call): the route learns
     the class's clocks, the connections open."""
-    jobs = [service_job(http, blobs, "warm-up", i, fixed_poll_s=0.5) for i in range(count)]
-    await asyncio.gather(asyncio.to_thread(direct_call, client, 9999), *jobs)
+    job = o.job()
+    jobs = [service_job(http, blobs, "warm-up", i, fixed_poll_s=0.5, job=job) for i in range(count)]
+    await asyncio.gather(asyncio.to_thread(direct_call, client, 9999, o), *jobs)
 
 
 # --- the result -------------------------------------------------------------------------------
@@ -232,6 +261,36 @@ class RetryAfterResult:
             f"azure-functions-durable {version('azure-functions-durable')}"
         )
 
+    def direct_s(self) -> float:
+        """(a): the direct call's median, s."""
+        return statistics.median(r.direct.took_s for r in self.rounds)
+
+    def took_s(self, way: str) -> float:
+        """(b) ``retry-after`` or (c) ``100 ms``: the median to the saved answer, s."""
+        return statistics.median(self._took(way))
+
+    def _took(self, way: str) -> list[float]:
+        return [(r.retry_after if way == "retry-after" else r.poller).took_s for r in self.rounds]
+
+    def ratio(self, way: str) -> float:
+        """The way's median over the direct call's."""
+        return median_ratio(self._took(way), [r.direct.took_s for r in self.rounds])
+
+    def paired_ratio(self, way: str) -> float:
+        """The median of the rounds' ratios with the simulator's jitter taken out."""
+        fixed = [r.corrected(way) for r in self.rounds]
+        return statistics.median(paired_ratios(fixed, [r.direct.took_s for r in self.rounds]))
+
+    def seen_after_final_s(self, way: str) -> float | None:
+        """The median time from the job's answer turning final to the way's client seeing it."""
+        seen = []
+        for r in self.rounds:
+            polled = r.retry_after if way == "retry-after" else r.poller
+            clocks = self.clocks.get(polled.job_id)
+            if clocks is not None and clocks.completed is not None:
+                seen.append(polled.posted_at + polled.took_s - clocks.completed)
+        return statistics.median(seen) if seen else None
+
     def lines(self) -> list[str]:
         rs = self.rounds
         a = [r.direct.took_s for r in rs]
@@ -248,8 +307,9 @@ class RetryAfterResult:
 
         out = [
             f"retry-after, {self.date}, {self.machine()}",
-            f"{len(rs)} rounds of three 1024x1024 low jobs started at once (partial_images 1, "
-            f"streamed), time scale 1, no rate limit; after {self.options.warmup} warm-up jobs "
+            f"{len(rs)} rounds of three {self.options.shape()} jobs started at once "
+            f"(partial_images 1, streamed, route {self.options.route}), time scale "
+            f"{self.options.time_scale:g}, no rate limit; after {self.options.warmup} warm-up jobs "
             f"(the route's class had {self.learned_samples} learned samples)",
             "",
         ]
@@ -414,11 +474,11 @@ def _median(values: Sequence[float | None]) -> str:
 # --- the whole run ----------------------------------------------------------------------------
 
 
-def learned_samples(url: str, master_key: str) -> int | None:
+def learned_samples(url: str, master_key: str, route: str = "azure") -> int | None:
     """How many saved attempts the route has learned for its busiest class (the route entity's
     state); None when the entity cannot be read."""
     answer = httpx.get(
-        f"{url}{WEBHOOK}/entities/route/{ROUTE}", headers={"x-functions-key": master_key}
+        f"{url}{WEBHOOK}/entities/route/{route}", headers={"x-functions-key": master_key}
     )
     if answer.status_code != 200:
         return None
@@ -457,11 +517,11 @@ def run(options: Options | None = None, *, log: Callable[[str], None] = print) -
             azurite_port=0,
             simulator_port=0,
             devhost_port=0,
-            time_scale=1.0,
+            time_scale=o.time_scale,
         )
         with stack, httpx.Client(base_url=stack.simulator_url, timeout=30.0) as sim:
             keys, _ = load_or_create_keys(stack.devhost_state)
-            client = OpenAI(base_url=f"{stack.simulator_url}/openai/v1", api_key="bench-key")
+            client = OpenAI(base_url=f"{stack.simulator_url}{o.sdk_path()}", api_key="bench-key")
             date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
             async def measure() -> tuple[list[Round], int | None, list[JobHistory]]:
@@ -474,15 +534,15 @@ def run(options: Options | None = None, *, log: Callable[[str], None] = print) -
                     httpx.AsyncClient(timeout=60) as blobs,
                 ):
                     log(f"warm-up: {o.warmup} jobs at once ...")
-                    await warm_up(http, blobs, client, o.warmup)
+                    await warm_up(http, blobs, client, o.warmup, o)
                     learned = await asyncio.to_thread(
-                        learned_samples, stack.devhost_url, keys.master_key
+                        learned_samples, stack.devhost_url, keys.master_key, o.route
                     )
                     log(f"warm-up done: the route has {learned} learned samples of the class")
                     rounds = []
                     for i in range(o.rounds):
                         reset(sim)
-                        direct, honours, fast = await one_round(http, blobs, client, i)
+                        direct, honours, fast = await one_round(http, blobs, client, i, o)
                         entries = await asyncio.to_thread(settled_ledger, sim)
                         rounds.append(Round(i, direct, honours, fast, generation_by_way(entries)))
                         log(
@@ -509,9 +569,22 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.retry_after", description=__doc__)
     p.add_argument("--rounds", type=int, default=8, help="measured rounds (three jobs each)")
     p.add_argument("--warmup", type=int, default=8, help="warm-up jobs, at once")
+    p.add_argument("--size", default=Options.size, help="the jobs' size")
+    p.add_argument("--quality", default=Options.quality, help="the jobs' quality")
+    p.add_argument(
+        "--time-scale", type=float, default=Options.time_scale, help="simulator and service"
+    )
+    p.add_argument("--route", choices=("azure", "openai"), default=Options.route)
     args = p.parse_args(argv)
     result = run(
-        Options(rounds=args.rounds, warmup=args.warmup),
+        Options(
+            rounds=args.rounds,
+            warmup=args.warmup,
+            size=args.size,
+            quality=args.quality,
+            time_scale=args.time_scale,
+            route=args.route,
+        ),
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     for line in result.lines():
