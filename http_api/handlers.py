@@ -30,9 +30,17 @@ from http_api.errors import (
     blob_call,
     blob_failure,
 )
-from http_api.inputs import Parts, is_multipart, multipart_body, with_inputs
+from http_api.inputs import MULTIPART, Parts, is_multipart, multipart_body, with_inputs
 from http_api.job_ids import JobIds
-from http_api.request_reading import Clock, check_json_type, json_body, path_job_id, utc_now
+from http_api.request_reading import (
+    Clock,
+    bool_param,
+    check_json_type,
+    check_query,
+    json_body,
+    path_job_id,
+    utc_now,
+)
 from http_api.status_view import (
     MAX_RETRY_AFTER_S,
     JobView,
@@ -88,12 +96,17 @@ async def start_job(
 ) -> func.HttpResponse:
     """POST /api/images: 202 with the job's id, Location and Retry-After; a duplicate submit
     gets the existing job (``Idempotent-Replayed: true``)."""
+    check_query(req)
     body: object
     parts: Parts | None = None
     if is_multipart(req):  # an edit's input images as file parts (http_api.inputs)
         body, parts = multipart_body(req)
     else:
-        check_json_type(req)
+        check_json_type(
+            req,
+            accepts=(JSON, MULTIPART),
+            note="multipart/form-data for an edit's input images",
+        )
         body = json_body(req)
     request = parse_job_request(body, settings)
     webhook_url = parse_webhook_url(body, settings.webhooks)
@@ -178,6 +191,8 @@ async def get_job(
     now: Clock = utc_now,
 ) -> func.HttpResponse:
     """GET /api/images/{id}: 202 with Retry-After while the job runs, 200 once it has ended."""
+    check_query(req, "includePrompt")
+    include_prompt = bool_param(req, "includePrompt")
     job_id = path_job_id(req)
     caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
     # A poll answers promptly: storage that does not answer within this is a 503, not a hang.
@@ -200,7 +215,6 @@ async def get_job(
             # The same fields as a live answer: the deliveries, where a record of them is left.
             purged["webhooks"] = await purged_deliveries(store, job_id)
             return json_answer(purged, 200)
-    include_prompt = req.params.get("includePrompt", "").lower() == "true"
     link = _linker(store, settings)
     if store.links_are_local:
         answer = status_answer(view, link, include_prompt=include_prompt)
@@ -227,6 +241,7 @@ async def list_routes(
 ) -> func.HttpResponse:
     """GET /api/routes: each route's health as its shared model knows it (success rate, latency
     percentiles per shape class, errors by kind, pace, cool-down, queued and running)."""
+    check_query(req)
     names = sorted(settings.routes)
     async with asyncio.timeout(STATUS_READ_S):
         states = await asyncio.gather(*(jobs.route_state(name) for name in names))
@@ -283,6 +298,7 @@ async def list_jobs(
 ) -> func.HttpResponse:
     """GET /api/images?limit=N&after=TOKEN: the caller's jobs, newest first, a page at a time
     (``limit`` 1-100, default 20), each with its state; ``next`` is the next page's URL."""
+    check_query(req, "limit", "after")
     caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
     if not (has_own_identity(req, settings) or settings.shared_caller_may_list):
         raise IdentityRequired
@@ -355,6 +371,7 @@ async def cancel_job(
     now: Clock = utc_now,
 ) -> func.HttpResponse:
     """POST /api/images/{id}/cancel: 202 (``cancelling``) or 200 with the job's final state."""
+    check_query(req)
     job_id = path_job_id(req)
     caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
     async with asyncio.timeout(settings.timeouts.http_starter_s):

@@ -341,8 +341,10 @@ def _paths() -> dict[str, Any]:
                         "name": "includePrompt",
                         "in": "query",
                         "required": False,
-                        "description": "`true` (any case): the answer's request has the prompt.",
-                        "schema": {"type": "string"},
+                        "description": "`true` (any case): the answer's request has the "
+                        "prompt; `false` (any case) or absent: it has not; anything else is a "
+                        "400.",
+                        "schema": {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$"},
                     },
                 ],
                 "responses": {
@@ -434,7 +436,10 @@ def _paths() -> dict[str, Any]:
                 "operationId": "listRoutes",
                 "tags": ["routes"],
                 "summary": "Each route's health: success rate, clocks per shape, pace, queue",
-                "responses": {"200": _answer("Every configured route.", "Routes"), **_errors()},
+                "responses": {
+                    "200": _answer("Every configured route.", "Routes"),
+                    **_errors(400),
+                },
             }
         },
         "/batches": {
@@ -451,8 +456,9 @@ def _paths() -> dict[str, Any]:
                         "in": "query",
                         "required": False,
                         "description": "`true` (any case): the plan and both quotes, nothing "
-                        "started (200).",
-                        "schema": {"type": "string"},
+                        "started (200); `false` (any case) or absent: the batch starts; anything "
+                        "else (`1`, `yes`, empty) is a 400 and starts nothing.",
+                        "schema": {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$"},
                     },
                     {
                         "name": "deadline",

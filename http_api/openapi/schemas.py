@@ -18,7 +18,7 @@ from http_api.openapi.kit import (
     _text,
     _url,
 )
-from rules.batch_records import BatchState
+from rules.batch_records import TERMINAL_BATCH_STATES, BatchState
 from rules.batches import MAX_CUSTOM_ID_CHARS, MAX_ITEMS, BatchMode
 from rules.client_timings import MAX_MS
 from rules.evidence import EVIDENCE_VERSION, SERVICE_VERSION
@@ -1040,8 +1040,11 @@ def _schemas() -> dict[str, Schema]:
             {"id": _ref("BatchId"), "state": {"const": "cancelling"}, "statusUrl": _url()}
         ),
         "BatchEnded": _object(
-            {"id": _ref("BatchId"), "state": {"const": "ended"}},
-            description="The batch had ended: left alone.",
+            {
+                "id": _ref("BatchId"),
+                "state": _enum(sorted(s.value for s in TERMINAL_BATCH_STATES)),
+            },
+            description="The batch had ended: left alone; `state` is its final state.",
         ),
         "OpenApiDocument": {
             "type": "object",
