@@ -132,9 +132,7 @@ class StoreUnavailable(EdgeError):
     whether the job exists cannot be told, so nothing is guessed (guessing "absent" could start
     a second job)."""
 
-    def __init__(
-        self, what: str, *, job_id: str | None = None, component: str = JOB_STORE
-    ) -> None:
+    def __init__(self, what: str, *, job_id: str | None = None, component: str = JOB_STORE) -> None:
         self.component = component
         super().__init__(what, job_id=job_id)
 

@@ -10,6 +10,10 @@ before any look.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
 import json
 import logging
 import re
@@ -303,13 +307,10 @@ async def list_jobs(
     if not (has_own_identity(req, settings) or settings.shared_caller_may_list):
         raise IdentityRequired
     limit = _limit(req.params.get("limit"))
-    after = req.params.get("after") or None
-    if after is not None and not (after.isprintable() and len(after) <= MAX_PAGE_TOKEN_CHARS):
-        # Never one the store gave (its tokens are short printable text), and one with a
-        # control character stalls the Blob call until the read's bound: refused here.
-        raise RequestInvalid("after", "invalid_value", "not a page token of this list")
+    given = req.params.get("after")
+    after = None if given is None else _page_marker(settings.job_id_secret, caller, given)
     async with asyncio.timeout(STATUS_READ_S):
-        names, token = await _list_page(store, caller_index_prefix(caller), limit, after)
+        names, marker = await _list_page(store, caller_index_prefix(caller), limit, after)
         instances = await asyncio.gather(*(jobs.look(job_of_index_name(n)) for n in names))
         listed = [
             instance
@@ -331,9 +332,49 @@ async def list_jobs(
             }
         )
     answer: dict[str, object] = {"items": items, "next": None}
-    if token:
+    if marker:
+        token = _page_token(settings.job_id_secret, caller, marker)
         answer["next"] = _page_url(req, settings, limit, token)
     return json_answer(answer, 200)
+
+
+# A page token is the store's continuation marker (Azure Blob's is opaque, Azurite's a blob
+# name) sealed with an HMAC of the caller's digest and the marker: so a token this list never
+# handed out, or another caller's, is a 400 here before any Blob call, whatever the store would
+# make of it (Azurite lists from any text as a name, and answers an empty page for garbage).
+_TOKEN_PREFIX = "p1."
+_TOKEN_MAC_BYTES = 16
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _page_mac(secret: bytes, caller: str, marker: str) -> bytes:
+    message = f"page\n{caller}\n{marker}".encode()
+    return hmac.new(secret, message, hashlib.sha256).digest()[:_TOKEN_MAC_BYTES]
+
+
+def _page_token(secret: bytes, caller: str, marker: str) -> str:
+    """The ``after`` token of the page that starts at the store's ``marker``, for ``caller``."""
+    return f"{_TOKEN_PREFIX}{_b64(_page_mac(secret, caller, marker))}.{_b64(marker.encode())}"
+
+
+def _page_marker(secret: bytes, caller: str, token: str) -> str:
+    """The store's marker inside a token this list handed ``caller``; RequestInvalid for any
+    other text (garbage, too long, changed, another caller's)."""
+    refused = RequestInvalid("after", "invalid_value", "not a page token of this list")
+    if len(token) > MAX_PAGE_TOKEN_CHARS or not token.startswith(_TOKEN_PREFIX):
+        raise refused
+    mac_part, _, marker_part = token.removeprefix(_TOKEN_PREFIX).partition(".")
+    try:
+        mac = base64.urlsafe_b64decode(mac_part + "=" * (-len(mac_part) % 4))
+        marker = base64.urlsafe_b64decode(marker_part + "=" * (-len(marker_part) % 4)).decode()
+    except (binascii.Error, ValueError):
+        raise refused from None
+    if not marker or not hmac.compare_digest(mac, _page_mac(secret, caller, marker)):
+        raise refused
+    return marker
 
 
 async def _list_page(

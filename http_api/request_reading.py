@@ -53,10 +53,7 @@ def check_query(req: func.HttpRequest, *known: str) -> None:
                 "(parameter names are case-sensitive)"
             )
         elif known:
-            message = (
-                f"unknown query parameter {shown!r}; this endpoint takes "
-                + ", ".join(known)
-            )
+            message = f"unknown query parameter {shown!r}; this endpoint takes " + ", ".join(known)
         else:
             message = f"unknown query parameter {shown!r}; this endpoint takes none"
         raise RequestInvalid(shown, "unknown_parameter", message)

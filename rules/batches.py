@@ -216,8 +216,7 @@ def _item(number: int, line: str, settings: AppSettings, route: str | None) -> B
                 None,
                 "batch",
                 "unsupported",
-                "the batch options line ({\"batch\": {...}}) may only be the manifest's first "
-                "line",
+                'the batch options line ({"batch": {...}}) may only be the manifest\'s first line',
             )
         )
     custom_id = value.get("custom_id")

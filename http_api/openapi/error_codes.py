@@ -56,8 +56,7 @@ _ERROR_TEXT = {
     403: "Only a caller with an identity of its own (Easy Auth's principal) may list jobs.",
     404: "No such job or batch, or not this caller's (the same answer, so ids cannot be probed).",
     409: "This Idempotency-Key was used for a different request body.",
-    415: "A body declared as a type the operation does not take: the message names those it "
-    "takes.",
+    415: "A body declared as a type the operation does not take: the message names those it takes.",
     500: "The service is misconfigured, or failed (a bug); the message says no more.",
     503: "The durable job store or Blob storage failed (`store_error`, the message names which) "
     "or did not answer in time (`store_timeout`: the job store; `blob_timeout`: Blob): try "

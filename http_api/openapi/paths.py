@@ -344,7 +344,10 @@ def _paths() -> dict[str, Any]:
                         "description": "`true` (any case): the answer's request has the "
                         "prompt; `false` (any case) or absent: it has not; anything else is a "
                         "400.",
-                        "schema": {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$"},
+                        "schema": {
+                            "type": "string",
+                            "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$",
+                        },
                     },
                 ],
                 "responses": {
@@ -458,7 +461,10 @@ def _paths() -> dict[str, Any]:
                         "description": "`true` (any case): the plan and both quotes, nothing "
                         "started (200); `false` (any case) or absent: the batch starts; anything "
                         "else (`1`, `yes`, empty) is a 400 and starts nothing.",
-                        "schema": {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$"},
+                        "schema": {
+                            "type": "string",
+                            "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$",
+                        },
                     },
                     {
                         "name": "deadline",
