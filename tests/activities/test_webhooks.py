@@ -192,7 +192,22 @@ def test_the_guarded_client_connects_to_the_address_it_checked(
     assert seen.headers["host"] == f"hooks.test:{port}"
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.7", "169.254.169.254", "::1"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.0.0.7",
+        "169.254.169.254",
+        "::1",
+        # IPv6 forms of a forbidden IPv4 address: NAT64, 6to4, mapped, compatible, Teredo.
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b::7f00:1",
+        "2002:a9fe:a9fe::",
+        "::ffff:a9fe:a9fe",
+        "::7f00:1",
+        "2001:0:4136:e378:8000:63bf:5601:5656",
+    ],
+)
 def test_a_name_that_resolves_to_a_forbidden_address_is_refused_not_retried(
     store: InMemoryStore, receiver: Receiver, address: str
 ):
