@@ -227,21 +227,12 @@ async def get_batch(
     else:
         state = status.state if status else BatchState.SPLITTING
         counts = status.counts if status else found.batch.counts
-    running = max(0, counts.started - counts.done)
     answer: dict[str, Any] = {
         "id": batch_id,
         "state": state.value,
         "mode": plan.mode.value,
         "reason": plan.reason,
-        "counts": {
-            "items": counts.items,
-            "invalid": counts.invalid,
-            "notStarted": max(0, counts.items - counts.started),
-            "running": running,
-            "saved": counts.saved,
-            "failed": counts.failed,
-            "cancelled": counts.cancelled,
-        },
+        "counts": counts.by_state(),
         "progress": round(counts.done / counts.items, 4) if counts.items else None,
         "eta": status.eta if status and state not in TERMINAL_BATCH_STATES else None,
         "costUsd": round(counts.cost_usd, 6),

@@ -7,18 +7,28 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import azure.functions as func
 import pytest
 
+import wiring
 from http_api import batches, client_timings, evidence, handlers
 from http_api.errors import answer_for, blob_call, blob_timed
 from tests.fakes import AsyncInMemoryStore, InMemoryStore
 
-from .test_http_answers import BATCHES, batch_store, call, manifest, post_batch  # noqa: F401
+from .test_http_answers import BATCHES, call, manifest, post_batch
 from .test_http_handlers import BASE, BODY, World, assert_envelope, request
 
 LINE = {"custom_id": "sku-1", "prompt": "a red teapot", "quality": "low"}
+
+
+@pytest.fixture
+def batch_store(monkeypatch: pytest.MonkeyPatch) -> InMemoryStore:
+    """The batches container (wiring.batch_store), in memory."""
+    store = InMemoryStore()
+    monkeypatch.setattr(wiring, "batch_store", lambda: store)
+    return store
 
 
 # --- query parameters -----------------------------------------------------------------------
@@ -83,7 +93,8 @@ def test_include_prompt_that_is_not_true_or_false_is_a_400(value):
     status, shown, _ = world.status(job["id"], params={"includePrompt": "TRUE"})
     assert (status, shown["request"]["prompt"]) == (202, BODY["prompt"])
     status, hidden, _ = world.status(job["id"], params={"includePrompt": "False"})
-    assert status == 202 and "prompt" not in hidden["request"]
+    assert status == 202
+    assert "prompt" not in hidden["request"]
 
 
 def test_every_endpoint_refuses_a_wrongly_cased_or_unknown_parameter(batch_store):
@@ -263,9 +274,8 @@ def test_a_page_token_is_this_callers_own():
     status, first, _ = world.call(
         handlers.list_jobs, request("GET", BASE, headers=alice, params={"limit": "1"})
     )
-    assert status == 200 and first["next"]
-    from urllib.parse import parse_qs, urlsplit
-
+    assert status == 200
+    assert first["next"]
     token = parse_qs(urlsplit(first["next"]).query)["after"][0]
     mine = request("GET", BASE, headers=alice, params={"limit": "1", "after": token})
     assert world.call(handlers.list_jobs, mine)[0] == 200
