@@ -358,3 +358,21 @@ def test_a_blob_failure_names_blob_storage():
     status, body, _ = world.start()
     assert status == 503
     assert "Blob storage" in body["error"]["message"]
+
+
+# --- the manifest ---------------------------------------------------------------------------
+
+
+def test_a_past_deadline_is_a_400_by_query_or_by_the_options_line(batch_store):
+    world = World()
+    past = "2020-01-01T00:00:00Z"
+    for data, params in (
+        (manifest(LINE), {"deadline": past}),
+        (manifest({"batch": {"deadline": past}}, LINE), {}),
+        (manifest(LINE), {"deadline": past, "dryRun": "true"}),
+    ):
+        status, body, _ = post_batch(world, data, **params)
+        assert status == 400
+        assert_envelope(body, "invalid_value", "deadline")
+        assert "past" in body["error"]["message"]
+    assert world.client.instances == {}
