@@ -304,7 +304,8 @@ def _paths() -> dict[str, Any]:
                 "tags": ["images"],
                 "summary": "The caller's jobs, newest first, a page at a time",
                 "description": "Only for a caller with an identity of its own (Easy Auth), "
-                "unless IMAGE_SHARED_CALLER_MAY_LIST is on.",
+                "unless IMAGE_SHARED_CALLER_MAY_LIST is on. The jobs started with POST "
+                "/api/images; a batch's items are not listed (GET /api/batches/{id}).",
                 "parameters": [
                     {
                         "name": "limit",
@@ -317,7 +318,8 @@ def _paths() -> dict[str, Any]:
                         "name": "after",
                         "in": "query",
                         "required": False,
-                        "description": "The page token the previous page's `next` carries.",
+                        "description": "The page token the previous page's `next` carries; "
+                        "any other text is a 400.",
                         "schema": {"type": "string"},
                     },
                 ],
