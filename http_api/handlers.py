@@ -65,6 +65,7 @@ from rules.dedup import caller_digest, check_key, fingerprint, job_id_for
 from rules.errors import RequestInvalid
 from rules.failover import decided_for
 from rules.job_records import TERMINAL_STATES, CancelMarker, JobInput, JobState
+from rules.models import rules_for
 from rules.records import RecordUnreadable
 from rules.request import parse_failover, parse_job_request, parse_priority
 from rules.route_stats import attempt_shape
@@ -255,7 +256,14 @@ async def list_routes(
     for name, state in zip(names, states, strict=True):
         route = settings.route(name)
         answer = route_model.health(name, state, settings.pace(name), stamp).to_json(epoch_iso)
-        answer.update(owner=route.owner, model=route.model, failoverTo=route.failover_to)
+        answer.update(
+            owner=route.owner,
+            model=route.model,
+            failoverTo=route.failover_to,
+            default=name == settings.default_route,
+            # What the route takes as output_format (the web page offers only these).
+            outputFormats=sorted(rules_for(route.model).formats_for(route.owner)),
+        )
         routes.append(answer)
     return json_answer({"asOf": iso_utc(moment), "routes": routes}, 200)
 

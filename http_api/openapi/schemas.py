@@ -479,6 +479,16 @@ def _route_health() -> Schema:
             "owner": _enum(ROUTE_OWNERS),
             "model": _text(),
             "failoverTo": _nullable(_text("The route's failover partner.")),
+            "default": {
+                "type": "boolean",
+                "description": "The route a request that names none takes.",
+            },
+            "outputFormats": {
+                "type": "array",
+                "items": _enum(["png", "jpeg", "webp"]),
+                "description": "The output_format values the route takes (the web page offers "
+                "only the default route's).",
+            },
             "sent": _integer("Attempts that reached the route.", minimum=0),
             "saved": _integer(minimum=0),
             "successRate": rate,
