@@ -65,7 +65,7 @@ def bool_param(req: func.HttpRequest, name: str) -> bool:
     raw = req.params.get(name)
     if raw is None:
         return False
-    value = raw.strip().lower()
+    value = str(raw).lower()
     if value not in ("true", "false"):
         raise RequestInvalid(name, "invalid_value", f"{name} must be true or false")
     return value == "true"

@@ -306,9 +306,12 @@ def run_with(world: World, handler: Any, req: func.HttpRequest, store: Any) -> t
         from http_api.durable_jobs import DurableJobs
 
         try:
-            return await handler(req, DurableJobs(world.client), world.settings, store)
+            answer: func.HttpResponse = await handler(
+                req, DurableJobs(world.client), world.settings, store
+            )
         except Exception as exc:
             return answer_for(exc)
+        return answer
 
     response = asyncio.run(run())
     return response.status_code, json.loads(response.get_body())
