@@ -379,3 +379,29 @@ def test_a_past_deadline_is_a_400_by_query_or_by_the_options_line(batch_store):
         assert_envelope(body, "invalid_value", "deadline")
         assert "past" in body["error"]["message"]
     assert world.client.instances == {}
+
+
+def test_the_upload_and_webhook_secret_endpoints_refuse_an_unknown_parameter():
+    from http_api import uploads, webhooks
+
+    world = World()
+
+    async def run(handler: Any) -> func.HttpResponse:
+        req = request("GET", BASE, params={"Code": "k"})
+        try:
+            if handler is uploads.create_upload:
+                answer: func.HttpResponse = await handler(
+                    req, world.settings, AsyncInMemoryStore(world.store)
+                )
+            else:
+                answer = await handler(req, world.settings)
+        except Exception as exc:
+            return answer_for(exc)
+        return answer
+
+    for handler in (uploads.create_upload, webhooks.webhook_secret):
+        response = asyncio.run(run(handler))
+        body = json.loads(response.get_body())
+        assert response.status_code == 400
+        assert_envelope(body, "unknown_parameter", "Code")
+        assert "'code'" in body["error"]["message"]
