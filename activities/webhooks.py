@@ -45,6 +45,7 @@ from rules.webhooks import (
     retries_after,
     signed_headers,
     target_origin,
+    url_problem,
 )
 from storage.protocol import JSON, ImageStore, webhooks_name
 
@@ -220,6 +221,12 @@ def _post(
     """The receiver's status code, or why there is none (an error without the URL)."""
     if hooks.secret is None:
         return None, f"{REFUSED} webhooks are off on this service (no webhook secret)"
+    # The URL as written, again: a rule added since the start (port 0, an IPv6 literal that
+    # embeds a refused IPv4 address) holds for a delivery started before it. (httpx would send
+    # port 0 to the scheme's default port.)
+    problem = url_problem(delivery.target.url, hooks)
+    if problem:
+        return None, f"{REFUSED} the target {problem}"
     event = delivery.event
     body = event.body()
     secret = caller_secret(hooks.secret, delivery.caller)

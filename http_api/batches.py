@@ -26,7 +26,7 @@ from http_api.answers import json_answer
 from http_api.caller import caller_of
 from http_api.durable_jobs import DurableJobs
 from http_api.errors import BatchNotFound, StoreUnavailable, UnsupportedMediaType, blob_call
-from http_api.request_reading import declared_type
+from http_api.request_reading import bool_param, check_query, declared_type
 from orchestrators.image_batch import BATCH_ORCHESTRATOR, CANCEL_EVENT
 from rules.batch_records import TERMINAL_BATCH_STATES, BatchDecided, BatchInput, BatchState
 from rules.batches import (
@@ -37,6 +37,7 @@ from rules.batches import (
     Manifest,
     ManifestInvalid,
     batch_id_for,
+    check_deadline_ahead,
     parse_deadline,
     parse_manifest,
     parse_route,
@@ -44,12 +45,17 @@ from rules.batches import (
 )
 from rules.dedup import caller_digest, check_key
 from rules.errors import RequestInvalid
+from rules.json_text import JsonRefused, strict_json
 from rules.settings import AppSettings
 from rules.timing import iso_utc
 from storage.protocol import JSON, AsyncImageStore, batch_cancel_name, manifest_name
 
 BATCH_ID = re.compile(r"bat-[0-9a-f]{24}")
 JSONL_TYPES = ("application/jsonl", "application/x-ndjson", "application/json-seq", "text/plain")
+# What POST /api/batches takes, as its 415 names it.
+BATCH_TYPES = (JSON, *JSONL_TYPES)
+# The query parameters of POST /api/batches.
+START_PARAMETERS = ("dryRun", "deadline", "route")
 # Line errors shown in an answer (the report has every one).
 SHOWN_ERRORS = 20
 READ_S = 10.0
@@ -63,9 +69,11 @@ def manifest_body(req: func.HttpRequest) -> bytes:
     if declared in JSONL_TYPES:
         return body
     if declared and declared != JSON:
-        raise UnsupportedMediaType(declared)
+        raise UnsupportedMediaType(declared, accepts=BATCH_TYPES)
     try:
-        value = json.loads(body)
+        value = strict_json(body)
+    except JsonRefused as exc:
+        raise RequestInvalid("body", "invalid_json", f"the body must be JSON: {exc}") from None
     except (ValueError, RecursionError):
         raise RequestInvalid(
             "body", "invalid_json", "the body must be JSON or JSON Lines"
@@ -141,13 +149,17 @@ async def start_batch(
 ) -> func.HttpResponse:
     """POST /api/batches: 202 with the batch's id and plan; ``?dryRun=true``: 200 with the plan
     and both quotes, nothing started. A bad line is reported, the rest runs."""
+    # The query first: a misspelt or unclear dryRun must never start a real, billed batch.
+    check_query(req, *START_PARAMETERS)
+    dry_run = bool_param(req, "dryRun")
     data = manifest_body(req)
     manifest = parse_manifest(data, settings, options=_options(req, settings))
     if not manifest.items:
         raise ManifestInvalid("manifest", "no_valid_line", "no line of the manifest is valid")
     now = datetime.now(UTC)
+    check_deadline_ahead(manifest.options.deadline, now)
     plan = planned(manifest, settings, now)
-    if req.params.get("dryRun", "").lower() == "true":
+    if dry_run:
         return json_answer({"dryRun": True, **_plan_answer(plan, manifest)}, 200)
     raw_key = req.headers.get("idempotency-key")
     key = check_key(raw_key) if raw_key is not None else None
@@ -165,8 +177,8 @@ async def start_batch(
         existing = await jobs.look_batch(batch_id)
         replayed = existing is not None
         if existing is None:
-            batches = await asyncio.to_thread(wiring.batch_store)
             with blob_call():
+                batches = await asyncio.to_thread(wiring.batch_store)
                 await asyncio.to_thread(
                     batches.put, name=batch.manifest, data=data, content_type="application/jsonl"
                 )
@@ -198,6 +210,7 @@ async def get_batch(
 ) -> func.HttpResponse:
     """GET /api/batches/{id}: counts per state, progress, ETA, cost so far and quoted; once it
     ended, links to its report (JSONL and CSV)."""
+    check_query(req)
     batch_id = _path_batch_id(req)
     caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
     async with asyncio.timeout(READ_S):
@@ -214,21 +227,12 @@ async def get_batch(
     else:
         state = status.state if status else BatchState.SPLITTING
         counts = status.counts if status else found.batch.counts
-    running = max(0, counts.started - counts.done)
     answer: dict[str, Any] = {
         "id": batch_id,
         "state": state.value,
         "mode": plan.mode.value,
         "reason": plan.reason,
-        "counts": {
-            "items": counts.items,
-            "invalid": counts.invalid,
-            "notStarted": max(0, counts.items - counts.started),
-            "running": running,
-            "saved": counts.saved,
-            "failed": counts.failed,
-            "cancelled": counts.cancelled,
-        },
+        "counts": counts.by_state(),
         "progress": round(counts.done / counts.items, 4) if counts.items else None,
         "eta": status.eta if status and state not in TERMINAL_BATCH_STATES else None,
         "costUsd": round(counts.cost_usd, 6),
@@ -258,15 +262,19 @@ async def cancel_batch(
     store: AsyncImageStore,
 ) -> func.HttpResponse:
     """POST /api/batches/{id}/cancel: items not yet started never reach the route; running
-    ones stop. 202 while it winds down, 200 for a batch that had ended."""
+    ones stop. 202 while it winds down, 200 with its final state for a batch that had ended."""
+    check_query(req)
     batch_id = _path_batch_id(req)
     caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
     async with asyncio.timeout(READ_S):
         found = await jobs.look_batch(batch_id)
         if found is None or found.batch.caller != caller:
             raise BatchNotFound(batch_id)
-        if found.outcome is not None or found.runtime_status in ("Failed", "Terminated"):
-            return json_answer({"id": batch_id, "state": "ended"}, 200)
+        if found.outcome is not None:
+            return json_answer({"id": batch_id, "state": found.outcome.state.value}, 200)
+        if found.runtime_status in ("Failed", "Terminated"):
+            # As GET answers it: an orchestration that ended without its outcome failed.
+            return json_answer({"id": batch_id, "state": BatchState.FAILED.value}, 200)
         marker = json.dumps({"batch_id": batch_id, "at": iso_utc(datetime.now(UTC))}).encode()
         with blob_call():
             # Written first: a running item's attempt sees it and stops its stream.

@@ -20,7 +20,7 @@ from http_api import (
     webhooks,
 )
 from http_api.durable_jobs import DurableJobs
-from http_api.errors import answer_for
+from http_api.errors import answer_for, blob_timed
 from rules.settings import AppSettings
 from storage.protocol import AsyncImageStore
 
@@ -36,7 +36,8 @@ async def answer(
     handler: Handler, req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     try:
-        return await handler(req, DurableJobs(client), wiring.settings(), await wiring.edge_store())
+        store = blob_timed(await wiring.edge_store())
+        return await handler(req, DurableJobs(client), wiring.settings(), store)
     except Exception as exc:
         return answer_for(exc)
 
@@ -124,7 +125,8 @@ async def cancel_batch(
 @bp.route(route="uploads", methods=["POST"])
 async def create_upload(req: func.HttpRequest) -> func.HttpResponse:
     try:
-        return await uploads.create_upload(req, wiring.settings(), await wiring.edge_store())
+        store = blob_timed(await wiring.edge_store())
+        return await uploads.create_upload(req, wiring.settings(), store)
     except Exception as exc:
         return answer_for(exc)
 

@@ -17,9 +17,16 @@ import azure.functions as func
 from http_api.answers import json_answer
 from http_api.caller import caller_of
 from http_api.durable_jobs import DurableJobs
-from http_api.errors import JobNotEnded, JobNotFound, StoreUnavailable, blob_call
+from http_api.errors import BLOB, JobNotEnded, JobNotFound, StoreUnavailable, blob_call
 from http_api.handlers import STATUS_READ_S
-from http_api.request_reading import Clock, check_json_type, json_body, path_job_id, utc_now
+from http_api.request_reading import (
+    Clock,
+    check_json_type,
+    check_query,
+    json_body,
+    path_job_id,
+    utc_now,
+)
 from rules.client_timings import StoredMetadata, parse_client_timings
 from rules.dedup import caller_digest
 from rules.settings import AppSettings
@@ -41,6 +48,7 @@ async def report(
     """200 ``{id, client: {downloadMs, renderMs, reportedAt}}`` once stored; 400 naming the
     field, 404 for an unknown id or another caller's job, 409 ``job_not_ended`` while the job
     has no metadata.json, 503 when Blob fails."""
+    check_query(req)
     job_id = path_job_id(req)
     # The body first: a report that breaks a rule costs no look at the store.
     check_json_type(req)
@@ -63,7 +71,9 @@ async def report(
                 )
             if written:
                 return json_answer({"id": job_id, "client": timings.answer()}, 200)
-    raise StoreUnavailable("metadata.json kept changing under the report", job_id=job_id)
+    raise StoreUnavailable(
+        "metadata.json kept changing under the report", job_id=job_id, component=BLOB
+    )
 
 
 async def _why_absent(jobs: DurableJobs, job_id: str, caller: str) -> Exception:

@@ -11,11 +11,14 @@
         ├── MethodNotAllowed              405 + Allow: a path of the API, another method
         ├── KeyConflict                   409: an Idempotency-Key reused for another body
         ├── JobNotEnded                   409: a client's timings for a job without metadata.json
-        ├── UnsupportedMediaType          415: a body declared as neither JSON nor multipart
-        ├── StoreUnavailable              503 + Retry-After: the job store or Blob failed
+        ├── UnsupportedMediaType          415: a body of a type the endpoint does not take
+        ├── StoreUnavailable              503 + Retry-After: the job store or Blob failed (named)
         └── NoFreeJobId                   500: every generation under an id base is taken
     azure.core AzureError                 503 + Retry-After: Blob failed where no wrapper caught it
-    TimeoutError                          503 + Retry-After: the work took longer than its bound
+    TimeoutError                          503 + Retry-After: the work took longer than its bound:
+                                          ``blob_timeout`` when a Blob call was what it waited
+                                          on (``blob_timed``, ``blob_call``), else
+                                          ``store_timeout`` (the durable job store)
     any other Exception                   500 internal_error (a bug: logged with its traceback)
 
 Every answer is the JSON error envelope ``{"error": {"code", "message", "field"}}``: never an
@@ -25,9 +28,13 @@ handlers (through http_api.blueprint); tests/app/test_http_errors.py proves ever
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
+import inspect
 import logging
 from collections.abc import Iterator
+from typing import Any, cast
 
 import azure.functions as func
 from azure.core.exceptions import AzureError
@@ -35,6 +42,7 @@ from azure.core.exceptions import AzureError
 from http_api.answers import json_answer
 from rules.errors import ImageJobError, RequestInvalid, SettingsInvalid
 from rules.records import RecordUnreadable
+from storage.protocol import JSON, AsyncImageStore
 
 log = logging.getLogger("imagejobs.http")
 
@@ -87,11 +95,16 @@ class MethodNotAllowed(EdgeError):
 
 
 class UnsupportedMediaType(EdgeError):
-    """A request body declared as something other than JSON."""
+    """A request body declared as a type the endpoint does not take; ``accepts`` names what it
+    takes, and ``note`` when one of them is for a purpose of its own."""
 
-    def __init__(self, content_type: str) -> None:
+    def __init__(
+        self, content_type: str, *, accepts: tuple[str, ...] = (JSON,), note: str = ""
+    ) -> None:
         self.content_type = content_type
-        super().__init__(f"a JSON body is expected, not {content_type}")
+        self.accepts = accepts
+        self.note = note
+        super().__init__(f"one of {', '.join(accepts)} is expected, not {content_type}")
 
 
 class KeyConflict(EdgeError):
@@ -109,26 +122,88 @@ class JobNotEnded(EdgeError):
         super().__init__("the job has not ended", job_id=job_id)
 
 
-class StoreUnavailable(EdgeError):
-    """The durable job store or Blob answered with an error or not at all: whether the job
-    exists cannot be told, so nothing is guessed (guessing "absent" could start a second job)."""
+# The two stores behind the edge, as answers and logs name them.
+JOB_STORE = "the durable job store"
+BLOB = "Blob storage"
 
-    def __init__(self, what: str, *, job_id: str | None = None) -> None:
+
+class StoreUnavailable(EdgeError):
+    """The durable job store or Blob (``component``) answered with an error or not at all:
+    whether the job exists cannot be told, so nothing is guessed (guessing "absent" could start
+    a second job)."""
+
+    def __init__(self, what: str, *, job_id: str | None = None, component: str = JOB_STORE) -> None:
+        self.component = component
         super().__init__(what, job_id=job_id)
 
 
 def blob_failure(exc: BaseException, *, job_id: str | None = None) -> StoreUnavailable:
     """What a failed Blob call is at the edge: the store failed (a 503), never a guess."""
-    return StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id)
+    return StoreUnavailable(f"Blob failed: {type(exc).__name__}", job_id=job_id, component=BLOB)
+
+
+# Set on the cancellation that ends a bounded wait (asyncio.timeout) while a Blob call was what
+# the wait was on: the TimeoutError it becomes then names Blob, not the durable job store.
+_BLOB_WAITED = "imagejobs_blob_waited"
+
+
+@contextlib.contextmanager
+def blob_wait() -> Iterator[None]:
+    """Around an await on Blob: a timeout that cancels it is known as Blob's
+    (``blob_timed_out``)."""
+    try:
+        yield
+    except asyncio.CancelledError as exc:
+        setattr(exc, _BLOB_WAITED, True)
+        raise
 
 
 @contextlib.contextmanager
 def blob_call(*, job_id: str | None = None) -> Iterator[None]:
-    """Around one Blob call: any failure inside is ``blob_failure``."""
+    """Around one Blob call: any failure inside is ``blob_failure``, and a timeout that ends it
+    is Blob's."""
     try:
-        yield
+        with blob_wait():
+            yield
     except Exception as exc:
         raise blob_failure(exc, job_id=job_id) from exc
+
+
+def blob_timed_out(exc: BaseException) -> bool:
+    """Whether a TimeoutError ended a wait on a Blob call (see ``blob_wait``)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if getattr(cause, _BLOB_WAITED, False):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+class _BlobTimed:
+    """An AsyncImageStore whose every awaited call runs in ``blob_wait``."""
+
+    def __init__(self, store: AsyncImageStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._store, name)
+        if not inspect.iscoroutinefunction(found):
+            return found
+
+        @functools.wraps(found)
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            with blob_wait():
+                return await found(*args, **kwargs)
+
+        return call
+
+
+def blob_timed(store: AsyncImageStore) -> AsyncImageStore:
+    """The edge's Blob store with its calls known as Blob's: a bounded wait that ends while one
+    of them has not answered is a ``blob_timeout``, not the job store's ``store_timeout``."""
+    return cast(AsyncImageStore, _BlobTimed(store))
 
 
 class NoFreeJobId(EdgeError):
@@ -171,11 +246,11 @@ def answer_for(exc: BaseException) -> func.HttpResponse:
                 headers={"Allow": ", ".join(exc.allowed)},
             )
         case UnsupportedMediaType():
+            note = f", {exc.note}" if exc.note else ""
             return error_answer(
                 415,
                 "unsupported_media_type",
-                "the body must be JSON (Content-Type: application/json), or multipart/form-data "
-                "for an edit's input images",
+                f"the body must be {' or '.join(exc.accepts)} (Content-Type){note}",
                 "Content-Type",
             )
         case KeyConflict():
@@ -194,8 +269,8 @@ def answer_for(exc: BaseException) -> func.HttpResponse:
                 "id",
             )
         case StoreUnavailable():
-            log.error("the job store failed (job %s): %s", exc.job_id, exc.message)
-            return _unavailable("store_error", "the job store failed; try again")
+            log.error("%s failed (job %s): %s", exc.component, exc.job_id, exc.message)
+            return _unavailable("store_error", f"{exc.component} failed; try again")
         case RecordUnreadable():
             log.error("a record of job %s could not be read: %s", exc.job_id, exc.message)
             return _unavailable(
@@ -210,11 +285,14 @@ def answer_for(exc: BaseException) -> func.HttpResponse:
                 if "api version" in str(exc).lower() or "x-ms-version" in str(exc).lower()
                 else ""
             )
-            log.error("Blob Storage failed: %s%s", type(exc).__name__, hint)
-            return _unavailable("store_error", "the image store failed; try again")
+            log.error("%s failed: %s%s", BLOB, type(exc).__name__, hint)
+            return _unavailable("store_error", f"{BLOB} failed; try again")
+        case TimeoutError() if blob_timed_out(exc):
+            log.error("%s did not answer in time", BLOB)
+            return _unavailable("blob_timeout", f"{BLOB} did not answer in time; try again")
         case TimeoutError():
-            log.error("the job store did not answer in time")
-            return _unavailable("store_timeout", "the job store did not answer in time; try again")
+            log.error("%s did not answer in time", JOB_STORE)
+            return _unavailable("store_timeout", f"{JOB_STORE} did not answer in time; try again")
         case SettingsInvalid():
             log.error("the service is misconfigured: %s", exc)
             return error_answer(500, "settings_invalid", "the service is misconfigured", "settings")

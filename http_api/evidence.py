@@ -21,7 +21,7 @@ from http_api.answers import json_answer
 from http_api.caller import caller_of
 from http_api.durable_jobs import DurableJobs, JobInstance
 from http_api.errors import JobNotFound, blob_call
-from http_api.request_reading import Clock, path_job_id, utc_now
+from http_api.request_reading import Clock, check_query, path_job_id, utc_now
 from http_api.status_view import current_state
 from rules.dedup import caller_digest
 from rules.evidence import JobFacts, JobMetadata, build_evidence, infrastructure
@@ -46,6 +46,7 @@ async def get_evidence(
 ) -> func.HttpResponse:
     """200 with the packet (``complete`` false while the job runs); 404 for an unknown id or
     another caller's job; 503 while the job store or Blob fails."""
+    check_query(req)
     job_id = path_job_id(req)
     caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
     async with asyncio.timeout(EVIDENCE_READ_S):

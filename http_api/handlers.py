@@ -10,6 +10,10 @@ before any look.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
 import json
 import logging
 import re
@@ -30,9 +34,17 @@ from http_api.errors import (
     blob_call,
     blob_failure,
 )
-from http_api.inputs import Parts, is_multipart, multipart_body, with_inputs
+from http_api.inputs import MULTIPART, Parts, is_multipart, multipart_body, with_inputs
 from http_api.job_ids import JobIds
-from http_api.request_reading import Clock, check_json_type, json_body, path_job_id, utc_now
+from http_api.request_reading import (
+    Clock,
+    bool_param,
+    check_json_type,
+    check_query,
+    json_body,
+    path_job_id,
+    utc_now,
+)
 from http_api.status_view import (
     MAX_RETRY_AFTER_S,
     JobView,
@@ -53,6 +65,7 @@ from rules.dedup import caller_digest, check_key, fingerprint, job_id_for
 from rules.errors import RequestInvalid
 from rules.failover import decided_for
 from rules.job_records import TERMINAL_STATES, CancelMarker, JobInput, JobState
+from rules.models import rules_for
 from rules.records import RecordUnreadable
 from rules.request import parse_failover, parse_job_request, parse_priority
 from rules.route_stats import attempt_shape
@@ -88,12 +101,17 @@ async def start_job(
 ) -> func.HttpResponse:
     """POST /api/images: 202 with the job's id, Location and Retry-After; a duplicate submit
     gets the existing job (``Idempotent-Replayed: true``)."""
+    check_query(req)
     body: object
     parts: Parts | None = None
     if is_multipart(req):  # an edit's input images as file parts (http_api.inputs)
         body, parts = multipart_body(req)
     else:
-        check_json_type(req)
+        check_json_type(
+            req,
+            accepts=(JSON, MULTIPART),
+            note="multipart/form-data for an edit's input images",
+        )
         body = json_body(req)
     request = parse_job_request(body, settings)
     webhook_url = parse_webhook_url(body, settings.webhooks)
@@ -181,6 +199,8 @@ async def get_job(
     now: Clock = utc_now,
 ) -> func.HttpResponse:
     """GET /api/images/{id}: 202 with Retry-After while the job runs, 200 once it has ended."""
+    check_query(req, "includePrompt")
+    include_prompt = bool_param(req, "includePrompt")
     job_id = path_job_id(req)
     caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
     # A poll answers promptly: storage that does not answer within this is a 503, not a hang.
@@ -203,7 +223,6 @@ async def get_job(
             # The same fields as a live answer: the deliveries, where a record of them is left.
             purged["webhooks"] = await purged_deliveries(store, job_id)
             return json_answer(purged, 200)
-    include_prompt = req.params.get("includePrompt", "").lower() == "true"
     link = _linker(store, settings)
     if store.links_are_local:
         answer = status_answer(view, link, include_prompt=include_prompt)
@@ -230,6 +249,7 @@ async def list_routes(
 ) -> func.HttpResponse:
     """GET /api/routes: each route's health as its shared model knows it (success rate, latency
     percentiles per shape class, errors by kind, pace, cool-down, queued and running)."""
+    check_query(req)
     names = sorted(settings.routes)
     async with asyncio.timeout(STATUS_READ_S):
         states = await asyncio.gather(*(jobs.route_state(name) for name in names))
@@ -239,7 +259,14 @@ async def list_routes(
     for name, state in zip(names, states, strict=True):
         route = settings.route(name)
         answer = route_model.health(name, state, settings.pace(name), stamp).to_json(epoch_iso)
-        answer.update(owner=route.owner, model=route.model, failoverTo=route.failover_to)
+        answer.update(
+            owner=route.owner,
+            model=route.model,
+            failoverTo=route.failover_to,
+            default=name == settings.default_route,
+            # What the route takes as output_format (the web page offers only these).
+            outputFormats=sorted(rules_for(route.model).formats_for(route.owner)),
+        )
         routes.append(answer)
     return json_answer({"asOf": iso_utc(moment), "routes": routes}, 200)
 
@@ -286,17 +313,15 @@ async def list_jobs(
 ) -> func.HttpResponse:
     """GET /api/images?limit=N&after=TOKEN: the caller's jobs, newest first, a page at a time
     (``limit`` 1-100, default 20), each with its state; ``next`` is the next page's URL."""
+    check_query(req, "limit", "after")
     caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
     if not (has_own_identity(req, settings) or settings.shared_caller_may_list):
         raise IdentityRequired
     limit = _limit(req.params.get("limit"))
-    after = req.params.get("after") or None
-    if after is not None and not (after.isprintable() and len(after) <= MAX_PAGE_TOKEN_CHARS):
-        # Never one the store gave (its tokens are short printable text), and one with a
-        # control character stalls the Blob call until the read's bound: refused here.
-        raise RequestInvalid("after", "invalid_value", "not a page token of this list")
+    given = req.params.get("after")
+    after = None if given is None else _page_marker(settings.job_id_secret, caller, given)
     async with asyncio.timeout(STATUS_READ_S):
-        names, token = await _list_page(store, caller_index_prefix(caller), limit, after)
+        names, marker = await _list_page(store, caller_index_prefix(caller), limit, after)
         instances = await asyncio.gather(*(jobs.look(job_of_index_name(n)) for n in names))
         listed = [
             instance
@@ -318,9 +343,49 @@ async def list_jobs(
             }
         )
     answer: dict[str, object] = {"items": items, "next": None}
-    if token:
+    if marker:
+        token = _page_token(settings.job_id_secret, caller, marker)
         answer["next"] = _page_url(req, settings, limit, token)
     return json_answer(answer, 200)
+
+
+# A page token is the store's continuation marker (Azure Blob's is opaque, Azurite's a blob
+# name) sealed with an HMAC of the caller's digest and the marker: so a token this list never
+# handed out, or another caller's, is a 400 here before any Blob call, whatever the store would
+# make of it (Azurite lists from any text as a name, and answers an empty page for garbage).
+_TOKEN_PREFIX = "p1."  # noqa: S105 - a format's version, not a secret
+_TOKEN_MAC_BYTES = 16
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _page_mac(secret: bytes, caller: str, marker: str) -> bytes:
+    message = f"page\n{caller}\n{marker}".encode()
+    return hmac.new(secret, message, hashlib.sha256).digest()[:_TOKEN_MAC_BYTES]
+
+
+def _page_token(secret: bytes, caller: str, marker: str) -> str:
+    """The ``after`` token of the page that starts at the store's ``marker``, for ``caller``."""
+    return f"{_TOKEN_PREFIX}{_b64(_page_mac(secret, caller, marker))}.{_b64(marker.encode())}"
+
+
+def _page_marker(secret: bytes, caller: str, token: str) -> str:
+    """The store's marker inside a token this list handed ``caller``; RequestInvalid for any
+    other text (garbage, too long, changed, another caller's)."""
+    refused = RequestInvalid("after", "invalid_value", "not a page token of this list")
+    if len(token) > MAX_PAGE_TOKEN_CHARS or not token.startswith(_TOKEN_PREFIX):
+        raise refused
+    mac_part, _, marker_part = token.removeprefix(_TOKEN_PREFIX).partition(".")
+    try:
+        mac = base64.urlsafe_b64decode(mac_part + "=" * (-len(mac_part) % 4))
+        marker = base64.urlsafe_b64decode(marker_part + "=" * (-len(marker_part) % 4)).decode()
+    except (binascii.Error, ValueError):
+        raise refused from None
+    if not marker or not hmac.compare_digest(mac, _page_mac(secret, caller, marker)):
+        raise refused
+    return marker
 
 
 async def _list_page(
@@ -358,6 +423,7 @@ async def cancel_job(
     now: Clock = utc_now,
 ) -> func.HttpResponse:
     """POST /api/images/{id}/cancel: 202 (``cancelling``) or 200 with the job's final state."""
+    check_query(req)
     job_id = path_job_id(req)
     caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
     async with asyncio.timeout(settings.timeouts.http_starter_s):

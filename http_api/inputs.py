@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from email.message import Message
 from typing import Any
 
 import azure.functions as func
@@ -38,6 +38,7 @@ from rules.inputs import (
     parse_input_specs,
     parts_specs,
 )
+from rules.json_text import JsonRefused, strict_json
 from rules.models import InputRules, rules_for
 from rules.request import ImageJobRequest
 from rules.settings import AppSettings
@@ -69,12 +70,19 @@ def is_multipart(req: func.HttpRequest) -> bool:
 def multipart_body(req: func.HttpRequest) -> tuple[dict[str, object], Parts]:
     """The request fields (a ``request`` part holding the JSON body, or form fields) and the
     file parts (``image`` or ``image[]``, in order, and ``mask``)."""
+    _check_framing(req)
     try:
         form, files = req.form, req.files
     except Exception:  # werkzeug refuses what it cannot parse (too many parts, say)
         raise RequestInvalid(
             "body", "invalid_multipart", "the multipart body is unreadable"
         ) from None
+    if not form and not files:
+        # werkzeug reads a body it cannot frame (no delimiter line, cut short) as no parts at
+        # all: that is an unreadable body, not a request without a prompt.
+        raise RequestInvalid(
+            "body", "invalid_multipart", "the multipart body has no part (is its boundary right?)"
+        )
     names = {name for name, _ in files.items(multi=True)}
     unknown = sorted(names - set(_FILE_PARTS))
     if unknown:
@@ -89,6 +97,26 @@ def multipart_body(req: func.HttpRequest) -> tuple[dict[str, object], Parts]:
     return _form_fields(form), Parts(images, mask)
 
 
+def _check_framing(req: func.HttpRequest) -> None:
+    """A multipart body names its boundary in Content-Type and ends with the closing delimiter
+    (RFC 2046 5.1.1); werkzeug takes a body without either as one without parts."""
+    header = Message()
+    header["content-type"] = str(req.headers.get("content-type", ""))
+    given = header.get_param("boundary")
+    boundary = given if isinstance(given, str) else ""
+    if not boundary:
+        raise RequestInvalid(
+            "Content-Type", "invalid_multipart", "multipart/form-data needs its boundary parameter"
+        )
+    if b"--" + boundary.encode("utf-8", "replace") + b"--" not in req.get_body():
+        raise RequestInvalid(
+            "body",
+            "invalid_multipart",
+            "the multipart body does not end with its closing boundary (--boundary--): "
+            "not multipart, a wrong boundary, or cut short",
+        )
+
+
 def _form_fields(form: Any) -> dict[str, object]:
     if "request" in form:
         if len(form) > 1:
@@ -97,7 +125,11 @@ def _form_fields(form: Any) -> dict[str, object]:
                 extra, "unknown_field", "with a request part, every field goes inside it"
             )
         try:
-            given = json.loads(form["request"])
+            given = strict_json(form["request"])
+        except JsonRefused as exc:
+            raise RequestInvalid(
+                "request", "invalid_json", f"the request part must be JSON: {exc}"
+            ) from None
         except (ValueError, RecursionError):
             raise RequestInvalid(
                 "request", "invalid_json", "the request part must be JSON"

@@ -19,7 +19,7 @@ import azure.functions as func
 
 from http_api.answers import json_answer
 from http_api.caller import caller_of
-from http_api.request_reading import Clock, utc_now
+from http_api.request_reading import Clock, check_query, utc_now
 from rules.dedup import caller_digest
 from rules.inputs import edit_rules
 from rules.models import rules_for
@@ -39,6 +39,7 @@ async def create_upload(
 ) -> func.HttpResponse:
     """201 ``{upload, url, method, headers, expiresAt, maxBytes}``: PUT the image's bytes to
     ``url`` with ``headers``, then name ``upload`` in POST /api/images. The body is ignored."""
+    check_query(req)
     caller = caller_digest(settings.job_id_secret, caller_of(req, settings))
     upload_id = f"upl-{secrets.token_hex(16)}"
     name = upload_name(caller, upload_id)

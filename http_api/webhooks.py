@@ -17,6 +17,7 @@ import azure.functions as func
 from http_api.answers import json_answer
 from http_api.caller import caller_of, has_own_identity
 from http_api.errors import blob_call
+from http_api.request_reading import check_query
 from rules.dedup import caller_digest
 from rules.errors import RequestInvalid
 from rules.settings import AppSettings
@@ -28,6 +29,7 @@ async def webhook_secret(req: func.HttpRequest, settings: AppSettings) -> func.H
     """200 ``{secret, scheme, identity}``: ``secret`` is ``whsec_...`` (base64 of 32 bytes),
     as the ``standardwebhooks`` libraries take it; ``identity`` says whose it is (``own`` for
     an Easy Auth principal, ``shared`` for the default caller every key holder is)."""
+    check_query(req)
     master = settings.webhooks.secret
     if master is None:
         raise RequestInvalid(

@@ -63,6 +63,28 @@ class BatchCounts:
     def done(self) -> int:
         return self.saved + self.failed + self.cancelled
 
+    def by_state(self) -> dict[str, int]:
+        """The items (``items``: the valid lines) each in exactly one state, as the status
+        answer's ``counts`` shows them: ``notStarted + running + saved + failed + cancelled``
+        is ``items``.
+
+        ``started`` counts items handed to a job, and an item that never started may still end
+        (``cancelled`` when the batch is cancelled, ``failed`` when its own work fails), so the
+        items not started are what is neither running nor ended, never ``items - started``
+        (which counted a cancelled batch's unstarted items twice). ``running`` is what started
+        and has not ended; both are bounded so that the parts never exceed ``items``."""
+        done = min(self.done, self.items)
+        running = min(max(0, self.started - self.done), self.items - done)
+        return {
+            "items": self.items,
+            "invalid": self.invalid,
+            "notStarted": self.items - done - running,
+            "running": running,
+            "saved": self.saved,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+        }
+
     def to_json(self) -> dict[str, Any]:
         return {
             "items": self.items,

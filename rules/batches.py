@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import Any
 
 from rules.cost import estimated_cost_usd
 from rules.errors import RequestInvalid
+from rules.json_text import JsonRefused, strict_json
 from rules.models import rules_for
 from rules.request import ImageJobRequest, parse_failover, parse_job_request
 from rules.send_plan import too_slow
@@ -45,6 +45,8 @@ MAX_CUSTOM_ID_CHARS = 64
 BATCH_API_URL = "/v1/images/generations"
 # Options a manifest's first line may carry.
 OPTIONS = ("deadline", "route")
+# The top-level fields of a line in the OpenAI Batch API's own form.
+BATCH_API_LINE_FIELDS = ("custom_id", "method", "url", "body")
 
 
 class BatchMode(StrEnum):
@@ -146,7 +148,8 @@ def parse_manifest(
     own = BatchOptions()
     if numbered:
         first = _json_line(numbered[0][1])
-        if isinstance(first, dict) and set(first) == {"batch"}:
+        if _is_options_line(first):
+            assert isinstance(first, dict)
             own = _options(first["batch"], settings)
             numbered = numbered[1:]
     if not numbered:
@@ -183,16 +186,40 @@ class _LineRefused(Exception):
 
 
 def _json_line(line: str) -> object:
+    """A line's JSON value, or None when it is not JSON; JsonRefused (a ValueError) is caught
+    too: ``_item`` reads the line again to name the problem."""
     try:
-        return json.loads(line)
-    except ValueError:
+        return strict_json(line)
+    except (ValueError, RecursionError):
         return None
 
 
+def _is_options_line(value: object) -> bool:
+    return isinstance(value, dict) and set(value) == {"batch"}
+
+
 def _item(number: int, line: str, settings: AppSettings, route: str | None) -> BatchItem:
-    value = _json_line(line)
+    try:
+        value = strict_json(line)
+    except JsonRefused as exc:
+        raise _LineRefused(
+            LineError(number, None, "line", "invalid_json", f"not a JSON object: {exc}")
+        ) from None
+    except (ValueError, RecursionError):
+        value = None
     if not isinstance(value, dict):
         raise _LineRefused(LineError(number, None, "line", "invalid_json", "not a JSON object"))
+    if "batch" in value and "custom_id" not in value:
+        # The options line is the first one or none: later, it is no request either.
+        raise _LineRefused(
+            LineError(
+                number,
+                None,
+                "batch",
+                "unsupported",
+                'the batch options line ({"batch": {...}}) may only be the manifest\'s first line',
+            )
+        )
     custom_id = value.get("custom_id")
     if not isinstance(custom_id, str) or not 0 < len(custom_id) <= MAX_CUSTOM_ID_CHARS:
         raise _LineRefused(
@@ -212,6 +239,16 @@ def _item(number: int, line: str, settings: AppSettings, route: str | None) -> B
             raise _LineRefused(
                 LineError(number, custom_id, field, "unsupported", "a batch takes no edits")
             )
+    if "priority" in body:  # a start's field (rules.request): every item runs at batch priority
+        raise _LineRefused(
+            LineError(
+                number,
+                custom_id,
+                "priority",
+                "unsupported",
+                "a batch item takes no priority: every item runs at the batch's",
+            )
+        )
     if "webhookUrl" in body:  # a start's field (rules.webhooks): a batch has its report
         raise _LineRefused(
             LineError(
@@ -232,6 +269,18 @@ def _request_body(number: int, custom_id: str, value: dict[str, Any]) -> dict[st
     """The request fields of a line: ours beside custom_id, or the Batch API form's body."""
     if "body" not in value and "url" not in value:
         return {k: v for k, v in value.items() if k != "custom_id"}
+    unknown = sorted(set(value) - set(BATCH_API_LINE_FIELDS))
+    if unknown:  # as a line of our own form refuses a field it does not know
+        raise _LineRefused(
+            LineError(
+                number,
+                custom_id,
+                unknown[0],
+                "unknown_field",
+                f"unknown field {unknown[0][:64]!r} in a Batch API line (custom_id, method, url, "
+                "body)",
+            )
+        )
     url, body = value.get("url"), value.get("body")
     if url != BATCH_API_URL or value.get("method", "POST") != "POST":
         raise _LineRefused(
@@ -282,6 +331,15 @@ def parse_deadline(value: object) -> datetime | None:
             "deadline", "invalid_value", "deadline is out of range (years 1 to 9999 in UTC)"
         ) from None
     return moment
+
+
+def check_deadline_ahead(deadline: datetime | None, now: datetime) -> None:
+    """A deadline given with a new batch is still to come: one already past (a typo's year, a
+    stale script) is refused, not planned as "0.0 h away"."""
+    if deadline is not None and deadline <= now:
+        raise ManifestInvalid(
+            "deadline", "invalid_value", f"deadline {deadline.isoformat()} is in the past"
+        )
 
 
 def parse_route(value: object, settings: AppSettings) -> str | None:

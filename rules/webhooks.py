@@ -205,9 +205,11 @@ def url_problem(url: str, hooks: WebhookSettings) -> str | None:
     if parts.fragment or url.endswith("#"):
         return "must not have a #fragment"
     try:
-        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+        port = parts.port  # raises ValueError for a port that is not one
     except ValueError:
         return "has a port that is not one"
+    if port == 0:
+        return "has a port that is not one (port 0 reaches no service)"
     host = (parts.hostname or "").rstrip(".")
     if not host:
         return "must name a host"
@@ -239,13 +241,71 @@ def host_problem(host: str, hooks: WebhookSettings) -> str | None:
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+# IPv6 ranges that carry an IPv4 address in their low 32 bits: IPv4-compatible (::a.b.c.d,
+# RFC 4291 2.5.5.1, deprecated) and the NAT64 well-known prefix (RFC 6052 2.1), through which a
+# NAT64 gateway reaches that IPv4 address. IPv4-mapped (::ffff:0:0/96), 6to4 (2002::/16) and
+# Teredo (2001::/32) are read by ipaddress itself.
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+# The local-use NAT64 prefix (RFC 8215): the operator picks the prefix length inside it, so the
+# IPv4 address may sit at any of RFC 6052's positions after /48.
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+_NAT64_LOCAL_LENGTHS = (96, 64, 56, 48)  # the usual /96 first: its reading is named
+
+
+def _rfc6052_ipv4(address: ipaddress.IPv6Address, prefix_length: int) -> ipaddress.IPv4Address:
+    """The IPv4 address embedded after a NAT64 prefix of ``prefix_length`` bits (RFC 6052 2.2:
+    bits 64-71 are skipped)."""
+    value = int(address)
+    bits = [b for b in range(prefix_length, 128) if not 64 <= b < 72][:32]
+    v4 = 0
+    for bit in bits:
+        v4 = (v4 << 1) | ((value >> (127 - bit)) & 1)
+    return ipaddress.IPv4Address(v4)
+
+
+def embedded_ipv4(address: Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """Every IPv4 address an IPv6 address stands for (IPv4-mapped and -compatible, 6to4,
+    Teredo's server and client, NAT64): a connection to the IPv6 address may reach each."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return ()
+    if address.ipv4_mapped is not None:
+        return (address.ipv4_mapped,)
+    if address.sixtofour is not None:
+        return (address.sixtofour,)
+    if address.teredo is not None:
+        return address.teredo
+    low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in _NAT64_WELL_KNOWN:
+        return (low,)
+    if address in _IPV4_COMPATIBLE and int(address) > 1:  # :: and ::1 are IPv6's own
+        return (low,)
+    if address in _NAT64_LOCAL:
+        readings = dict.fromkeys(_rfc6052_ipv4(address, n) for n in _NAT64_LOCAL_LENGTHS)
+        # A reading of all zeros is a prefix length not in use (0.0.0.0 is refused anyway).
+        return tuple(v4 for v4 in readings if int(v4)) or tuple(readings)
+    return ()
+
 
 def address_problem(address: Address, hooks: WebhookSettings) -> str | None:
     """Why a delivery must not connect to ``address`` (phrased to follow "names" or "resolves
     to"), or None. Loopback only where IMAGE_WEBHOOK_ALLOW_LOOPBACK allows it; private,
-    link-local (the metadata service), shared, reserved, multicast and unspecified never."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    link-local (the metadata service), shared, reserved, multicast and unspecified never. An
+    IPv6 address that embeds an IPv4 one (``embedded_ipv4``) is judged as that IPv4 address:
+    refused when it is; an IPv4-mapped or -compatible one is that address and nothing else."""
+    embedded = embedded_ipv4(address)
+    for v4 in embedded:
+        problem = _own_problem(v4, hooks)
+        if problem:
+            return f"{problem} ({v4}, embedded in the IPv6 address)"
+    if isinstance(address, ipaddress.IPv6Address) and (
+        address.ipv4_mapped is not None or (embedded and address in _IPV4_COMPATIBLE)
+    ):
+        return None  # the IPv4 address itself, judged above
+    return _own_problem(address, hooks)
+
+
+def _own_problem(address: Address, hooks: WebhookSettings) -> str | None:
     if address.is_loopback:
         return None if hooks.allow_loopback else "a loopback address"
     if address.is_multicast or address.is_unspecified:

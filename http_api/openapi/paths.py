@@ -304,7 +304,8 @@ def _paths() -> dict[str, Any]:
                 "tags": ["images"],
                 "summary": "The caller's jobs, newest first, a page at a time",
                 "description": "Only for a caller with an identity of its own (Easy Auth), "
-                "unless IMAGE_SHARED_CALLER_MAY_LIST is on.",
+                "unless IMAGE_SHARED_CALLER_MAY_LIST is on. The jobs started with POST "
+                "/api/images; a batch's items are not listed (GET /api/batches/{id}).",
                 "parameters": [
                     {
                         "name": "limit",
@@ -317,7 +318,8 @@ def _paths() -> dict[str, Any]:
                         "name": "after",
                         "in": "query",
                         "required": False,
-                        "description": "The page token the previous page's `next` carries.",
+                        "description": "The page token the previous page's `next` carries; "
+                        "any other text is a 400.",
                         "schema": {"type": "string"},
                     },
                 ],
@@ -341,8 +343,13 @@ def _paths() -> dict[str, Any]:
                         "name": "includePrompt",
                         "in": "query",
                         "required": False,
-                        "description": "`true` (any case): the answer's request has the prompt.",
-                        "schema": {"type": "string"},
+                        "description": "`true` (any case): the answer's request has the "
+                        "prompt; `false` (any case) or absent: it has not; anything else is a "
+                        "400.",
+                        "schema": {
+                            "type": "string",
+                            "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$",
+                        },
                     },
                 ],
                 "responses": {
@@ -434,7 +441,10 @@ def _paths() -> dict[str, Any]:
                 "operationId": "listRoutes",
                 "tags": ["routes"],
                 "summary": "Each route's health: success rate, clocks per shape, pace, queue",
-                "responses": {"200": _answer("Every configured route.", "Routes"), **_errors()},
+                "responses": {
+                    "200": _answer("Every configured route.", "Routes"),
+                    **_errors(400),
+                },
             }
         },
         "/batches": {
@@ -451,8 +461,12 @@ def _paths() -> dict[str, Any]:
                         "in": "query",
                         "required": False,
                         "description": "`true` (any case): the plan and both quotes, nothing "
-                        "started (200).",
-                        "schema": {"type": "string"},
+                        "started (200); `false` (any case) or absent: the batch starts; anything "
+                        "else (`1`, `yes`, empty) is a 400 and starts nothing.",
+                        "schema": {
+                            "type": "string",
+                            "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$",
+                        },
                     },
                     {
                         "name": "deadline",

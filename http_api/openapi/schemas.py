@@ -18,7 +18,7 @@ from http_api.openapi.kit import (
     _text,
     _url,
 )
-from rules.batch_records import BatchState
+from rules.batch_records import TERMINAL_BATCH_STATES, BatchState
 from rules.batches import MAX_CUSTOM_ID_CHARS, MAX_ITEMS, BatchMode
 from rules.client_timings import MAX_MS
 from rules.evidence import EVIDENCE_VERSION, SERVICE_VERSION
@@ -479,6 +479,16 @@ def _route_health() -> Schema:
             "owner": _enum(ROUTE_OWNERS),
             "model": _text(),
             "failoverTo": _nullable(_text("The route's failover partner.")),
+            "default": {
+                "type": "boolean",
+                "description": "The route a request that names none takes.",
+            },
+            "outputFormats": {
+                "type": "array",
+                "items": _enum(["png", "jpeg", "webp"]),
+                "description": "The output_format values the route takes (the web page offers "
+                "only the default route's).",
+            },
             "sent": _integer("Attempts that reached the route.", minimum=0),
             "saved": _integer(minimum=0),
             "successRate": rate,
@@ -1040,8 +1050,11 @@ def _schemas() -> dict[str, Schema]:
             {"id": _ref("BatchId"), "state": {"const": "cancelling"}, "statusUrl": _url()}
         ),
         "BatchEnded": _object(
-            {"id": _ref("BatchId"), "state": {"const": "ended"}},
-            description="The batch had ended: left alone.",
+            {
+                "id": _ref("BatchId"),
+                "state": _enum(sorted(s.value for s in TERMINAL_BATCH_STATES)),
+            },
+            description="The batch had ended: left alone; `state` is its final state.",
         ),
         "OpenApiDocument": {
             "type": "object",

@@ -57,6 +57,7 @@
       // memoryKey holds it for this page's life
     }
     showKeyState();
+    if (value) offerFormats();
   }
 
   function showKeyState() {
@@ -66,6 +67,39 @@
       ? "A key is set for this tab (sessionStorage only), sent as the x-functions-key header; never put in a URL."
       : "No key yet: paste the function key (python -m devhost keys locally). It stays in this tab only.";
     $("key-section").classList.toggle("needed", !set);
+  }
+
+  // --- the route's formats -----------------------------------------------------------------
+
+  // Only the formats the default route takes are offered (GET /api/routes: the route marked
+  // default, its outputFormats): Azure's routes take png and jpeg, not webp. Without an answer
+  // every format stays offered, and the service's 400 names a refused one.
+  async function offerFormats() {
+    const key = functionKey();
+    if (!key) return;
+    let routes;
+    try {
+      const response = await fetch(apiUrl("routes"), {
+        headers: { "x-functions-key": key },
+        cache: "no-store",
+      });
+      if (response.status !== 200) return;
+      routes = (await response.json()).routes;
+    } catch {
+      return;
+    }
+    const route = Array.isArray(routes) ? routes.find((r) => r.default) : null;
+    if (!route || !Array.isArray(route.outputFormats)) return;
+    const taken = new Set(route.outputFormats);
+    const select = $("job-form").elements.namedItem("output_format");
+    for (const option of select.options) {
+      option.disabled = !taken.has(option.value);
+      option.hidden = option.disabled;
+    }
+    if (select.selectedOptions[0]?.disabled) {
+      const first = Array.from(select.options).find((option) => !option.disabled);
+      if (first) select.value = first.value;
+    }
   }
 
   // --- starting a job ----------------------------------------------------------------------
@@ -504,6 +538,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     showKeyState();
+    offerFormats();
     $("key-form").addEventListener("submit", (event) => {
       event.preventDefault();
       const value = $("key").value.trim();

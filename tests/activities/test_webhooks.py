@@ -192,7 +192,22 @@ def test_the_guarded_client_connects_to_the_address_it_checked(
     assert seen.headers["host"] == f"hooks.test:{port}"
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.7", "169.254.169.254", "::1"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.0.0.7",
+        "169.254.169.254",
+        "::1",
+        # IPv6 forms of a forbidden IPv4 address: NAT64, 6to4, mapped, compatible, Teredo.
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b::7f00:1",
+        "2002:a9fe:a9fe::",
+        "::ffff:a9fe:a9fe",
+        "::7f00:1",
+        "2001:0:4136:e378:8000:63bf:5601:5656",
+    ],
+)
 def test_a_name_that_resolves_to_a_forbidden_address_is_refused_not_retried(
     store: InMemoryStore, receiver: Receiver, address: str
 ):
@@ -205,6 +220,33 @@ def test_a_name_that_resolves_to_a_forbidden_address_is_refused_not_retried(
     assert attempt.error.startswith("refused: the host resolves to")
     assert recorded(store).deliveries[0].state.value == "refused"
     assert receiver.deliveries == []
+
+
+def test_port_0_is_refused_at_delivery_too(store: InMemoryStore):
+    resolved: list[str] = []
+
+    def resolver(host: str, _port: int) -> list[str]:
+        resolved.append(host)
+        return ["93.184.216.34"]
+
+    client = webhook_client(HOOKS, ssl.create_default_context(), resolver)
+    with client:
+        attempt = deliver(delivery("https://hooks.example.com:0/in"), HOOKS, Seams(client, store))
+    assert attempt.error is not None
+    assert attempt.error.startswith("refused: the target has a port that is not one")
+    assert resolved == []
+
+
+@pytest.mark.parametrize("host", ["[64:ff9b::a9fe:a9fe]", "[2002:a9fe:a9fe::]", "[::7f00:1]"])
+def test_an_ipv6_literal_embedding_a_refused_ipv4_is_refused_at_delivery(
+    store: InMemoryStore, host: str
+):
+    """A delivery started before the rule (its URL was taken then) is refused now."""
+    client = webhook_client(HOOKS, ssl.create_default_context(), lambda h, _p: [h.strip("[]")])
+    with client:
+        attempt = deliver(delivery(f"https://{host}/in"), HOOKS, Seams(client, store))
+    assert attempt.error is not None
+    assert attempt.error.startswith("refused: the target names a")
 
 
 def test_one_forbidden_address_among_several_refuses_the_target(store: InMemoryStore):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.functions as func
@@ -18,8 +18,10 @@ import pytest
 import wiring
 from activities.finish import build_metadata
 from http_api import batches, evidence, handlers, uploads
+from http_api.caller import caller_of
 from http_api.durable_jobs import DurableJobs
 from http_api.errors import answer_for
+from rules.dedup import caller_digest
 from rules.job_records import AttemptRecord, FinishInput, JobInput, JobState, Outcome
 from rules.outcome import AttemptResult, Failure, FailureKind, Layer, SentAs, Timings
 from rules.retry import Decision
@@ -29,7 +31,8 @@ from .test_http_edits import b64, png
 from .test_http_handlers import BASE, BODY, NOW, World, request, saved_output
 
 BATCHES = "http://127.0.0.1:7071/api/batches"
-DEADLINE = (NOW + timedelta(hours=30)).isoformat()
+# A deadline still to come when the test runs (a past one is refused).
+DEADLINE = (datetime.now(UTC) + timedelta(hours=30)).isoformat()
 
 
 def call(world: World, handler: Any, req: func.HttpRequest) -> tuple[int, dict[str, Any], Any]:
@@ -126,16 +129,20 @@ def test_a_batch_is_quoted_started_followed_cancelled_and_reported(batch_store: 
     world.client.instances[batch_id]["output"] = {
         "v": 1,
         "state": "cancelled",
-        "counts": {"items": 1, "invalid": 2, "started": 1, "cancelled": 1},
+        "counts": {"items": 1, "invalid": 2, "started": 0, "cancelled": 1},
         "report_jsonl": f"{batch_id}/report.jsonl",
         "report_csv": f"{batch_id}/report.csv",
     }
     status, ended, _ = batch_call(world, batches.get_batch, batch_id)
     assert (status, ended["state"]) == (200, "cancelled")
+    # Each item once: the cancelled item is not also "not started".
+    assert ended["counts"]["notStarted"] == 0
+    assert ended["counts"]["cancelled"] == 1
     assert ended["report"]["csv"] == f"memory://{batch_id}/report.csv?ttl=3600"
     assert ended["failureReason"] is None
     status, again, _ = batch_call(world, batches.cancel_batch, batch_id, "/cancel")
-    assert (status, again) == (200, {"id": batch_id, "state": "ended"})
+    # Its real final state, as a job's cancel answers with its own ("ended" is no batch state).
+    assert (status, again) == (200, {"id": batch_id, "state": "cancelled"})
 
 
 def test_a_batch_that_failed_says_why(batch_store: InMemoryStore):
@@ -319,7 +326,11 @@ def test_a_page_token_no_list_gave_is_a_400_before_any_blob_call(token):
     status, body, _ = world.call(handlers.list_jobs, req)
     assert (status, body["error"]["field"]) == (400, "after")
     assert listed == []
-    assert world.call(handlers.list_jobs, request("GET", BASE, params={"after": "ok"}))[0] == 200
+    # A token the list handed out carries the store's own marker to it.
+    ok = request("GET", BASE)
+    caller = caller_digest(world.settings.job_id_secret, caller_of(ok, world.settings))
+    token = handlers._page_token(world.settings.job_id_secret, caller, "ok")
+    assert world.call(handlers.list_jobs, request("GET", BASE, params={"after": token}))[0] == 200
     assert listed == [{"prefix": listed[0]["prefix"], "limit": 20, "after": "ok"}]
 
 

@@ -34,6 +34,8 @@ ROUTE_KEYS = {
     "owner",
     "model",
     "failoverTo",
+    "default",
+    "outputFormats",
 }
 PACE_KEYS = {
     "requestsPerMinute",
@@ -106,6 +108,11 @@ def test_each_route_shows_its_health_from_its_entity():
     azure, openai = body["routes"]
     assert set(azure) == ROUTE_KEYS
     assert (azure["owner"], azure["model"], azure["failoverTo"]) == ("azure", "gpt-image-2", None)
+    # What each route takes as output_format, and which one a request naming none takes: the
+    # web page offers only the default route's formats (Azure's take no webp).
+    assert azure["outputFormats"] == ["jpeg", "png"]
+    assert openai["outputFormats"] == ["jpeg", "png", "webp"]
+    assert [r["route"] for r in body["routes"] if r["default"]] == [world.settings.default_route]
     assert (azure["sent"], azure["saved"], azure["successRate"]) == (4, 2, 0.5)
     assert azure["errors"] == {"rate_limited": 1, "server_error": 1}
     assert azure["queued"] == {"interactive": 0, "batch": 1}

@@ -6,6 +6,8 @@ stored or chosen and recorded by the policy, never a silent second generation.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from typing import Any
 
@@ -65,3 +67,29 @@ def test_devhost_killed_mid_job_resumes_and_the_policy_records_the_resend(api: A
     assert first["layer"] == "worker"
     assert first["decision"]["post_send_resend"] is True
     assert metadata["post_send_resends"] == 1
+
+
+def test_blob_that_does_not_answer_is_named_as_blob_not_the_job_store(api: Api):
+    """Azurite paused (SIGSTOP): the durable job store (devhost's SQLite) answers, Blob does
+    not. The 503 and devhost's log name Blob, not the job store."""
+    job = api.start(**{**SLOW, "size": "1024x1024"}).json()["id"]
+    azurite = api.stack.azurite
+    assert azurite is not None
+    assert azurite.process is not None
+    pid = azurite.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        listed = api.http.get("/api/images", timeout=30)
+        status = api.status(job)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    for answer in (listed, status):
+        if answer.status_code == 503:
+            error = answer.json()["error"]
+            assert error["code"] == "blob_timeout", error
+            assert "Blob storage" in error["message"]
+    assert listed.status_code == 503  # the list reads Blob first
+    log = (api.stack.log_dir / "devhost.log").read_text()
+    assert "Blob storage did not answer in time" in log
+    assert "the durable job store did not answer in time" not in log
+    api.poll(job, timeout_s=120)

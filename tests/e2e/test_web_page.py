@@ -186,6 +186,14 @@ def test_the_page_is_served_as_itself(browser: Browser, stack: LocalStack):
     assert page.evaluate("sessionStorage.getItem('imagejobs.functionKey')") == stack.function_key
     assert page.input_value("#key") == ""
     assert stack.function_key not in page.url
+    # Only the formats the default route takes (the sample's azure: no webp) are offered.
+    page.wait_for_selector(
+        "select[name=output_format] option[value=webp][disabled]", state="attached"
+    )
+    offered = page.eval_on_selector_all(
+        "select[name=output_format] option:not([disabled])", "options => options.map(o => o.value)"
+    )
+    assert offered == ["png", "jpeg"]
 
 
 def test_a_job_from_the_page_shows_previews_the_image_and_reports_its_times(

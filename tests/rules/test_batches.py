@@ -22,6 +22,7 @@ from rules.batches import (
     BatchOptions,
     ManifestInvalid,
     batch_id_for,
+    check_deadline_ahead,
     parse_manifest,
     plan_batch,
     planned,
@@ -94,6 +95,81 @@ def test_a_line_in_the_batch_api_form_reads_the_same():
     )
     assert manifest.items[0].request.size == "1024x1536"
     assert [(e.line, e.field) for e in manifest.errors] == [(2, "url")]
+
+
+def test_an_options_line_that_is_not_the_first_is_named_as_such():
+    deadline = "2026-12-03T18:00:00Z"
+    manifest = parse_manifest(
+        jsonl(line("a"), {"batch": {"deadline": deadline}}, line("b")), SETTINGS
+    )
+    assert [item.custom_id for item in manifest.items] == ["a", "b"]
+    (error,) = manifest.errors
+    assert (error.line, error.field, error.code) == (2, "batch", "unsupported")
+    assert "first line" in error.message
+    assert "custom_id" not in error.message
+    assert manifest.options.deadline is None
+
+
+def test_a_batch_api_line_with_a_field_it_does_not_have_is_refused_as_a_native_one_is():
+    form = {"custom_id": "x", "method": "POST", "url": "/v1/images/generations"}
+    manifest = parse_manifest(
+        jsonl(
+            {**form, "body": {"prompt": "a cat"}, "extra": 1},
+            {**form, "custom_id": "y", "body": {"prompt": "a cat", "colour": "red"}},
+            line("z", colour="red"),
+            {**form, "custom_id": "ok", "body": {"prompt": "a cat"}},
+        ),
+        SETTINGS,
+    )
+    assert [item.custom_id for item in manifest.items] == ["ok"]
+    assert [(e.line, e.field, e.code) for e in manifest.errors] == [
+        (1, "extra", "unknown_field"),
+        (2, "colour", "unknown_field"),
+        (3, "colour", "unknown_field"),
+    ]
+
+
+def test_a_line_with_a_priority_is_refused_the_batch_decides_it():
+    form = {"custom_id": "y", "method": "POST", "url": "/v1/images/generations"}
+    manifest = parse_manifest(
+        jsonl(
+            line("a", priority="interactive"),
+            {**form, "body": {"prompt": "a cat", "priority": "batch"}},
+            line("b"),
+        ),
+        SETTINGS,
+    )
+    assert [item.custom_id for item in manifest.items] == ["b"]
+    assert [(e.line, e.field, e.code) for e in manifest.errors] == [
+        (1, "priority", "unsupported"),
+        (2, "priority", "unsupported"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('{"custom_id": "a", "prompt": "x", "prompt": "y"}', "'prompt' appears twice"),
+        ('{"custom_id": "a", "custom_id": "b", "prompt": "x"}', "'custom_id' appears twice"),
+        ('{"custom_id": "a", "prompt": "x", "n": NaN}', "NaN"),
+        ('{"custom_id": "a", "prompt": "x", "n": Infinity}', "Infinity"),
+    ],
+)
+def test_a_line_that_strict_json_has_not_is_invalid_json_naming_the_problem(text, named):
+    manifest = parse_manifest(jsonl(text, line("b")), SETTINGS)
+    (error,) = manifest.errors
+    assert (error.line, error.field, error.code) == (1, "line", "invalid_json")
+    assert named in error.message
+
+
+def test_a_deadline_in_the_past_is_refused():
+    check_deadline_ahead(None, NOW)
+    check_deadline_ahead(NOW + timedelta(seconds=1), NOW)
+    for past in (NOW, NOW - timedelta(seconds=1), datetime(2020, 1, 1, tzinfo=UTC)):
+        with pytest.raises(ManifestInvalid) as raised:
+            check_deadline_ahead(past, NOW)
+        assert (raised.value.field, raised.value.code) == ("deadline", "invalid_value")
+        assert "past" in raised.value.message
 
 
 def test_options_come_from_the_first_line_and_the_request_wins():

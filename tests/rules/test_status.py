@@ -90,3 +90,16 @@ def test_a_decided_outcome_is_finalizing_until_its_record_is_written():
     assert derive_state("Running", custom, None, None) is JobState.FINALIZING
     assert "failed" in state_text(JobState.FINALIZING, None, JobState.FAILED)
     assert "image" in state_text(JobState.FINALIZING, None, JobState.SAVED)
+
+
+def test_the_readme_and_the_contract_list_every_failure_category():
+    from pathlib import Path
+
+    from rules.status import FAILED_TEXT
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    contract = (root / "docs" / "job-contract.md").read_text()
+    for category in FAILED_TEXT:
+        assert f"`{category}`" in readme, category
+        assert f"`{category}`" in contract, category

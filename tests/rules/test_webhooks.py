@@ -104,6 +104,61 @@ def test_what_a_target_must_not_be(url: str, why: str):
     assert why in problem
 
 
+# Every IPv6 form that embeds an IPv4 address, each with a blocked one inside: judged as that
+# IPv4 address, at start (url_problem) and after resolving (address_problem).
+EMBEDDED_BLOCKED = [
+    ("64:ff9b::a9fe:a9fe", "link-local"),  # NAT64 well-known prefix, 169.254.169.254
+    ("64:ff9b::7f00:1", "loopback"),  # NAT64, 127.0.0.1
+    ("64:ff9b::a00:1", "private"),  # NAT64, 10.0.0.1
+    ("64:ff9b:1:a9fe:a9:fe00::", "link-local"),  # local-use NAT64 /48, 169.254.169.254
+    ("64:ff9b:1::7f00:1", "loopback"),  # local-use NAT64 /96, 127.0.0.1
+    ("2002:a9fe:a9fe::", "link-local"),  # 6to4
+    ("2002:7f00:1::1", "loopback"),  # 6to4
+    ("2002:c0a8:1::", "private"),  # 6to4, 192.168.0.1
+    ("::ffff:169.254.169.254", "link-local"),  # IPv4-mapped
+    ("::ffff:a9fe:a9fe", "link-local"),  # IPv4-mapped, hex
+    ("::169.254.169.254", "link-local"),  # IPv4-compatible
+    ("::7f00:1", "loopback"),  # IPv4-compatible
+    ("::a00:1", "private"),  # IPv4-compatible
+    # Teredo: server 65.54.227.120, client (obfuscated) 169.254.169.169 / 127.0.0.1.
+    ("2001:0:4136:e378:8000:63bf:5601:5656", "link-local"),
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback"),
+]
+
+
+@pytest.mark.parametrize(("address", "why"), EMBEDDED_BLOCKED)
+def test_an_ipv6_form_embedding_a_blocked_ipv4_is_judged_as_that_ipv4(address: str, why: str):
+    for problem in (
+        url_problem(f"https://[{address}]/x", HOOKS),
+        url_problem(f"http://[{address}]:9/x", WebhookSettings(secret=b"s", allow_http=True)),
+        address_problem(ipaddress.ip_address(address), HOOKS),
+    ):
+        assert problem is not None
+        assert why in problem
+
+
+@pytest.mark.parametrize(
+    "address", ["64:ff9b::808:808", "2002:808:808::", "::ffff:8.8.8.8", "2606:4700::1111"]
+)
+def test_an_ipv6_form_embedding_a_public_ipv4_is_taken(address: str):
+    assert url_problem(f"https://[{address}]/x", HOOKS) is None
+    assert address_problem(ipaddress.ip_address(address), HOOKS) is None
+
+
+def test_an_embedded_loopback_is_taken_where_loopback_is():
+    assert url_problem("http://[64:ff9b::7f00:1]:9/x", LOCAL) is None
+    assert url_problem("http://[::ffff:127.0.0.1]:9/x", LOCAL) is None
+    # Never link-local, however it is written.
+    assert "link-local" in (url_problem("http://[64:ff9b::a9fe:a9fe]/x", LOCAL) or "")
+
+
+@pytest.mark.parametrize("port", ["0", "00", "000"])
+def test_port_0_is_refused(port: str):
+    problem = url_problem(f"https://example.com:{port}/x", HOOKS)
+    assert problem is not None
+    assert "port" in problem
+
+
 def test_loopback_and_http_only_where_settings_allow_them():
     assert url_problem("http://127.0.0.1:8123/hook", LOCAL) is None
     assert url_problem("http://localhost:8123/hook", LOCAL) is None

@@ -288,7 +288,7 @@ class JobClient:
         body = _json_object(response)
         # The host refuses a key with an empty 401 (or 403); a 403 in the service's own error
         # envelope is the service refusing the request (a list without an identity), not the key.
-        envelope = isinstance(body, dict) and isinstance(body.get("error"), dict)
+        envelope = _service_envelope(body)
         if code == 401 or (code == 403 and not envelope):
             if not self._has_key:
                 raise AuthRefused(f"HTTP {code}: no function key was sent; {KEY_HINT}")
@@ -307,7 +307,7 @@ class JobClient:
         if code in expect:
             return Answer(code, body, retry_after, response.headers)
         error = body.get("error")
-        if code >= 400 and isinstance(error, dict):
+        if code >= 400 and _service_envelope(body) and isinstance(error, dict):
             text = _envelope(code, error)
             if code >= 500:
                 wait = f"try again in {retry_after:g}s" if retry_after else "try again later"
@@ -335,6 +335,24 @@ def _json_object(response: httpx.Response) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return body if isinstance(body, dict) else None
+
+
+# The service's error envelope, exactly: ``{"error": {"code", "message", "field"}}``. Another
+# service's error JSON (OpenAI's ``{"error": {"message", "type", "param", "code"}}``, which the
+# simulator answers at a path it does not have) is not the service refusing the request.
+_ENVELOPE_KEYS = frozenset({"code", "message", "field"})
+
+
+def _service_envelope(body: dict[str, Any] | None) -> bool:
+    if body is None or set(body) != {"error"}:
+        return False
+    error = body["error"]
+    return (
+        isinstance(error, dict)
+        and set(error) == _ENVELOPE_KEYS
+        and isinstance(error["code"], str)
+        and isinstance(error["message"], str)
+    )
 
 
 def _envelope(code: int, error: dict[str, Any]) -> str:

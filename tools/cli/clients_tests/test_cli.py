@@ -347,6 +347,30 @@ ERRORS = [
         id="500-envelope",
     ),
     pytest.param(
+        # The simulator's (OpenAI's) 404 for a path it does not have: --url names the simulator.
+        httpx.Response(
+            404,
+            json={
+                "error": {
+                    "message": "Invalid URL (GET /api/images/x)",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": None,
+                }
+            },
+        ),
+        ExitCode.BAD_ANSWER,
+        ["HTTP 404", "is not an answer of the image job API", "is --url"],
+        id="openai-404",
+    ),
+    pytest.param(
+        # Azure's 404 for a path it does not serve.
+        httpx.Response(404, json={"error": {"code": "404", "message": "Resource not found"}}),
+        ExitCode.BAD_ANSWER,
+        ["HTTP 404", "is not an answer of the image job API"],
+        id="azure-404",
+    ),
+    pytest.param(
         httpx.Response(418, json={"detail": "teapot"}),
         ExitCode.BAD_ANSWER,
         ["HTTP 418", "is not an answer of the image job API"],
@@ -615,3 +639,21 @@ def test_a_stack_that_never_answered_is_said_at_once_not_after_the_patience():
     with pytest.raises(Unreachable):
         follow(Down(), JOB, on_status=lambda *_: None, sleep=slept.append)  # type: ignore[arg-type]
     assert slept == []
+
+
+def test_list_pointed_at_the_simulator_is_not_the_services_json():
+    """``--url`` naming the simulator: its OpenAI-style 404 is not the service refusing."""
+    body = {
+        "error": {
+            "message": "Invalid URL (GET /api/images)",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    service = Service(lists=[httpx.Response(404, json=body)])
+    run = run_cli(service, "list")
+    assert run.code == ExitCode.BAD_ANSWER
+    line = one_error_line(run.err)
+    assert "check the job id" not in line
+    assert "is --url" in line
