@@ -3,6 +3,7 @@ outside worlds and answers every failure through the one mapping (http_api.error
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import azure.durable_functions as df
@@ -20,7 +21,7 @@ from http_api import (
     webhooks,
 )
 from http_api.durable_jobs import DurableJobs
-from http_api.errors import answer_for, blob_timed
+from http_api.errors import answer_for, blob_timed, blob_wait
 from rules.settings import AppSettings
 from storage.protocol import AsyncImageStore
 
@@ -30,13 +31,25 @@ CATCH_ALL = "zz_unmatched_request"
 Handler = Callable[
     [func.HttpRequest, DurableJobs, AppSettings, AsyncImageStore], Awaitable[func.HttpResponse]
 ]
+# How long a request waits for the worker's Blob client (seconds): its first use on a worker
+# makes sure the container exists, a network call that would otherwise hang while Blob does.
+EDGE_STORE_S = 10.0
+
+
+async def edge_store() -> AsyncImageStore:
+    """The worker's Blob store for the edge, its calls known as Blob's (``blob_timed``); a
+    first use that does not finish within ``EDGE_STORE_S`` is a ``blob_timeout`` (a 503)."""
+    async with asyncio.timeout(EDGE_STORE_S):
+        with blob_wait():
+            found = await wiring.edge_store()
+    return blob_timed(found)
 
 
 async def answer(
     handler: Handler, req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     try:
-        store = blob_timed(await wiring.edge_store())
+        store = await edge_store()
         return await handler(req, DurableJobs(client), wiring.settings(), store)
     except Exception as exc:
         return answer_for(exc)
@@ -125,7 +138,7 @@ async def cancel_batch(
 @bp.route(route="uploads", methods=["POST"])
 async def create_upload(req: func.HttpRequest) -> func.HttpResponse:
     try:
-        store = blob_timed(await wiring.edge_store())
+        store = await edge_store()
         return await uploads.create_upload(req, wiring.settings(), store)
     except Exception as exc:
         return answer_for(exc)

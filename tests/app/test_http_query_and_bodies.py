@@ -13,7 +13,7 @@ import azure.functions as func
 import pytest
 
 import wiring
-from http_api import batches, client_timings, evidence, handlers
+from http_api import batches, blueprint, client_timings, evidence, handlers
 from http_api.errors import answer_for, blob_call, blob_timed
 from tests.fakes import AsyncInMemoryStore, InMemoryStore
 
@@ -405,3 +405,24 @@ def test_the_upload_and_webhook_secret_endpoints_refuse_an_unknown_parameter():
         assert response.status_code == 400
         assert_envelope(body, "unknown_parameter", "Code")
         assert "'code'" in body["error"]["message"]
+
+
+def test_a_worker_whose_first_blob_use_hangs_answers_blob_timeout(monkeypatch, caplog):
+    # The worker's first Blob use makes sure the container exists (a network call): bounded, so
+    # a request that comes while Blob hangs is a prompt 503 naming Blob, not a hung function.
+    async def hanging() -> object:
+        await asyncio.sleep(60)
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(blueprint, "EDGE_STORE_S", 0.05)
+    monkeypatch.setattr(wiring, "edge_store", hanging)
+    world = World()
+
+    async def run() -> func.HttpResponse:
+        client: Any = world.client  # the durable client's fake, as the host would hand it over
+        return await blueprint.answer(handlers.get_job, request("GET", f"{BASE}/x"), client)
+
+    answer = asyncio.run(run())
+    assert answer.status_code == 503
+    assert_envelope(json.loads(answer.get_body()), "blob_timeout", "service")
+    assert "Blob storage did not answer in time" in caplog.text
