@@ -598,23 +598,31 @@ def cool_down(state: PacerState, until: float, reason: str) -> PacerState:
     return replace(state, cool_until=until, cool_reason=reason)
 
 
-def with_hint(state: PacerState, hint: RateLimitHint, pace: Pace) -> PacerState:
+def with_hint(
+    state: PacerState, hint: RateLimitHint, pace: Pace, *, counted_at: float | None = None
+) -> PacerState:
     """The route's newest word on its limits replaces an older one. Its remaining count is
     kept only when it is less than this governor's own sends at that moment explain (someone
     else uses the quota); otherwise it says nothing the window rule does not already keep, and
     holding sends until its reset would stall the route for a whole window. Judged now, while
-    the sends of that moment are still remembered."""
+    the sends of that moment are still remembered.
+
+    ``counted_at``: when the route counted (the request's send: a route counts a request when
+    it arrives, and its headers come back with the first byte, seconds later for an image);
+    ``hint.observed_at`` when not known. Counting our sends up to the headers' arrival instead
+    would slide the window past the oldest send the route still counted, and a full window of
+    our own (remaining 0) would read as someone else's use: a whole window lost."""
     if state.hint is not None and state.hint.observed_at > hint.observed_at:
         return state
     current = limits(pace, hint)
     limit = current.requests_per_minute or current.images_per_minute
     if hint.remaining is not None and limit is not None:
         window = pace.window_s * (1 + MARGIN) + state_limits(state, pace).late_s
-        ours = sum(
-            1
-            for s in state.sends
-            if hint.observed_at - window < s.held_from(0.0) <= hint.observed_at
-        )
+        at = hint.observed_at if counted_at is None else min(counted_at, hint.observed_at)
+        # The request itself is counted (the route's count includes it), also when its worker's
+        # clock put its send a little before its admitted time.
+        upto = at + pace.window_s * MARGIN
+        ours = sum(1 for s in state.sends if at - window < s.held_from(0.0) <= upto)
         if hint.remaining >= limit - ours:
             hint = replace(hint, remaining=None)
     return replace(state, hint=hint)
