@@ -97,11 +97,18 @@ class Send:
     images: int
     left: float | None = None
 
-    def held_from(self, late_s: float) -> float:
-        """From when the send holds its place in the route's window: when it left (its admitted
-        time while not known yet), plus how late this host's sends have been (``Limits.late_s``):
-        the same host's lag between a worker's clock and the request's arrival is no smaller."""
-        return (max(self.at, self.left) if self.left is not None else self.at) + late_s
+    def held_from(self, late_s: float, lag_s: float | None = None) -> float:
+        """From when the send holds its place in the route's window. Not reported yet: its
+        admitted time plus how late this host's sends have left (``Limits.late_s``, the 95th
+        percentile), since it may still be on its way. Reported: when it left, plus ``lag_s``
+        (``Limits.lag_s``, the median lateness; ``late_s`` when None) for the moments between
+        the worker's clock and the request's arrival, which a busy host lengthens as it
+        lengthens a worker's wake-up. Not the 95th percentile there: it is a send's own stall
+        (a late worker), already in its ``left``, and counting it again on every send of the
+        window would slow every window by it."""
+        if self.left is None:
+            return self.at + late_s
+        return max(self.at, self.left) + (late_s if lag_s is None else lag_s)
 
     def to_json(self) -> list[Any]:
         left = None if self.left is None else round(self.left, 3)
@@ -254,9 +261,11 @@ class Limits:
     burst: int
     window_s: float
     # How late the route's sends have left after their admitted time (the 95th percentile of
-    # the recent ones, seconds): a send counts in the window that much longer, so that a late
-    # worker's send cannot make the next window's first send a 429.
+    # the recent ones, seconds): a send not reported yet counts in the window that much longer,
+    # so that a late worker's send cannot make the next window's first send a 429.
     late_s: float = 0.0
+    # The median of the same: how much longer a reported send counts (``Send.held_from``).
+    lag_s: float = 0.0
 
     @property
     def held_s(self) -> float:
@@ -286,9 +295,12 @@ LATE_MIN_SAMPLES = 3
 def state_limits(state: PacerState, pace: Pace) -> Limits:
     """The limits in force for ``state``: its route's headers and its workers' lateness."""
     late = sorted(state.late)
-    slack = late[int(0.95 * (len(late) - 1))] if len(late) >= LATE_MIN_SAMPLES else 0.0
+    known = len(late) >= LATE_MIN_SAMPLES
+    slack = late[int(0.95 * (len(late) - 1))] if known else 0.0
+    lag = late[int(0.5 * (len(late) - 1))] if known else 0.0
     # A worker late by more than a quarter of a window is a restart, not a lag to plan for.
-    return replace(limits(pace, state.hint), late_s=min(slack, pace.window_s / 4))
+    cap = pace.window_s / 4
+    return replace(limits(pace, state.hint), late_s=min(slack, cap), lag_s=min(lag, cap))
 
 
 def _lower(configured: int | None, reported: int | None) -> int | None:
@@ -349,7 +361,9 @@ def schedule(
     current = state_limits(state, pace)
     plan = _Plan(
         sends=sorted((send.at, send.images) for send in state.sends),
-        held=sorted((send.held_from(current.late_s), send.images) for send in state.sends),
+        held=sorted(
+            (send.held_from(current.late_s, current.lag_s), send.images) for send in state.sends
+        ),
         ends=sorted(_held_until(slot, now) for slot in state.slots),
     )
     earliest = now

@@ -583,3 +583,26 @@ def test_sends_that_left_late_hold_their_window_place_longer():
     unreported = replace(state, sends=tuple(replace(s, left=None) for s in state.sends))
     _, later = admit(unreported, pace, "eleventh", 3.0)
     assert later.start_at == pytest.approx(0.0 + 2.0 + WINDOW)
+
+
+def test_a_few_stalled_workers_do_not_slow_every_window():
+    # Ten sends a spacing apart, each left 10 ms after its admitted time but two that stalled
+    # for 2 s: a reported send holds its window place from when it left plus the median
+    # lateness, so the eleventh waits a window after the first (which left on time), not the
+    # stalls' 2 s more; the stalls still count for a send not reported yet.
+    pace = Pace(requests_per_minute=10, window_s=60.0)
+    spacing = pacing.limits(pace, None).spacing_s
+    assert spacing is not None
+    state = PacerState()
+    for i in range(10):
+        state, answer = admit(state, pace, f"s{i}", i * spacing)
+        assert answer.admitted
+        state = pacing.sent_at(state, f"s{i}", 1, i * spacing + (2.0 if i in (4, 7) else 0.01))
+    current = pacing.state_limits(state, pace)
+    assert current.late_s == pytest.approx(2.0)
+    assert current.lag_s == pytest.approx(0.01)
+    _, answer = admit(state, pace, "eleventh", 10 * spacing - 0.5)
+    assert answer.start_at == pytest.approx(max(10 * spacing, 0.01 + 0.01 + WINDOW))
+    unreported = replace(state, sends=tuple(replace(s, left=None) for s in state.sends))
+    _, later = admit(unreported, pace, "eleventh", 10 * spacing - 0.5)
+    assert later.start_at == pytest.approx(0.0 + 2.0 + WINDOW)
