@@ -244,6 +244,9 @@ class ServiceRun:
     def entity_round_trips_s(self) -> list[float]:
         return [t for h in self.histories.values() for t in h.entity_round_trips_s]
 
+    def timer_lateness_s(self) -> list[float]:
+        return [t for h in self.histories.values() for t in h.timer_lateness_s]
+
 
 class Service:
     """The app's API and the host's management API, over one connection pool each."""
@@ -684,6 +687,14 @@ class DrainResult:
                 f"- route entity round trips (call sent -> answer raised, durable history): "
                 f"{len(ms)}, p50 {percentile(ms, 0.5):.0f} ms, p90 {percentile(ms, 0.9):.0f} ms, "
                 f"max {max(ms):.0f} ms"
+            )
+        late = s.timer_lateness_s()
+        if late:
+            ms = [t * 1000 for t in late]
+            out.append(
+                f"- durable timers ({len(ms)}, {len(ms) / max(1, len(s.posts)):.1f} a job) fired "
+                f"after their time by p50 {percentile(ms, 0.5):.0f} ms, p90 "
+                f"{percentile(ms, 0.9):.0f} ms, max {max(ms):.0f} ms"
             )
         for f in s.load:
             out.append(
