@@ -96,7 +96,8 @@ bench-edge: setup
 
 # 100 batch jobs posted at once to a 10 requests/min route (and 10 interactive ones over the
 # run), against the theoretical minimum and a plain SDK loop, sequential and 100 threads
-# (docs/benchmarks.md); about 4-5 minutes. BENCH_ARGS="--no-anchors --header-style ..." and more.
+# (docs/benchmarks.md); about 11 minutes at time scale 5 (3.5 with --no-anchors).
+# BENCH_ARGS="--manifest --no-anchors --time-scale N --header-style ..." and more.
 bench-drain: setup
 	$(PY) -m bench.drain $(BENCH_ARGS)
 

@@ -1,7 +1,7 @@
 """Drain: 100 jobs posted at once to a 10 requests/min route, against the theoretical minimum and
 a plain loop around the official SDK.
 
-    python -m bench.drain [--jobs 100] [--interactive 10] [--rpm 10] [--time-scale 15]
+    python -m bench.drain [--jobs 100] [--interactive 10] [--rpm 10] [--time-scale 5]
                           [--header-style openai] [--stall-s 30] [--no-anchors]
     (make bench-drain; BENCH_ARGS="..." passes options)
 
@@ -88,9 +88,12 @@ class Options:
     jobs: int = 100
     interactive: int = 10
     rpm: int = 10
-    # 15: the sequential SDK anchor alone takes jobs x 22 s / 15 (about 150 s), the whole run
-    # about 4-5 minutes; a spacing is still 0.4 s, several times an entity round trip.
-    time_scale: float = 15.0
+    # 5: a spacing is 1.2 s, well above the host's own latencies (an entity round trip is
+    # 30-50 ms at p50, 0.2-0.3 s at p90 under this load; a timer, an episode and the activity's
+    # start add up to 0.35 s at p99), so the route's timing, not the host, sets the pace. At 15
+    # a spacing is 0.4 s and the host's latencies are a third of it. The price: the sequential
+    # SDK anchor alone takes jobs x 23 s / 5 (about 8 minutes), the whole run about 11.
+    time_scale: float = 5.0
     header_style: str = "openai"
     stall_s: float = 30.0
     anchors: bool = True
@@ -240,6 +243,9 @@ class ServiceRun:
 
     def entity_round_trips_s(self) -> list[float]:
         return [t for h in self.histories.values() for t in h.entity_round_trips_s]
+
+    def timer_lateness_s(self) -> list[float]:
+        return [t for h in self.histories.values() for t in h.timer_lateness_s]
 
 
 class Service:
@@ -682,6 +688,14 @@ class DrainResult:
                 f"{len(ms)}, p50 {percentile(ms, 0.5):.0f} ms, p90 {percentile(ms, 0.9):.0f} ms, "
                 f"max {max(ms):.0f} ms"
             )
+        late = s.timer_lateness_s()
+        if late:
+            ms = [t * 1000 for t in late]
+            out.append(
+                f"- durable timers ({len(ms)}, {len(ms) / max(1, len(s.posts)):.1f} a job) fired "
+                f"after their time by p50 {percentile(ms, 0.5):.0f} ms, p90 "
+                f"{percentile(ms, 0.9):.0f} ms, max {max(ms):.0f} ms"
+            )
         for f in s.load:
             out.append(
                 f"- devhost ran {f.function} {f.count} times during the drain "
@@ -813,7 +827,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=100, help="batch jobs posted at once")
     p.add_argument("--interactive", type=int, default=10, help="interactive jobs over the run")
     p.add_argument("--rpm", type=int, default=10, help="the route's requests (and images) a minute")
-    p.add_argument("--time-scale", type=float, default=15.0, help="simulator and service")
+    p.add_argument("--time-scale", type=float, default=5.0, help="simulator and service")
     p.add_argument(
         "--header-style",
         choices=("openai", "azure", "azure_minus_one"),

@@ -9,6 +9,7 @@ the operation waiting for its batch, the batch, the answer reaching the orchestr
 
     history = JobHistory.of(status_json["historyEvents"])
     history.entity_round_trips_s, history.activity_results  # {"ok": 1, "admission_expired": 3}
+    history.timer_lateness_s  # each durable timer: fired (its TimerFired) less its FireAt
 """
 
 from __future__ import annotations
@@ -44,10 +45,14 @@ class JobHistory:
     entity_round_trips_s: tuple[float, ...] = ()
     # generate_image's results: "ok" or the failure kind -> how many.
     activity_results: Mapping[str, int] = field(default_factory=dict)
+    # How late each durable timer fired: the TimerFired event's time less its FireAt (a queued
+    # job's timer to ask the route again; a retry's wait).
+    timer_lateness_s: tuple[float, ...] = ()
 
     @classmethod
     def of(cls, events: Sequence[Mapping[str, Any]]) -> JobHistory:
         trips: list[float] = []
+        lateness: list[float] = []
         results: Counter[str] = Counter()
         last_sent: float | None = None
         for event in events:
@@ -57,11 +62,13 @@ class JobHistory:
             elif kind == "EventRaised" and last_sent is not None and _is_answer(event):
                 trips.append(event_time(event["Timestamp"]) - last_sent)
                 last_sent = None
+            elif kind == "TimerFired" and event.get("FireAt"):
+                lateness.append(event_time(event["Timestamp"]) - event_time(event["FireAt"]))
             elif kind == "TaskCompleted" and event.get("FunctionName") == GENERATE:
                 result = _result(event.get("Result"))
                 failure = result.get("failure") or {}
                 results["ok" if result.get("ok") else str(failure.get("kind"))] += 1
-        return cls(tuple(trips), dict(results))
+        return cls(tuple(trips), dict(results), tuple(lateness))
 
 
 def _is_answer(event: Mapping[str, Any]) -> bool:

@@ -42,9 +42,20 @@ from rules.route_records import Admission, AdmitRequest, Priority, RateLimitHint
 
 # Slack on the spacing and on the window, for the clocks and the network in between.
 MARGIN = 0.02
+# The window's slack for a send whose real send time is known (reported): a share of the window,
+# at least WINDOW_SLACK_S of wall time, for the moments from the worker's clock to the request's
+# arrival (a few ms on one machine: 40 ms at most in the drains measured) and the clocks of two
+# workers. Less than MARGIN, so that a send that left a little after its admitted time (a worker
+# waking late) holds the tenth send after it no later than the even pace already does: with the
+# window's full MARGIN on top of its real send time, each late send pushed every send after it by
+# its lateness, and a drain lost the sum of them.
+WINDOW_MARGIN = 0.005
+WINDOW_SLACK_S = 0.05
 # An admitted attempt's send time may be up to this far ahead (seconds of wall time), and at
-# most half a spacing (``lead_s``): a lead of several spacings would hand out slots that an
-# interactive attempt asking a moment later should have had.
+# most a quarter of a spacing (``lead_s``): slots handed out ahead are not taken back, so an
+# interactive attempt asking a moment later waits for the first slot after them (between a lead
+# and a lead plus a spacing). The lead covers the ask's round trip and the activity's start
+# (0.35 s at p99 on a loaded 2-core host); a head that comes back late keeps its turn anyway.
 LEAD_S = 1.0
 # A queued attempt asks again at least this often (route seconds), so its position stays fresh,
 # but not more often than every REFRESH_MIN_S of wall time (a scaled local run's route seconds
@@ -55,6 +66,9 @@ REFRESH_MIN_S = 5.0
 # often than this (seconds of wall time).
 HEAD = 3
 HEAD_REFRESH_MIN_S = 1.0
+# A waiter back this much later than it was told (seconds; more than the millisecond its
+# state is stored to) came back late: at the head, it keeps its turn (``admit``).
+OVERDUE_S = 0.005
 # An attempt that was told to come back and did not, this long after (seconds of wall time and
 # a spacing), has left (a cancelled or terminated job): it no longer holds its place.
 STALE_S = 5.0
@@ -96,23 +110,50 @@ class Send:
     at: float
     images: int
     left: float | None = None
+    # When it was admitted, where that is after ``at`` (a head that came back late keeps its
+    # turn, ``admit``): its request cannot leave before then.
+    admitted: float | None = None
 
-    def held_from(self, late_s: float) -> float:
-        """From when the send holds its place in the route's window: when it left (its admitted
-        time while not known yet), plus how late this host's sends have been (``Limits.late_s``):
-        the same host's lag between a worker's clock and the request's arrival is no smaller."""
-        return (max(self.at, self.left) if self.left is not None else self.at) + late_s
+    def held_from(self, late_s: float, lag_s: float | None = None) -> float:
+        """From when the send holds its place in the route's window. Not reported yet: its
+        admitted time plus how late this host's sends have left (``Limits.late_s``, the 95th
+        percentile), since it may still be on its way. Reported: when it left, plus ``lag_s``
+        (``Limits.lag_s``, the median lateness; ``late_s`` when None) for the moments between
+        the worker's clock and the request's arrival, which a busy host lengthens as it
+        lengthens a worker's wake-up. Not the 95th percentile there: it is a send's own stall
+        (a late worker), already in its ``left``, and counting it again on every send of the
+        window would slow every window by it."""
+        if self.left is None:
+            return max(self.at, self.admitted or self.at) + late_s
+        return max(self.at, self.left) + (late_s if lag_s is None else lag_s)
+
+    def held_until(self, current: Limits) -> float:
+        """Until when the send holds its place in the route's window, as counted here: from
+        ``held_from``, a window and its slack; a reported send with the smaller slack of a known
+        send time (``WINDOW_MARGIN``)."""
+        window = current.window_s
+        if self.left is None:
+            return self.held_from(current.late_s) + window * (1 + MARGIN)
+        slack = min(window * MARGIN, max(window * WINDOW_MARGIN, WINDOW_SLACK_S))
+        return self.held_from(current.late_s, current.lag_s) + window + slack
 
     def to_json(self) -> list[Any]:
         left = None if self.left is None else round(self.left, 3)
-        return [self.job_id, self.attempt, round(self.at, 3), self.images, left]
+        row = [self.job_id, self.attempt, round(self.at, 3), self.images, left]
+        return row if self.admitted is None else [*row, round(self.admitted, 3)]
 
     @classmethod
     def from_json(cls, value: Any) -> Send:
         job_id, attempt, at, images, *rest = value
         left = rest[0] if rest else None
+        admitted = rest[1] if len(rest) > 1 else None
         return cls(
-            str(job_id), int(attempt), float(at), int(images), None if left is None else float(left)
+            str(job_id),
+            int(attempt),
+            float(at),
+            int(images),
+            None if left is None else float(left),
+            None if admitted is None else float(admitted),
         )
 
 
@@ -254,9 +295,11 @@ class Limits:
     burst: int
     window_s: float
     # How late the route's sends have left after their admitted time (the 95th percentile of
-    # the recent ones, seconds): a send counts in the window that much longer, so that a late
-    # worker's send cannot make the next window's first send a 429.
+    # the recent ones, seconds): a send not reported yet counts in the window that much longer,
+    # so that a late worker's send cannot make the next window's first send a 429.
     late_s: float = 0.0
+    # The median of the same: how much longer a reported send counts (``Send.held_from``).
+    lag_s: float = 0.0
 
     @property
     def held_s(self) -> float:
@@ -286,9 +329,12 @@ LATE_MIN_SAMPLES = 3
 def state_limits(state: PacerState, pace: Pace) -> Limits:
     """The limits in force for ``state``: its route's headers and its workers' lateness."""
     late = sorted(state.late)
-    slack = late[int(0.95 * (len(late) - 1))] if len(late) >= LATE_MIN_SAMPLES else 0.0
+    known = len(late) >= LATE_MIN_SAMPLES
+    slack = late[int(0.95 * (len(late) - 1))] if known else 0.0
+    lag = late[int(0.5 * (len(late) - 1))] if known else 0.0
     # A worker late by more than a quarter of a window is a restart, not a lag to plan for.
-    return replace(limits(pace, state.hint), late_s=min(slack, pace.window_s / 4))
+    cap = pace.window_s / 4
+    return replace(limits(pace, state.hint), late_s=min(slack, cap), lag_s=min(lag, cap))
 
 
 def _lower(configured: int | None, reported: int | None) -> int | None:
@@ -301,10 +347,12 @@ def _lower(configured: int | None, reported: int | None) -> int | None:
 class _Plan:
     """A projection of the sends to come: the sends so far plus each waiter at its time."""
 
-    # Admitted send times (the even pace), and when each holds its place in the route's window
-    # (the window, image and header rules), both with the images sent, oldest first.
+    # Admitted send times (the even pace), when each holds its place in the route's window (the
+    # header rule) and until when (the window and image rules), each with the images sent,
+    # sorted.
     sends: list[tuple[float, int]]
     held: list[tuple[float, int]]
+    until: list[tuple[float, int]]
     ends: list[float]
     times: dict[str, float] = field(default_factory=dict)
 
@@ -341,18 +389,28 @@ def ordered(queue: Iterable[Waiter]) -> list[Waiter]:
 
 
 def schedule(
-    state: PacerState, pace: Pace, now: float, *, through: str | None = None
+    state: PacerState,
+    pace: Pace,
+    now: float,
+    *,
+    through: str | None = None,
+    head_from: float | None = None,
 ) -> dict[str, float]:
     """When each queued attempt is expected to be admitted (job id -> epoch s), in queue order:
     each after the one before it, at the first moment every limit allows. ``through``: stop
-    after that job (the ones behind it cannot move it)."""
+    after that job (the ones behind it cannot move it). ``head_from``: the first in the queue
+    may have a time as early as this, before ``now`` (``admit``: a waiter back late keeps its
+    turn)."""
     current = state_limits(state, pace)
     plan = _Plan(
         sends=sorted((send.at, send.images) for send in state.sends),
-        held=sorted((send.held_from(current.late_s), send.images) for send in state.sends),
+        held=sorted(
+            (send.held_from(current.late_s, current.lag_s), send.images) for send in state.sends
+        ),
+        until=sorted((send.held_until(current), send.images) for send in state.sends),
         ends=sorted(_held_until(slot, now) for slot in state.slots),
     )
-    earliest = now
+    earliest = now if head_from is None else min(now, head_from)
     for waiter in ordered(state.queue):
         at = _earliest(plan, current, state, waiter.images, max(earliest, state.cool_until))
         plan.times[waiter.job_id] = at
@@ -360,6 +418,8 @@ def schedule(
         plan.sends.sort()
         plan.held.append((at + current.late_s, waiter.images))
         plan.held.sort()
+        plan.until.append((at + current.late_s + current.window_s * (1 + MARGIN), waiter.images))
+        plan.until.sort()
         plan.ends.append(at + waiter.expected_s)
         plan.ends.sort()
         earliest = at
@@ -399,9 +459,9 @@ def _by_requests(plan: _Plan, current: Limits, at: float) -> float:
     if spacing is not None and len(stamps) >= current.burst:
         later = max(later, stamps[-current.burst] + current.burst * spacing)
     rpm = current.requests_per_minute
-    held = [stamp for stamp, _ in plan.held]
-    if rpm is not None and len(held) >= rpm:
-        later = max(later, held[-rpm] + current.window_s * (1 + MARGIN))
+    until = [stamp for stamp, _ in plan.until]
+    if rpm is not None and len(until) >= rpm:
+        later = max(later, until[-rpm])
     return later
 
 
@@ -409,17 +469,16 @@ def _by_images(plan: _Plan, current: Limits, at: float, images: int) -> float:
     ipm = current.images_per_minute
     if ipm is None:
         return at
-    window = current.window_s * (1 + MARGIN)
-    held = [(stamp, count) for stamp, count in plan.held if at - window < stamp]
+    held = [(until, count) for until, count in plan.until if at < until]
     used = sum(count for _, count in held)
     if used + min(images, ipm) <= ipm:
         return at
     # Wait until enough of the oldest sends have left the window.
-    for stamp, count in held:
+    for until, count in held:
         used -= count
         if used + min(images, ipm) <= ipm:
-            return stamp + window
-    return at  # not reached: the window empties at the newest stamp + window
+            return until
+    return at  # not reached: the window empties when the last send leaves it
 
 
 def _by_concurrency(plan: _Plan, current: Limits, at: float) -> float:
@@ -464,6 +523,7 @@ def admit(
     queued_since = min(
         [request.queued_since] + [w.queued_since for w in state.queue if w.job_id == request.job_id]
     )
+    told = next((w.back_at for w in state.queue if w.job_id == request.job_id), None)
     others = tuple(w for w in state.queue if w.job_id != request.job_id)
     waiter = Waiter(
         job_id=request.job_id,
@@ -476,12 +536,22 @@ def admit(
         batch_id=request.batch_id,
     )
     state = replace(state, queue=(*others, waiter))
-    times = schedule(state, pace, now, through=request.job_id)
-    at = times[request.job_id]
     position = [w.job_id for w in ordered(state.queue)].index(request.job_id)
+    spacing = limits(pace, state.hint).spacing_s
+    head_from = None
+    if position == 0 and told is not None and told < now - OVERDUE_S and spacing is not None:
+        # The head came back later than it was told (a timer, an episode, the entity's queue
+        # on a busy host): it keeps its turn on the even pace, up to half a spacing back, so
+        # that the lateness of one ask does not push every send after it. Its request leaves
+        # as soon as it can, as a late worker's does (the window counts it from when it left).
+        head_from = max(told, now - spacing / 2)
+    times = schedule(state, pace, now, through=request.job_id, head_from=head_from)
+    at = times[request.job_id]
     lead = lead_s(pace, state.hint)
     if at <= now + lead and (position == 0 or at <= now):
-        send = Send(request.job_id, request.attempt, max(at, now), request.images)
+        send = Send(
+            request.job_id, request.attempt, at, request.images, admitted=now if at < now else None
+        )
         slot = Slot(
             job_id=request.job_id,
             attempt=request.attempt,
@@ -503,7 +573,6 @@ def admit(
     # then they have been admitted, or are late and no longer hold it back).
     back_at = at - lead if at - lead > now else at
     back_at = min(back_at, now + max(pace.window_s * REFRESH_S / 60.0, REFRESH_MIN_S))
-    spacing = limits(pace, state.hint).spacing_s
     if position < HEAD and spacing is not None and state.cool_until <= now:
         # The first few ask again at least every spacing (a second at the least): a projection
         # can only go stale towards earlier (a send reported sooner than it was held for, a
@@ -521,10 +590,10 @@ def admit(
 
 
 def lead_s(pace: Pace, hint: RateLimitHint | None = None) -> float:
-    """How far ahead of its send time an attempt is admitted: ``LEAD_S``, at most half the
-    route's spacing."""
+    """How far ahead of its send time an attempt is admitted: ``LEAD_S``, at most a quarter of
+    the route's spacing."""
     spacing = limits(pace, hint).spacing_s
-    return LEAD_S if spacing is None else min(LEAD_S, spacing / 2)
+    return LEAD_S if spacing is None else min(LEAD_S, spacing / 4)
 
 
 def _admitted(send_at: float, state: PacerState, now: float) -> Admission:
@@ -598,23 +667,31 @@ def cool_down(state: PacerState, until: float, reason: str) -> PacerState:
     return replace(state, cool_until=until, cool_reason=reason)
 
 
-def with_hint(state: PacerState, hint: RateLimitHint, pace: Pace) -> PacerState:
+def with_hint(
+    state: PacerState, hint: RateLimitHint, pace: Pace, *, counted_at: float | None = None
+) -> PacerState:
     """The route's newest word on its limits replaces an older one. Its remaining count is
     kept only when it is less than this governor's own sends at that moment explain (someone
     else uses the quota); otherwise it says nothing the window rule does not already keep, and
     holding sends until its reset would stall the route for a whole window. Judged now, while
-    the sends of that moment are still remembered."""
+    the sends of that moment are still remembered.
+
+    ``counted_at``: when the route counted (the request's send: a route counts a request when
+    it arrives, and its headers come back with the first byte, seconds later for an image);
+    ``hint.observed_at`` when not known. Counting our sends up to the headers' arrival instead
+    would slide the window past the oldest send the route still counted, and a full window of
+    our own (remaining 0) would read as someone else's use: a whole window lost."""
     if state.hint is not None and state.hint.observed_at > hint.observed_at:
         return state
     current = limits(pace, hint)
     limit = current.requests_per_minute or current.images_per_minute
     if hint.remaining is not None and limit is not None:
         window = pace.window_s * (1 + MARGIN) + state_limits(state, pace).late_s
-        ours = sum(
-            1
-            for s in state.sends
-            if hint.observed_at - window < s.held_from(0.0) <= hint.observed_at
-        )
+        at = hint.observed_at if counted_at is None else min(counted_at, hint.observed_at)
+        # The request itself is counted (the route's count includes it), also when its worker's
+        # clock put its send a little before its admitted time.
+        upto = at + pace.window_s * MARGIN
+        ours = sum(1 for s in state.sends if at - window < s.held_from(0.0) <= upto)
         if hint.remaining >= limit - ours:
             hint = replace(hint, remaining=None)
     return replace(state, hint=hint)

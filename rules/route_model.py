@@ -140,7 +140,7 @@ def on_report(state: RouteState, pace: Pace, report: AttemptReport, now: float) 
     if report.rate_limit and report.headers_at is not None:
         hint = hint_from_headers(report.rate_limit, report.headers_at, window_s=pace.window_s)
         if hint is not None:
-            pacer = pacing.with_hint(pacer, hint, pace)
+            pacer = pacing.with_hint(pacer, hint, pace, counted_at=report.sent_at)
     classes = dict(state.classes)
     classes[report.shape] = learn(classes.get(report.shape), report)
     return replace(

@@ -675,6 +675,7 @@ def test_every_attempt_is_reported_to_the_route_without_the_prompt(handle):
     limited_at = iso(start + 0.2)
     limited = Timings(
         request_started_at=limited_at,
+        connect_ms=250,
         first_byte_ms=300,
         http_status=429,
         rate_limit={"x-ratelimit-remaining-requests": "0"},
@@ -709,7 +710,8 @@ def test_every_attempt_is_reported_to_the_route_without_the_prompt(handle):
     assert never.total_s is None
 
     assert rate_limited.failure_kind == "rate_limited"
-    assert rate_limited.sent_at == pytest.approx(epoch(limited_at))
+    # It left once its new connection was up (250 ms); its headers came 300 ms after the start.
+    assert rate_limited.sent_at == pytest.approx(epoch(limited_at) + 0.25)
     assert rate_limited.total_s is None  # no image: nothing to learn of the clock
     assert rate_limited.retry_after_s == 12.0
     assert rate_limited.first_byte_s == 0.3

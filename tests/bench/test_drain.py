@@ -174,6 +174,11 @@ def test_the_history_gives_entity_round_trips_and_activity_results():
         completed("generate_image", expired),
         # The report (a signal, no answer), then the next call and its answer.
         sent("2026-11-30T09:21:23.0000000Z"),
+        {
+            "EventType": "TimerFired",
+            "Timestamp": "2026-11-30T09:21:23.4300000Z",
+            "FireAt": "2026-11-30T09:21:23.4000000Z",
+        },
         sent("2026-11-30T09:21:23.5000000Z"),
         raised("2026-11-30T09:21:23.5400000Z", answer),
         raised("2026-11-30T09:21:24.0000000Z", "cancel"),
@@ -183,6 +188,7 @@ def test_the_history_gives_entity_round_trips_and_activity_results():
     history = JobHistory.of(events)
     assert history.entity_round_trips_s == pytest.approx((0.142215, 0.04))
     assert history.activity_results == {"admission_expired": 1, "ok": 1}
+    assert history.timer_lateness_s == pytest.approx((0.03,))
     later = event_time("2026-11-30T09:21:22.5000000Z")
     assert later - event_time("2026-11-30T09:21:22Z") == pytest.approx(0.5)
 

@@ -19,6 +19,8 @@ from rules.pacing import (
     MARGIN,
     REFRESH_S,
     STALE_S,
+    WINDOW_MARGIN,
+    WINDOW_SLACK_S,
     Pace,
     PacerState,
     Send,
@@ -543,15 +545,17 @@ def test_every_limit_holds_whatever_arrives(route):
         assert drain.sends[attempt.job_id] >= attempt.arrives_at
     current = pacing.limits(pace, None)
     times = drain.times
-    window = pace.window_s * (1 + MARGIN)
+    # A window and the slack of a send whose real send time is known (the least any send holds).
+    window = pace.window_s + min(
+        pace.window_s * MARGIN, max(pace.window_s * WINDOW_MARGIN, WINDOW_SLACK_S)
+    )
     if current.requests_per_minute:
         assert most_in_a_window(times, window) <= current.requests_per_minute
     per_minute = current.requests_per_minute or current.images_per_minute
-    if current.spacing_s and per_minute:
-        # Past a minute's count a burst is the window's rule (a window forgets older sends).
-        burst = min(current.burst, per_minute)
-        for earlier, later in zip(times, times[burst:], strict=False):
-            assert later - earlier >= burst * current.spacing_s - EPS
+    if current.spacing_s and per_minute and current.burst <= per_minute:
+        # (Past a minute's count a burst is the window's rule, checked above.)
+        for earlier, later in zip(times, times[current.burst :], strict=False):
+            assert later - earlier >= current.burst * current.spacing_s - EPS
     if current.images_per_minute:
         images = {a.job_id: a.images for a in attempts}
         weights = [images[job] for job in drain.sends]
@@ -577,9 +581,80 @@ def test_sends_that_left_late_hold_their_window_place_longer():
         state = pacing.sent_at(state, f"s{i}", 1, 2.0)
     assert pacing.state_limits(state, pace).late_s == pytest.approx(2.0)
     _, answer = admit(state, pace, "eleventh", 3.0)
-    # Each holds the window from when it left, plus the lateness this host has shown.
-    assert answer.start_at == pytest.approx(2.0 + 2.0 + WINDOW)
+    # Each holds the window from when it left, plus the lateness this host has shown, with the
+    # slack of a known send time.
+    assert answer.start_at == pytest.approx(2.0 + 2.0 + 60.0 * (1 + WINDOW_MARGIN))
     # Not known yet: from its admitted time plus that lateness.
     unreported = replace(state, sends=tuple(replace(s, left=None) for s in state.sends))
     _, later = admit(unreported, pace, "eleventh", 3.0)
     assert later.start_at == pytest.approx(0.0 + 2.0 + WINDOW)
+
+
+def test_a_few_stalled_workers_do_not_slow_every_window():
+    # Ten sends a spacing apart, each left 10 ms after its admitted time but two that stalled
+    # for 2 s: a reported send holds its window place from when it left plus the median
+    # lateness, so the eleventh goes at the even pace (a window after the first, which left on
+    # time, is sooner), not the stalls' 2 s later; the stalls still count for a send not
+    # reported yet.
+    pace = Pace(requests_per_minute=10, window_s=60.0)
+    spacing = pacing.limits(pace, None).spacing_s
+    assert spacing is not None
+    state = PacerState()
+    for i in range(10):
+        state, answer = admit(state, pace, f"s{i}", i * spacing)
+        assert answer.admitted
+        state = pacing.sent_at(state, f"s{i}", 1, i * spacing + (2.0 if i in (4, 7) else 0.01))
+    current = pacing.state_limits(state, pace)
+    assert current.late_s == pytest.approx(2.0)
+    assert current.lag_s == pytest.approx(0.01)
+    _, answer = admit(state, pace, "eleventh", 10 * spacing - 0.5)
+    assert answer.start_at == pytest.approx(10 * spacing)
+    assert 10 * spacing > 0.01 + 0.01 + 60.0 * (1 + WINDOW_MARGIN)
+    unreported = replace(state, sends=tuple(replace(s, left=None) for s in state.sends))
+    _, later = admit(unreported, pace, "eleventh", 10 * spacing - 0.5)
+    assert later.start_at == pytest.approx(0.0 + 2.0 + WINDOW)
+
+
+def test_a_head_back_late_keeps_its_turn_on_the_even_pace():
+    # a is admitted at 0; b, next, is told to come back a lead before its turn at one spacing,
+    # but comes back later (a busy host): it keeps its turn (in the past; its request leaves at
+    # once), so the sends after it keep the even pace instead of being pushed by the lateness.
+    lead = pacing.lead_s(RPM10)
+    state, _ = admit(PacerState(), RPM10, "a", 0.0)
+    state, told = admit(state, RPM10, "b", 0.0)
+    state, _ = admit(state, RPM10, "c", 0.0)
+    assert told.ask_again_at == pytest.approx(SPACING - lead)
+    late = SPACING + 1.0
+    state, answer = admit(state, RPM10, "b", late)
+    assert answer.admitted
+    assert answer.start_at == pytest.approx(SPACING)
+    [send] = [s for s in state.sends if s.job_id == "b"]
+    # Its request cannot leave before it was admitted: a window not reported yet counts from then.
+    assert send.admitted == pytest.approx(late)
+    assert send.held_from(0.5) == pytest.approx(late + 0.5)
+    assert Send.from_json(send.to_json()) == send
+    _, then = admit(state, RPM10, "c", late)
+    assert then.start_at == pytest.approx(2 * SPACING)
+
+
+def test_a_head_keeps_at_most_half_a_spacing_of_its_turn():
+    state, _ = admit(PacerState(), RPM10, "a", 0.0)
+    state, told = admit(state, RPM10, "b", 0.0)
+    state, _ = admit(state, RPM10, "c", 0.0)
+    assert told.ask_again_at is not None
+    # b comes back a spacing and a half late: its turn is kept for half a spacing, no more.
+    now = told.ask_again_at + 1.5 * SPACING
+    state, answer = admit(state, RPM10, "b", now)
+    assert answer.admitted
+    assert answer.start_at == pytest.approx(now - SPACING / 2)
+    # c, late as well and now at the head, goes a spacing after b's turn: never two at once.
+    _, c = admit(state, RPM10, "c", now)
+    assert c.start_at == pytest.approx(now + SPACING / 2)
+
+
+def test_a_first_ask_is_never_placed_in_the_past():
+    # Nobody told it to come back: a new arrival on an idle route goes now, not earlier.
+    state, first = admit(PacerState(), RPM10, "a", 0.0)
+    _, later = admit(state, RPM10, "b", 100.0)
+    assert first.start_at == 0.0
+    assert later.start_at == pytest.approx(100.0)

@@ -298,9 +298,11 @@ def test_a_report_frees_the_slot_and_counts_the_real_send_time():
     state = route_model.on_report(state, pace, saved("a", 4.0, 3.0), 7.0)
     assert state.pacer.slots == ()
     assert [(s.at, s.left) for s in state.pacer.sends] == [(0.0, 4.0)]
-    state, second = route_model.on_admit(state, pace, ask("b", 1.0), 8.0)
+    assert waiting.ask_again_at is not None
+    assert waiting.ask_again_at > 7.0
+    state, second = route_model.on_admit(state, pace, ask("b", 1.0), waiting.ask_again_at)
     assert second.admitted
-    assert second.start_at == pytest.approx(8.0)
+    assert second.start_at == pytest.approx(waiting.ask_again_at)
     # An early report never moves a send's window place earlier than its admitted time.
     early = route_model.on_report(RouteState(), pace, saved("a", 0.0, 3.0), 8.5)
     assert early.pacer.sends == ()
