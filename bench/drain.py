@@ -57,11 +57,10 @@ import httpx
 from bench.devhost_log import FunctionLoad, JobClocks, load, read_invocations
 from bench.history import JobHistory
 from bench.ledger import LedgerSummary, reset, settled_ledger
+from bench.stacks import free_port_stack
 from bench.stats import percentile, ratio, table
 from devhost.keys import load_or_create_keys
-from localrun.stack import LocalStack
 
-ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENT = "gpt-image-2"  # the simulator's Azure deployment, the app's route `azure`
 ROUTE = "azure"
 ORCHESTRATOR = "image_job"
@@ -774,12 +773,8 @@ def run(options: Options | None = None, *, log: Callable[[str], None] = print) -
         state = Path(tmp)
         config = state / "simulator.json"
         config.write_text(json.dumps(simulator_config(o)))
-        stack = LocalStack(
-            ROOT,
-            state_dir=state,
-            azurite_port=0,
-            simulator_port=0,
-            devhost_port=0,
+        stack = free_port_stack(
+            state,
             time_scale=o.time_scale,
             simulator_config=config,
             extra_env=service_env(o),

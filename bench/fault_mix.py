@@ -63,10 +63,10 @@ from typing import Any
 import httpx
 
 from bench.ledger import LedgerSummary, reset, settled_ledger
+from bench.stacks import ROOT, free_port_stack
 from bench.stats import table
 from localrun.stack import LocalStack
 
-ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENT = "gpt-image-2"
 API_VERSION = "2025-04-01-preview"
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
@@ -527,12 +527,8 @@ def run(options: Options | None = None, *, log: Callable[[str], None] = print) -
     o = options or Options()
     with tempfile.TemporaryDirectory(prefix="bench-fault-mix-") as tmp:
         state = Path(tmp)
-        stack = LocalStack(
-            ROOT,
-            state_dir=state,
-            azurite_port=0,
-            simulator_port=0,
-            devhost_port=0,
+        stack = free_port_stack(
+            state,
             time_scale=o.time_scale,
             azurite_location=state / "azurite",
         )

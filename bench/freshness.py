@@ -44,11 +44,10 @@ from typing import Any
 import httpx
 
 from bench.ledger import reset, settled_ledger
+from bench.stacks import free_port_stack
 from bench.stats import percentile, ratio, table
 from devhost.keys import load_or_create_keys
-from localrun.stack import LocalStack
 
-ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENT = "gpt-image-2"
 JOB = {"size": "1024x1024", "quality": "low", "partial_images": 1}
 PROMPT = "a paper boat on a puddle after rain, close up"
@@ -276,12 +275,8 @@ def run(options: Options | None = None, *, log: Callable[[str], None] = print) -
 
     o = options or Options()
     with tempfile.TemporaryDirectory(prefix="bench-freshness-") as tmp:
-        stack = LocalStack(
-            ROOT,
-            state_dir=Path(tmp),
-            azurite_port=0,
-            simulator_port=0,
-            devhost_port=0,
+        stack = free_port_stack(
+            Path(tmp),
             time_scale=o.time_scale,
         )
         with stack, httpx.Client(base_url=stack.simulator_url, timeout=30.0) as sim:

@@ -51,10 +51,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from bench.stacks import ROOT, free_port_stack
 from bench.stats import ratio, table
 from localrun.stack import LocalStack
 
-ROOT = Path(__file__).resolve().parents[1]
 MIB = 2**20
 TARGET = 3.0  # the issue: one job peaks at most 3x its image's bytes over idle
 WARM_UP = {"size": "1024x1024", "quality": "low", "partial_images": 1}
@@ -340,12 +340,8 @@ def run(options: Options) -> MemoryResult:
     samples: dict[int, list[Sample]] = {jobs: [] for jobs in options.jobs}
     with (
         tempfile.TemporaryDirectory(prefix="bench-memory-") as state,
-        LocalStack(
-            ROOT,
-            state_dir=Path(state),
-            azurite_port=0,
-            simulator_port=0,
-            devhost_port=0,
+        free_port_stack(
+            Path(state),
             time_scale=options.time_scale,
             with_devhost=False,
         ) as stack,

@@ -52,11 +52,10 @@ import httpx
 from bench.devhost_log import JobClocks, read_invocations
 from bench.history import JobHistory
 from bench.ledger import reset, settled_ledger
+from bench.stacks import free_port_stack
 from bench.stats import ratio, table
 from devhost.keys import load_or_create_keys
-from localrun.stack import LocalStack
 
-ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENT = "gpt-image-2"
 ORCHESTRATOR = "image_job"
 PROMPT = "a red apple on a wooden table, morning light"
@@ -511,12 +510,8 @@ def run(options: Options | None = None, *, log: Callable[[str], None] = print) -
 
     o = options or Options()
     with tempfile.TemporaryDirectory(prefix="bench-retry-after-") as tmp:
-        stack = LocalStack(
-            ROOT,
-            state_dir=Path(tmp),
-            azurite_port=0,
-            simulator_port=0,
-            devhost_port=0,
+        stack = free_port_stack(
+            Path(tmp),
             time_scale=o.time_scale,
         )
         with stack, httpx.Client(base_url=stack.simulator_url, timeout=30.0) as sim:

@@ -7,7 +7,6 @@ SDK's RetryAbleTask): a try that fails is followed by a timer, then the next try
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -51,6 +50,7 @@ from rules.batch_records import (
 from rules.batches import BatchMode, BatchPlan
 from rules.timing import iso_utc
 
+from .app_settings import only_settings
 from .durable_history import (
     History,
     activities,
@@ -69,14 +69,8 @@ DECIDED = BatchDecided(
 
 @pytest.fixture(autouse=True)
 def app_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith(("IMAGE_", "IMAGES_")):
-            monkeypatch.delenv(name)
-    for name, value in SETTINGS.items():
-        monkeypatch.setenv(name, value)
-    wiring.settings.cache_clear()
-    yield
-    wiring.settings.cache_clear()
+    with only_settings(monkeypatch, SETTINGS):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ task 0 of a job, the attempt's activity task 1, the report signalled after it ta
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from rules.route_records import Admission, AdmitRequest, AttemptReport, Expectat
 from rules.send_plan import SendPlan
 from rules.timing import iso_utc
 
+from .app_settings import only_settings
 from .durable_history import (
     T0,
     History,
@@ -79,14 +79,8 @@ T0_S = T0.timestamp()
 @pytest.fixture(autouse=True)
 def app_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The orchestrator reads the app settings (wiring.settings, cached): only SETTINGS."""
-    for name in list(os.environ):
-        if name.startswith(("IMAGE_", "IMAGES_")):
-            monkeypatch.delenv(name)
-    for name, value in SETTINGS.items():
-        monkeypatch.setenv(name, value)
-    wiring.settings.cache_clear()
-    yield
-    wiring.settings.cache_clear()
+    with only_settings(monkeypatch, SETTINGS):
+        yield
 
 
 def job_input(

@@ -4,19 +4,18 @@ in, the SDK's batch result out (azure-functions-durable's Entity.handle)."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-import wiring
 from orchestrators import route_entity
 from orchestrators.route_entity import ADMIT, REPORT, ROUTE_ENTITY
 from rules.route_model import RouteState
 from rules.route_records import AdmitRequest, AttemptReport, Expectation, Priority
 
+from .app_settings import only_settings
 from .durable_history import orchestrator_handle
 
 SETTINGS = {
@@ -36,17 +35,11 @@ GUESS = Expectation(None, None, total_s=20.0, early_s=12.0, late_s=26.0, samples
 
 @pytest.fixture(autouse=True)
 def app_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith(("IMAGE_", "IMAGES_")):
-            monkeypatch.delenv(name)
-    for name, value in SETTINGS.items():
-        monkeypatch.setenv(name, value)
-    wiring.settings.cache_clear()
     route_entity._written.clear()
     # The entity reads the wall clock (its operations are not replayed): held still here.
     monkeypatch.setattr(time, "time", lambda: T)
-    yield
-    wiring.settings.cache_clear()
+    with only_settings(monkeypatch, SETTINGS):
+        yield
     route_entity._written.clear()
 
 
