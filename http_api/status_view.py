@@ -20,6 +20,7 @@ from http_api.errors import JobNotFound, blob_call
 from rules.job_records import (
     REQUEST_SCHEMA_VERSION,
     TERMINAL_STATES,
+    CustomStatus,
     JobState,
     Outcome,
     Phase,
@@ -146,9 +147,26 @@ def status_answer(
     answer["queuePosition"] = (
         custom.queue_position if custom and custom.phase is Phase.QUEUED else None
     )
-    answer["queueReason"] = custom.reason if custom and custom.phase is Phase.QUEUED else None
+    answer["queueReason"] = queue_reason(state, custom)
     answer["eta"] = custom.eta if custom and running else None
     return answer
+
+
+# Why a queued job waits, where its route's governor has not said (its own reason is kept).
+NOT_STARTED = "waiting for the orchestration to start"
+WAITING_FOR_WORKER = "admitted by its route, waiting for a worker to send the attempt"
+
+
+def queue_reason(state: JobState, custom: CustomStatus | None) -> str | None:
+    """Why a ``queued`` job waits (None in any other state): its route's reason while the
+    governor holds it; else not started yet, or admitted and waiting for a worker."""
+    if state is not JobState.QUEUED:
+        return None
+    if custom is None:
+        return NOT_STARTED
+    if custom.phase is Phase.QUEUED:
+        return custom.reason
+    return WAITING_FOR_WORKER
 
 
 # States in which the attempt's request has left: only then can the image be near.

@@ -77,6 +77,27 @@ def test_a_queued_job_shows_its_place_its_reason_and_its_eta():
     assert headers["Retry-After"] == "12"
 
 
+@pytest.mark.parametrize(
+    ("custom_status", "reason"),
+    [
+        (None, "waiting for the orchestration to start"),
+        (
+            {"phase": "generating", "attempt": 1},
+            "admitted by its route, waiting for a worker to send the attempt",
+        ),
+    ],
+    ids=["not-started", "waiting-for-a-worker"],
+)
+def test_a_queued_job_the_governor_does_not_hold_says_why_it_waits(custom_status, reason):
+    world = World()
+    job_id = started(world)
+    world.client.instances[job_id]["customStatus"] = custom_status
+    _, answer, _ = world.status(job_id)
+    assert answer["state"] == "queued"
+    assert answer["queuePosition"] is None  # no place in the route's queue
+    assert answer["queueReason"] == reason
+
+
 @pytest.mark.parametrize(("early_in_s", "retry_after"), [(-5.0, "1"), (0.4, "1"), (95.0, "30")])
 def test_retry_after_stays_between_1_and_30_seconds(early_in_s, retry_after):
     world = World(IMAGE_STATUS_HOLD_S="0")
