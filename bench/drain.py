@@ -46,7 +46,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -202,6 +202,30 @@ class Posted:
     answered_at: float  # epoch s, its 202 read
 
 
+@dataclass(frozen=True)
+class BatchTotals:
+    """A manifest's totals as its batch answered them (``GET /api/batches/{id}`` once ended)
+    and as the simulator's ledger billed its items (by their prompts' lengths)."""
+
+    report_cost_usd: float
+    report_saved: int
+    ledger_cost_usd: float = 0.0
+    ledger_billable: int = 0
+
+    @property
+    def match(self) -> bool:
+        same_cost = abs(self.report_cost_usd - self.ledger_cost_usd) <= 1e-6
+        return same_cost and self.report_saved == self.ledger_billable
+
+    def line(self) -> str:
+        said = "they match" if self.match else "MISMATCH"
+        return (
+            f"the batch's report against the ledger: cost ${self.report_cost_usd:.6f} vs "
+            f"${self.ledger_cost_usd:.6f}, saved {self.report_saved} vs billable "
+            f"{self.ledger_billable}: {said}"
+        )
+
+
 @dataclass
 class ServiceRun:
     started_at: float
@@ -213,8 +237,9 @@ class ServiceRun:
     histories: dict[str, JobHistory] = field(default_factory=dict)
     clocks: dict[str, JobClocks] = field(default_factory=dict)  # from devhost's log
     load: list[FunctionLoad] = field(default_factory=list)
-    # With --manifest: (batch id, posted at, answered at).
+    # With --manifest: (batch id, posted at, answered at), and the batch's own totals once ended.
     batch: tuple[str, float, float] | None = None
+    batch_totals: BatchTotals | None = None
 
     @property
     def saved(self) -> int:
@@ -300,6 +325,10 @@ class Service:
         assert run.batch is not None
         batch_id, posted_at, answered_at = run.batch
         status = (await self.http.get(f"/api/batches/{batch_id}")).json()
+        counts = status.get("counts") or {}
+        run.batch_totals = BatchTotals(
+            float(status.get("costUsd") or 0.0), int(counts.get("saved") or 0)
+        )
         report = status.get("report") or {}
         if not report.get("jsonl"):
             return
@@ -625,6 +654,7 @@ class DrainResult:
             f"({verdict(led.rate_limited <= TARGET_429S)}); "
             f"interactive within {TARGET_INTERACTIVE_SPACINGS:g} spacing: "
             f"{within}/{o.interactive}, worst {cell(worst)} ({verdict(within == o.interactive)})",
+            *([s.batch_totals.line()] if s.batch_totals is not None else []),
             "",
             *self.where_the_time_goes(),
         ]
@@ -798,7 +828,10 @@ def run(options: Options | None = None, *, log: Callable[[str], None] = print) -
                     await service.close()
 
             service = asyncio.run(drain())
-            ledger = LedgerSummary.of(settled_ledger(sim))
+            entries = settled_ledger(sim)
+            ledger = LedgerSummary.of(entries)
+            if service.batch_totals is not None:
+                service.batch_totals = billed_items(service, entries)
             found = read_invocations(stack.log_dir / "devhost.log")
             service.clocks = {job: JobClocks.of(found, job, ORCHESTRATOR) for job in service.posts}
             service.load = load(found, service.started_at, service.started_at + service.wall_s)
@@ -815,6 +848,23 @@ def run(options: Options | None = None, *, log: Callable[[str], None] = print) -
                     anchors.append(SdkRun(name, wall, saved, LedgerSummary.of(settled_ledger(sim))))
                     log(f"{name}: {wall:.2f} s, {saved} saved")
     return DrainResult(o, service, ledger, anchors, date)
+
+
+def billed_items(run: ServiceRun, entries: Sequence[Mapping[str, Any]]) -> BatchTotals:
+    """The batch's totals beside what the ledger billed for its items (told by prompt length,
+    each job's own)."""
+    assert run.batch_totals is not None
+    lengths = {post.chars for post in run.posts.values() if post.priority == "batch"}
+    billed = [
+        entry
+        for entry in entries
+        if entry.get("billable") and (entry.get("shape") or {}).get("prompt_chars") in lengths
+    ]
+    return replace(
+        run.batch_totals,
+        ledger_cost_usd=round(sum(float(e.get("cost_usd") or 0.0) for e in billed), 6),
+        ledger_billable=len(billed),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

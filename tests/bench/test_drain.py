@@ -275,3 +275,27 @@ def test_a_drain_given_up_says_so():
     text = "\n".join(result.lines())
     assert "> 3.00 (gave up)" in text
     assert "UNFINISHED when given up: 1 jobs (generating 1)" in text
+
+
+def test_a_manifests_report_is_held_against_what_the_ledger_billed_for_its_items():
+    run = ServiceRun(started_at=0.0)
+    run.posts = {
+        "b0": Posted("b0", "batch", 0, 101, 0.0, 0.0),
+        "b1": Posted("b1", "batch", 1, 102, 0.0, 0.0),
+        "i0": Posted("i0", "interactive", 0, 201, 0.0, 0.0),
+    }
+    run.batch_totals = drain.BatchTotals(report_cost_usd=0.012, report_saved=2)
+
+    def entry(chars: int, cost: float, billable: bool = True) -> dict[str, Any]:
+        return {"billable": billable, "cost_usd": cost, "shape": {"prompt_chars": chars}}
+
+    # The interactive job's entry and a refused (unbilled) one are not the batch's.
+    entries = [entry(101, 0.006), entry(102, 0.006), entry(201, 0.5), entry(101, 0.0, False)]
+    totals = drain.billed_items(run, entries)
+    assert (totals.ledger_cost_usd, totals.ledger_billable) == (0.012, 2)
+    assert totals.match
+    assert totals.line().endswith("they match")
+    # A second billed generation for one item is caught.
+    again = drain.billed_items(run, [*entries, entry(102, 0.006)])
+    assert not again.match
+    assert again.line().endswith("MISMATCH")
