@@ -26,6 +26,7 @@ import azure.durable_functions as df
 
 from rules.batch_records import (
     BatchApiCall,
+    BatchDecided,
     BatchInput,
     BatchState,
     BatchStatus,
@@ -35,7 +36,6 @@ from rules.batch_records import (
     Upstream,
 )
 from rules.records import as_object
-from rules.settings import AppSettings
 
 API_SUBMIT = "batch_api_submit"
 API_POLL = "batch_api_poll"
@@ -64,12 +64,12 @@ def run_batch_api(
     context: df.DurableOrchestrationContext,
     batch: BatchInput,
     cancel: Any,
-    settings: AppSettings,
+    decided: BatchDecided,
 ) -> Generator[Any, Any, tuple[BatchInput, str | None]]:
     """Submit (once), poll until the upstream batch has finished, collect. The batch after it
     (its results written as execution 0, its counts as far as known: the report counts them),
-    and None, or why it failed (the upstream batch cancelled, what was collected kept)."""
-    decided = batch.deciding(settings)
+    and None, or why it failed (the upstream batch cancelled, what was collected kept).
+    ``decided``: what the batch schedules by (its input's, or the settings' for an older one)."""
     route = batch.plan.route
     assert route is not None, f"batch {batch.batch_id}: a batch_api plan names its route"
     call = BatchApiCall(batch_id=batch.batch_id, waves=batch.waves or 0, route=route)

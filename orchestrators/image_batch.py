@@ -29,6 +29,7 @@ from orchestrators.image_job import ORCHESTRATOR
 from orchestrators.route_entity import CANCEL_BATCH, route_entity_id
 from rules.batch_records import (
     BatchCounts,
+    BatchDecided,
     BatchInput,
     BatchOutcome,
     BatchReport,
@@ -62,10 +63,10 @@ BATCH_RETRY = df.RetryOptions(
 def image_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     batch = BatchInput.from_json(context.get_input())
     cancel = context.wait_for_external_event(CANCEL_EVENT, expected_type=str)
-    settings = wiring.settings()
     # What this batch schedules by, from its input (frozen at the start), never the settings of
-    # the moment: a settings change must not replay a running batch differently.
-    decided = batch.deciding(settings)
+    # the moment: a settings change must not replay a running batch differently. Only an input
+    # of the previous version, which froze nothing, reads the settings.
+    decided = batch.decided or BatchDecided.from_settings(wiring.settings())
     batch = replace(batch, decided=decided)
     batch_api = batch.plan.mode is BatchMode.BATCH_API
     if batch.waves is None:
@@ -91,7 +92,7 @@ def image_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
     if batch_api and not batch.cancelled:
         from orchestrators.batch_api_flow import run_batch_api
 
-        batch, api_failure = yield from run_batch_api(context, batch, cancel, settings)
+        batch, api_failure = yield from run_batch_api(context, batch, cancel, decided)
         return (yield from _report(context, batch, api_failure))
 
     waves = batch.waves or 0

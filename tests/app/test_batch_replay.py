@@ -455,6 +455,20 @@ def test_items_in_flight_are_frozen_in_the_input_not_read_from_the_settings(
     assert len(started) == 2
 
 
+@pytest.mark.parametrize("mode", [BatchMode.REALTIME, BatchMode.BATCH_API])
+def test_a_frozen_batch_never_reads_the_settings(handle, monkeypatch: pytest.MonkeyPatch, mode):
+    """Malformed settings (no route at all) fail no batch of version 2: it schedules by its
+    input, in either mode."""
+    monkeypatch.setenv("IMAGE_ROUTES", "")
+    wiring.settings.cache_clear()
+    with pytest.raises(Exception, match="IMAGE_ROUTES"):
+        wiring.settings()
+    history = History(handle, BATCH, batch_input(mode, decided=DECIDED))
+    state, actions = history.step()
+    assert not state.get("error")
+    assert actions  # its first step (the split, or the first wave) is scheduled
+
+
 def test_an_input_of_the_previous_version_still_reads_its_in_flight_from_the_settings(
     handle, monkeypatch: pytest.MonkeyPatch
 ):
