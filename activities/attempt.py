@@ -51,7 +51,7 @@ from rules.outcome import (
 from rules.records import RecordUnreadable
 from rules.redaction import Secrets
 from rules.route_model import cool_down_s
-from rules.route_records import CoolDown
+from rules.route_records import CoolDown, SlotClaim
 from rules.settings import AppSettings
 from rules.timing import Clocks, iso_utc
 from storage.protocol import (
@@ -65,6 +65,7 @@ from storage.protocol import (
     preview_name,
     progress_name,
     route_cool_down_name,
+    route_slot_name,
 )
 
 log = logging.getLogger("imagejobs.generate")
@@ -167,6 +168,13 @@ class _Attempt:
         def storage_budget_s() -> float:
             return max(0.0, pre_send_deadline - self.seams.monotonic())
 
+        claim = job.claim
+        if claim is not None and claim.first:
+            # Given another attempt's slot: claimed before anything else, so that its holder,
+            # who claims it just before its send, finds it taken (rules.route_records.SlotClaim).
+            held = await self.claim_slot(claim, storage_budget_s())
+            if held is not None:
+                return await self.held_back(held)
         earlier = await earlier_run(
             self.blobs,
             self.progress_blob,
@@ -206,9 +214,14 @@ class _Attempt:
         # The route's governor admitted this send for ``send_at``: wait for it (a second at
         # most), and never send long after it (a worker that came too late asks again), nor
         # into a 429's pause that the governor had not heard of when it admitted this send.
-        held = await self.wait_for_slot() or await self.route_paused()
+        held = await self.wait_for_slot()
+        if held is None and claim is not None and not claim.first:
+            # A batch attempt's slot is its own once claimed, the last moment before the send:
+            # until then an interactive attempt may have been given it.
+            held = await self.claim_slot(claim, storage_budget_s())
+        held = held or await self.route_paused()
         if held is not None:
-            return await self.readmit(held)
+            return await self.held_back(held)
         # Written, and waited for, before the send: if this worker dies from here on, a re-run
         # knows the route may already be generating this attempt. Without the mark, no send.
         self.progress.sent = True
@@ -305,6 +318,47 @@ class _Attempt:
         if job.send_at is not None and job.send_at > now:
             await self.seams.sleep(min(job.send_at - now, MAX_SLOT_WAIT_S))
         return None
+
+    async def claim_slot(self, claim: SlotClaim, budget_s: float) -> Failure | None:
+        """Claim the route's slot for this attempt (rules.route_records.SlotClaim). None: the
+        slot is this attempt's (claimed now, or by an earlier run of the same attempt).
+        SLOT_TAKEN: another attempt claimed it first. STORAGE_FAILED: no claim could be made
+        within ``budget_s``, and without one there is no send (the other attempt may hold it)."""
+        job = self.job
+        name = route_slot_name(job.request.route, claim.key)
+        mine = {"job_id": job.job_id, "attempt": job.attempt}
+        try:
+            created = await within_budget(
+                lambda: self.blobs.put_new(name, json.dumps(mine).encode(), JSON),
+                budget_s=budget_s,
+                sleep=self.seams.sleep,
+                monotonic=self.seams.monotonic,
+            )
+            raw = None if created else await self.blobs.get(name)
+        except Exception as exc:
+            return Failure(
+                kind=FailureKind.STORAGE_FAILED,
+                layer=Layer.STORAGE,
+                message=f"could not claim the route's slot before sending: {type(exc).__name__}",
+                sent=False,
+            )
+        if created or _claimed_by(raw) == mine:
+            return None
+        return Failure(
+            kind=FailureKind.SLOT_TAKEN,
+            layer=Layer.WORKER,
+            message="another attempt claimed this attempt's slot on the route first (an "
+            "interactive job may be given a batch job's slot until that one claims it); not "
+            "sent, the route's governor is asked again",
+            sent=False,
+        )
+
+    async def held_back(self, failure: Failure) -> AttemptResult:
+        """End the attempt before its send: asked again (readmit) when the route's governor
+        is to decide anew, recorded as never sent when storage failed."""
+        if failure.kind is FailureKind.STORAGE_FAILED:
+            return await self.not_sent(failure)
+        return await self.readmit(failure)
 
     async def route_paused(self) -> Failure | None:
         """A Failure (not sent) while a 429's pause that another attempt of the route left
@@ -521,3 +575,12 @@ def _encode(progress: ProgressRecord) -> bytes:
 
 async def _nothing() -> bytes | None:
     return None
+
+
+def _claimed_by(raw: bytes | None) -> object:
+    """Who a slot's claim names (``{"job_id", "attempt"}``); None when it cannot be read (a
+    claim that is not this attempt's)."""
+    try:
+        return json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None

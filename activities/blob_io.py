@@ -27,6 +27,11 @@ class AsyncBlobs:
     async def put(self, name: str, data: BlobData, content_type: str) -> None:
         await asyncio.to_thread(self.store.put, name=name, data=data, content_type=content_type)
 
+    async def put_new(self, name: str, data: bytes, content_type: str) -> bool:
+        return await asyncio.to_thread(
+            self.store.put_new, name=name, data=data, content_type=content_type
+        )
+
     async def get(self, name: str) -> bytes | None:
         return await asyncio.to_thread(self.store.get, name=name)
 

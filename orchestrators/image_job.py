@@ -77,6 +77,8 @@ CANCEL_EVENT = "cancel"
 SEND_GRACE_S = 2.0
 # After this many admissions that went stale in a row, the attempt is sent however late.
 STALE_ADMISSIONS_MAX = 3
+# Not sent, and the same attempt asks the governor again, keeping its place: no retry counted.
+ASK_AGAIN = frozenset({FailureKind.ADMISSION_EXPIRED, FailureKind.SLOT_TAKEN})
 # metadata.json and the log event: 5 tries, 5 s apart (the host waits them out).
 FINISH_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5000, max_number_of_attempts=5)
 
@@ -98,6 +100,7 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
     settings = wiring.settings
     entity = route_entity_id(job.request.route)
     stale = 0
+    asking_again = False
     first_asked: float | None = None
     while outcome is None:
         attempt += 1
@@ -110,7 +113,7 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
             unrun = _unrun(attempt, "the job's route is no longer one of the app's routes")
             outcome = _outcome(JobState.FAILED, job_id, attempts, unrun, failure="internal_error")
             break
-        if stale == 0 or first_asked is None:
+        if not asking_again or first_asked is None:
             first_asked = context.current_utc_datetime.timestamp()
         try:
             admission = yield from admission_for(
@@ -162,6 +165,7 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
             send_at=admission.start_at,
             send_by=admission.start_at + grace if stale < STALE_ADMISSIONS_MAX else None,
             batch_id=job.batch_id,
+            claim=admission.claim,
         )
         generate = context.call_activity(GENERATE, attempt_input.to_json(), expected_type=dict)
         winner = yield context.task_any([generate, cancel])
@@ -174,15 +178,19 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
         context.signal_entity(entity, REPORT, attempt_report(context, job_id, shape.name, result))
         if (
             result.failure is not None
-            and result.failure.kind is FailureKind.ADMISSION_EXPIRED
+            and result.failure.kind in ASK_AGAIN
             and not cancel.is_completed
         ):
-            # Not sent: the worker came too late for its slot. Ask the governor again, as the
-            # same attempt (no retry is counted, nothing was billed).
-            stale += 1
+            # Not sent: the worker came too late for its slot, or another attempt claimed it.
+            # Ask the governor again, as the same attempt (no retry is counted, nothing was
+            # billed). Only lateness counts towards sending however late.
+            if result.failure.kind is FailureKind.ADMISSION_EXPIRED:
+                stale += 1
+            asking_again = True
             attempt -= 1
             continue
         stale = 0
+        asking_again = False
         if result.ok:
             attempts.append(AttemptRecord(result))
             outcome = _outcome(JobState.SAVED, job_id, attempts, result)

@@ -22,7 +22,9 @@ from rules.send_plan import PlanBasis, plans
 from rules.settings import AppSettings
 
 # Failures that say nothing about the route's health: the caller's, or our own scheduling.
-NOT_THE_ROUTES = frozenset({FailureKind.CANCELLED, FailureKind.ADMISSION_EXPIRED})
+NOT_THE_ROUTES = frozenset(
+    {FailureKind.CANCELLED, FailureKind.ADMISSION_EXPIRED, FailureKind.SLOT_TAKEN}
+)
 
 
 def route_decided(name: str, settings: AppSettings) -> RouteDecided:

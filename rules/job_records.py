@@ -25,7 +25,7 @@ from rules.outcome import AttemptResult, Failure, Preview, StoredImage, Timings
 from rules.records import RecordUnreadable, as_object, checked_version, reading, required
 from rules.request import ImageJobRequest
 from rules.retry import Decision, RetryPolicy
-from rules.route_records import Priority
+from rules.route_records import Priority, SlotClaim
 from rules.send_plan import PlanBasis, SendPlan
 from rules.settings import Timeouts
 from rules.webhooks import WebhookTarget
@@ -359,12 +359,16 @@ class AttemptInput:
     send_by: float | None = None
     # The batch the job is an item of: its cancel marker stops the attempt too.
     batch_id: str | None = None
+    # The route's slot to claim before the send (rules.route_records.SlotClaim); None: the
+    # slot is this attempt's alone.
+    claim: SlotClaim | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "v": request_version(self.request),
             "send_at": self.send_at,
             "send_by": self.send_by,
+            "claim": self.claim.to_json() if self.claim else None,
             "batch_id": self.batch_id,
             "job_id": self.job_id,
             "attempt": self.attempt,
@@ -389,6 +393,7 @@ class AttemptInput:
             send_at=data.get("send_at"),
             send_by=data.get("send_by"),
             batch_id=data.get("batch_id"),
+            claim=SlotClaim.from_json(data["claim"]) if data.get("claim") else None,
         )
 
 

@@ -40,6 +40,10 @@ class FailureKind(StrEnum):
     # The attempt's worker started after its admission's send-by time (a restart, a long
     # queue): not sent; the orchestrator asks the route's governor again (no retry counted).
     ADMISSION_EXPIRED = "admission_expired"
+    # The attempt's slot on the route was claimed by another attempt first (an interactive job
+    # given a batch job's slot, or the batch job that sent before the interactive one could
+    # claim it: rules.route_records.SlotClaim): not sent; asked again, no retry counted.
+    SLOT_TAKEN = "slot_taken"
 
 
 class Layer(StrEnum):

@@ -14,6 +14,11 @@ the attempt is expected to be admitted and its place in the queue. The rules it 
 - **Priority**: interactive attempts go ahead of batch work; within a priority, first queued
   goes first. An admitted attempt's send time is ``send_at`` (up to ``LEAD_S`` ahead), so that
   the time its orchestration and activity take to get going is not lost from the route's slot.
+  A batch attempt's slot is not its own until it claims it in Blob, just before its send
+  (rules.route_records.SlotClaim): an interactive attempt at the head of the queue is given the
+  earliest batch slot not sent yet (``admit``), claims it at once, and the batch attempt that
+  finds it claimed asks again, first of the batch work. Without this an interactive job asking
+  just after the next slot was handed out waited that slot's lead and a whole spacing more.
 - **Cool-down**: a 429 anywhere on the route stops every send for as long as the route asked
   (its retry-after), not only the job that got it. The governor hears of it from the attempt's
   report; attempts it admitted before that read the pause the attempt left in Blob
@@ -38,7 +43,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rules.records import as_object, reading, required
-from rules.route_records import Admission, AdmitRequest, Priority, RateLimitHint
+from rules.route_records import Admission, AdmitRequest, Priority, RateLimitHint, SlotClaim
 
 # Slack on the spacing and on the window, for the clocks and the network in between.
 MARGIN = 0.02
@@ -113,6 +118,11 @@ class Send:
     # When it was admitted, where that is after ``at`` (a head that came back late keeps its
     # turn, ``admit``): its request cannot leave before then.
     admitted: float | None = None
+    # The slot's key (rules.route_records.SlotClaim), for a slot another attempt may be given:
+    # a batch attempt's. None: nobody else may be given it.
+    claim: str | None = None
+    # The (job id, attempt) it was taken from: this attempt was given a batch attempt's slot.
+    taken_from: tuple[str, int] | None = None
 
     def held_from(self, late_s: float, lag_s: float | None = None) -> float:
         """From when the send holds its place in the route's window. Not reported yet: its
@@ -138,15 +148,22 @@ class Send:
         return self.held_from(current.late_s, current.lag_s) + window + slack
 
     def to_json(self) -> list[Any]:
+        """A row (a route remembers two windows of sends): job id, attempt, at, images, left,
+        then admitted, claim and taken_from when any is set."""
         left = None if self.left is None else round(self.left, 3)
-        row = [self.job_id, self.attempt, round(self.at, 3), self.images, left]
-        return row if self.admitted is None else [*row, round(self.admitted, 3)]
+        row: list[Any] = [self.job_id, self.attempt, round(self.at, 3), self.images, left]
+        admitted = None if self.admitted is None else round(self.admitted, 3)
+        taken = None if self.taken_from is None else list(self.taken_from)
+        tail = [admitted, self.claim, taken]
+        while tail and tail[-1] is None:
+            tail.pop()
+        return [*row, *tail]
 
     @classmethod
     def from_json(cls, value: Any) -> Send:
         job_id, attempt, at, images, *rest = value
-        left = rest[0] if rest else None
-        admitted = rest[1] if len(rest) > 1 else None
+        rest = [*rest, None, None, None, None][:4]
+        left, admitted, claim, taken = rest
         return cls(
             str(job_id),
             int(attempt),
@@ -154,6 +171,8 @@ class Send:
             int(images),
             None if left is None else float(left),
             None if admitted is None else float(admitted),
+            None if claim is None else str(claim),
+            None if taken is None else (str(taken[0]), int(taken[1])),
         )
 
 
@@ -168,9 +187,12 @@ class Slot:
     expected_end: float
     expires_at: float
     priority: Priority
+    # The slot's claim (``Send.claim``, ``Send.taken_from`` set), for an attempt asking again
+    # after its send has left the route's memory.
+    claim: SlotClaim | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        row = {
             "job_id": self.job_id,
             "attempt": self.attempt,
             "admitted_at": round(self.admitted_at, 3),
@@ -179,6 +201,7 @@ class Slot:
             "expires_at": round(self.expires_at, 3),
             "priority": self.priority.value,
         }
+        return row if self.claim is None else {**row, "claim": self.claim.to_json()}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Slot:
@@ -190,6 +213,7 @@ class Slot:
             expected_end=float(data["expected_end"]),
             expires_at=float(data["expires_at"]),
             priority=Priority(data.get("priority", Priority.INTERACTIVE.value)),
+            claim=SlotClaim.from_json(data["claim"]) if data.get("claim") else None,
         )
 
 
@@ -251,6 +275,8 @@ class PacerState:
     # Counters since the entity was created.
     admitted: int = 0
     expired_slots: int = 0
+    # Batch attempts' slots given to interactive attempts (``admit``).
+    taken: int = 0
     # How late recent sends left after their admitted time (seconds, newest last).
     late: tuple[float, ...] = ()
 
@@ -264,6 +290,7 @@ class PacerState:
             "hint": self.hint.to_json() if self.hint else None,
             "admitted": self.admitted,
             "expired_slots": self.expired_slots,
+            "taken": self.taken,
             "late": [round(v, 3) for v in self.late],
         }
 
@@ -281,6 +308,7 @@ class PacerState:
             hint=RateLimitHint.from_json(hint) if hint else None,
             admitted=int(data.get("admitted", 0)),
             expired_slots=int(data.get("expired_slots", 0)),
+            taken=int(data.get("taken", 0)),
             late=tuple(float(v) for v in data.get("late", ())),
         )
 
@@ -515,11 +543,11 @@ def admit(
     key = (request.job_id, request.attempt)
     held = next((s for s in state.sends if (s.job_id, s.attempt) == key), None)
     if held is not None:
-        return state, _admitted(held.at, state, now)
+        return state, _admitted(held.at, held)
     # Its send has left the window, but it has not reported yet: still the same admission.
     running = next((s for s in state.slots if (s.job_id, s.attempt) == key), None)
     if running is not None:
-        return state, _admitted(running.send_at, state, now)
+        return state, replace(_admitted(running.send_at), claim=running.claim)
     queued_since = min(
         [request.queued_since] + [w.queued_since for w in state.queue if w.job_id == request.job_id]
     )
@@ -548,9 +576,20 @@ def admit(
     times = schedule(state, pace, now, through=request.job_id, head_from=head_from)
     at = times[request.job_id]
     lead = lead_s(pace, state.hint)
+    if position == 0 and request.priority is Priority.INTERACTIVE:
+        batch_send = _takeable(state, request, now, before=at)
+        if batch_send is not None:
+            return _take(state, pace, request, batch_send, now, expected_s=expected_s)
     if at <= now + lead and (position == 0 or at <= now):
         send = Send(
-            request.job_id, request.attempt, at, request.images, admitted=now if at < now else None
+            request.job_id,
+            request.attempt,
+            at,
+            request.images,
+            admitted=now if at < now else None,
+            claim=slot_key(request.job_id, request.attempt, at)
+            if request.priority is Priority.BATCH
+            else None,
         )
         slot = Slot(
             job_id=request.job_id,
@@ -560,6 +599,7 @@ def admit(
             expected_end=send.at + expected_s,
             expires_at=send.at + pace.lease_s,
             priority=request.priority,
+            claim=_admitted(send.at, send).claim,
         )
         state = replace(
             state,
@@ -568,7 +608,7 @@ def admit(
             queue=others,
             admitted=state.admitted + 1,
         )
-        return state, _admitted(send.at, state, now)
+        return state, _admitted(send.at, send)
     # Never now: a lead before its time, or at its time when those ahead of it go first (by
     # then they have been admitted, or are late and no longer hold it back).
     back_at = at - lead if at - lead > now else at
@@ -596,8 +636,87 @@ def lead_s(pace: Pace, hint: RateLimitHint | None = None) -> float:
     return LEAD_S if spacing is None else min(LEAD_S, spacing / 4)
 
 
-def _admitted(send_at: float, state: PacerState, now: float) -> Admission:
-    return Admission(admitted=True, position=0, start_at=send_at, ask_again_at=None, reason=None)
+def _admitted(send_at: float, send: Send | None = None) -> Admission:
+    claim = None
+    if send is not None and send.claim is not None:
+        claim = SlotClaim(send.claim, first=send.taken_from is not None)
+    return Admission(
+        admitted=True, position=0, start_at=send_at, ask_again_at=None, reason=None, claim=claim
+    )
+
+
+def slot_key(job_id: str, attempt: int, at: float) -> str:
+    """The key of a slot another attempt may be given (rules.route_records.SlotClaim): its first
+    holder and its send time in ms, so that a slot asked for again is a new one."""
+    return f"{job_id}.{attempt}.{round(at * 1000)}"
+
+
+def _takeable(state: PacerState, request: AdmitRequest, now: float, before: float) -> Send | None:
+    """The earliest batch attempt's send that an interactive attempt may be given: not sent
+    yet as far as the governor knows (its time still to come: its holder claims it then), not
+    already given away, for at least as many images, and earlier than ``before`` (when the
+    interactive attempt would be sent otherwise). Whether its holder has claimed it after all,
+    the claim decides: nothing here can double a send."""
+    batch = {(s.job_id, s.attempt) for s in state.slots if s.priority is Priority.BATCH}
+    found = [
+        send
+        for send in state.sends
+        if send.claim is not None
+        and send.taken_from is None
+        and send.left is None
+        and (send.job_id, send.attempt) in batch
+        and max(now, state.cool_until) < send.at < before
+        and send.images >= request.images
+    ]
+    return min(found, key=lambda send: send.at, default=None)
+
+
+def _take(
+    state: PacerState,
+    pace: Pace,
+    request: AdmitRequest,
+    send: Send,
+    now: float,
+    *,
+    expected_s: float,
+) -> tuple[PacerState, Admission]:
+    """Give ``send``'s slot to the interactive ``request``: the send and the concurrency slot are
+    its own now (the route's counts do not change: one send, one running request), its holder
+    finds the slot claimed and asks again (first of the batch work: it keeps its place)."""
+    holder = (send.job_id, send.attempt)
+    given = replace(
+        send,
+        job_id=request.job_id,
+        attempt=request.attempt,
+        images=request.images,
+        taken_from=holder,
+    )
+    slot = Slot(
+        job_id=request.job_id,
+        attempt=request.attempt,
+        admitted_at=now,
+        send_at=send.at,
+        expected_end=send.at + expected_s,
+        expires_at=send.at + pace.lease_s,
+        priority=request.priority,
+        claim=_admitted(given.at, given).claim,
+    )
+    state = replace(
+        state,
+        sends=tuple(given if (s.job_id, s.attempt) == holder else s for s in state.sends),
+        slots=(
+            *(
+                s
+                for s in state.slots
+                if (s.job_id, s.attempt) != holder and s.job_id != request.job_id
+            ),
+            slot,
+        ),
+        queue=tuple(w for w in state.queue if w.job_id != request.job_id),
+        admitted=state.admitted + 1,
+        taken=state.taken + 1,
+    )
+    return state, _admitted(given.at, given)
 
 
 def _why_waiting(state: PacerState, pace: Pace, now: float) -> str:
@@ -631,6 +750,29 @@ def release(state: PacerState, job_id: str, attempt: int | None = None) -> Pacer
     )
 
 
+def slot_lost(state: PacerState, job_id: str, attempt: int) -> PacerState:
+    """The attempt found its slot claimed by another (FailureKind.SLOT_TAKEN) and did not send.
+    An interactive attempt given a batch attempt's slot too late (the holder claimed it first and
+    sent): the send and the running request are the holder's again, and the slot can be given to
+    nobody else. A batch attempt whose slot was given away: nothing here is its own any more."""
+    key = (job_id, attempt)
+    send = next((s for s in state.sends if (s.job_id, s.attempt) == key), None)
+    if send is None or send.taken_from is None:
+        return state
+    holder, holder_attempt = send.taken_from
+    back = replace(send, job_id=holder, attempt=holder_attempt, claim=None, taken_from=None)
+    return replace(
+        state,
+        sends=tuple(back if (s.job_id, s.attempt) == key else s for s in state.sends),
+        slots=tuple(
+            replace(s, job_id=holder, attempt=holder_attempt, priority=Priority.BATCH, claim=None)
+            if (s.job_id, s.attempt) == key
+            else s
+            for s in state.slots
+        ),
+    )
+
+
 def unsent(state: PacerState, job_id: str, attempt: int) -> PacerState:
     """The admitted attempt ended without sending (it came too late for its slot, or into a
     429's pause): its send never went out, so it no longer counts, and asking again gets a
@@ -646,10 +788,12 @@ def sent_at(state: PacerState, job_id: str, attempt: int, at: float) -> PacerSta
     from then (a late worker's send later than it was admitted for; an early one never
     happens), while the even pace stays on its admitted time; how late it was is remembered
     (``state_limits``)."""
-    admitted = next((s.at for s in state.sends if (s.job_id, s.attempt) == (job_id, attempt)), None)
+    send = next((s for s in state.sends if (s.job_id, s.attempt) == (job_id, attempt)), None)
     late = state.late
-    if admitted is not None:
-        late = (*late, max(0.0, at - admitted))[-LATE_SAMPLES:]
+    # A slot given to another attempt is sent as soon as that attempt's worker gets there: its
+    # lateness is the hand-over's, not the host's.
+    if send is not None and send.taken_from is None:
+        late = (*late, max(0.0, at - send.at))[-LATE_SAMPLES:]
     return replace(
         state,
         sends=tuple(

@@ -41,6 +41,7 @@ from rules.route_stats import (
 STATE_VERSION = 1
 RATE_LIMITED = "rate_limited"
 ADMISSION_EXPIRED = FailureKind.ADMISSION_EXPIRED.value
+SLOT_TAKEN = FailureKind.SLOT_TAKEN.value
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,11 @@ def on_cancel_batch(state: RouteState, batch_id: str, now: float) -> RouteState:
 
 
 def on_report(state: RouteState, pace: Pace, report: AttemptReport, now: float) -> RouteState:
-    pacer = pacing.release(state.pacer, report.job_id, report.attempt)
+    pacer = state.pacer
+    if report.failure_kind == SLOT_TAKEN:
+        # Not sent: another attempt claimed its slot (and the same attempt asks again).
+        pacer = pacing.slot_lost(pacer, report.job_id, report.attempt)
+    pacer = pacing.release(pacer, report.job_id, report.attempt)
     if report.sent_at is not None:
         pacer = pacing.sent_at(pacer, report.job_id, report.attempt, report.sent_at)
     elif report.failure_kind == ADMISSION_EXPIRED:
@@ -249,6 +254,7 @@ class RouteHealth:
     running: int
     expired_slots: int
     classes: tuple[ClassHealth, ...]
+    slots_taken: int = 0
 
     def to_json(self, iso: Any) -> dict[str, Any]:
         """camelCase, times through ``iso`` (epoch s -> ISO 8601 text)."""
@@ -276,6 +282,7 @@ class RouteHealth:
             "queued": dict(self.queued),
             "running": self.running,
             "expiredSlots": self.expired_slots,
+            "slotsTaken": self.slots_taken,
             "shapes": [shape.to_json() for shape in self.classes],
         }
 
@@ -338,6 +345,7 @@ def health(name: str, state: RouteState, pace: Pace, now: float) -> RouteHealth:
         running=len(pacer.slots),
         expired_slots=pacer.expired_slots,
         classes=classes,
+        slots_taken=pacer.taken,
     )
 
 

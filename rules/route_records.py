@@ -162,12 +162,36 @@ class AdmitRequest:
 
 
 @dataclass(frozen=True)
+class SlotClaim:
+    """The admitted send's slot on the route, claimed in Blob by the one attempt that sends in
+    it (storage.protocol.route_slot_name: created only if absent, so exactly one claim of a slot
+    succeeds). A batch attempt's slot may be given to an interactive attempt until the batch
+    attempt claims it, just before its send (``first`` False); the interactive attempt it was
+    given to claims it as soon as it starts (``first`` True). Whoever finds the slot claimed by
+    the other does not send and asks the governor again (FailureKind.SLOT_TAKEN). ``key`` names
+    the slot: its first holder's job id and attempt and its send time in ms."""
+
+    key: str
+    first: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "first": self.first}
+
+    @classmethod
+    @reading("slot claim")
+    def from_json(cls, value: object) -> SlotClaim:
+        data = as_object(value, "slot claim")
+        return cls(key=required(data, "key", "slot claim"), first=data.get("first") is True)
+
+
+@dataclass(frozen=True)
 class Admission:
     """The answer to an AdmitRequest. Admitted: send at ``start_at`` (at most a second ahead).
     Queued: ``position`` (1 = next), expected admission at ``start_at``, ask again at
     ``ask_again_at``, and why it waits. ``expected`` is what the route has learned of the
     attempt's shape class, for the ETA and the send plan. ``cancelled``: the attempt's batch was
-    cancelled; it is not sent."""
+    cancelled; it is not sent. ``claim``: the slot to claim before the send (None: a slot
+    nobody else may be given)."""
 
     admitted: bool
     position: int
@@ -176,6 +200,7 @@ class Admission:
     reason: str | None
     expected: Expectation | None = None
     cancelled: bool = False
+    claim: SlotClaim | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -186,6 +211,7 @@ class Admission:
             "ask_again_at": None if self.ask_again_at is None else round(self.ask_again_at, 3),
             "reason": self.reason,
             "expected": self.expected.to_json() if self.expected else None,
+            "claim": self.claim.to_json() if self.claim else None,
         }
 
     @classmethod
@@ -202,6 +228,7 @@ class Admission:
             reason=optional_text(data.get("reason")),
             expected=Expectation.from_json(expected) if expected else None,
             cancelled=data.get("cancelled") is True,
+            claim=SlotClaim.from_json(data["claim"]) if data.get("claim") else None,
         )
 
 

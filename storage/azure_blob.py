@@ -111,6 +111,21 @@ class AzureBlobImageStore:
         # Committing replaces whatever the blob held (overwrite, as the single put does).
         blob.commit_block_list(blocks, content_settings=settings)
 
+    def put_new(self, *, name: str, data: bytes, content_type: str) -> bool:
+        # overwrite=False sends If-None-Match: * (learn.microsoft.com/rest/api/storageservices/
+        # specifying-conditional-headers-for-blob-service-operations): the service creates the
+        # blob for one caller and answers 409 BlobAlreadyExists to every other.
+        try:
+            self._container.upload_blob(
+                name,
+                data,
+                overwrite=False,
+                content_settings=ContentSettings(content_type=content_type),
+            )
+        except ResourceExistsError:
+            return False
+        return True
+
     def get(self, *, name: str) -> bytes | None:
         try:
             return self._container.download_blob(name).readall()

@@ -14,6 +14,11 @@ class ImageStore(Protocol):
 
     def put(self, *, name: str, data: BlobData, content_type: str) -> None: ...
 
+    def put_new(self, *, name: str, data: bytes, content_type: str) -> bool:
+        """Create the blob unless one exists (one conditional request: of two callers, exactly
+        one creates it); False when it already existed."""
+        ...
+
     def get(self, *, name: str) -> bytes | None:
         """The blob's bytes, or None when it does not exist."""
         ...
@@ -133,6 +138,13 @@ def route_cool_down_name(route: str) -> str:
     """``routes/{route}/cool-down.json``: the route's latest 429 pause, which every attempt of
     the route reads before its send (rules.route_records.CoolDown)."""
     return f"routes/{route}/cool-down.json"
+
+
+def route_slot_name(route: str, key: str) -> str:
+    """``routes/{route}/slots/{key}.json``: the claim of one send slot of the route, created only
+    if absent by the attempt that sends in it (rules.route_records.SlotClaim). Never rewritten;
+    left for the container's lifecycle rule to delete (infra/main.bicep)."""
+    return f"routes/{route}/slots/{key}.json"
 
 
 def metadata_name(job_id: str) -> str:

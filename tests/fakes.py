@@ -30,14 +30,26 @@ class InMemoryStore:
     def put(self, *, name: str, data: BlobData, content_type: str) -> None:
         stored = bytes(data)  # a view of a decoded image: kept as the bytes Blob would hold
         with self._lock:
-            self.put_calls.append(name)
-            if self.down:
-                raise ConnectionError("storage is down")
-            for suffix, left in self._failures.items():
-                if left > 0 and name.endswith(suffix):
-                    self._failures[suffix] = left - 1
-                    raise ConnectionError("storage is down")
+            self._write(name)
             self.blobs[name] = (stored, content_type)
+
+    def _write(self, name: str) -> None:
+        """Count a write of ``name``, and raise where the store is down or told to fail it."""
+        self.put_calls.append(name)
+        if self.down:
+            raise ConnectionError("storage is down")
+        for suffix, left in self._failures.items():
+            if left > 0 and name.endswith(suffix):
+                self._failures[suffix] = left - 1
+                raise ConnectionError("storage is down")
+
+    def put_new(self, *, name: str, data: bytes, content_type: str) -> bool:
+        with self._lock:
+            self._write(name)
+            if name in self.blobs:
+                return False
+            self.blobs[name] = (bytes(data), content_type)
+            return True
 
     def get(self, *, name: str) -> bytes | None:
         with self._lock:

@@ -85,6 +85,43 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   }
 }
 
+// Under routes/ in the images container: each route's send-slot claims (one small blob per
+// batch send, needed for seconds: storage.protocol.route_slot_name) and its latest 429 pause
+// (rewritten on each 429, stale after minutes). The account's lifecycle rule deletes them a day
+// after they were written (learn.microsoft.com/azure/storage/blobs/lifecycle-management-overview).
+resource routeRecordsLifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          enabled: true
+          name: 'route-records'
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${imagesContainerName}/routes/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: 1
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
+
 resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: 'log-${resourceToken}'
   location: location

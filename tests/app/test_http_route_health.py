@@ -30,6 +30,7 @@ ROUTE_KEYS = {
     "queued",
     "running",
     "expiredSlots",
+    "slotsTaken",
     "shapes",
     "owner",
     "model",

@@ -11,6 +11,7 @@ cool-down (times are the ledger's ``received_at``, wall seconds on this machine)
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from http_api.status_view import WAITING_FOR_WORKER
 from loopserver.testing import wait_until
 from rules.pacing import MARGIN
 
@@ -89,10 +91,11 @@ class Run:
             yield from answers
 
 
-def start(api: Api, count: int, **body: Any) -> list[str]:
+def start(api: Api, count: int, *, label: str = "", **body: Any) -> list[str]:
+    """``count`` jobs of BODY with ``body``'s fields, prompts of their own (``label`` too)."""
     ids = []
     for index in range(count):
-        started = api.start(**{**BODY, **body, "prompt": f"{PROMPT} #{index}"})
+        started = api.start(**{**BODY, **body, "prompt": f"{PROMPT} {label}#{index}"})
         assert started.status_code == 202, started.text
         ids.append(started.json()["id"])
     return ids
@@ -201,6 +204,62 @@ def test_an_interactive_job_goes_ahead_of_the_queued_batch_jobs(api: Api):
     # It was placed first in the queue, ahead of both.
     places = {a.body["queuePosition"] for a in run.answers[interactive] if a.body["queuePosition"]}
     assert places <= {1}
+
+
+def sent_since(api: Api, mark: int, seen: int) -> bool:
+    """Whether the route received more than ``seen`` requests after ledger mark ``mark``."""
+    return len(api.ledger(mark)) > seen
+
+
+def admitted_one(api: Api, ids: tuple[str, ...]) -> str | None:
+    """The first of ``ids`` its route admitted that waits for its worker to send, if any."""
+    for job_id in ids:
+        if api.status(job_id).json()["queueReason"] == WAITING_FOR_WORKER:
+            return job_id
+    return None
+
+
+def test_an_interactive_job_is_given_the_slot_a_batch_job_was_admitted_to_but_had_not_sent(
+    api: Api,
+):
+    """A batch job is admitted a lead (0.61 s here) before its slot; an interactive job posted
+    then is given that slot, claims it first, and the batch job sends in the next one. Each
+    round races the host's own latency (post, start, ask, claim within the lead): at least one
+    of three rounds must win it; in every round each job is sent exactly once, the pace holds
+    and no 429 comes."""
+    before = route_health(api, "openai")
+    mark = api.ledger_mark()
+    won = 0
+    jobs: list[str] = []
+    for round_ in range(3):
+        seen = len(api.ledger(mark))
+        first, second = start(api, 2, route="openai", label=f"round {round_} ")
+        wait_until(
+            functools.partial(sent_since, api, mark, seen), timeout=30, what="the first send"
+        )
+        # Whichever was not sent first is admitted a lead before its slot: post then.
+        waiting = wait_until(
+            functools.partial(admitted_one, api, (first, second)),
+            timeout=30,
+            interval=0.005,
+            what="a batch job's admission",
+        )
+        interactive = start(
+            api, 1, route="openai", label=f"round {round_} interactive ", priority="interactive"
+        )[0]
+        run = follow(api, [first, second, interactive])
+        assert run.states() == ["saved"] * 3
+        order = [e["request_id"] for e in sorted(api.ledger(mark), key=lambda e: e["seq"])]
+        sent = {job_id: order.index(only_request(api, run.final(job_id))) for job_id in run.ids}
+        won += sent[interactive] < sent[waiting]
+        jobs += run.ids
+    ledger = api.ledger(mark)
+    assert len(ledger) == len(jobs) == 9  # one request each: no slot was sent twice
+    assert [e for e in ledger if e["status"] == 429] == []
+    assert crowded_gaps(ledger, OPENAI_RPM) == []
+    assert won >= 1, "the interactive job never got the batch job's slot"
+    taken = route_health(api, "openai")["slotsTaken"] - before["slotsTaken"]
+    assert taken >= won  # a slot it was given and lost (too late to claim it) counts too
 
 
 def test_a_429_cools_the_whole_route_down(api: Api, azure_jobs: list[str]):

@@ -28,6 +28,7 @@ from rules.platform_settings import (
     platform_setting_names,
 )
 from rules.settings import AppSettings, StorageSettings
+from storage.protocol import route_cool_down_name, route_slot_name
 
 from .bicep import Template, Unknown, text
 
@@ -433,6 +434,24 @@ def test_the_function_app_is_flex_consumption_python_311_without_shared_keys(api
     assert isinstance(insights["WorkspaceResourceId"], Unknown)  # on the Log Analytics workspace
     vault = api.evaluate(api.resource("keyVault").property("properties"), values)
     assert vault["enableRbacAuthorization"] is True
+
+
+def test_the_routes_slot_claims_are_deleted_a_day_after_they_were_written(api: Template):
+    """One small blob per batch send (storage.protocol.route_slot_name), needed for seconds:
+    the account's lifecycle rule removes them, under the images container the app writes to."""
+    values = api.values({})
+    policy = api.evaluate(api.resource("routeRecordsLifecycle").property("properties"), values)
+    [rule] = policy["policy"]["rules"]
+    assert rule["enabled"] is True
+    [prefix] = rule["definition"]["filters"]["prefixMatch"]
+    container = StorageSettings.container  # the app's default, which the template sets
+    assert api.evaluate(api.variables["imagesContainerName"], values) == container
+    assert f"{container}/{route_slot_name('azure', 'k')}".startswith(prefix)
+    assert f"{container}/{route_cool_down_name('azure')}".startswith(prefix)
+    assert not f"{container}/img-0/metadata.json".startswith(prefix)  # a job's blobs stay
+    assert rule["definition"]["actions"]["baseBlob"]["delete"] == {
+        "daysAfterModificationGreaterThan": 1
+    }
 
 
 # --- documented ------------------------------------------------------------------------------

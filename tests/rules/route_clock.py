@@ -4,10 +4,13 @@ a number on the event queue.
 
 ``Drain.run`` drives rules.route_model (the entity's operations) the way the orchestrators will:
 an attempt asks at its arrival, waits for ``ask_again_at`` when queued, sends at ``start_at``
-when admitted and, with a duration, reports its end. Each admitted attempt also asks once more
-at once (the answer must be the same admission: asking is idempotent), and with
-``through_json`` the state is stored and read back as JSON after every operation, as the
-entity's is.
+when admitted and, with a duration, reports its end. An admission with a slot claim
+(rules.route_records.SlotClaim) sends only if its claim comes first, as the activity's does: a
+batch attempt claims at its send time, an attempt given another's slot ``claim_delay_s`` after
+its admission (its worker's start); the loser reports ``slot_taken`` and asks again. Each
+admitted attempt also asks once more at once (the answer must be the same admission: asking is
+idempotent), and with ``through_json`` the state is stored and read back as JSON after every
+operation, as the entity's is.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import functools
 import heapq
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from rules import route_model
 from rules.pacing import REFRESH_MIN_S, REFRESH_S, Pace
@@ -116,10 +120,15 @@ class Drain:
     through_json: bool = False
     # Seconds before ``start_at`` a queued attempt asks again, instead of at ``ask_again_at``.
     lead_s: float | None = None
+    # Seconds from an admission to the claim of a slot given from another attempt.
+    claim_delay_s: float = 0.0
     state: RouteState = field(default_factory=RouteState)
     sends: dict[str, float] = field(default_factory=dict)
     ends: dict[str, float] = field(default_factory=dict)
     log: list[Asked] = field(default_factory=list)
+    # Slot key -> the job whose claim came first; and the attempts that lost one.
+    claims: dict[str, str] = field(default_factory=dict)
+    lost: list[str] = field(default_factory=list)
 
     def run(
         self,
@@ -139,6 +148,25 @@ class Drain:
                 assert callable(item)
                 self._store(item(self.state, now))
                 continue
+            if kind == "claim":
+                assert isinstance(item, tuple)
+                attempt, answer = item
+                assert answer.claim is not None
+                holder = self.claims.setdefault(answer.claim.key, attempt.job_id)
+                if holder != attempt.job_id:  # not sent: it asks again, keeping its place
+                    self.lost.append(attempt.job_id)
+                    report = replace(
+                        saved(attempt.job_id, 0.0, 0.0),
+                        failure_kind="slot_taken",
+                        sent_at=None,
+                        total_s=None,
+                        ended_at=now,
+                    )
+                    self._store(route_model.on_report(self.state, self.pace, report, now))
+                    heapq.heappush(queue, (now, seq, "ask", attempt))
+                    continue
+                self._sent(attempt, max(now, answer.start_at), queue, seq)
+                continue
             assert isinstance(item, Attempt)
             if kind == "report":
                 report = saved(item.job_id, self.sends[item.job_id], item.runs_s or 0.0)
@@ -152,13 +180,15 @@ class Drain:
                 assert item.job_id not in self.sends, f"{item.job_id} admitted twice"
                 assert answer.start_at >= now
                 assert answer.ask_again_at is None
-                self.sends[item.job_id] = answer.start_at
                 again = self._ask(item, now)
                 assert again.admitted
                 assert abs(again.start_at - answer.start_at) <= 5e-4  # stored to the ms
-                if item.runs_s is not None:
-                    end = answer.start_at + item.runs_s
-                    heapq.heappush(queue, (end, seq, "report", item))
+                assert again.claim == answer.claim
+                if answer.claim is None:
+                    self._sent(item, answer.start_at, queue, seq)
+                else:
+                    claim_at = now + self.claim_delay_s if answer.claim.first else answer.start_at
+                    heapq.heappush(queue, (claim_at, seq, "claim", (item, answer)))
                 continue
             assert answer.ask_again_at is not None
             assert now < answer.ask_again_at <= answer.start_at  # never asked to spin
@@ -170,6 +200,12 @@ class Drain:
                 back = max(now, answer.start_at - self.lead_s)
             heapq.heappush(queue, (back, seq, "ask", item))
         return self
+
+    def _sent(self, attempt: Attempt, at: float, queue: list[Any], seq: int) -> None:
+        assert attempt.job_id not in self.sends, f"{attempt.job_id} sent twice"
+        self.sends[attempt.job_id] = at
+        if attempt.runs_s is not None:
+            heapq.heappush(queue, (at + attempt.runs_s, seq, "report", attempt))
 
     def _ask(self, attempt: Attempt, now: float) -> Admission:
         state, answer = route_model.on_admit(self.state, self.pace, attempt.request(), now)

@@ -73,8 +73,9 @@ ANSWERED_INSTEAD = [
     FailureKind.PERMISSION_DENIED,
     FailureKind.NOT_FOUND,
     FailureKind.SERVER_ERROR,
-    # Never sent at all: the worker came too late for its admission.
+    # Never sent at all: the worker came too late for its admission, or its slot was taken.
     FailureKind.ADMISSION_EXPIRED,
+    FailureKind.SLOT_TAKEN,
 ]
 
 
