@@ -60,6 +60,7 @@ from bench.ledger import LedgerSummary, reset, settled_ledger
 from bench.stacks import free_port_stack
 from bench.stats import percentile, ratio, table
 from devhost.keys import load_or_create_keys
+from rules.pacing import MARGIN
 
 DEPLOYMENT = "gpt-image-2"  # the simulator's Azure deployment, the app's route `azure`
 ROUTE = "azure"
@@ -79,7 +80,11 @@ LATE_WORKER_S = 0.15
 # The issue's targets.
 TARGET_OVER_MINIMUM = 1.05
 TARGET_429S = 1
-TARGET_INTERACTIVE_SPACINGS = 1.0
+# Within one slot of the route's pace: the governor's spacing, 60/rpm route seconds and its 2 %
+# of slack (rules.pacing.MARGIN). A job posted just after a send can go no sooner than a slot
+# later, so one slot is the bound; counted in 60/rpm alone, such a job is 1.02 "spacings" late
+# by construction, whatever the service does (its request also takes a moment to arrive).
+TARGET_INTERACTIVE_SLOTS = 1.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,12 @@ class Options:
 def spacing_s(rpm: int, time_scale: float) -> float:
     """Wall seconds between two sends at the route's even pace (60/rpm route seconds)."""
     return 60.0 / rpm / time_scale
+
+
+def slot_s(rpm: int, time_scale: float) -> float:
+    """Wall seconds of one slot of the route's pace as the governor keeps it: a spacing and
+    its slack (rules.pacing.Limits.spacing_s)."""
+    return spacing_s(rpm, time_scale) * (1 + MARGIN)
 
 
 def even_minimum_s(requests: int, rpm: int, time_scale: float, generation_s: float) -> float:
@@ -508,6 +519,10 @@ class DrainResult:
         return spacing_s(self.options.rpm, self.options.time_scale)
 
     @property
+    def slot_s(self) -> float:
+        return slot_s(self.options.rpm, self.options.time_scale)
+
+    @property
     def requests(self) -> int:
         return self.options.jobs + self.options.interactive
 
@@ -626,10 +641,10 @@ class DrainResult:
         )
         inter = self.interactive()
         delays = [t.since_post(t.first_arrival) for t in inter]
-        spacings = [None if d is None else d / sp for d in delays]
+        slots = [None if d is None else d / self.slot_s for d in delays]
         out += ["", "interactive jobs (s from the POST):", ""]
         out += table(
-            ["#", "202", "activity began", "request sent", "at the simulator", "spacings"],
+            ["#", "202", "activity began", "request sent", "at the simulator", "slots", "60/rpm"],
             [
                 [
                     str(t.posted.index),
@@ -638,13 +653,15 @@ class DrainResult:
                     cell(t.since_post(t.request_started), 3),
                     cell(d, 3),
                     cell(n),
+                    cell(None if d is None else d / sp),
                 ]
-                for t, d, n in zip(inter, delays, spacings, strict=True)
+                for t, d, n in zip(inter, delays, slots, strict=True)
             ],
         )
-        known = [n for n in spacings if n is not None]
+        known = [n for n in slots if n is not None]
         worst = max(known, default=None)
-        within = sum(1 for n in known if n <= TARGET_INTERACTIVE_SPACINGS)
+        within = sum(1 for n in known if n <= TARGET_INTERACTIVE_SLOTS)
+        nominal = [d / sp for d in delays if d is not None]
         over = ratio(s.wall_s, self.even_minimum_s)
         out += [
             "",
@@ -652,8 +669,11 @@ class DrainResult:
             f"({verdict(s.finished and over <= TARGET_OVER_MINIMUM)}); "
             f"429s <= {TARGET_429S}: {led.rate_limited} "
             f"({verdict(led.rate_limited <= TARGET_429S)}); "
-            f"interactive within {TARGET_INTERACTIVE_SPACINGS:g} spacing: "
-            f"{within}/{o.interactive}, worst {cell(worst)} ({verdict(within == o.interactive)})",
+            f"interactive within {TARGET_INTERACTIVE_SLOTS:g} slot of the route's pace "
+            f"({self.slot_s:.3f} s): {within}/{o.interactive}, worst {cell(worst)} "
+            f"({verdict(within == o.interactive)}; within 60/rpm: "
+            f"{sum(1 for n in nominal if n <= 1.0)}/{o.interactive}, worst "
+            f"{cell(max(nominal, default=None))})",
             *([s.batch_totals.line()] if s.batch_totals is not None else []),
             "",
             *self.where_the_time_goes(),

@@ -203,22 +203,22 @@ def drain_rows(result: drain.DrainResult) -> list[Row]:
             met=rate_limited <= 1,
         )
     )
-    spacings = [
+    delays = [
         (t.accepted_arrival or t.first_arrival or 0.0) - t.posted.posted_at
         for t in result.interactive()
         if (t.accepted_arrival or t.first_arrival) is not None
     ]
-    if spacings:
-        worst = max(spacings) / result.spacing_s
+    if delays:
+        worst = max(delays) / result.slot_s
         out.append(
             Row(
                 "interactive job sent after its POST, worst",
                 worst,
-                drain.TARGET_INTERACTIVE_SPACINGS,
-                "spacings",
-                "one spacing",
-                target=f"<= {drain.TARGET_INTERACTIVE_SPACINGS:g}",
-                met=worst <= drain.TARGET_INTERACTIVE_SPACINGS,
+                drain.TARGET_INTERACTIVE_SLOTS,
+                "slots",
+                "one slot of the route's pace",
+                target=f"<= {drain.TARGET_INTERACTIVE_SLOTS:g}",
+                met=worst <= drain.TARGET_INTERACTIVE_SLOTS,
             )
         )
     return out

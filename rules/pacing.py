@@ -57,10 +57,11 @@ MARGIN = 0.02
 WINDOW_MARGIN = 0.005
 WINDOW_SLACK_S = 0.05
 # An admitted attempt's send time may be up to this far ahead (seconds of wall time), and at
-# most a quarter of a spacing (``lead_s``): slots handed out ahead are not taken back, so an
-# interactive attempt asking a moment later waits for the first slot after them (between a lead
-# and a lead plus a spacing). The lead covers the ask's round trip and the activity's start
-# (0.35 s at p99 on a loaded 2-core host); a head that comes back late keeps its turn anyway.
+# most half a spacing (``lead_s``), so that the ask's round trip and the activity's start (0.35 s
+# at p99 on a loaded 2-core host) are not lost from the route's slot; a head that comes back late
+# keeps its turn anyway. A batch slot handed out ahead can still be given to an interactive
+# attempt until its holder claims it at its send time, so the lead no longer delays interactive
+# work (it did when handed-out slots were final: a quarter of a spacing was the compromise).
 LEAD_S = 1.0
 # A queued attempt asks again at least this often (route seconds), so its position stays fresh,
 # but not more often than every REFRESH_MIN_S of wall time (a scaled local run's route seconds
@@ -630,10 +631,10 @@ def admit(
 
 
 def lead_s(pace: Pace, hint: RateLimitHint | None = None) -> float:
-    """How far ahead of its send time an attempt is admitted: ``LEAD_S``, at most a quarter of
-    the route's spacing."""
+    """How far ahead of its send time an attempt is admitted: ``LEAD_S``, at most half the
+    route's spacing."""
     spacing = limits(pace, hint).spacing_s
-    return LEAD_S if spacing is None else min(LEAD_S, spacing / 4)
+    return LEAD_S if spacing is None else min(LEAD_S, spacing / 2)
 
 
 def _admitted(send_at: float, send: Send | None = None) -> Admission:

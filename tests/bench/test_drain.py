@@ -27,6 +27,7 @@ from bench.drain import (
     ratio_cell,
     service_env,
     simulator_config,
+    slot_s,
     spacing_s,
 )
 from bench.history import JobHistory, event_time
@@ -38,6 +39,7 @@ from tests.rules.conftest import ENV
 
 def test_the_spacing_is_a_route_minute_over_the_rate():
     assert spacing_s(10, 1) == 6.0
+    assert slot_s(10, 1) == pytest.approx(6.12)  # the governor's slot: 2 % of slack
     assert spacing_s(10, 15) == pytest.approx(0.4)
 
 
@@ -263,7 +265,10 @@ def test_the_report_shows_the_minimums_the_ratios_and_the_targets():
     assert "| theoretical minimum, even pace | 2.30 |" in text
     assert "| this service | 2.90 | 3/3 | 3 | 0 | 1.00 | 1.26x the even minimum, 1.93x" in text
     assert "| 0.64x this loop's wall |" in text
-    assert "interactive within 1 spacing: 1/1" in text
+    assert (
+        "interactive within 1 slot of the route's pace (0.408 s): 1/1, worst 0.98 "
+        "(met; within 60/rpm: 1/1, worst 1.00)"
+    ) in text
     assert "429s <= 1: 0 (met)" in text
     assert "(MISSED)" in text  # 1.26x the minimum
     # b1 reported its send at 0.50 s; its request reached the simulator 20 ms later.
