@@ -171,8 +171,13 @@ class _Attempt:
         claim = job.claim
         if claim is not None and claim.first:
             # Given another attempt's slot: claimed before anything else, so that its holder,
-            # who claims it just before its send, finds it taken (rules.route_records.SlotClaim).
-            held = await self.claim_slot(claim, storage_budget_s())
+            # who claims it just before its send, finds it taken (rules.route_records.SlotClaim);
+            # but not by a worker too late to send, nor for a job already cancelled (the slot
+            # would be lost to both).
+            held = self.expired()
+            if held is None and await self.cancel_requested():
+                return await self.not_sent(upstream_errors.cancelled(sent=False))
+            held = held or await self.claim_slot(claim, storage_budget_s())
             if held is not None:
                 return await self.held_back(held)
         earlier = await earlier_run(
@@ -306,15 +311,10 @@ class _Attempt:
         """Wait until the admitted send time; a Failure (not sent) when the send-by time has
         passed. Waits at most ``MAX_SLOT_WAIT_S``, whatever the record says."""
         job = self.job
+        expired = self.expired()
+        if expired is not None:
+            return expired
         now = self.seams.now().timestamp()
-        if job.send_by is not None and now > job.send_by:
-            return Failure(
-                kind=FailureKind.ADMISSION_EXPIRED,
-                layer=Layer.WORKER,
-                message=f"the attempt started {now - job.send_by:.1f}s after its admission's "
-                "send-by time; not sent, the route's governor is asked again",
-                sent=False,
-            )
         if job.send_at is not None and job.send_at > now:
             await self.seams.sleep(min(job.send_at - now, MAX_SLOT_WAIT_S))
         return None
@@ -359,6 +359,20 @@ class _Attempt:
         if failure.kind is FailureKind.STORAGE_FAILED:
             return await self.not_sent(failure)
         return await self.readmit(failure)
+
+    def expired(self) -> Failure | None:
+        """A Failure (not sent) when the admission's send-by time has passed."""
+        job = self.job
+        now = self.seams.now().timestamp()
+        if job.send_by is None or now <= job.send_by:
+            return None
+        return Failure(
+            kind=FailureKind.ADMISSION_EXPIRED,
+            layer=Layer.WORKER,
+            message=f"the attempt started {now - job.send_by:.1f}s after its admission's "
+            "send-by time; not sent, the route's governor is asked again",
+            sent=False,
+        )
 
     async def route_paused(self) -> Failure | None:
         """A Failure (not sent) while a 429's pause that another attempt of the route left

@@ -100,6 +100,7 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
     settings = wiring.settings
     entity = route_entity_id(job.request.route)
     stale = 0
+    lost_slots = 0
     asking_again = False
     first_asked: float | None = None
     while outcome is None:
@@ -117,7 +118,13 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
             first_asked = context.current_utc_datetime.timestamp()
         try:
             admission = yield from admission_for(
-                context, job, attempt, shape, cancel, queued_since=first_asked
+                context,
+                job,
+                attempt,
+                shape,
+                cancel,
+                queued_since=first_asked,
+                lost_slots=lost_slots,
             )
         except Exception:
             # The route's governor failed the operation (its state unreadable, its route gone):
@@ -186,10 +193,13 @@ def image_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
             # billed). Only lateness counts towards sending however late.
             if result.failure.kind is FailureKind.ADMISSION_EXPIRED:
                 stale += 1
+            else:
+                lost_slots += 1
             asking_again = True
             attempt -= 1
             continue
         stale = 0
+        lost_slots = 0
         asking_again = False
         if result.ok:
             attempts.append(AttemptRecord(result))

@@ -42,11 +42,13 @@ def admission(
     shape: AttemptShape,
     cancel: Any,
     queued_since: float | None = None,
+    lost_slots: int = 0,
 ) -> Generator[Any, Any, Admission | None]:
     """Ask the route's governor until it admits the attempt; queued meanwhile, with the place
     and the expected start in the custom status. None: cancelled while queued.
     ``queued_since``: when the attempt first asked (an attempt asking again after its worker
-    came too late keeps its place); None: now."""
+    came too late keeps its place); None: now. ``lost_slots``: slots the attempt was given and
+    lost to their holders' claims (rules.route_records.AdmitRequest)."""
     entity = route_entity_id(job.request.route)
     if queued_since is None:
         queued_since = context.current_utc_datetime.timestamp()
@@ -60,6 +62,7 @@ def admission(
             calibrated=shape.calibrated,
             queued_since=queued_since,
             batch_id=job.batch_id,
+            lost_slots=lost_slots,
         )
         answer = yield context.call_entity(entity, ADMIT, ask.to_json(), expected_type=dict)
         admission = Admission.from_json(answer)

@@ -63,6 +63,12 @@ WINDOW_SLACK_S = 0.05
 # attempt until its holder claims it at its send time, so the lead no longer delays interactive
 # work (it did when handed-out slots were final: a quarter of a spacing was the compromise).
 LEAD_S = 1.0
+# A batch slot is given to an interactive attempt only this long (seconds of wall time) or more
+# before its time: its worker must start and claim it before the batch attempt claims it at its
+# send time, and a slot closer than that would only be lost again. An interactive attempt that
+# lost a slot once is not given another (``AdmitRequest.lost_slots``): on a route whose spacing is
+# shorter than a worker's start it would lose every time.
+TAKE_AHEAD_S = 0.1
 # A queued attempt asks again at least this often (route seconds), so its position stays fresh,
 # but not more often than every REFRESH_MIN_S of wall time (a scaled local run's route seconds
 # are short: a hundred waiters asking every two seconds would load the entity for nothing).
@@ -122,8 +128,9 @@ class Send:
     # The slot's key (rules.route_records.SlotClaim), for a slot another attempt may be given:
     # a batch attempt's. None: nobody else may be given it.
     claim: str | None = None
-    # The (job id, attempt) it was taken from: this attempt was given a batch attempt's slot.
-    taken_from: tuple[str, int] | None = None
+    # The (job id, attempt, images) of the batch attempt it was given from: this attempt was
+    # given that attempt's slot (``admit``), and whichever claims it first sends in it.
+    taken_from: tuple[str, int, int] | None = None
 
     def held_from(self, late_s: float, lag_s: float | None = None) -> float:
         """From when the send holds its place in the route's window. Not reported yet: its
@@ -173,8 +180,12 @@ class Send:
             None if left is None else float(left),
             None if admitted is None else float(admitted),
             None if claim is None else str(claim),
-            None if taken is None else (str(taken[0]), int(taken[1])),
+            None if taken is None else (str(taken[0]), int(taken[1]), int(taken[2])),
         )
+
+    def given_from(self, job_id: str, attempt: int) -> bool:
+        """Whether this send was given from that attempt's slot."""
+        return self.taken_from is not None and self.taken_from[:2] == (job_id, attempt)
 
 
 @dataclass(frozen=True)
@@ -577,7 +588,7 @@ def admit(
     times = schedule(state, pace, now, through=request.job_id, head_from=head_from)
     at = times[request.job_id]
     lead = lead_s(pace, state.hint)
-    if position == 0 and request.priority is Priority.INTERACTIVE:
+    if position == 0 and request.priority is Priority.INTERACTIVE and not request.lost_slots:
         batch_send = _takeable(state, request, now, before=at)
         if batch_send is not None:
             return _take(state, pace, request, batch_send, now, expected_s=expected_s)
@@ -588,7 +599,7 @@ def admit(
             at,
             request.images,
             admitted=now if at < now else None,
-            claim=slot_key(request.job_id, request.attempt, at)
+            claim=slot_key(request.job_id, request.attempt, at, state.admitted + 1)
             if request.priority is Priority.BATCH
             else None,
         )
@@ -646,10 +657,11 @@ def _admitted(send_at: float, send: Send | None = None) -> Admission:
     )
 
 
-def slot_key(job_id: str, attempt: int, at: float) -> str:
+def slot_key(job_id: str, attempt: int, at: float, admission: int) -> str:
     """The key of a slot another attempt may be given (rules.route_records.SlotClaim): its first
-    holder and its send time in ms, so that a slot asked for again is a new one."""
-    return f"{job_id}.{attempt}.{round(at * 1000)}"
+    holder, its send time in ms and the route's count of admissions (``PacerState.admitted``),
+    so that each admission is a slot of its own, also one asked for again at the same time."""
+    return f"{job_id}.{attempt}.{round(at * 1000)}.{admission}"
 
 
 def _takeable(state: PacerState, request: AdmitRequest, now: float, before: float) -> Send | None:
@@ -666,7 +678,7 @@ def _takeable(state: PacerState, request: AdmitRequest, now: float, before: floa
         and send.taken_from is None
         and send.left is None
         and (send.job_id, send.attempt) in batch
-        and max(now, state.cool_until) < send.at < before
+        and max(now + TAKE_AHEAD_S, state.cool_until) < send.at < before
         and send.images >= request.images
     ]
     return min(found, key=lambda send: send.at, default=None)
@@ -690,7 +702,7 @@ def _take(
         job_id=request.job_id,
         attempt=request.attempt,
         images=request.images,
-        taken_from=holder,
+        taken_from=(*holder, send.images),
     )
     slot = Slot(
         job_id=request.job_id,
@@ -751,22 +763,43 @@ def release(state: PacerState, job_id: str, attempt: int | None = None) -> Pacer
     )
 
 
-def slot_lost(state: PacerState, job_id: str, attempt: int) -> PacerState:
-    """The attempt found its slot claimed by another (FailureKind.SLOT_TAKEN) and did not send.
-    An interactive attempt given a batch attempt's slot too late (the holder claimed it first and
-    sent): the send and the running request are the holder's again, and the slot can be given to
-    nobody else. A batch attempt whose slot was given away: nothing here is its own any more."""
+def not_sent(state: PacerState, job_id: str, attempt: int, *, slot_taken: bool) -> PacerState:
+    """The attempt ended without sending; ``slot_taken``: because another attempt claimed its
+    slot first (FailureKind.SLOT_TAKEN). Where a slot was given from one attempt to another:
+
+    - an attempt given a batch attempt's slot did not send in it (its claim came too late, or it
+      failed or stopped before the send): the send and its running request are the batch
+      attempt's again, which claims the slot at its time; and nobody is given it again;
+    - an attempt whose slot was handed back to it found it claimed: the attempt it had been
+      given to claimed it and did not send, so nobody sends in it;
+    - a batch attempt whose slot was given away did not send: the slot is the other's alone.
+    """
     key = (job_id, attempt)
-    send = next((s for s in state.sends if (s.job_id, s.attempt) == key), None)
-    if send is None or send.taken_from is None:
-        return state
-    holder, holder_attempt = send.taken_from
-    back = replace(send, job_id=holder, attempt=holder_attempt, claim=None, taken_from=None)
+    own = next((s for s in state.sends if (s.job_id, s.attempt) == key), None)
+    if own is not None and own.taken_from is not None:
+        return _hand_back(state, own)
+    if own is not None and slot_taken:
+        return unsent(state, job_id, attempt)
+    return replace(
+        state,
+        sends=tuple(
+            replace(s, taken_from=None) if s.given_from(job_id, attempt) else s for s in state.sends
+        ),
+    )
+
+
+def _hand_back(state: PacerState, send: Send) -> PacerState:
+    """``send``, given from a batch attempt, is that attempt's again, and so is its running
+    request's slot."""
+    assert send.taken_from is not None
+    holder, attempt, images = send.taken_from
+    key = (send.job_id, send.attempt)
+    back = replace(send, job_id=holder, attempt=attempt, images=images, claim=None, taken_from=None)
     return replace(
         state,
         sends=tuple(back if (s.job_id, s.attempt) == key else s for s in state.sends),
         slots=tuple(
-            replace(s, job_id=holder, attempt=holder_attempt, priority=Priority.BATCH, claim=None)
+            replace(s, job_id=holder, attempt=attempt, priority=Priority.BATCH, claim=None)
             if (s.job_id, s.attempt) == key
             else s
             for s in state.slots
@@ -790,6 +823,23 @@ def sent_at(state: PacerState, job_id: str, attempt: int, at: float) -> PacerSta
     happens), while the even pace stays on its admitted time; how late it was is remembered
     (``state_limits``)."""
     send = next((s for s in state.sends if (s.job_id, s.attempt) == (job_id, attempt)), None)
+    given = next((s for s in state.sends if s.given_from(job_id, attempt)), None)
+    if send is None and given is not None:
+        # A batch attempt sent in the slot it had been admitted to, which was given to an
+        # interactive attempt whose claim came too late (and has not said so yet): the send is
+        # the batch attempt's, and the interactive attempt's running request never will be.
+        assert given.taken_from is not None
+        images = given.taken_from[2]
+        own = replace(
+            given, job_id=job_id, attempt=attempt, images=images, claim=None, taken_from=None
+        )
+        return replace(
+            state,
+            sends=tuple(replace(own, left=at) if s is given else s for s in state.sends),
+            slots=tuple(
+                s for s in state.slots if (s.job_id, s.attempt) != (given.job_id, given.attempt)
+            ),
+        )
     late = state.late
     # A slot given to another attempt is sent as soon as that attempt's worker gets there: its
     # lateness is the hand-over's, not the host's.

@@ -127,9 +127,11 @@ def on_cancel_batch(state: RouteState, batch_id: str, now: float) -> RouteState:
 
 def on_report(state: RouteState, pace: Pace, report: AttemptReport, now: float) -> RouteState:
     pacer = state.pacer
-    if report.failure_kind == SLOT_TAKEN:
-        # Not sent: another attempt claimed its slot (and the same attempt asks again).
-        pacer = pacing.slot_lost(pacer, report.job_id, report.attempt)
+    if report.sent_at is None:
+        # Where its slot had been given from or to another attempt, that one's now.
+        pacer = pacing.not_sent(
+            pacer, report.job_id, report.attempt, slot_taken=report.failure_kind == SLOT_TAKEN
+        )
     pacer = pacing.release(pacer, report.job_id, report.attempt)
     if report.sent_at is not None:
         pacer = pacing.sent_at(pacer, report.job_id, report.attempt, report.sent_at)

@@ -132,6 +132,9 @@ class AdmitRequest:
     queued_since: float
     # The batch the job is an item of (a cancelled batch's items are refused).
     batch_id: str | None = None
+    # Slots this attempt was given and lost to their holder's earlier claim (SlotClaim): after
+    # one, it is given no other (rules.pacing.TAKE_AHEAD_S).
+    lost_slots: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -143,6 +146,7 @@ class AdmitRequest:
             "calibrated": self.calibrated.to_json(),
             "queued_since": round(self.queued_since, 3),
             "batch_id": self.batch_id,
+            "lost_slots": self.lost_slots,
         }
 
     @classmethod
@@ -158,6 +162,7 @@ class AdmitRequest:
             calibrated=Expectation.from_json(required(data, "calibrated", "admit request")),
             queued_since=float(required(data, "queued_since", "admit request")),
             batch_id=optional_text(data.get("batch_id")),
+            lost_slots=int(data.get("lost_slots") or 0),
         )
 
 

@@ -143,7 +143,7 @@ def route_cool_down_name(route: str) -> str:
 def route_slot_name(route: str, key: str) -> str:
     """``routes/{route}/slots/{key}.json``: the claim of one send slot of the route, created only
     if absent by the attempt that sends in it (rules.route_records.SlotClaim). Never rewritten;
-    left for the container's lifecycle rule to delete (infra/main.bicep)."""
+    left for the storage account's lifecycle rule to delete (infra/app/api.bicep)."""
     return f"routes/{route}/slots/{key}.json"
 
 

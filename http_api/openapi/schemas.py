@@ -501,7 +501,8 @@ def _route_health() -> Schema:
             "running": _integer(minimum=0),
             "expiredSlots": _integer("Admitted attempts that never reported.", minimum=0),
             "slotsTaken": _integer(
-                "Batch attempts' slots given to interactive attempts before they were sent.",
+                "Batch attempts' slots given to interactive attempts before they were sent "
+                "(including those the batch attempt then claimed first).",
                 minimum=0,
             ),
             "shapes": {"type": "array", "items": shape},

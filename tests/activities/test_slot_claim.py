@@ -13,7 +13,7 @@ from dataclasses import replace
 from rules.job_records import AttemptInput
 from rules.outcome import FailureKind
 from rules.route_records import SlotClaim
-from storage.protocol import progress_name, route_slot_name
+from storage.protocol import cancel_name, progress_name, route_slot_name
 from tests.fakes import InMemoryStore
 
 from .test_generate import SkippingClock, attempt, job
@@ -133,3 +133,28 @@ def test_an_attempt_without_a_claim_writes_none():
     _, route = counting()
     assert attempt(replace(admitted("img-batch", first=False), claim=None), store, route).ok
     assert not any("/slots/" in name for name in store.blobs)
+
+
+def test_an_interactive_attempt_too_late_to_send_does_not_take_the_slot_from_its_holder():
+    store = InMemoryStore()
+    seen, route = counting()
+    now = time.time()
+    late = replace(admitted("img-interactive", first=True), send_at=now - 10, send_by=now - 5)
+    result = attempt(late, store, route)
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.ADMISSION_EXPIRED
+    assert store.get(name=SLOT) is None  # the batch attempt still gets its slot
+    assert attempt(admitted("img-batch", first=False), store, route).ok
+    assert len(seen) == 1
+
+
+def test_a_cancelled_interactive_attempt_does_not_take_the_slot_from_its_holder():
+    store = InMemoryStore()
+    seen, route = counting()
+    store.put(name=cancel_name("img-interactive"), data=b"{}", content_type="application/json")
+    result = attempt(admitted("img-interactive", first=True), store, route)
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.CANCELLED
+    assert result.failure.sent is False
+    assert store.get(name=SLOT) is None
+    assert seen == []

@@ -82,6 +82,7 @@ def test_a_lost_slot_is_asked_for_again_as_the_same_attempt_keeping_its_place(ha
         ask = AdmitRequest.from_json(only(entity_calls(actions, ADMIT))["input"])
         assert ask.attempt == 1
         assert ask.queued_since == first_ask.queued_since  # its place in the queue is kept
+        assert ask.lost_slots == lost  # given no other slot once it lost one (rules.pacing)
         assert activities(actions, FINISH) == []
         assert state["customStatus"]["phase"] == "generating"
         history.signal_sent(task + 1, ROUTE, REPORT)
@@ -94,6 +95,7 @@ def test_a_lost_slot_is_asked_for_again_as_the_same_attempt_keeping_its_place(ha
         assert generate["send_by"] == pytest.approx(start + GRACE_S)
         task += 3
 
+    assert first_ask.lost_slots == 0
     history.complete_activity(task, GENERATE, saved(1), after_s=22)
     _, actions = history.step()
     finish = only(activities(actions, FINISH))["input"]

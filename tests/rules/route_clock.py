@@ -44,6 +44,7 @@ def ask(
     attempt: int = 1,
     shape: str = SHAPE,
     total_s: float = 20.0,
+    lost_slots: int = 0,
 ) -> AdmitRequest:
     return AdmitRequest(
         job_id=job_id,
@@ -53,6 +54,7 @@ def ask(
         shape=shape,
         calibrated=calibrated(total_s, first_partial_share=None),
         queued_since=queued_since,
+        lost_slots=lost_slots,
     )
 
 
@@ -91,13 +93,14 @@ class Attempt:
     runs_s: float | None = None
     expected_s: float = 20.0
 
-    def request(self) -> AdmitRequest:
+    def request(self, lost_slots: int = 0) -> AdmitRequest:
         return ask(
             self.job_id,
             self.arrives_at,
             priority=self.priority,
             images=self.images,
             total_s=self.expected_s,
+            lost_slots=lost_slots,
         )
 
 
@@ -208,7 +211,8 @@ class Drain:
             heapq.heappush(queue, (at + attempt.runs_s, seq, "report", attempt))
 
     def _ask(self, attempt: Attempt, now: float) -> Admission:
-        state, answer = route_model.on_admit(self.state, self.pace, attempt.request(), now)
+        request = attempt.request(lost_slots=self.lost.count(attempt.job_id))
+        state, answer = route_model.on_admit(self.state, self.pace, request, now)
         self._store(state)
         self.log.append(Asked(now, attempt.job_id, answer))
         return answer

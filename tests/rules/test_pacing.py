@@ -142,8 +142,9 @@ def check_interactive_goes_first(t: float) -> None:
     assert t <= sent <= next_free + EPS
     # The slot right after t may already be promised to a batch attempt (admitted up to LEAD_S
     # ahead): it is given to the interactive one, which claims it first (rules.route_records.
-    # SlotClaim), so the interactive attempt waits at most a spacing.
-    assert sent <= t + SPACING + EPS
+    # SlotClaim), so the interactive attempt waits at most a spacing, and TAKE_AHEAD_S when the
+    # batch attempt's send is too close to be claimed first.
+    assert sent <= t + SPACING + pacing.TAKE_AHEAD_S + EPS
     waiting = [job for job, at in drain.sends.items() if job != "interactive" and at > t + LEAD_S]
     assert waiting, "the batch was still draining"
     assert all(drain.sends[job] > sent for job in waiting)
