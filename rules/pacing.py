@@ -65,10 +65,13 @@ WINDOW_SLACK_S = 0.05
 LEAD_S = 1.0
 # A batch slot is given to an interactive attempt only this long (seconds of wall time) or more
 # before its time: its worker must start and claim it before the batch attempt claims it at its
-# send time, and a slot closer than that would only be lost again. An interactive attempt that
-# lost a slot once is not given another (``AdmitRequest.lost_slots``): on a route whose spacing is
-# shorter than a worker's start it would lose every time.
-TAKE_AHEAD_S = 0.1
+# send time, which takes a Blob round trip at the least. Not more: a worker that starts quickly
+# wins a slot that is 0.05-0.1 s away (at time scale 10, a 0.1 s margin left 4 of 10 interactive
+# jobs a slot later; 0.03 s, 1 of 10), and one that does not costs the interactive attempt one
+# ask more. An interactive attempt that lost a slot once is not given another
+# (``AdmitRequest.lost_slots``): on a route whose spacing is shorter than a worker's start it
+# would lose every time.
+TAKE_AHEAD_S = 0.03
 # A queued attempt asks again at least this often (route seconds), so its position stays fresh,
 # but not more often than every REFRESH_MIN_S of wall time (a scaled local run's route seconds
 # are short: a hundred waiters asking every two seconds would load the entity for nothing).

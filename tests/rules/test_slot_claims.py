@@ -53,7 +53,7 @@ def two_batch_sends() -> PacerState:
 
 def test_the_constants_are_the_documented_ones():
     assert pacing.lead_s(RPM10) == LEAD
-    assert pacing.TAKE_AHEAD_S == 0.1
+    assert pacing.TAKE_AHEAD_S == 0.03
     assert pacing.slot_key("img-a", 2, 12.3456, 7) == "img-a.2.12346.7"
 
 
