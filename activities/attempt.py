@@ -168,18 +168,6 @@ class _Attempt:
         def storage_budget_s() -> float:
             return max(0.0, pre_send_deadline - self.seams.monotonic())
 
-        claim = job.claim
-        if claim is not None and claim.first:
-            # Given another attempt's slot: claimed before anything else, so that its holder,
-            # who claims it just before its send, finds it taken (rules.route_records.SlotClaim);
-            # but not by a worker too late to send, nor for a job already cancelled (the slot
-            # would be lost to both).
-            held = self.expired()
-            if held is None and await self.cancel_requested():
-                return await self.not_sent(upstream_errors.cancelled(sent=False))
-            held = held or await self.claim_slot(claim, storage_budget_s())
-            if held is not None:
-                return await self.held_back(held)
         earlier = await earlier_run(
             self.blobs,
             self.progress_blob,
@@ -192,6 +180,18 @@ class _Attempt:
         if earlier is not None:
             await self.writes.drain(0)
             return earlier
+        claim = job.claim
+        if claim is not None and claim.first:
+            # Given another attempt's slot: claimed first thing once no earlier run of this
+            # attempt is found, so that its holder, who claims it just before its send, finds
+            # it taken (rules.route_records.SlotClaim); but not by a worker too late to send,
+            # nor for a job already cancelled (the slot would be lost to both).
+            held = self.expired()
+            if held is None and await self.cancel_requested():
+                return await self.not_sent(upstream_errors.cancelled(sent=False))
+            held = held or await self.claim_slot(claim, storage_budget_s())
+            if held is not None:
+                return await self.held_back(held)
 
         inputs: list[InputFile] = []
         if request.is_edit:  # its images, by hash from Blob: without them, no send

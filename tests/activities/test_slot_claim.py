@@ -158,3 +158,18 @@ def test_a_cancelled_interactive_attempt_does_not_take_the_slot_from_its_holder(
     assert result.failure.sent is False
     assert store.get(name=SLOT) is None
     assert seen == []
+
+
+def test_a_rerun_of_a_finished_attempt_answers_its_result_without_claiming_again():
+    """Azure runs an activity at least once: a re-run of an interactive attempt that already
+    finished returns that result, however late, and takes no slot from anyone."""
+    store = InMemoryStore()
+    seen, route = counting()
+    given = admitted("img-interactive", first=True)
+    assert attempt(given, store, route).ok
+    store.blobs.pop(SLOT)
+    now = time.time()
+    rerun = attempt(replace(given, send_at=now - 10, send_by=now - 5), store, route)
+    assert rerun.ok, rerun.failure
+    assert len(seen) == 1
+    assert store.get(name=SLOT) is None
