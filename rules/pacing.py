@@ -606,16 +606,7 @@ def admit(
             if request.priority is Priority.BATCH
             else None,
         )
-        slot = Slot(
-            job_id=request.job_id,
-            attempt=request.attempt,
-            admitted_at=now,
-            send_at=send.at,
-            expected_end=send.at + expected_s,
-            expires_at=send.at + pace.lease_s,
-            priority=request.priority,
-            claim=_admitted(send.at, send).claim,
-        )
+        slot = _running(request, send, pace, now, expected_s=expected_s)
         state = replace(
             state,
             sends=(*state.sends, send),
@@ -707,16 +698,7 @@ def _take(
         images=request.images,
         taken_from=(*holder, send.images),
     )
-    slot = Slot(
-        job_id=request.job_id,
-        attempt=request.attempt,
-        admitted_at=now,
-        send_at=send.at,
-        expected_end=send.at + expected_s,
-        expires_at=send.at + pace.lease_s,
-        priority=request.priority,
-        claim=_admitted(given.at, given).claim,
-    )
+    slot = _running(request, given, pace, now, expected_s=expected_s)
     state = replace(
         state,
         sends=tuple(given if (s.job_id, s.attempt) == holder else s for s in state.sends),
@@ -788,6 +770,22 @@ def not_sent(state: PacerState, job_id: str, attempt: int, *, slot_taken: bool) 
         sends=tuple(
             replace(s, taken_from=None) if s.given_from(job_id, attempt) else s for s in state.sends
         ),
+    )
+
+
+def _running(
+    request: AdmitRequest, send: Send, pace: Pace, now: float, *, expected_s: float
+) -> Slot:
+    """The concurrency slot of ``request``, admitted now to send as ``send``."""
+    return Slot(
+        job_id=request.job_id,
+        attempt=request.attempt,
+        admitted_at=now,
+        send_at=send.at,
+        expected_end=send.at + expected_s,
+        expires_at=send.at + pace.lease_s,
+        priority=request.priority,
+        claim=_admitted(send.at, send).claim,
     )
 
 

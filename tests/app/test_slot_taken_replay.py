@@ -6,29 +6,22 @@ late (only lateness counts towards that)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
-from orchestrators.image_job import FINISH, GENERATE, STALE_ADMISSIONS_MAX, bp
+from orchestrators.image_job import FINISH, GENERATE, STALE_ADMISSIONS_MAX
 from orchestrators.route_entity import ADMIT, REPORT
 from rules.outcome import Failure, FailureKind, Layer
 from rules.route_records import Admission, AdmitRequest, AttemptReport, SlotClaim
 
-from .app_settings import only_settings
-from .durable_history import History, activities, entity_calls, entity_signals, orchestrator_handle
-from .test_orchestrator_replay import (
-    EXPECTED,
-    GRACE_S,
-    ROUTE,
-    SETTINGS,
-    failed,
-    job_input,
-    only,
-    saved,
-)
+from . import test_orchestrator_replay as replay
+from .durable_history import History, activities, entity_calls, entity_signals
+from .test_orchestrator_replay import EXPECTED, GRACE_S, ROUTE, failed, job_input, only, saved
+
+# Its fixtures: only its settings, and its orchestrator's handle.
+app_settings = replay.app_settings
+handle = replay.handle
 
 TAKEN = Failure(
     kind=FailureKind.SLOT_TAKEN,
@@ -36,17 +29,6 @@ TAKEN = Failure(
     message="another attempt claimed this attempt's slot on the route first",
     sent=False,
 )
-
-
-@pytest.fixture(autouse=True)
-def app_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    with only_settings(monkeypatch, SETTINGS):
-        yield
-
-
-@pytest.fixture(scope="module")
-def handle() -> Any:
-    return orchestrator_handle(bp, "image_job")
 
 
 def admit_with_claim(history: History, task_id: int, key: str) -> float:
