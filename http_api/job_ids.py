@@ -114,7 +114,7 @@ class JobIds:
         record = KeyRecord(job_id=job_id, fingerprint=job.fingerprint, created_at=job.created_at)
         data = json.dumps(record.to_json()).encode()
         try:
-            if await self._store.put_if_absent(name=self._key_blob(), data=data, content_type=JSON):
+            if await self._store.put_new(name=self._key_blob(), data=data, content_type=JSON):
                 return
             existing = await self._read_key_record()
             if existing is None or not self._within(existing.created_at):

@@ -237,18 +237,6 @@ class AzureBlobAsyncStore:
             name, data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
         )
 
-    async def put_if_absent(self, *, name: str, data: bytes, content_type: str) -> bool:
-        try:
-            await self._container.upload_blob(
-                name,
-                data,
-                overwrite=False,
-                content_settings=ContentSettings(content_type=content_type),
-            )
-        except ResourceExistsError:
-            return False
-        return True
-
     async def get(self, *, name: str) -> bytes | None:
         try:
             downloader = await self._container.download_blob(name)

@@ -43,10 +43,6 @@ class AsyncImageStore(Protocol):
 
     async def get(self, *, name: str) -> bytes | None: ...
 
-    async def put_if_absent(self, *, name: str, data: bytes, content_type: str) -> bool:
-        """Create the blob unless one exists: True when this call created it."""
-        ...
-
     async def list_page(
         self, *, prefix: str, limit: int, after: str | None
     ) -> tuple[list[str], str | None]:

@@ -90,12 +90,6 @@ class AsyncInMemoryStore:
     async def get(self, *, name: str) -> bytes | None:
         return self.sync.get(name=name)
 
-    async def put_if_absent(self, *, name: str, data: bytes, content_type: str) -> bool:
-        if self.sync.get(name=name) is not None:
-            return False
-        self.sync.put(name=name, data=data, content_type=content_type)
-        return True
-
     async def list_page(
         self, *, prefix: str, limit: int, after: str | None
     ) -> tuple[list[str], str | None]:
@@ -122,11 +116,7 @@ class AsyncInMemoryStore:
         return data
 
     async def put_new(self, *, name: str, data: bytes, content_type: str) -> bool:
-        if name in self.sync.blobs:
-            self.sync.put_calls.append(name)
-            return False
-        self.sync.put(name=name, data=data, content_type=content_type)
-        return True
+        return self.sync.put_new(name=name, data=data, content_type=content_type)
 
     async def get_versioned(self, *, name: str) -> tuple[bytes, str] | None:
         data = self.sync.get(name=name)
